@@ -1,0 +1,142 @@
+//! Wiring: build the shared state once, start the listeners, own the shutdown order.
+//!
+//! Shutdown order: stop accepting → finish in-flight requests within the grace period →
+//! flush the sink → return. Each step is logged.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use http::Method;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Verifier;
+use crate::config::{Config, LimitsConfig};
+use crate::dedup::MemoryStore;
+use crate::listener::{self, ListenSettings};
+use crate::metrics::Metrics;
+use crate::parse::Catalog;
+use crate::route::{Routes, Source};
+use crate::sink::Sink;
+use crate::{admin, tls};
+
+/// Everything a request needs, built once.
+#[derive(Debug)]
+pub struct State {
+    /// Routes and limits; swapped whole on reload.
+    pub runtime: ArcSwap<Runtime>,
+    /// Where events go.
+    pub sink: Sink,
+    /// Dedup store.
+    pub dedup: MemoryStore,
+    /// Metrics registry.
+    pub metrics: Metrics,
+    /// Body read timeout.
+    pub body_read_timeout: Duration,
+    /// Cancelled when shutdown starts (readiness turns false).
+    pub draining: CancellationToken,
+}
+
+/// The parts of the config that a reload replaces.
+#[derive(Debug)]
+pub struct Runtime {
+    /// Every source, by path.
+    pub routes: Routes,
+    /// Global limits.
+    pub limits: LimitsConfig,
+}
+
+/// Builds routes (with compiled verifiers and parsers) from `config`.
+pub fn build_runtime(config: &Config, catalog: &Catalog) -> anyhow::Result<Runtime> {
+    let mut sources = Vec::with_capacity(config.sources.len());
+    for s in &config.sources {
+        let parser = catalog
+            .get(&s.vendor)
+            .with_context(|| format!("source[{}].vendor: unknown parser {:?}", s.name, s.vendor))?;
+        let verifier =
+            Verifier::build(&s.auth).with_context(|| format!("source[{}].auth", s.name))?;
+        if verifier.is_open() {
+            tracing::warn!(source = %s.name, "source accepts UNAUTHENTICATED requests (auth kind = \"none\"); anyone who can reach it can inject events");
+        }
+        let methods: Vec<Method> = s
+            .methods
+            .iter()
+            .filter_map(|m| Method::from_bytes(m.as_bytes()).ok())
+            .collect();
+        let allow = s.methods.join(", ");
+        sources.push(Arc::new(Source {
+            name: s.name.clone(),
+            label: Arc::from(s.name.as_str()),
+            vendor_label: Arc::from(s.vendor.as_str()),
+            vendor: s.vendor.clone(),
+            path: s.path.clone(),
+            methods,
+            allow,
+            tenant: s.tenant.clone().unwrap_or_else(|| s.name.clone()),
+            max_body_bytes: s.max_body_bytes.unwrap_or(config.limits.max_body_bytes),
+            verifier,
+            parser,
+        }));
+    }
+    Ok(Runtime {
+        routes: Routes::new(sources),
+        limits: config.limits.clone(),
+    })
+}
+
+/// Runs hookgate on already-bound listeners until `shutdown` is cancelled.
+pub async fn run(
+    config: Config,
+    catalog: Catalog,
+    public: TcpListener,
+    admin_listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let runtime = build_runtime(&config, &catalog)?;
+    let sink = Sink::build(&config.sink)?;
+    let metrics = Metrics::new()?;
+    let tls = match &config.listener.tls {
+        Some(t) => Some(Arc::new(ArcSwap::new(tls::server_config(t)?))),
+        None => None,
+    };
+    let state = Arc::new(State {
+        runtime: ArcSwap::from_pointee(runtime),
+        sink,
+        dedup: MemoryStore::new(1_000_000),
+        metrics,
+        body_read_timeout: Duration::from_millis(config.listener.body_read_timeout_ms),
+        draining: shutdown.clone(),
+    });
+
+    let public_addr = public.local_addr()?;
+    let admin_addr = admin_listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    for source in state.runtime.load().routes.sources() {
+        tracing::info!(source = %source.name, vendor = %source.vendor, "route configured");
+    }
+    tracing::info!(address = %public_addr, scheme, "listening on {public_addr}");
+    tracing::info!(address = %admin_addr, "admin listening on {admin_addr}");
+
+    let admin_task = tokio::spawn(admin::serve(
+        admin_listener,
+        Arc::clone(&state),
+        shutdown.clone(),
+    ));
+    let settings = ListenSettings {
+        max_connections: config.listener.max_connections,
+        header_read_timeout: Duration::from_millis(config.listener.header_read_timeout_ms),
+        grace_period: Duration::from_millis(config.listener.grace_period_ms),
+    };
+    listener::serve(public, tls, Arc::clone(&state), settings, shutdown.clone()).await?;
+
+    tracing::info!("flushing sink");
+    match state.sink.flush().await {
+        Ok(()) => tracing::info!("sink flushed"),
+        Err(e) => tracing::error!(error = %e, "sink flush failed"),
+    }
+    admin_task.abort();
+    tracing::info!("stopped");
+    Ok(())
+}

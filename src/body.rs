@@ -1,0 +1,277 @@
+//! Stage 3, body: read the request body within its byte and time caps, decode
+//! `Content-Encoding`, and keep the exact bytes.
+//!
+//! Input: the unread body and the request head. Output: the body as [`Bytes`] (decoded).
+//! Fails with [`BodyError`]: 413 over a cap, 408 too slow, 415 unsupported media, 400 broken
+//! encoding. Never buffers more than the cap plus one frame; never inflates past the
+//! decompressed cap; never logs body bytes.
+
+use std::io::Read;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::HeaderMap;
+use http_body_util::BodyExt;
+
+/// The caps one read is held to.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    /// Wire bytes.
+    pub max_body_bytes: u64,
+    /// Bytes after decoding.
+    pub max_decompressed_bytes: u64,
+    /// Time for the whole body.
+    pub read_timeout: Duration,
+}
+
+/// Why a body was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// Sender's fault: the body is larger than the cap.
+    #[error("request body is larger than {limit} bytes")]
+    TooLarge {
+        /// The cap in bytes.
+        limit: u64,
+    },
+    /// Sender's fault: the body inflates past the decompressed cap.
+    #[error("decompressed request body is larger than {limit} bytes")]
+    DecompressedTooLarge {
+        /// The cap in bytes.
+        limit: u64,
+    },
+    /// Sender's fault: the body did not arrive within the read timeout.
+    #[error("request body was not received within {timeout:?}")]
+    Timeout {
+        /// The timeout.
+        timeout: Duration,
+    },
+    /// Sender's fault: a `Content-Encoding` other than identity, gzip or deflate.
+    #[error("unsupported content encoding {encoding:?}; use gzip, deflate or none")]
+    UnsupportedEncoding {
+        /// The header value (truncated).
+        encoding: String,
+    },
+    /// Sender's fault: a `Content-Type` that is not JSON.
+    #[error("unsupported content type {content_type:?}; send application/json")]
+    UnsupportedMediaType {
+        /// The header value (truncated).
+        content_type: String,
+    },
+    /// Sender's fault: the compressed stream is corrupt.
+    #[error("request body is not valid {encoding} data")]
+    CorruptEncoding {
+        /// gzip or deflate.
+        encoding: &'static str,
+    },
+    /// Sender's fault: the connection failed while the body was being read.
+    #[error("request body could not be read")]
+    Incomplete(#[source] hyper::Error),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Identity,
+    Gzip,
+    Deflate,
+}
+
+/// Checks the head before reading: media type, encoding and a declared length over the cap.
+/// Runs before authentication so a refused request costs no body read.
+pub fn check_head(headers: &HeaderMap, limits: &BodyLimits) -> Result<(), BodyError> {
+    if let Some(ct) = headers.get(http::header::CONTENT_TYPE) {
+        let text = ct.to_str().unwrap_or_default().to_ascii_lowercase();
+        let media = text.split(';').next().unwrap_or_default().trim();
+        let json_like = matches!(
+            media,
+            "" | "application/json"
+                | "application/x-ndjson"
+                | "application/jsonl"
+                | "application/json-seq"
+                | "text/plain"
+        ) || (media.starts_with("application/") && media.ends_with("+json"));
+        if !json_like {
+            return Err(BodyError::UnsupportedMediaType {
+                content_type: truncate(&text),
+            });
+        }
+    }
+    encoding(headers)?;
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(n) if n > limits.max_body_bytes => Err(BodyError::TooLarge {
+            limit: limits.max_body_bytes,
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn encoding(headers: &HeaderMap) -> Result<Encoding, BodyError> {
+    let Some(value) = headers.get(http::header::CONTENT_ENCODING) else {
+        return Ok(Encoding::Identity);
+    };
+    let text = value
+        .to_str()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    match text.as_str() {
+        "" | "identity" => Ok(Encoding::Identity),
+        "gzip" | "x-gzip" => Ok(Encoding::Gzip),
+        "deflate" => Ok(Encoding::Deflate),
+        _ => Err(BodyError::UnsupportedEncoding {
+            encoding: truncate(&text),
+        }),
+    }
+}
+
+fn truncate(text: &str) -> String {
+    text.chars().take(64).collect()
+}
+
+/// Reads the whole body within `limits`, then decodes it. The returned bytes are what
+/// signatures are checked against (vendors sign the decoded JSON).
+pub async fn read(
+    body: hyper::body::Incoming,
+    headers: &HeaderMap,
+    limits: &BodyLimits,
+) -> Result<Bytes, BodyError> {
+    let encoding = encoding(headers)?;
+    let wire = match tokio::time::timeout(
+        limits.read_timeout,
+        collect_capped(body, limits.max_body_bytes),
+    )
+    .await
+    {
+        Ok(result) => result?,
+        Err(_) => {
+            return Err(BodyError::Timeout {
+                timeout: limits.read_timeout,
+            })
+        }
+    };
+    match encoding {
+        Encoding::Identity => Ok(wire),
+        Encoding::Gzip => inflate(
+            flate2::read::GzDecoder::new(wire.as_ref()),
+            "gzip",
+            limits.max_decompressed_bytes,
+        ),
+        Encoding::Deflate => {
+            // HTTP's "deflate" is zlib-wrapped; some senders send raw deflate. Try both.
+            inflate(
+                flate2::read::ZlibDecoder::new(wire.as_ref()),
+                "deflate",
+                limits.max_decompressed_bytes,
+            )
+            .or_else(|err| match err {
+                BodyError::CorruptEncoding { .. } => inflate(
+                    flate2::read::DeflateDecoder::new(wire.as_ref()),
+                    "deflate",
+                    limits.max_decompressed_bytes,
+                ),
+                other => Err(other),
+            })
+        }
+    }
+}
+
+async fn collect_capped(mut body: hyper::body::Incoming, max: u64) -> Result<Bytes, BodyError> {
+    let mut buf = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(BodyError::Incomplete)?;
+        if let Ok(data) = frame.into_data() {
+            if (buf.len() + data.len()) as u64 > max {
+                return Err(BodyError::TooLarge { limit: max });
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf.freeze())
+}
+
+/// Decodes at most `max` bytes; one byte more means the body is over the cap.
+fn inflate(decoder: impl Read, name: &'static str, max: u64) -> Result<Bytes, BodyError> {
+    let mut out = Vec::new();
+    // Bounded: `take` stops the decoder one byte past the cap, whatever the stream claims.
+    let read = decoder.take(max.saturating_add(1)).read_to_end(&mut out);
+    match read {
+        Ok(n) if n as u64 > max => Err(BodyError::DecompressedTooLarge { limit: max }),
+        Ok(_) => Ok(Bytes::from(out)),
+        Err(_) => Err(BodyError::CorruptEncoding { encoding: name }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(data).unwrap();
+        enc.finish().unwrap()
+    }
+
+    #[test]
+    fn inflates_gzip_within_cap() {
+        let z = gzip(b"{\"a\":1}");
+        let out = inflate(flate2::read::GzDecoder::new(&z[..]), "gzip", 100).unwrap();
+        assert_eq!(&out[..], b"{\"a\":1}");
+    }
+
+    #[test]
+    fn stops_a_decompression_bomb_at_the_cap() {
+        let z = gzip(&vec![b'a'; 10 * 1024 * 1024]);
+        assert!(z.len() < 20_000);
+        let err = inflate(flate2::read::GzDecoder::new(&z[..]), "gzip", 1024 * 1024).unwrap_err();
+        assert!(matches!(err, BodyError::DecompressedTooLarge { limit } if limit == 1024 * 1024));
+    }
+
+    #[test]
+    fn rejects_corrupt_gzip() {
+        let err = inflate(flate2::read::GzDecoder::new(&b"not gzip"[..]), "gzip", 100).unwrap_err();
+        assert!(matches!(err, BodyError::CorruptEncoding { .. }));
+    }
+
+    #[test]
+    fn rejects_unknown_encoding_and_media_type() {
+        let limits = BodyLimits {
+            max_body_bytes: 10,
+            max_decompressed_bytes: 10,
+            read_timeout: Duration::from_secs(1),
+        };
+        let mut h = HeaderMap::new();
+        h.insert(http::header::CONTENT_ENCODING, "br".parse().unwrap());
+        assert!(matches!(
+            check_head(&h, &limits),
+            Err(BodyError::UnsupportedEncoding { .. })
+        ));
+        let mut h = HeaderMap::new();
+        h.insert(
+            http::header::CONTENT_TYPE,
+            "application/xml".parse().unwrap(),
+        );
+        assert!(matches!(
+            check_head(&h, &limits),
+            Err(BodyError::UnsupportedMediaType { .. })
+        ));
+    }
+
+    #[test]
+    fn rejects_declared_length_over_cap() {
+        let limits = BodyLimits {
+            max_body_bytes: 10,
+            max_decompressed_bytes: 10,
+            read_timeout: Duration::from_secs(1),
+        };
+        let mut h = HeaderMap::new();
+        h.insert(http::header::CONTENT_LENGTH, "11".parse().unwrap());
+        assert!(matches!(
+            check_head(&h, &limits),
+            Err(BodyError::TooLarge { limit: 10 })
+        ));
+    }
+}

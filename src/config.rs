@@ -1,0 +1,351 @@
+//! Config: the TOML file an operator writes, loaded once and validated in one pass.
+//!
+//! Input: a file path. Output: [`Config`] (serde types that describe the file). Runtime types
+//! (routes, verifiers, sinks) are built from it in `app.rs`; stages never read raw config.
+//! Fails with [`ConfigError`], which lists every problem found, each naming the key.
+
+pub mod auth;
+pub mod limits;
+pub mod listener;
+pub mod secret;
+pub mod sink;
+pub mod source;
+pub mod telemetry;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub use self::auth::AuthConfig;
+pub use self::limits::LimitsConfig;
+pub use self::listener::{AdminConfig, ListenerConfig, TlsConfig};
+pub use self::secret::Secret;
+pub use self::sink::SinkConfig;
+pub use self::source::SourceConfig;
+pub use self::telemetry::{LogFormat, TelemetryConfig};
+
+/// The whole config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[listener]`: the public port. Defaults apply when absent.
+    #[serde(default)]
+    pub listener: ListenerConfig,
+    /// `[admin]`: health, readiness and metrics port. Defaults apply when absent.
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// `[limits]`: body, decompression and batch caps. Defaults apply when absent.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// `[sink]`: where normalized events go. Default: JSON lines on standard output.
+    #[serde(default)]
+    pub sink: SinkConfig,
+    /// `[telemetry]`: log format and level.
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+    /// `[parsers]`: extra parser definitions.
+    #[serde(default)]
+    pub parsers: ParsersConfig,
+    /// `[[source]]`: one entry per vendor endpoint. At least one is required.
+    #[serde(default, rename = "source")]
+    pub sources: Vec<SourceConfig>,
+}
+
+/// `[parsers]`: where parser definitions come from besides the ones built in.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParsersConfig {
+    /// Directory of extra definitions (`*.toml`). A file named like a built-in parser
+    /// replaces it. Default: none (built-ins only). Example: `"/etc/hookgate/parsers"`.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+}
+
+/// One thing wrong with a config: the key it concerns and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted key, e.g. `source[hyprwatch-prod].path`.
+    pub key: String,
+    /// What is wrong, for an operator.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// Why a config could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Operator's fault: the file cannot be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Operator's fault: the file is not valid TOML or does not match the schema.
+    #[error("config file {path}: {source}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// toml's message, which names the line and the key.
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    /// Operator's fault: the file parsed but its values do not fit together.
+    #[error("config file {path} has {} problem(s):\n{}", problems.len(), list(problems))]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Every problem found.
+        problems: Vec<Problem>,
+    },
+}
+
+fn list(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("  - {p}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl Config {
+    /// Reads and parses `path`, then validates against the known parser names.
+    pub fn load(path: &Path, known_vendors: &[String]) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::from_toml(&text, path, known_vendors)
+    }
+
+    /// Parses config text; `path` is only used in messages.
+    pub fn from_toml(
+        text: &str,
+        path: &Path,
+        known_vendors: &[String],
+    ) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: path.to_owned(),
+            source: Box::new(e),
+        })?;
+        let problems = config.problems(known_vendors);
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                problems,
+            })
+        }
+    }
+
+    /// Every problem with this config; empty when it is usable.
+    pub fn problems(&self, known_vendors: &[String]) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let mut add = |key: String, message: String| problems.push(Problem { key, message });
+        if self.sources.is_empty() {
+            add(
+                "source".into(),
+                "no [[source]] is configured; hookgate would accept nothing".into(),
+            );
+        }
+        if self.listener.max_connections == 0 {
+            add(
+                "listener.max_connections".into(),
+                "must be at least 1".into(),
+            );
+        }
+        if self.limits.max_body_bytes == 0 {
+            add("limits.max_body_bytes".into(), "must be at least 1".into());
+        }
+        if self.limits.max_decompressed_bytes < self.limits.max_body_bytes {
+            add(
+                "limits.max_decompressed_bytes".into(),
+                "must be at least limits.max_body_bytes".into(),
+            );
+        }
+        if self.admin.address == self.listener.address && self.listener.address.port() != 0 {
+            add(
+                "admin.address".into(),
+                "must differ from listener.address: the admin endpoints never share the public port".into(),
+            );
+        }
+        if let Some(tls) = &self.listener.tls {
+            for (key, file) in [("cert_file", &tls.cert_file), ("key_file", &tls.key_file)] {
+                if !file.is_file() {
+                    add(
+                        format!("listener.tls.{key}"),
+                        format!("{} is not a readable file", file.display()),
+                    );
+                }
+            }
+        }
+        let mut names = HashSet::new();
+        let mut paths = HashSet::new();
+        for (i, source) in self.sources.iter().enumerate() {
+            let at = if source.name.is_empty() {
+                format!("source[{i}]")
+            } else {
+                format!("source[{}]", source.name)
+            };
+            if source.name.is_empty()
+                || !source
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                add(
+                    format!("{at}.name"),
+                    "must be non-empty and use only letters, digits, '-' and '_'".into(),
+                );
+            }
+            if !names.insert(source.name.as_str()) {
+                add(format!("{at}.name"), "is used by another source".into());
+            }
+            if !source.path.starts_with('/') || source.path.contains(['?', '#', ' ']) {
+                add(
+                    format!("{at}.path"),
+                    format!(
+                        "{:?} must start with '/' and contain no '?', '#' or spaces",
+                        source.path
+                    ),
+                );
+            }
+            if !paths.insert(source.path.as_str()) {
+                add(
+                    format!("{at}.path"),
+                    format!("{:?} is used by another source", source.path),
+                );
+            }
+            if !known_vendors.iter().any(|v| v == &source.vendor) {
+                add(
+                    format!("{at}.vendor"),
+                    format!(
+                        "unknown parser {:?}; known: {}",
+                        source.vendor,
+                        known_vendors.join(", ")
+                    ),
+                );
+            }
+            if source.methods.is_empty() {
+                add(
+                    format!("{at}.methods"),
+                    "must list at least one HTTP method".into(),
+                );
+            }
+            for m in &source.methods {
+                if !matches!(
+                    m.as_str(),
+                    "GET" | "POST" | "PUT" | "DELETE" | "PATCH" | "HEAD"
+                ) {
+                    add(
+                        format!("{at}.methods"),
+                        format!("{m:?} is not one of GET, POST, PUT, DELETE, PATCH, HEAD"),
+                    );
+                }
+            }
+            if source.max_body_bytes == Some(0) {
+                add(format!("{at}.max_body_bytes"), "must be at least 1".into());
+            }
+            if source.auth.is_empty() {
+                add(
+                    format!("{at}.auth"),
+                    "no authentication configured; write auth = [{ kind = \"none\" }] to accept unauthenticated requests on purpose".into(),
+                );
+            }
+            for (j, scheme) in source.auth.iter().enumerate() {
+                if let AuthConfig::Hmac {
+                    secrets, header, ..
+                } = scheme
+                {
+                    if secrets.is_empty() || secrets.iter().any(|s| s.expose().is_empty()) {
+                        add(
+                            format!("{at}.auth[{j}].secrets"),
+                            "needs at least one non-empty secret".into(),
+                        );
+                    }
+                    if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
+                        add(
+                            format!("{at}.auth[{j}].header"),
+                            format!("{header:?} is not a valid header name"),
+                        );
+                    }
+                }
+            }
+        }
+        problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vendors() -> Vec<String> {
+        vec!["hyprwatch".to_owned()]
+    }
+
+    #[test]
+    fn minimal_config_loads_with_defaults() {
+        let c = Config::from_toml(
+            r#"
+[[source]]
+name = "hw"
+vendor = "hyprwatch"
+path = "/ingest/hyprwatch"
+auth = [{ kind = "hmac", secrets = ["whsec_test"] }]
+"#,
+            Path::new("t.toml"),
+            &vendors(),
+        )
+        .unwrap();
+        assert_eq!(c.limits.max_body_bytes, 1024 * 1024);
+        assert_eq!(c.sources[0].methods, vec!["POST"]);
+    }
+
+    #[test]
+    fn reports_every_problem_with_its_key() {
+        let err = Config::from_toml(
+            r#"
+[[source]]
+name = "a b"
+vendor = "nope"
+path = "x"
+methods = ["FETCH"]
+"#,
+            Path::new("t.toml"),
+            &vendors(),
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        for needle in [
+            "source[a b].name",
+            "source[a b].vendor",
+            "source[a b].path",
+            "source[a b].methods",
+            "source[a b].auth",
+        ] {
+            assert!(text.contains(needle), "missing {needle} in {text}");
+        }
+    }
+
+    #[test]
+    fn rejects_unknown_keys() {
+        let err = Config::from_toml(
+            "[listener]\nadress = \"0.0.0.0:1\"\n",
+            Path::new("t.toml"),
+            &vendors(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("adress"), "{err}");
+    }
+}

@@ -1,0 +1,95 @@
+//! `[listener]` and `[admin]`: where hookgate accepts vendor traffic and where operators probe it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// `[listener]`: the public port that vendors' webhooks reach.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// Address and port to bind. Default `0.0.0.0:8080`. Example: `"0.0.0.0:8443"`.
+    /// Port 0 picks a free port (the bound address is logged as `listening on`).
+    #[serde(default = "default_address")]
+    pub address: SocketAddr,
+    /// TLS termination with rustls. Absent: plain HTTP (only behind a TLS-terminating load
+    /// balancer; vendors require `https://` URLs).
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// Most TCP connections served at once. Default 4096. Further connections wait in the
+    /// kernel's accept queue until one closes.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Time allowed for a client to send the request line and headers, in milliseconds.
+    /// Default 10000. A slower client is disconnected.
+    #[serde(default = "default_header_read_timeout_ms")]
+    pub header_read_timeout_ms: u64,
+    /// Time allowed to receive the whole body once headers are in, in milliseconds.
+    /// Default 30000. A slower client gets 408.
+    #[serde(default = "default_body_read_timeout_ms")]
+    pub body_read_timeout_ms: u64,
+    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish, in milliseconds.
+    /// Default 25000 (under Kubernetes' default 30 s termination grace period).
+    #[serde(default = "default_grace_period_ms")]
+    pub grace_period_ms: u64,
+}
+
+/// `[listener.tls]`: certificate and key for HTTPS. Both files are PEM.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first. Example: `"/etc/hookgate/tls/cert.pem"`.
+    pub cert_file: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1). Example: `"/etc/hookgate/tls/key.pem"`.
+    pub key_file: PathBuf,
+}
+
+/// `[admin]`: health, readiness and metrics. Never served on the public port.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address of the admin listener. Default `127.0.0.1:9090` (loopback only).
+    #[serde(default = "default_admin_address")]
+    pub address: SocketAddr,
+}
+
+impl Default for ListenerConfig {
+    fn default() -> Self {
+        ListenerConfig {
+            address: default_address(),
+            tls: None,
+            max_connections: default_max_connections(),
+            header_read_timeout_ms: default_header_read_timeout_ms(),
+            body_read_timeout_ms: default_body_read_timeout_ms(),
+            grace_period_ms: default_grace_period_ms(),
+        }
+    }
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            address: default_admin_address(),
+        }
+    }
+}
+
+fn default_address() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 8080))
+}
+fn default_admin_address() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9090))
+}
+fn default_max_connections() -> usize {
+    4096
+}
+fn default_header_read_timeout_ms() -> u64 {
+    10_000
+}
+fn default_body_read_timeout_ms() -> u64 {
+    30_000
+}
+fn default_grace_period_ms() -> u64 {
+    25_000
+}

@@ -1,0 +1,125 @@
+//! Secret values in the config file.
+//!
+//! A secret is written as `"${ENV_VAR}"` (read from the environment at load time), as
+//! `{ file = "/run/secrets/x" }` (read from a file, trailing newline trimmed), or, for local
+//! experiments only, as a literal string. The value never appears in `Debug` output or logs.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+
+/// A credential, key or token loaded from the config. `Debug` prints `Secret(***)`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value that is already resolved (tests, generated demo secrets).
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret's bytes. Call only where the value is compared or used as a key.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SecretSource {
+    Inline(String),
+    File { file: PathBuf },
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match SecretSource::deserialize(deserializer)? {
+            SecretSource::Inline(text) => interpolate(&text).map(Secret).map_err(de::Error::custom),
+            SecretSource::File { file } => match std::fs::read_to_string(&file) {
+                Ok(text) => Ok(Secret(text.trim_end_matches(['\r', '\n']).to_owned())),
+                Err(e) => Err(de::Error::custom(format!(
+                    "cannot read secret file {}: {e}",
+                    file.display()
+                ))),
+            },
+        }
+    }
+}
+
+/// Replaces every `${NAME}` in `text` with the environment variable `NAME`.
+/// A missing variable is an error that names it (never its value).
+pub fn interpolate(text: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(rest.get(..start).unwrap_or_default());
+        let after = rest.get(start + 2..).unwrap_or_default();
+        let Some(end) = after.find('}') else {
+            return Err("unterminated `${` in value".to_owned());
+        };
+        let name = after.get(..end).unwrap_or_default();
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(format!(
+                "`${{{name}}}` is not a valid environment variable name"
+            ));
+        }
+        match std::env::var(name) {
+            Ok(value) => out.push_str(&value),
+            Err(_) => return Err(format!("environment variable {name} is not set")),
+        }
+        rest = after.get(end + 1..).unwrap_or_default();
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_prints_the_value() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s:?}"), "Secret(***)");
+    }
+
+    #[test]
+    fn interpolates_known_variable() {
+        // PATH is set in every test environment.
+        let path = std::env::var("PATH").unwrap();
+        assert_eq!(interpolate("a${PATH}b").unwrap(), format!("a{path}b"));
+    }
+
+    #[test]
+    fn missing_variable_names_it() {
+        let err = interpolate("${HOOKGATE_SURELY_UNSET_VAR_123}").unwrap_err();
+        assert!(err.contains("HOOKGATE_SURELY_UNSET_VAR_123"), "{err}");
+    }
+
+    #[test]
+    fn rejects_unterminated_reference() {
+        assert!(interpolate("${ABC").is_err());
+    }
+
+    #[test]
+    fn reads_secret_from_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        std::fs::write(&path, "from-file\n").unwrap();
+        let toml_text = format!("s = {{ file = {:?} }}", path.display().to_string());
+        #[derive(Deserialize)]
+        struct T {
+            s: Secret,
+        }
+        let t: T = toml::from_str(&toml_text).unwrap();
+        assert_eq!(t.s.expose(), "from-file");
+    }
+}

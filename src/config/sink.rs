@@ -1,0 +1,33 @@
+//! `[sink]`: where normalized events leave hookgate.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// `[sink]`: the embedded default writes JSON lines, so hookgate runs with nothing else
+/// installed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkConfig {
+    /// JSON-lines output: `"-"` for standard output, or a file path that is appended to and
+    /// synced before each acknowledgement. Default `"-"`. Example: `"/var/lib/hookgate/events.jsonl"`.
+    #[serde(default = "default_path")]
+    pub path: PathBuf,
+    /// Where events that could not be parsed or mapped are written, with their raw bytes and
+    /// the reason. Default: the same output as `path`, marked `"dead_letter": true`.
+    #[serde(default)]
+    pub dead_letter_path: Option<PathBuf>,
+}
+
+impl Default for SinkConfig {
+    fn default() -> Self {
+        SinkConfig {
+            path: default_path(),
+            dead_letter_path: None,
+        }
+    }
+}
+
+fn default_path() -> PathBuf {
+    PathBuf::from("-")
+}

@@ -1,0 +1,45 @@
+//! hookgate: a receiving-side SIEM ingest gateway. Vendor webhooks in; verified,
+//! deduplicated OCSF events out.
+//!
+//! # Layout: the trip of a request
+//!
+//! | module | stage |
+//! |---|---|
+//! | [`listener`] | 1. bind, TLS, accept, HTTP/1.1 + HTTP/2, graceful drain |
+//! | [`pipeline`] | the trip: calls every stage below, in order |
+//! | [`route`] | 2. (method, path) → source |
+//! | [`body`] | 3. read with byte/time caps, decompress with a cap |
+//! | [`auth`] | 4. trust: signatures, credentials, addresses |
+//! | [`split`] | 5. one body → N raw events |
+//! | [`dedup`] | 6. reserve / commit event ids |
+//! | [`parse`] | 7. vendor parser definitions (`parsers/`) |
+//! | [`normalize`] | 8. OCSF 1.8.0 events |
+//! | [`sink`] | 9–10. make durable and publish |
+//! | [`respond`] | 11. outcome or error → HTTP answer |
+//!
+//! Around the trip: [`app`] (wiring, shutdown order), [`config`], [`admin`] (health, metrics),
+//! [`metrics`], [`telemetry`], [`tls`], [`shutdown`], [`cli`].
+
+pub mod admin;
+pub mod app;
+pub mod auth;
+pub mod body;
+pub mod cli;
+pub mod config;
+pub mod dedup;
+pub mod demo;
+pub mod listener;
+pub mod metrics;
+pub mod normalize;
+pub mod parse;
+pub mod pipeline;
+pub mod preview;
+pub mod respond;
+pub mod route;
+pub mod shutdown;
+pub mod sink;
+pub mod split;
+pub mod telemetry;
+pub mod tls;
+
+pub use app::run;

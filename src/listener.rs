@@ -1,0 +1,142 @@
+//! Stage 1, listener: bind, TLS, accept, connection cap, HTTP/1.1 + HTTP/2, graceful drain.
+//!
+//! Input: a bound `TcpListener`. Output: each request handed to [`crate::pipeline::handle`].
+//! On shutdown it stops accepting, lets in-flight requests finish within the grace period,
+//! then returns. Never reads a body itself.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use rustls::ServerConfig;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::State;
+use crate::pipeline;
+
+/// How the public listener behaves.
+#[derive(Debug, Clone, Copy)]
+pub struct ListenSettings {
+    /// Most connections at once.
+    pub max_connections: usize,
+    /// Time for the request head.
+    pub header_read_timeout: Duration,
+    /// Time in-flight requests get on shutdown.
+    pub grace_period: Duration,
+}
+
+/// Why the listener stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    /// Gateway's fault: the connection semaphore closed.
+    #[error("connection limiter closed")]
+    LimiterClosed,
+}
+
+/// Serves the public port until `shutdown` is cancelled, then drains.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<Arc<ArcSwap<ServerConfig>>>,
+    state: Arc<State>,
+    settings: ListenSettings,
+    shutdown: CancellationToken,
+) -> Result<(), ListenError> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_read_timeout)
+        .keep_alive(true);
+    builder.http2().timer(TokioTimer::new());
+    let builder = Arc::new(builder);
+    let permits = Arc::new(Semaphore::new(settings.max_connections));
+    let graceful = GracefulShutdown::new();
+
+    loop {
+        let permit = tokio::select! {
+            permit = Arc::clone(&permits).acquire_owned() => permit.map_err(|_| ListenError::LimiterClosed)?,
+            () = shutdown.cancelled() => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let state = Arc::clone(&state);
+        let service = service_fn(move |req| {
+            let state = Arc::clone(&state);
+            async move { Ok::<_, Infallible>(pipeline::handle(state, peer, req).await) }
+        });
+        let builder = Arc::clone(&builder);
+        let watcher = graceful.watcher();
+        match &tls {
+            None => {
+                let conn = builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .into_owned();
+                let conn = watcher.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection closed with error");
+                    }
+                    drop(permit);
+                });
+            }
+            Some(tls) => {
+                let acceptor = tokio_rustls::TlsAcceptor::from(tls.load_full());
+                let handshake_timeout = settings.header_read_timeout;
+                tokio::spawn(async move {
+                    let stream = match tokio::time::timeout(
+                        handshake_timeout,
+                        acceptor.accept(stream),
+                    )
+                    .await
+                    {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!("TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let conn = builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .into_owned();
+                    if let Err(e) = watcher.watch(conn).await {
+                        tracing::debug!(error = %e, "connection closed with error");
+                    }
+                    drop(permit);
+                });
+            }
+        }
+    }
+
+    drop(listener);
+    tracing::info!(
+        grace_period_ms = settings.grace_period.as_millis() as u64,
+        "stopped accepting; draining in-flight requests"
+    );
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections drained"),
+        () = tokio::time::sleep(settings.grace_period) => tracing::warn!("grace period ran out; closing remaining connections"),
+    }
+    Ok(())
+}

@@ -1,0 +1,172 @@
+//! Entry point: parse the command line, load config, start telemetry, run, map errors to exit
+//! codes (64 = bad usage or config, 1 = runtime failure).
+
+use std::io::Read;
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use hookgate::cli::{Cli, Command};
+use hookgate::config::{Config, TelemetryConfig};
+use hookgate::parse::Catalog;
+use tokio_util::sync::CancellationToken;
+
+const EX_USAGE: u8 = 64;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => check(&config),
+        Command::Serve { config } => serve(&config),
+        Command::Parse {
+            vendor,
+            parsers_dir,
+            headers,
+            file,
+        } => parse(&vendor, parsers_dir.as_deref(), &headers, file.as_deref()),
+        Command::Demo { port, output } => demo(port, &output),
+    }
+}
+
+fn load(path: &Path) -> Result<(Config, Catalog), String> {
+    // Parsers named in the config's [parsers] dir are only known after a first read; load the
+    // built-ins, then reload with the directory if one is set.
+    let builtin = Catalog::load(None).map_err(|e| e.to_string())?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+    let dir = toml::from_str::<toml::Value>(&text).ok().and_then(|v| {
+        v.get("parsers")?
+            .get("dir")?
+            .as_str()
+            .map(std::path::PathBuf::from)
+    });
+    let catalog = match dir {
+        Some(d) => Catalog::load(Some(&d)).map_err(|e| e.to_string())?,
+        None => builtin,
+    };
+    let config = Config::from_toml(&text, path, &catalog.names()).map_err(|e| e.to_string())?;
+    Ok((config, catalog))
+}
+
+fn check(path: &Path) -> ExitCode {
+    match load(path) {
+        Ok((config, catalog)) => match hookgate::app::build_runtime(&config, &catalog) {
+            Ok(runtime) => {
+                println!(
+                    "{}: ok ({} sources)",
+                    path.display(),
+                    runtime.routes.sources().count()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{}: {e:#}", path.display());
+                ExitCode::from(EX_USAGE)
+            }
+        },
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(EX_USAGE)
+        }
+    }
+}
+
+fn serve(path: &Path) -> ExitCode {
+    let (config, catalog) = match load(path) {
+        Ok(pair) => pair,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    run_blocking(config, catalog)
+}
+
+fn run_blocking(config: Config, catalog: Catalog) -> ExitCode {
+    hookgate::telemetry::init(&config.telemetry);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        let public = tokio::net::TcpListener::bind(config.listener.address)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot bind listener.address {}: {e}",
+                    config.listener.address
+                )
+            })?;
+        let admin = tokio::net::TcpListener::bind(config.admin.address)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!("cannot bind admin.address {}: {e}", config.admin.address)
+            })?;
+        let shutdown = CancellationToken::new();
+        hookgate::shutdown::on_signal(shutdown.clone());
+        hookgate::run(config, catalog, public, admin, shutdown).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "hookgate failed");
+            eprintln!("hookgate: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn parse(vendor: &str, dir: Option<&Path>, headers: &[String], file: Option<&Path>) -> ExitCode {
+    // A payload for the parser tool: capped at 64 MiB so a wrong pipe cannot eat memory.
+    const MAX_PAYLOAD: u64 = 64 * 1024 * 1024;
+    let mut body = Vec::new();
+    let read = match file {
+        Some(p) if p != Path::new("-") => {
+            std::fs::File::open(p).and_then(|f| f.take(MAX_PAYLOAD).read_to_end(&mut body))
+        }
+        _ => std::io::stdin().take(MAX_PAYLOAD).read_to_end(&mut body),
+    };
+    if let Err(e) = read {
+        eprintln!("cannot read payload: {e}");
+        return ExitCode::from(EX_USAGE);
+    }
+    match hookgate::preview::run(vendor, dir, headers, body) {
+        Ok(lines) => {
+            for line in lines {
+                println!("{line}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(EX_USAGE)
+        }
+    }
+}
+
+fn demo(port: u16, output: &Path) -> ExitCode {
+    let demo = hookgate::demo::Demo::generate(port, output);
+    let catalog = match Catalog::load(None) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let config = match Config::from_toml(&demo.config_toml, Path::new("<demo>"), &catalog.names()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("demo config is invalid (a bug): {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!("{}", demo.instructions);
+    let _ = TelemetryConfig::default();
+    run_blocking(config, catalog)
+}

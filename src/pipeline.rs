@@ -1,0 +1,220 @@
+//! The trip of a request, in order: the table of contents of the service.
+//!
+//! listener → **route → body → auth → split → dedup → parse → normalize → spool/publish →
+//! respond**. Each stage is one call below; none is hidden in a wrapper. The sender gets a
+//! 2xx only after `sink.deliver` returned, i.e. once its events are durable.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Instant, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use tracing::{field, info_span, Instrument};
+
+use crate::app::State;
+use crate::auth::{self, Head};
+use crate::body::{self, BodyLimits};
+use crate::dedup::Dedup;
+use crate::metrics::{EventOutcome, UNMATCHED};
+use crate::normalize::{self, EventContext};
+use crate::parse;
+use crate::respond::{self, Failure, Outcome};
+use crate::route::{self, Incoming, Routed};
+use crate::sink::{Batch, DeadLetter, Record};
+use crate::split::{self, Split};
+
+/// Serves one request on the public port.
+pub async fn handle(
+    state: Arc<State>,
+    peer: SocketAddr,
+    request: Request<hyper::body::Incoming>,
+) -> Response<Full<Bytes>> {
+    let started = Instant::now();
+    let _in_flight = state.metrics.in_flight();
+    let incoming = Incoming::new(request, peer);
+    let request_id = incoming.request_id.clone();
+    let span = info_span!("request", request_id = %request_id.0, source = field::Empty, method = %incoming.parts.method);
+    async move {
+        let mut source_label: Option<Arc<str>> = None;
+        let result = trip(&state, incoming, &mut source_label).await;
+        let source = source_label.as_deref().unwrap_or(UNMATCHED);
+        let response = respond::build(&result, &request_id);
+        state.metrics.request(source, response.status().as_u16(), started.elapsed());
+        match &result {
+            Ok(outcome) => tracing::debug!(?outcome, "request accepted"),
+            Err(failure) => {
+                state.metrics.rejection(source, failure.code());
+                let status = response.status().as_u16();
+                if status >= 500 {
+                    tracing::error!(status, reason = failure.code(), error = %failure, "request failed");
+                } else {
+                    tracing::info!(status, reason = failure.code(), "request rejected");
+                }
+            }
+        }
+        response
+    }
+    .instrument(span)
+    .await
+}
+
+async fn trip(
+    state: &State,
+    incoming: Incoming,
+    source_label: &mut Option<Arc<str>>,
+) -> Result<Outcome, Failure> {
+    let runtime = state.runtime.load_full();
+
+    // 2. route
+    let Routed {
+        incoming,
+        source,
+        path_token,
+    } = route::resolve(&runtime.routes, incoming)?;
+    *source_label = Some(Arc::clone(&source.label));
+    tracing::Span::current().record("source", source.name.as_str());
+    let head = Head {
+        headers: &incoming.parts.headers,
+        peer: incoming.peer,
+        path_token: path_token.as_deref(),
+    };
+
+    // 4a. auth, the checks that need no body (so refusals cost no body read)
+    auth::check_before_body(&source.verifier, &head)?;
+
+    // 3. body
+    let limits = BodyLimits {
+        max_body_bytes: source.max_body_bytes,
+        max_decompressed_bytes: runtime.limits.max_decompressed_bytes,
+        read_timeout: state.body_read_timeout,
+    };
+    body::check_head(&incoming.parts.headers, &limits)?;
+    let raw = body::read(incoming.body, &incoming.parts.headers, &limits).await?;
+
+    // 4b. auth over the exact raw bytes
+    let authenticated = auth::verify(&source.verifier, &head, &raw)?;
+
+    // 5. split
+    let events = match split::events(
+        &raw,
+        &source.parser,
+        &incoming.parts.headers,
+        runtime.limits.max_events_per_request,
+    )? {
+        Split::Heartbeat => return Ok(Outcome::Heartbeat),
+        Split::Events(events) => events,
+    };
+
+    // 6. dedup: reserve every key; a duplicate within the batch counts as seen.
+    let mut fresh = Vec::with_capacity(events.len());
+    let mut duplicates = 0usize;
+    let mut in_flight = false;
+    for event in events {
+        match state.dedup.reserve(&source.name, &event.key)? {
+            Dedup::New | Dedup::Exempt => fresh.push(event),
+            Dedup::Seen => duplicates += 1,
+            Dedup::InFlight if fresh.iter().any(|f| f.key == event.key) => duplicates += 1,
+            Dedup::InFlight => in_flight = true,
+        }
+    }
+    if in_flight {
+        release_all(state, &source.name, fresh.iter().map(|e| &e.key));
+        return Err(Failure::InFlight);
+    }
+    let keys: Vec<parse::EventKey> = fresh.iter().map(|e| e.key.clone()).collect();
+
+    // 7–8. parse and normalize; what cannot be mapped becomes a dead letter, never a drop.
+    let received_at_ms = incoming
+        .received_at
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let mut records = Vec::with_capacity(fresh.len());
+    let mut dead_lettered = 0u64;
+    for event in fresh {
+        let raw_text = std::str::from_utf8(&event.raw).unwrap_or_default();
+        let ctx = EventContext {
+            source: &source.name,
+            vendor: &source.vendor,
+            tenant: &source.tenant,
+            request_id: &incoming.request_id.0,
+            received_at_ms,
+            auth_scheme: authenticated.scheme,
+            headers: &incoming.parts.headers,
+            raw: raw_text,
+        };
+        let uid = event.key.id.clone();
+        let normalized = parse::apply(&source.parser, event.value, event.key, &ctx)
+            .map_err(|e| (e.code(), e.to_string()))
+            .and_then(|parsed| {
+                normalize::to_ocsf(parsed, &ctx).map_err(|e| (e.code(), e.to_string()))
+            });
+        match normalized {
+            Ok(ocsf) => {
+                state.metrics.events(
+                    &source.name,
+                    &source.vendor,
+                    ocsf.class_name,
+                    EventOutcome::Accepted,
+                    1,
+                );
+                records.push(Record::Event(ocsf));
+            }
+            Err((reason_code, reason)) => {
+                tracing::warn!(reason = reason_code, "event dead-lettered");
+                dead_lettered += 1;
+                records.push(Record::DeadLetter(DeadLetter {
+                    uid,
+                    reason_code,
+                    reason,
+                    raw: event.raw,
+                }));
+            }
+        }
+    }
+    state.metrics.events(
+        &source.name,
+        &source.vendor,
+        "none",
+        EventOutcome::Duplicate,
+        duplicates as u64,
+    );
+    state.metrics.events(
+        &source.name,
+        &source.vendor,
+        "none",
+        EventOutcome::DeadLettered,
+        dead_lettered,
+    );
+    let events = records.len();
+
+    // 9–10. spool / publish: only a durable batch is acknowledged.
+    if !records.is_empty() {
+        let batch = Batch {
+            source: Arc::clone(&source.label),
+            vendor: Arc::clone(&source.vendor_label),
+            request_id: incoming.request_id.0.clone(),
+            records,
+        };
+        if let Err(e) = state.sink.deliver(batch).await {
+            release_all(state, &source.name, keys.iter());
+            return Err(e.into());
+        }
+    }
+    for key in &keys {
+        state.dedup.commit(&source.name, key)?;
+    }
+
+    // 11. respond (the caller builds the answer from this outcome)
+    Ok(Outcome::Accepted { events, duplicates })
+}
+
+fn release_all<'a>(state: &State, source: &str, keys: impl Iterator<Item = &'a parse::EventKey>) {
+    for key in keys {
+        if let Err(e) = state.dedup.release(source, key) {
+            tracing::error!(error = %e, "dedup release failed");
+        }
+    }
+}

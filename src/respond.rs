@@ -1,0 +1,177 @@
+//! Stage 11, respond: the one place that turns an outcome or a stage error into an answer.
+//!
+//! Input: `Result<Outcome, Failure>`. Output: an HTTP response with a short JSON body and
+//! `X-Request-Id`. Rejections say what the sender can fix and nothing more: an auth failure is
+//! a plain 401/403 that never says which check failed.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+use http_body_util::Full;
+use serde_json::json;
+
+use crate::auth::AuthError;
+use crate::body::BodyError;
+use crate::dedup::DedupError;
+use crate::route::{RequestId, RouteError};
+use crate::sink::SinkError;
+use crate::split::SplitError;
+
+/// A request that succeeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Events were made durable (or were all duplicates).
+    Accepted {
+        /// New events now durable (including dead letters).
+        events: usize,
+        /// Events already delivered before.
+        duplicates: usize,
+    },
+    /// The vendor's health call.
+    Heartbeat,
+}
+
+/// A request that failed, by stage.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// No route, or the method is not configured.
+    #[error(transparent)]
+    Route(#[from] RouteError),
+    /// Not trusted.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// Body refused.
+    #[error(transparent)]
+    Body(#[from] BodyError),
+    /// Body is not a batch of events.
+    #[error(transparent)]
+    Split(#[from] SplitError),
+    /// The same event is being delivered by another request right now.
+    #[error("the same event is being processed by another request")]
+    InFlight,
+    /// The dedup store failed.
+    #[error(transparent)]
+    Dedup(#[from] DedupError),
+    /// Events could not be made durable.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+}
+
+impl Failure {
+    /// Bounded reason label for logs and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Failure::Route(RouteError::NotFound) => "route_not_found",
+            Failure::Route(RouteError::MethodNotAllowed { .. }) => "method_not_allowed",
+            Failure::Auth(e) => e.code(),
+            Failure::Body(e) => match e {
+                BodyError::TooLarge { .. } => "body_too_large",
+                BodyError::DecompressedTooLarge { .. } => "body_decompressed_too_large",
+                BodyError::Timeout { .. } => "body_timeout",
+                BodyError::UnsupportedEncoding { .. } => "unsupported_encoding",
+                BodyError::UnsupportedMediaType { .. } => "unsupported_media_type",
+                BodyError::CorruptEncoding { .. } => "corrupt_encoding",
+                BodyError::Incomplete(_) => "body_incomplete",
+            },
+            Failure::Split(e) => e.code(),
+            Failure::InFlight => "in_flight_duplicate",
+            Failure::Dedup(_) => "dedup_unavailable",
+            Failure::Sink(e) => e.code(),
+        }
+    }
+
+    /// The HTTP status for this failure.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Failure::Route(RouteError::NotFound) => StatusCode::NOT_FOUND,
+            Failure::Route(RouteError::MethodNotAllowed { .. }) => StatusCode::METHOD_NOT_ALLOWED,
+            Failure::Auth(e) if e.is_forbidden() => StatusCode::FORBIDDEN,
+            Failure::Auth(_) => StatusCode::UNAUTHORIZED,
+            Failure::Body(BodyError::TooLarge { .. } | BodyError::DecompressedTooLarge { .. }) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            Failure::Body(BodyError::Timeout { .. }) => StatusCode::REQUEST_TIMEOUT,
+            Failure::Body(
+                BodyError::UnsupportedEncoding { .. } | BodyError::UnsupportedMediaType { .. },
+            ) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Failure::Body(BodyError::CorruptEncoding { .. } | BodyError::Incomplete(_)) => {
+                StatusCode::BAD_REQUEST
+            }
+            Failure::Split(SplitError::TooMany { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+            Failure::Split(_) => StatusCode::BAD_REQUEST,
+            Failure::InFlight => StatusCode::CONFLICT,
+            Failure::Dedup(_) | Failure::Sink(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// What the sender is told: enough to fix their side, nothing about our checks.
+    fn message(&self) -> String {
+        match self {
+            Failure::Auth(e) if e.is_forbidden() => "source address is not allowed".to_owned(),
+            Failure::Auth(_) => "authentication failed".to_owned(),
+            Failure::Dedup(_) | Failure::Sink(_) => {
+                "events could not be stored; retry later".to_owned()
+            }
+            other => other.to_string(),
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Failure::InFlight => Some(Duration::from_secs(5)),
+            Failure::Dedup(_) | Failure::Sink(_) => Some(Duration::from_secs(30)),
+            _ => None,
+        }
+    }
+}
+
+/// Builds the answer.
+pub fn build(result: &Result<Outcome, Failure>, request_id: &RequestId) -> Response<Full<Bytes>> {
+    let (status, body) = match result {
+        Ok(Outcome::Accepted { events, duplicates }) => (
+            StatusCode::OK,
+            json!({ "status": "accepted", "events": events, "duplicates": duplicates, "request_id": request_id.0 }),
+        ),
+        Ok(Outcome::Heartbeat) => (
+            StatusCode::OK,
+            json!({ "status": "ok", "request_id": request_id.0 }),
+        ),
+        Err(failure) => (
+            failure.status(),
+            json!({ "error": failure.message(), "request_id": request_id.0 }),
+        ),
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&request_id.0) {
+        headers.insert("x-request-id", v);
+    }
+    if let Err(failure) = result {
+        if let Some(after) = failure.retry_after() {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(after.as_secs()));
+        }
+        match failure {
+            Failure::Route(RouteError::MethodNotAllowed { allow, .. }) => {
+                if let Ok(v) = HeaderValue::from_str(allow) {
+                    headers.insert(header::ALLOW, v);
+                }
+            }
+            Failure::Auth(e) => {
+                if let Some(challenge) = e.challenge() {
+                    headers.insert(
+                        header::WWW_AUTHENTICATE,
+                        HeaderValue::from_static(challenge),
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+    response
+}

@@ -1,0 +1,197 @@
+//! Stage 2, route: (method, path) → the configured [`Source`].
+//!
+//! Input: an [`Incoming`] request whose body has not been read. Output: [`Routed`].
+//! Fails with [`RouteError`] (404 unknown path, 405 method not configured) before any body
+//! byte is read. Never logs the path of a source that uses a secret path token.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use http::request::Parts;
+use http::{Method, Request};
+
+use crate::auth::Verifier;
+use crate::parse::Parser;
+
+/// A configured source, built once from `[[source]]` and shared by every request on its route.
+#[derive(Debug)]
+pub struct Source {
+    /// Unique name (metrics label, log field, Kafka header).
+    pub name: String,
+    /// `name`, shared cheaply with metrics and output batches.
+    pub label: Arc<str>,
+    /// `vendor`, shared cheaply with output batches.
+    pub vendor_label: Arc<str>,
+    /// Parser name (vendor), e.g. `hyprwatch`.
+    pub vendor: String,
+    /// The route's path without any secret token.
+    pub path: String,
+    /// Methods accepted.
+    pub methods: Vec<Method>,
+    /// `Allow` header value for 405 answers, prebuilt.
+    pub allow: String,
+    /// Tenant id for events that carry none.
+    pub tenant: String,
+    /// Body cap for this source, in bytes.
+    pub max_body_bytes: u64,
+    /// The source's trust rules.
+    pub verifier: Verifier,
+    /// The vendor parser.
+    pub parser: Arc<Parser>,
+}
+
+/// Every route, indexed by path.
+#[derive(Debug, Default)]
+pub struct Routes {
+    by_path: HashMap<String, Arc<Source>>,
+}
+
+impl Routes {
+    /// Indexes `sources` by path.
+    pub fn new(sources: Vec<Arc<Source>>) -> Routes {
+        let by_path = sources.into_iter().map(|s| (s.path.clone(), s)).collect();
+        Routes { by_path }
+    }
+
+    /// All sources, in no particular order.
+    pub fn sources(&self) -> impl Iterator<Item = &Arc<Source>> {
+        self.by_path.values()
+    }
+}
+
+/// Unique id of one request: the sender's `X-Request-Id` when it is short and plain, else a
+/// fresh UUID.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+impl RequestId {
+    /// Takes the sender's id if it is 1–64 characters of `[A-Za-z0-9._:-]`, else makes one.
+    pub fn from_header(value: Option<&http::HeaderValue>) -> RequestId {
+        let given = value.and_then(|v| v.to_str().ok()).filter(|s| {
+            !s.is_empty()
+                && s.len() <= 64
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'))
+        });
+        match given {
+            Some(id) => RequestId(id.to_owned()),
+            None => RequestId(uuid::Uuid::new_v4().simple().to_string()),
+        }
+    }
+}
+
+/// A request as accepted from the connection, body still unread.
+#[derive(Debug)]
+pub struct Incoming {
+    /// Request id (echoed in `X-Request-Id`).
+    pub request_id: RequestId,
+    /// TCP peer address (before any trusted-proxy header is considered).
+    pub peer: SocketAddr,
+    /// When the request head arrived.
+    pub received_at: SystemTime,
+    /// Method, URI, headers.
+    pub parts: Parts,
+    /// The unread body.
+    pub body: hyper::body::Incoming,
+}
+
+impl Incoming {
+    /// Splits a hyper request into head and body, assigning the request id.
+    pub fn new(request: Request<hyper::body::Incoming>, peer: SocketAddr) -> Incoming {
+        let (parts, body) = request.into_parts();
+        let request_id = RequestId::from_header(parts.headers.get("x-request-id"));
+        Incoming {
+            request_id,
+            peer,
+            received_at: SystemTime::now(),
+            parts,
+            body,
+        }
+    }
+}
+
+/// A request matched to its source.
+#[derive(Debug)]
+pub struct Routed {
+    /// The request.
+    pub incoming: Incoming,
+    /// The matched source.
+    pub source: Arc<Source>,
+    /// The last path segment when the source takes a secret path token (never logged).
+    pub path_token: Option<String>,
+}
+
+/// Why no source takes this request.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    /// Sender's fault: no source is configured at this path.
+    #[error("no source is configured at this path")]
+    NotFound,
+    /// Sender's fault: the source does not accept this method.
+    #[error("method not allowed on this source")]
+    MethodNotAllowed {
+        /// The source's name.
+        source_name: String,
+        /// Value for the `Allow` header.
+        allow: String,
+    },
+}
+
+/// Finds the source for `incoming`. A source that takes a path token matches
+/// `<path>/<token>`; the token is checked later, in constant time, by `auth`.
+pub fn resolve(routes: &Routes, incoming: Incoming) -> Result<Routed, RouteError> {
+    let path = incoming.parts.uri.path();
+    let (source, path_token) = match routes.by_path.get(path) {
+        Some(source) => (source, None),
+        None => {
+            let parent = path.rsplit_once('/').and_then(|(parent, last)| {
+                routes
+                    .by_path
+                    .get(parent)
+                    .filter(|s| s.verifier.takes_path_token() && !last.is_empty())
+                    .map(|s| (s, last.to_owned()))
+            });
+            match parent {
+                Some((source, token)) => (source, Some(token)),
+                None => return Err(RouteError::NotFound),
+            }
+        }
+    };
+    if source.verifier.takes_path_token() && path_token.is_none() {
+        // The bare prefix of a token route is not itself a route.
+        return Err(RouteError::NotFound);
+    }
+    if !source.methods.contains(&incoming.parts.method) {
+        let err = RouteError::MethodNotAllowed {
+            source_name: source.name.clone(),
+            allow: source.allow.clone(),
+        };
+        return Err(err);
+    }
+    Ok(Routed {
+        source: Arc::clone(source),
+        path_token,
+        incoming,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_a_plain_request_id() {
+        let v = http::HeaderValue::from_static("abc-123");
+        assert_eq!(RequestId::from_header(Some(&v)).0, "abc-123");
+    }
+
+    #[test]
+    fn replaces_a_request_id_with_odd_characters() {
+        let v = http::HeaderValue::from_static("abc def<script>");
+        let id = RequestId::from_header(Some(&v)).0;
+        assert_eq!(id.len(), 32);
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+    }
+}

@@ -1,0 +1,241 @@
+//! Stage 5, split: one verified body → the vendor events it carries.
+//!
+//! Input: the raw body bytes and the source's parser. Output: [`Split`] (a heartbeat, or one
+//! [`RawEvent`] per JSON object: a single object, each element of a top-level array, or each
+//! line of NDJSON). Fails with [`SplitError`] → 400 (413 over the per-request event cap).
+//! Each event keeps its exact bytes for `raw_data`.
+
+use bytes::Bytes;
+use http::HeaderMap;
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+use crate::parse::{EventKey, Parser};
+
+/// One vendor event.
+#[derive(Debug)]
+pub struct RawEvent {
+    /// The event's bytes exactly as received (for a single-object body, the whole body).
+    pub raw: Bytes,
+    /// The event parsed.
+    pub value: Value,
+    /// Its dedup identity.
+    pub key: EventKey,
+}
+
+/// What a body holds.
+#[derive(Debug)]
+pub enum Split {
+    /// The vendor's health call: answer 2xx, emit nothing.
+    Heartbeat,
+    /// One or more events.
+    Events(Vec<RawEvent>),
+}
+
+/// Why a body is not a batch of events.
+#[derive(Debug, thiserror::Error)]
+pub enum SplitError {
+    /// Sender's fault: no body.
+    #[error("request body is empty; expected a JSON object, an array of objects, or NDJSON")]
+    Empty,
+    /// Sender's fault: not JSON.
+    #[error("request body is not valid JSON (line {line}, column {column})")]
+    Malformed {
+        /// 1-based line of the error.
+        line: usize,
+        /// 1-based column of the error.
+        column: usize,
+    },
+    /// Sender's fault: valid JSON, but an element is not an object.
+    #[error("event {index} is not a JSON object")]
+    NotObject {
+        /// 0-based position in the batch.
+        index: usize,
+    },
+    /// Sender's fault: an empty JSON array.
+    #[error("request body is an empty JSON array")]
+    NoEvents,
+    /// Sender's fault: more events than the cap.
+    #[error("request carries more than {limit} events")]
+    TooMany {
+        /// The cap.
+        limit: usize,
+    },
+}
+
+impl SplitError {
+    /// Bounded label for logs and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            SplitError::Empty => "body_empty",
+            SplitError::Malformed { .. } => "json_malformed",
+            SplitError::NotObject { .. } => "json_not_object",
+            SplitError::NoEvents => "batch_empty",
+            SplitError::TooMany { .. } => "batch_too_large",
+        }
+    }
+}
+
+/// Splits `body` into events, keyed by `parser`.
+pub fn events(
+    body: &Bytes,
+    parser: &Parser,
+    headers: &HeaderMap,
+    max_events: usize,
+) -> Result<Split, SplitError> {
+    let start = body.iter().position(|b| !b.is_ascii_whitespace());
+    let Some(start) = start else {
+        return if parser.is_heartbeat(None) {
+            Ok(Split::Heartbeat)
+        } else {
+            Err(SplitError::Empty)
+        };
+    };
+    let mut raws: Vec<Bytes> = Vec::new();
+    let mut values: Vec<Value> = Vec::new();
+    match body.get(start) {
+        Some(b'[') => {
+            match serde_json::from_slice::<Vec<&RawValue>>(body) {
+                Ok(elements) => {
+                    check_count(elements.len(), max_events)?;
+                    for element in elements {
+                        raws.push(slice_of(body, element.get()));
+                        values
+                            .push(serde_json::from_str(element.get()).map_err(|e| malformed(&e))?);
+                    }
+                }
+                Err(strict) => {
+                    // Only a lenient parser gets here with a result: each element then keeps
+                    // the whole body as its raw bytes, since the repair moved offsets.
+                    let Value::Array(elements) = repaired(body, parser, &strict)? else {
+                        return Err(malformed(&strict));
+                    };
+                    check_count(elements.len(), max_events)?;
+                    for element in elements {
+                        raws.push(body.clone());
+                        values.push(element);
+                    }
+                }
+            }
+        }
+        _ => match serde_json::from_slice::<Value>(body).or_else(|e| repaired(body, parser, &e)) {
+            Ok(value) => {
+                if parser.is_heartbeat(Some(&value)) {
+                    return Ok(Split::Heartbeat);
+                }
+                raws.push(body.clone());
+                values.push(value);
+            }
+            Err(single_err) => {
+                // Not one JSON document: try NDJSON, one object per non-blank line.
+                let lines: Vec<&[u8]> = body
+                    .split(|b| *b == b'\n')
+                    .filter(|l| l.iter().any(|b| !b.is_ascii_whitespace()))
+                    .collect();
+                if lines.len() < 2 {
+                    return Err(single_err);
+                }
+                if lines.len() > max_events {
+                    return Err(SplitError::TooMany { limit: max_events });
+                }
+                for (n, line) in lines.into_iter().enumerate() {
+                    let value: Value =
+                        serde_json::from_slice(line).map_err(|e| SplitError::Malformed {
+                            line: n + 1,
+                            column: e.column(),
+                        })?;
+                    raws.push(body.slice_ref(line));
+                    values.push(value);
+                }
+            }
+        },
+    }
+    let mut events = Vec::with_capacity(values.len());
+    for (index, (raw, value)) in raws.into_iter().zip(values).enumerate() {
+        if !value.is_object() {
+            return Err(SplitError::NotObject { index });
+        }
+        let key = parser.event_key(&value, headers);
+        events.push(RawEvent { raw, value, key });
+    }
+    Ok(Split::Events(events))
+}
+
+fn check_count(n: usize, max_events: usize) -> Result<(), SplitError> {
+    match n {
+        0 => Err(SplitError::NoEvents),
+        n if n > max_events => Err(SplitError::TooMany { limit: max_events }),
+        _ => Ok(()),
+    }
+}
+
+/// After strict parsing failed with `strict`: for parsers that allow it, parse again with
+/// stray backslashes escaped (ConnectSecure's own sample has `Corporation\ Product`).
+fn repaired(
+    body: &Bytes,
+    parser: &Parser,
+    strict: &serde_json::Error,
+) -> Result<Value, SplitError> {
+    if !parser.lenient_json() || !strict.is_syntax() {
+        return Err(malformed(strict));
+    }
+    serde_json::from_slice(&escape_stray_backslashes(body)).map_err(|_| malformed(strict))
+}
+
+/// Doubles every backslash inside a JSON string that does not start a valid escape
+/// (`\"`, `\\`, `\/`, `\b`, `\f`, `\n`, `\r`, `\t`, `\uXXXX`).
+pub fn escape_stray_backslashes(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 8);
+    let mut i = 0;
+    while let Some(&b) = body.get(i) {
+        if b == b'\\' {
+            let next = body.get(i + 1).copied();
+            let valid = match next {
+                Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => true,
+                Some(b'u') => body
+                    .get(i + 2..i + 6)
+                    .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)),
+                _ => false,
+            };
+            if valid {
+                out.push(b);
+                if let Some(n) = next {
+                    out.push(n);
+                }
+                i += 2;
+                continue;
+            }
+            out.extend_from_slice(b"\\\\");
+            i += 1;
+            continue;
+        }
+        out.push(b);
+        i += 1;
+    }
+    out
+}
+
+fn malformed(e: &serde_json::Error) -> SplitError {
+    SplitError::Malformed {
+        line: e.line(),
+        column: e.column(),
+    }
+}
+
+/// The sub-slice of `body` that `part` (borrowed from it) covers, without copying.
+fn slice_of(body: &Bytes, part: &str) -> Bytes {
+    body.slice_ref(part.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_only_stray_backslashes() {
+        let fixed = escape_stray_backslashes(br#"{"b":"Acme\ Product \n \u00e9 \""}"#);
+        assert_eq!(fixed, br#"{"b":"Acme\\ Product \n \u00e9 \""}"#.to_vec());
+        let v: Value = serde_json::from_slice(&fixed).unwrap();
+        assert_eq!(v["b"], "Acme\\ Product \n \u{e9} \"");
+    }
+}
