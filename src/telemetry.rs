@@ -1,6 +1,8 @@
 //! Logs and traces: the `tracing` subscriber, and the redaction helpers for anything that might
 //! carry a secret.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, TelemetryConfig};
@@ -12,7 +14,8 @@ pub fn init(config: &TelemetryConfig) {
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     let result = match config.log_format {
         LogFormat::Human => builder.try_init(),
         LogFormat::Json => builder
