@@ -39,6 +39,7 @@ pub mod route;
 pub mod shutdown;
 pub mod sink;
 pub mod split;
+pub mod spool;
 pub mod telemetry;
 pub mod tls;
 
