@@ -57,19 +57,18 @@ fn route(state: &State, req: &Request<hyper::body::Incoming>) -> Response<Full<B
             "{\"status\":\"ok\"}".into(),
         ),
         "/readyz" => {
-            if state.sink.is_ready() && !state.draining.is_cancelled() {
-                text(
-                    StatusCode::OK,
-                    "application/json",
-                    "{\"status\":\"ready\"}".into(),
-                )
+            let readiness = state.sink.readiness();
+            let ready = readiness.ready && !state.draining.is_cancelled();
+            let body = serde_json::json!({
+                "status": if ready { "ready" } else { "not ready" },
+                "sink": readiness.detail,
+            });
+            let status = if ready {
+                StatusCode::OK
             } else {
-                text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "application/json",
-                    "{\"status\":\"not ready\"}".into(),
-                )
-            }
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            text(status, "application/json", body.to_string())
         }
         "/metrics" => text(
             StatusCode::OK,

@@ -112,7 +112,7 @@ async fn trip(
     let mut duplicates = 0usize;
     let mut in_flight = false;
     for event in events {
-        match state.dedup.reserve(&source.name, &event.key)? {
+        match state.dedup.reserve(&source.name, &event.key).await? {
             Dedup::New | Dedup::Exempt => fresh.push(event),
             Dedup::Seen => duplicates += 1,
             Dedup::InFlight if fresh.iter().any(|f| f.key == event.key) => duplicates += 1,
@@ -120,7 +120,7 @@ async fn trip(
         }
     }
     if in_flight {
-        release_all(state, &source.name, fresh.iter().map(|e| &e.key));
+        release_all(state, &source.name, fresh.iter().map(|e| &e.key)).await;
         return Err(Failure::InFlight);
     }
     let keys: Vec<parse::EventKey> = fresh.iter().map(|e| e.key.clone()).collect();
@@ -199,21 +199,25 @@ async fn trip(
             records,
         };
         if let Err(e) = state.sink.deliver(batch).await {
-            release_all(state, &source.name, keys.iter());
+            release_all(state, &source.name, keys.iter()).await;
             return Err(e.into());
         }
     }
     for key in &keys {
-        state.dedup.commit(&source.name, key)?;
+        state.dedup.commit(&source.name, key).await?;
     }
 
     // 11. respond (the caller builds the answer from this outcome)
     Ok(Outcome::Accepted { events, duplicates })
 }
 
-fn release_all<'a>(state: &State, source: &str, keys: impl Iterator<Item = &'a parse::EventKey>) {
+async fn release_all<'a>(
+    state: &State,
+    source: &str,
+    keys: impl Iterator<Item = &'a parse::EventKey>,
+) {
     for key in keys {
-        if let Err(e) = state.dedup.release(source, key) {
+        if let Err(e) = state.dedup.release(source, key).await {
             tracing::error!(error = %e, "dedup release failed");
         }
     }
