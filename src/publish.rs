@@ -49,6 +49,9 @@ pub enum PublishError {
         /// The topic.
         topic: String,
     },
+    /// Downstream fault: the cluster's metadata could not be fetched (unreachable).
+    #[error("cannot fetch Kafka metadata")]
+    Metadata(#[source] KafkaError),
     /// Downstream fault: the producer refused or Kafka did not acknowledge in time.
     #[error("Kafka did not acknowledge the message")]
     Produce(#[source] KafkaError),
@@ -64,6 +67,7 @@ impl PublishError {
             PublishError::Build(_) => "kafka_client",
             PublishError::Topic { .. } => "kafka_topic",
             PublishError::TopicMissing { .. } => "kafka_topic_missing",
+            PublishError::Metadata(_) => "kafka_unreachable",
             PublishError::Produce(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
                 "kafka_queue_full"
             }
@@ -171,7 +175,7 @@ impl Kafka {
         })
         .await
         .map_err(|_| PublishError::Canceled)?
-        .map_err(PublishError::Produce)?;
+        .map_err(PublishError::Metadata)?;
         self.reachable.store(true, Ordering::Relaxed);
         if !exists {
             if !self.create_topics {
