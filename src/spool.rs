@@ -292,11 +292,12 @@ impl Spool {
     /// Records everything up to `seq` as delivered downstream: persists the mark and deletes
     /// segments that hold nothing newer.
     pub fn ack(&self, seq: u64) -> Result<(), SpoolError> {
-        let doomed: Vec<Segment> = {
+        let (acked, doomed) = {
             let mut shared = self.inner.lock()?;
             if seq <= shared.acked_seq {
                 return Ok(());
             }
+            // Never past what is durable: a record not yet synced cannot have been forwarded.
             shared.acked_seq = seq.min(shared.durable_seq);
             let mut doomed = Vec::new();
             while shared.segments.len() > 1 {
@@ -310,9 +311,9 @@ impl Spool {
                     _ => break,
                 }
             }
-            doomed
+            (shared.acked_seq, doomed)
         };
-        format::write_acked(&self.inner.settings.dir, seq)?;
+        format::write_acked(&self.inner.settings.dir, acked)?;
         for seg in doomed {
             if let Err(e) = fs::remove_file(&seg.path) {
                 tracing::warn!(path = %seg.path.display(), error = %e, "cannot delete trimmed spool segment");

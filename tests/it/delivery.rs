@@ -439,3 +439,63 @@ fn throughput() {
         );
     }
 }
+
+#[test]
+fn unforwarded_events_survive_a_clean_stop_and_a_torn_tail_and_are_forwarded_after_restart() {
+    if !have_tansu("unforwarded_events_survive_a_clean_stop_and_a_torn_tail") {
+        return;
+    }
+    // No broker yet: the accepted events wait in the spool.
+    let port = free_port();
+    let brokers = format!("127.0.0.1:{port}");
+    let topic = topic();
+    let gw = Gateway::start_with(|dir| kafka_config(dir, &brokers, &topic, "spool", ""));
+    let c = client();
+    for i in 0..5 {
+        assert_eq!(
+            send(&c, &gw.url("/ingest/hyprwatch"), &format!("u{i}"))
+                .unwrap()
+                .0,
+            200
+        );
+    }
+    let ready: serde_json::Value = reqwest::blocking::get(gw.admin_url("/readyz"))
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(ready["sink"]["output_reachable"], false, "{ready}");
+    assert_eq!(ready["sink"]["spool_pending_records"], 5, "{ready}");
+    let spool = gw.dir.path().join("spool");
+    let config = gw.dir.path().join("hookgate.toml");
+    // SIGTERM: the gateway stops cleanly, leaving the spool consistent.
+    let (status, dir, events) = gw.stop_keep_dir();
+    assert!(status.success(), "exit status {status:?}");
+    let mut segments: Vec<_> = std::fs::read_dir(&spool)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    segments.sort();
+    let last = segments.pop().unwrap();
+    let mut torn = Vec::new();
+    torn.extend_from_slice(&500u32.to_le_bytes());
+    torn.extend_from_slice(&[0u8; 12]);
+    torn.extend_from_slice(&[b'x'; 7]);
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&last)
+        .unwrap();
+    std::io::Write::write_all(&mut f, &torn).unwrap();
+    drop(f);
+
+    let broker_dir = tempfile::tempdir().unwrap();
+    let _tansu = Tansu::start(broker_dir.path(), port);
+    let gw = Gateway::spawn(dir, events, &config, &[]).unwrap_or_else(|l| panic!("{l}"));
+    assert!(gw.logs().contains("torn or corrupt tail"), "{}", gw.logs());
+    assert_eq!(send(&c, &gw.url("/ingest/hyprwatch"), "u5").unwrap().0, 200);
+    let got = consume(&brokers, &topic, 6, Duration::from_secs(60));
+    let counts = counts(&got);
+    for i in 0..6 {
+        assert_eq!(counts.get(&format!("u{i}")), Some(&1), "{counts:?}");
+    }
+}
