@@ -423,9 +423,19 @@ fn throughput() {
             }
         });
         let accepted_in = started.elapsed();
+        // In Kafka: direct mode's 2xx already means acknowledged; spool mode waits until the
+        // forwarder has drained the spool (Kafka acknowledged every record).
+        assert!(wait_until(Duration::from_secs(120), || {
+            let r: serde_json::Value = reqwest::blocking::get(gw.admin_url("/readyz"))
+                .unwrap()
+                .json()
+                .unwrap();
+            r["sink"]["spool_pending_records"].as_u64().unwrap_or(0) == 0
+        }));
+        let in_kafka = started.elapsed();
         let total = workers * per_worker;
         let got = consume(&brokers, &topic, total, Duration::from_secs(120));
-        let in_kafka = started.elapsed();
+        assert_eq!(counts(&got).len(), total);
         let mut l = latencies.lock().unwrap().clone();
         l.sort();
         let p = |q: f64| l[((l.len() as f64 * q) as usize).min(l.len() - 1)];
