@@ -55,8 +55,9 @@ wait_port "$REDIS_PORT"
 export HOOKGATE_TEST_REDIS="redis://127.0.0.1:$REDIS_PORT"
 
 KAFKA_PORT=$(free_port)
-tansu broker --listener-url "tcp://127.0.0.1:$KAFKA_PORT" --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
-  --storage-engine "sqlite://$WORK/tansu.db" >"$WORK/tansu.log" 2>&1 &
+# tansu resolves a sqlite:// path relative to its working directory, so run it from $WORK.
+(cd "$WORK" && exec tansu broker --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+  --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" --storage-engine "sqlite://tansu.db") >"$WORK/tansu.log" 2>&1 &
 pids+=($!)
 wait_port "$KAFKA_PORT"
 export HOOKGATE_TEST_KAFKA="127.0.0.1:$KAFKA_PORT"
