@@ -1,6 +1,6 @@
 //! The OAuth2 token endpoint (RFC 6749 §4.4, client credentials) at `[trust] token_path`.
 //!
-//! Input: a GET (query parameters) or POST (form body, plus any query parameters) request.
+//! Input: a GET or POST request; parameters from the query string and the form body.
 //! Output: `200 {access_token, token_type: "Bearer", expires_in}` or an RFC 6749 §5.2 error
 //! body (`invalid_request`, `invalid_client` with 401 and `WWW-Authenticate`,
 //! `unsupported_grant_type`). The client authenticates with HTTP Basic or with the
@@ -64,7 +64,9 @@ pub async fn serve(
         return response;
     }
     let mut raw_params = parts.uri.query().unwrap_or_default().as_bytes().to_vec();
-    if parts.method == Method::POST {
+    // A GET may carry a form body too (authlib's client_secret_post over GET does): read it
+    // on both methods; an empty body reads as nothing.
+    {
         let limits = BodyLimits {
             max_body_bytes: MAX_FORM_BYTES,
             max_decompressed_bytes: MAX_FORM_BYTES,
