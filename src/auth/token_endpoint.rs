@@ -1,6 +1,7 @@
 //! The OAuth2 token endpoint (RFC 6749 §4.4, client credentials) at `[trust] token_path`.
 //!
-//! Input: a GET or POST request; parameters from the query string and the form body.
+//! Input: a GET or POST request; parameters from the query string and the body (form, or a
+//! JSON object of strings).
 //! Output: `200 {access_token, token_type: "Bearer", expires_in}` or an RFC 6749 §5.2 error
 //! body (`invalid_request`, `invalid_client` with 401 and `WWW-Authenticate`,
 //! `unsupported_grant_type`). The client authenticates with HTTP Basic or with the
@@ -74,6 +75,10 @@ pub async fn serve(
         };
         match body::read(body, &parts.headers, &limits).await {
             Ok(form) if !form.is_empty() => {
+                let Some(form) = as_form(&parts.headers, &form) else {
+                    tracing::info!(reason = "token_body_unreadable", "token request refused");
+                    return error_response(TokenError::InvalidRequest);
+                };
                 if !raw_params.is_empty() {
                     raw_params.push(b'&');
                 }
@@ -105,6 +110,28 @@ pub async fn serve(
             error_response(e)
         }
     }
+}
+
+/// The body as form parameters. A JSON object of strings is accepted too, because HYPR's
+/// console suggests a `Content-Type: application/json` header parameter on the token request.
+fn as_form(headers: &http::HeaderMap, body: &[u8]) -> Option<Vec<u8>> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            ct.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/json")
+        });
+    if !json {
+        return Some(body.to_vec());
+    }
+    let object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body).ok()?;
+    let mut form = form_urlencoded::Serializer::new(String::new());
+    for (name, value) in &object {
+        form.append_pair(name, value.as_str()?);
+    }
+    Some(form.finish().into_bytes())
 }
 
 /// A granted token.
@@ -268,6 +295,17 @@ mod tests {
         assert_eq!(e.unwrap_err(), TokenError::InvalidClient);
         let e = decide(&issuer(), b"grant_type=client_credentials", None);
         assert_eq!(e.unwrap_err(), TokenError::InvalidClient);
+    }
+
+    #[test]
+    fn json_body_reads_as_form_parameters() {
+        let mut h = http::HeaderMap::new();
+        h.insert("content-type", "application/json".parse().unwrap());
+        let form = as_form(&h, br#"{"grant_type":"client_credentials","scope":"a b"}"#).unwrap();
+        let g = decide(&issuer(), &form, Some(b"cid:s&cret")).unwrap();
+        assert_eq!(g.scope.as_deref(), Some("a b"));
+        assert!(as_form(&h, br#"{"grant_type":1}"#).is_none());
+        assert_eq!(as_form(&http::HeaderMap::new(), b"a=b").unwrap(), b"a=b");
     }
 
     #[test]
