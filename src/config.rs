@@ -285,7 +285,7 @@ impl Config {
             }
         }
         for p in trust::problems(&self.trust, &self.sources) {
-            add(format!("trust.{}", p.key), p.message);
+            add(p.key, p.message);
         }
         problems
     }

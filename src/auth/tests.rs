@@ -287,3 +287,15 @@ auth = [
         assert!(text.contains(key), "missing {key} in {text}");
     }
 }
+
+#[test]
+fn oauth_client_id_shared_by_two_sources_is_a_problem() {
+    let text = format!(
+        "[trust]\ntoken_signing_keys = [\"{SIGNING_KEY}\"]\n[[source]]\nname = \"a\"\nvendor = \"hoop\"\npath = \"/a\"\nauth = {OAUTH}\n[[source]]\nname = \"b\"\nvendor = \"hoop\"\npath = \"/b\"\nauth = {OAUTH}\n"
+    );
+    let err = Config::from_toml(&text, Path::new("t.toml"), &["hoop".to_owned()]).unwrap_err();
+    assert!(
+        err.to_string().contains("source[b].auth[0].clients"),
+        "{err}"
+    );
+}

@@ -56,14 +56,16 @@ fn default_token_lifetime_s() -> u64 {
     900
 }
 
-/// Every problem with `[trust]`; keys are relative to `trust`.
+/// Every problem with `[trust]`, and OAuth client ids shared by two sources; full keys.
 pub fn problems(trust: &TrustConfig, sources: &[SourceConfig]) -> Vec<Problem> {
     let mut out = Vec::new();
     let mut add = |key: &str, message: String| {
-        out.push(Problem {
-            key: key.to_owned(),
-            message,
-        })
+        let key = if key.starts_with("source[") {
+            key.to_owned()
+        } else {
+            format!("trust.{key}")
+        };
+        out.push(Problem { key, message })
     };
     for entry in &trust.trusted_proxies {
         if crate::auth::ip_allow::parse_net(entry).is_none() {
@@ -103,19 +105,18 @@ pub fn problems(trust: &TrustConfig, sources: &[SourceConfig]) -> Vec<Problem> {
     // A client id names the source its tokens are for, so it must be unique.
     let mut seen: HashMap<&str, &str> = HashMap::new();
     for source in sources {
-        for scheme in &source.auth {
+        for (j, scheme) in source.auth.iter().enumerate() {
             if let AuthConfig::Oauth { clients } = scheme {
                 for c in clients {
-                    if let Some(other) = seen.insert(c.client_id.as_str(), source.name.as_str()) {
-                        if other != source.name {
-                            add(
-                                "token_path",
-                                format!(
-                                    "oauth client_id {:?} is used by sources {other:?} and {:?}; client ids must be unique",
-                                    c.client_id, source.name
-                                ),
-                            );
-                        }
+                    match seen.insert(c.client_id.as_str(), source.name.as_str()) {
+                        Some(other) if other != source.name => add(
+                            &format!("source[{}].auth[{j}].clients", source.name),
+                            format!(
+                                "client_id {:?} is also used by source {other:?}; client ids must be unique",
+                                c.client_id
+                            ),
+                        ),
+                        _ => {}
                     }
                 }
             }

@@ -3,10 +3,13 @@ reference library, never by hookgate's code. Every refusal asserts nothing reach
 import base64
 import datetime
 import json
+import signal
 
 import requests
 from standardwebhooks.webhooks import Webhook as StandardWebhook
 from svix.webhooks import Webhook as SvixWebhook
+
+from conftest import wait_until
 
 SECRET = "whsec_" + base64.b64encode(b"hookgate-test-svix-key-32-bytes!").decode()
 OTHER = "whsec_" + base64.b64encode(b"another-svix-key-for-rotation-32").decode()
@@ -150,10 +153,7 @@ def test_rotation_and_reload(gateway):
     gw.wait_events(2)
     text = gw.config_path.read_text().replace('"%s", "%s"' % (SECRET, OTHER), '"%s"' % OTHER)
     gw.config_path.write_text(text)
-    import signal as _signal
-    from conftest import wait_until
-
-    gw.signal(_signal.SIGHUP)
+    gw.signal(signal.SIGHUP)
     assert wait_until(lambda: "config reloaded" in gw.log_text())
     ts = now()
     body = json.dumps({"event_type": "session.open", "id": "rot_after"})
