@@ -104,3 +104,38 @@ fn apply(state: &State, tls_slot: Option<&ArcSwap<ServerConfig>>, next: Next) {
     state.runtime.store(Arc::new(next.runtime));
     tracing::info!(sources, "config reloaded");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "[[source]]\nname = \"hw\"\nvendor = \"hyprwatch\"\npath = \"/in\"\nauth = [{ kind = \"hmac\", secrets = [\"whsec_a\"] }]\n";
+
+    #[test]
+    fn loads_a_valid_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, GOOD).unwrap();
+        let next = load(&path, false).unwrap();
+        assert_eq!(next.runtime.routes.sources().count(), 1);
+        assert!(next.tls.is_none());
+    }
+
+    #[test]
+    fn refuses_an_invalid_config_naming_the_key_not_the_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, GOOD.replace("\"whsec_a\"", "\"whsec_a\", \"\"")).unwrap();
+        let err = load(&path, false).err().unwrap();
+        assert!(err.contains("source[hw].auth[0].secrets"), "{err}");
+        assert!(!err.contains("whsec_a"), "{err}");
+    }
+
+    #[test]
+    fn refuses_a_missing_file() {
+        let err = load(Path::new("/nonexistent/hookgate.toml"), false)
+            .err()
+            .unwrap();
+        assert!(err.contains("cannot read config file"), "{err}");
+    }
+}

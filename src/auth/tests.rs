@@ -299,3 +299,30 @@ fn oauth_client_id_shared_by_two_sources_is_a_problem() {
         "{err}"
     );
 }
+
+#[test]
+fn every_toml_snippet_in_vendor_setup_doc_loads_and_compiles() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/vendor-setup.md"))
+        .unwrap();
+    // One value that fits every secret kind: 32 hex digits is valid base64, 128 bits, 32 bytes.
+    let env = regex::Regex::new(r#"\$\{[A-Z_]+\}"#).unwrap();
+    let catalog = crate::parse::Catalog::load(None).unwrap();
+    let mut checked = 0;
+    for block in doc.split("```toml\n").skip(1) {
+        let snippet = block.split("```").next().unwrap();
+        let snippet = env.replace_all(snippet, "0123456789abcdef0123456789abcdef");
+        // HYPR snippets show only the `auth` line of a source.
+        let text = if snippet.trim_start().starts_with("auth") {
+            format!("[[source]]\nname = \"s\"\nvendor = \"hypr\"\npath = \"/in\"\n{snippet}")
+        } else if !snippet.contains("[[source]]") {
+            format!("{snippet}\n[[source]]\nname = \"s\"\nvendor = \"hypr\"\npath = \"/in\"\nauth = [{{ kind = \"none\" }}]\n")
+        } else {
+            snippet.into_owned()
+        };
+        let config = Config::from_toml(&text, Path::new("doc"), &catalog.names())
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        crate::app::build_runtime(&config, &catalog).unwrap();
+        checked += 1;
+    }
+    assert!(checked >= 8, "only {checked} snippets found");
+}
