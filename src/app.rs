@@ -114,6 +114,10 @@ pub async fn run(
         draining: shutdown.clone(),
     });
 
+    // SIGHUP → re-read, validate and swap the config and TLS certificate (issue #3). The
+    // handler is installed before "listening on" is logged, so a SIGHUP sent as soon as the
+    // gateway is up cannot end the process (the default action).
+    let hangups = reload::hangups()?;
     let public_addr = public.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
@@ -123,9 +127,6 @@ pub async fn run(
     tracing::info!(address = %public_addr, scheme, "listening on {public_addr}");
     tracing::info!(address = %admin_addr, "admin listening on {admin_addr}");
 
-    // SIGHUP → re-read, validate and swap the config and TLS certificate (issue #3). The
-    // handler is installed before serving so an early SIGHUP cannot kill the process.
-    let hangups = reload::hangups()?;
     let reload_task = tokio::spawn(reload::watch(
         hangups,
         Arc::clone(&state),
