@@ -280,8 +280,8 @@ impl Verifier {
                         .ok_or(AuthConfigError::SvixSecret)?,
                 ),
                 AuthConfig::Basic { credentials } => Scheme::Basic(BasicVerifier::new(credentials)),
-                AuthConfig::Bearer { header, keys } => Scheme::Bearer(
-                    BearerVerifier::new(header, keys)
+                AuthConfig::Bearer { header, tokens } => Scheme::Bearer(
+                    BearerVerifier::new(header, tokens)
                         .ok_or_else(|| AuthConfigError::HeaderName(header.clone()))?,
                 ),
                 AuthConfig::Header { name, values } => Scheme::Header(

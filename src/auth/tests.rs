@@ -119,7 +119,7 @@ fn basic_mismatch() {
     assert_eq!(e.challenge(), Some("Basic realm=\"hookgate\""));
 }
 
-const BEARER: &str = r#"[{ kind = "bearer", keys = ["key-1"] }]"#;
+const BEARER: &str = r#"[{ kind = "bearer", tokens = ["key-1"] }]"#;
 
 #[test]
 fn api_key_missing() {

@@ -54,8 +54,8 @@ pub enum AuthConfig {
         /// Header carrying the key. Default `Authorization`. Example: `"X-Api-Key"`.
         #[serde(default = "default_bearer_header")]
         header: String,
-        /// Accepted keys; at least one. Example: `["${HYPR_API_KEY}"]`.
-        keys: Vec<Secret>,
+        /// Accepted API keys (bearer tokens); at least one. Example: `["${HYPR_API_KEY}"]`.
+        tokens: Vec<Secret>,
     },
     /// A static header name and value chosen by the operator (ConnectSecure's
     /// "Authentication Header Key/Value"). The value is compared exactly.
@@ -203,9 +203,9 @@ pub fn problems(scheme: &AuthConfig, trust: &TrustConfig) -> Vec<Problem> {
                 }
             }
         }
-        AuthConfig::Bearer { header, keys } => {
-            if empty(keys) {
-                add("keys", "needs at least one non-empty key".into());
+        AuthConfig::Bearer { header, tokens } => {
+            if empty(tokens) {
+                add("tokens", "needs at least one non-empty API key".into());
             }
             if bad_header(header) {
                 add("header", format!("{header:?} is not a valid header name"));

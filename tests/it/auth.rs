@@ -79,7 +79,7 @@ fn bearer_api_key_with_and_without_prefix() {
     let gw = Gateway::start(&source(
         "hypr",
         "/in/hypr",
-        r#"[{ kind = "bearer", keys = ["api-key-1"] }]"#,
+        r#"[{ kind = "bearer", tokens = ["api-key-1"] }]"#,
     ));
     let resp = expect(&gw, post(&gw, "/in/hypr").bearer_auth("api-key-2"), 401);
     assert!(resp.headers()["www-authenticate"]
