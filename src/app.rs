@@ -12,7 +12,7 @@ use http::Method;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::Verifier;
+use crate::auth::{Trust, Verifier};
 use crate::config::{Config, LimitsConfig};
 use crate::dedup::MemoryStore;
 use crate::listener::{self, ListenSettings};
@@ -20,7 +20,7 @@ use crate::metrics::Metrics;
 use crate::parse::Catalog;
 use crate::route::{Routes, Source};
 use crate::sink::Sink;
-use crate::{admin, tls};
+use crate::{admin, reload, tls};
 
 /// Everything a request needs, built once.
 #[derive(Debug)]
@@ -46,17 +46,20 @@ pub struct Runtime {
     pub routes: Routes,
     /// Global limits.
     pub limits: LimitsConfig,
+    /// Trusted proxies and the OAuth2 token issuer (`[trust]`).
+    pub trust: Trust,
 }
 
 /// Builds routes (with compiled verifiers and parsers) from `config`.
 pub fn build_runtime(config: &Config, catalog: &Catalog) -> anyhow::Result<Runtime> {
+    let trust = Trust::build(config).context("trust")?;
     let mut sources = Vec::with_capacity(config.sources.len());
     for s in &config.sources {
         let parser = catalog
             .get(&s.vendor)
             .with_context(|| format!("source[{}].vendor: unknown parser {:?}", s.name, s.vendor))?;
-        let verifier =
-            Verifier::build(&s.auth).with_context(|| format!("source[{}].auth", s.name))?;
+        let verifier = Verifier::build(&s.name, &s.auth, &trust)
+            .with_context(|| format!("source[{}].auth", s.name))?;
         if verifier.is_open() {
             tracing::warn!(source = %s.name, "source accepts UNAUTHENTICATED requests (auth kind = \"none\"); anyone who can reach it can inject events");
         }
@@ -83,6 +86,7 @@ pub fn build_runtime(config: &Config, catalog: &Catalog) -> anyhow::Result<Runti
     Ok(Runtime {
         routes: Routes::new(sources),
         limits: config.limits.clone(),
+        trust,
     })
 }
 
@@ -110,6 +114,10 @@ pub async fn run(
         draining: shutdown.clone(),
     });
 
+    // SIGHUP → re-read, validate and swap the config and TLS certificate (issue #3). The
+    // handler is installed before "listening on" is logged, so a SIGHUP sent as soon as the
+    // gateway is up cannot end the process (the default action).
+    let hangups = reload::hangups()?;
     let public_addr = public.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
@@ -119,6 +127,13 @@ pub async fn run(
     tracing::info!(address = %public_addr, scheme, "listening on {public_addr}");
     tracing::info!(address = %admin_addr, "admin listening on {admin_addr}");
 
+    let reload_task = tokio::spawn(reload::watch(
+        hangups,
+        Arc::clone(&state),
+        tls.clone(),
+        config.path.clone(),
+        shutdown.clone(),
+    ));
     let admin_task = tokio::spawn(admin::serve(
         admin_listener,
         Arc::clone(&state),
@@ -137,6 +152,7 @@ pub async fn run(
         Err(e) => tracing::error!(error = %e, "sink flush failed"),
     }
     admin_task.abort();
+    reload_task.abort();
     tracing::info!("stopped");
     Ok(())
 }

@@ -11,6 +11,7 @@ pub mod secret;
 pub mod sink;
 pub mod source;
 pub mod telemetry;
+pub mod trust;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -25,6 +26,7 @@ pub use self::secret::Secret;
 pub use self::sink::SinkConfig;
 pub use self::source::SourceConfig;
 pub use self::telemetry::{LogFormat, TelemetryConfig};
+pub use self::trust::TrustConfig;
 
 /// The whole config file.
 #[derive(Debug, Clone, Deserialize)]
@@ -51,6 +53,13 @@ pub struct Config {
     /// `[[source]]`: one entry per vendor endpoint. At least one is required.
     #[serde(default, rename = "source")]
     pub sources: Vec<SourceConfig>,
+    /// `[trust]`: trusted proxies and the OAuth2 token endpoint. Defaults apply when absent.
+    #[serde(default)]
+    pub trust: TrustConfig,
+    /// The file this config was read from (not a key; set by [`Config::from_toml`]), so a
+    /// SIGHUP reload knows what to re-read.
+    #[serde(skip)]
+    pub path: PathBuf,
 }
 
 /// `[parsers]`: where parser definitions come from besides the ones built in.
@@ -133,10 +142,11 @@ impl Config {
         path: &Path,
         known_vendors: &[String],
     ) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax {
             path: path.to_owned(),
             source: Box::new(e),
         })?;
+        config.path = path.to_owned();
         let problems = config.problems(known_vendors);
         if problems.is_empty() {
             Ok(config)
@@ -263,24 +273,19 @@ impl Config {
                 );
             }
             for (j, scheme) in source.auth.iter().enumerate() {
-                if let AuthConfig::Hmac {
-                    secrets, header, ..
-                } = scheme
-                {
-                    if secrets.is_empty() || secrets.iter().any(|s| s.expose().is_empty()) {
-                        add(
-                            format!("{at}.auth[{j}].secrets"),
-                            "needs at least one non-empty secret".into(),
-                        );
-                    }
-                    if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
-                        add(
-                            format!("{at}.auth[{j}].header"),
-                            format!("{header:?} is not a valid header name"),
-                        );
-                    }
+                for p in auth::problems(scheme, &self.trust) {
+                    add(format!("{at}.auth[{j}].{}", p.key), p.message);
                 }
             }
+            if source.path == self.trust.token_path && !self.trust.token_signing_keys.is_empty() {
+                add(
+                    format!("{at}.path"),
+                    "is trust.token_path, the OAuth2 token endpoint".into(),
+                );
+            }
+        }
+        for p in trust::problems(&self.trust, &self.sources) {
+            add(p.key, p.message);
         }
         problems
     }

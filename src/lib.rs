@@ -18,7 +18,7 @@
 //! | [`respond`] | 11. outcome or error → HTTP answer |
 //!
 //! Around the trip: [`app`] (wiring, shutdown order), [`config`], [`admin`] (health, metrics),
-//! [`metrics`], [`telemetry`], [`tls`], [`shutdown`], [`cli`].
+//! [`metrics`], [`telemetry`], [`tls`], [`reload`] (SIGHUP), [`shutdown`], [`cli`].
 
 pub mod admin;
 pub mod app;
@@ -34,6 +34,7 @@ pub mod normalize;
 pub mod parse;
 pub mod pipeline;
 pub mod preview;
+pub mod reload;
 pub mod respond;
 pub mod route;
 pub mod shutdown;

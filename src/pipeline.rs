@@ -25,6 +25,9 @@ use crate::route::{self, Incoming, Routed};
 use crate::sink::{Batch, DeadLetter, Record};
 use crate::split::{self, Split};
 
+/// Metrics label of the OAuth2 token endpoint.
+const TOKEN_ENDPOINT: &str = "oauth_token";
+
 /// Serves one request on the public port.
 pub async fn handle(
     state: Arc<State>,
@@ -33,6 +36,19 @@ pub async fn handle(
 ) -> Response<Full<Bytes>> {
     let started = Instant::now();
     let _in_flight = state.metrics.in_flight();
+    // OAuth2 token endpoint ([trust] token_path, issue #3). It is hookgate's own
+    // authorization server, not a source: answered here, it never enters the trip.
+    let runtime = state.runtime.load_full();
+    if let Some(issuer) = runtime.trust.token_endpoint(request.uri().path()) {
+        let response = auth::token_endpoint::serve(issuer, request, state.body_read_timeout).await;
+        state.metrics.request(
+            TOKEN_ENDPOINT,
+            response.status().as_u16(),
+            started.elapsed(),
+        );
+        return response;
+    }
+    drop(runtime);
     let incoming = Incoming::new(request, peer);
     let request_id = incoming.request_id.clone();
     let span = info_span!("request", request_id = %request_id.0, source = field::Empty, method = %incoming.parts.method);
@@ -78,6 +94,7 @@ async fn trip(
     let head = Head {
         headers: &incoming.parts.headers,
         peer: incoming.peer,
+        client: runtime.trust.client(incoming.peer, &incoming.parts.headers),
         path_token: path_token.as_deref(),
     };
 

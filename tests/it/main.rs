@@ -7,5 +7,6 @@
     clippy::indexing_slicing
 )]
 
+mod auth;
 mod foundation;
 mod harness;
