@@ -8,5 +8,6 @@
 )]
 
 mod auth;
+mod example_config;
 mod foundation;
 mod harness;
