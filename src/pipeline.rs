@@ -46,6 +46,9 @@ pub async fn handle(
             Ok(outcome) => tracing::debug!(?outcome, "request accepted"),
             Err(failure) => {
                 state.metrics.rejection(source, failure.code());
+                if source_label.is_some() {
+                    state.health.rejected(source, failure.code(), failure.is_auth());
+                }
                 let status = response.status().as_u16();
                 if status >= 500 {
                     tracing::error!(status, reason = failure.code(), error = %failure, "request failed");
@@ -75,6 +78,10 @@ async fn trip(
     } = route::resolve(&runtime.routes, incoming)?;
     *source_label = Some(Arc::clone(&source.label));
     tracing::Span::current().record("source", source.name.as_str());
+
+    // 2b. protection: rate limits, then a slot under the in-flight cap (held until answered).
+    // Before any body byte is read, so a refused or shed request costs no body memory.
+    let _admitted = runtime.protection.admit(&source.name, incoming.peer.ip())?;
     let head = Head {
         headers: &incoming.parts.headers,
         peer: incoming.peer,
@@ -103,7 +110,12 @@ async fn trip(
         &incoming.parts.headers,
         runtime.limits.max_events_per_request,
     )? {
-        Split::Heartbeat => return Ok(Outcome::Heartbeat),
+        Split::Heartbeat => {
+            // The vendor's health call: the source's heartbeat, never an event.
+            state.metrics.heartbeat(&source.name);
+            state.health.heartbeat(&source.name);
+            return Ok(Outcome::Heartbeat);
+        }
         Split::Events(events) => events,
     };
 
@@ -133,6 +145,8 @@ async fn trip(
         .unwrap_or(0);
     let mut records = Vec::with_capacity(fresh.len());
     let mut dead_lettered = 0u64;
+    // (class, event JSON) of each event, for metrics and the status lookback once durable.
+    let mut published = Vec::with_capacity(fresh.len());
     for event in fresh {
         let raw_text = std::str::from_utf8(&event.raw).unwrap_or_default();
         let ctx = EventContext {
@@ -153,13 +167,7 @@ async fn trip(
             });
         match normalized {
             Ok(ocsf) => {
-                state.metrics.events(
-                    &source.name,
-                    &source.vendor,
-                    ocsf.class_name,
-                    EventOutcome::Accepted,
-                    1,
-                );
+                published.push((ocsf.class_name, ocsf.json.clone()));
                 records.push(Record::Event(ocsf));
             }
             Err((reason_code, reason)) => {
@@ -174,20 +182,6 @@ async fn trip(
             }
         }
     }
-    state.metrics.events(
-        &source.name,
-        &source.vendor,
-        "none",
-        EventOutcome::Duplicate,
-        duplicates as u64,
-    );
-    state.metrics.events(
-        &source.name,
-        &source.vendor,
-        "none",
-        EventOutcome::DeadLettered,
-        dead_lettered,
-    );
     let events = records.len();
 
     // 9–10. spool / publish: only a durable batch is acknowledged.
@@ -200,12 +194,33 @@ async fn trip(
         };
         if let Err(e) = state.sink.deliver(batch).await {
             release_all(state, &source.name, keys.iter());
+            let (name, vendor) = (&source.name, &source.vendor);
+            state
+                .metrics
+                .events(name, vendor, "none", EventOutcome::Rejected, events as u64);
             return Err(e.into());
         }
     }
     for key in &keys {
         state.dedup.commit(&source.name, key)?;
     }
+    // Counted once durable, once per batch.
+    let (name, vendor) = (&source.name, &source.vendor);
+    let classes: Vec<&'static str> = published.iter().map(|(class, _)| *class).collect();
+    state.metrics.published(name, vendor, &classes);
+    let dup = duplicates as u64;
+    state
+        .metrics
+        .events(name, vendor, "none", EventOutcome::Duplicate, dup);
+    state.metrics.events(
+        name,
+        vendor,
+        "none",
+        EventOutcome::DeadLettered,
+        dead_lettered,
+    );
+    let lookback: Vec<Bytes> = published.into_iter().map(|(_, json)| json).collect();
+    state.health.accepted(name, &lookback);
 
     // 11. respond (the caller builds the answer from this outcome)
     Ok(Outcome::Accepted { events, duplicates })
