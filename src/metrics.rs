@@ -34,6 +34,7 @@ pub struct Metrics {
     spool_records: IntGauge,
     spool_bytes: IntGauge,
     spool_oldest_age: Gauge,
+    spool_capacity: IntGauge,
     kafka_latency: Histogram,
     kafka_errors: IntCounterVec,
 }
@@ -114,9 +115,9 @@ impl Metrics {
         let rejections = IntCounterVec::new(
             Opts::new(
                 "hookgate_rejections_total",
-                "Rejected requests, by source and reason code",
+                "Rejected requests, by source, refusing stage and reason code",
             ),
-            &["source", "reason"],
+            &["source", "stage", "reason"],
         )?;
         let events = IntCounterVec::new(
             Opts::new(
@@ -166,6 +167,10 @@ impl Metrics {
             "hookgate_spool_oldest_record_age_seconds",
             "Age of the oldest record in the spool not yet acknowledged by Kafka; 0 when empty",
         )?;
+        let spool_capacity = IntGauge::new(
+            "hookgate_spool_capacity_bytes",
+            "Configured largest spool size on disk (spool max bytes)",
+        )?;
         let kafka_latency = Histogram::with_opts(
             HistogramOpts::new(
                 "hookgate_kafka_delivery_duration_seconds",
@@ -206,6 +211,7 @@ impl Metrics {
         registry.register(Box::new(spool_records.clone()))?;
         registry.register(Box::new(spool_bytes.clone()))?;
         registry.register(Box::new(spool_oldest_age.clone()))?;
+        registry.register(Box::new(spool_capacity.clone()))?;
         registry.register(Box::new(kafka_latency.clone()))?;
         registry.register(Box::new(kafka_errors.clone()))?;
         registry.register(Box::new(build_info))?;
@@ -224,6 +230,7 @@ impl Metrics {
             spool_records,
             spool_bytes,
             spool_oldest_age,
+            spool_capacity,
             kafka_latency,
             kafka_errors,
         })
@@ -273,9 +280,11 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// Records a rejection by its bounded reason code.
-    pub fn rejection(&self, source: &str, reason: &'static str) {
-        self.rejections.with_label_values(&[source, reason]).inc();
+    /// Records a rejection by the refusing stage and its bounded reason code.
+    pub fn rejection(&self, source: &str, stage: &'static str, reason: &'static str) {
+        self.rejections
+            .with_label_values(&[source, stage, reason])
+            .inc();
     }
 
     /// Records `count` events of one class and outcome. For [`EventOutcome::Accepted`] it also
@@ -336,6 +345,13 @@ impl Metrics {
         self.spool_bytes
             .set(i64::try_from(bytes).unwrap_or(i64::MAX));
         self.spool_oldest_age.set(oldest_age.as_secs_f64());
+    }
+
+    /// Sets the spool's configured capacity in bytes (call once when the spool opens), so
+    /// alerts can compare `hookgate_spool_bytes` against it.
+    pub fn spool_capacity(&self, max_bytes: u64) {
+        self.spool_capacity
+            .set(i64::try_from(max_bytes).unwrap_or(i64::MAX));
     }
 
     /// Records one Kafka delivery report (or one batch's, once): `Ok(())` observes `latency`
@@ -433,11 +449,13 @@ mod tests {
     fn spool_and_kafka_functions_feed_their_series() {
         let m = Metrics::new().unwrap();
         m.spool_gauge(3, 4096, Duration::from_secs(7));
+        m.spool_capacity(1 << 20);
         m.kafka_delivery(Duration::from_millis(12), Ok(()));
         m.kafka_delivery(Duration::from_millis(12), Err("broker_down"));
         let text = m.render();
         assert!(text.contains("hookgate_spool_records 3"), "{text}");
         assert!(text.contains("hookgate_spool_bytes 4096"), "{text}");
+        assert!(text.contains("hookgate_spool_capacity_bytes 1048576"), "{text}");
         assert!(
             text.contains("hookgate_spool_oldest_record_age_seconds 7"),
             "{text}"

@@ -45,7 +45,7 @@ pub async fn handle(
         match &result {
             Ok(outcome) => tracing::debug!(?outcome, "request accepted"),
             Err(failure) => {
-                state.metrics.rejection(source, failure.code());
+                state.metrics.rejection(source, failure.stage(), failure.code());
                 if source_label.is_some() {
                     state.health.rejected(source, failure.code(), failure.is_auth());
                 }

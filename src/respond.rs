@@ -86,6 +86,20 @@ impl Failure {
         }
     }
 
+    /// The stage that refused the request: a bounded label (`route`, `limits`, `auth`,
+    /// `body`, `split`, `dedup`, `sink`) for metrics, so alerts need not know every code.
+    pub fn stage(&self) -> &'static str {
+        match self {
+            Failure::Route(_) => "route",
+            Failure::Limited(_) => "limits",
+            Failure::Auth(_) => "auth",
+            Failure::Body(_) => "body",
+            Failure::Split(_) => "split",
+            Failure::InFlight | Failure::Dedup(_) => "dedup",
+            Failure::Sink(_) => "sink",
+        }
+    }
+
     /// True when the request failed authentication (counts toward `failing_auth` health).
     pub fn is_auth(&self) -> bool {
         matches!(self, Failure::Auth(_))

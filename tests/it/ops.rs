@@ -90,7 +90,9 @@ fn source_over_its_rate_gets_429_with_retry_after() {
     assert!((1..=2).contains(&retry), "Retry-After {retry}");
     let text = metrics(&gw);
     assert!(
-        text.contains("hookgate_rejections_total{reason=\"rate_limited_source\",source=\"hw\"}"),
+        text.contains(
+            "hookgate_rejections_total{reason=\"rate_limited_source\",source=\"hw\",stage=\"limits\"}"
+        ),
         "{text}"
     );
     assert!(
