@@ -455,7 +455,10 @@ mod tests {
         let text = m.render();
         assert!(text.contains("hookgate_spool_records 3"), "{text}");
         assert!(text.contains("hookgate_spool_bytes 4096"), "{text}");
-        assert!(text.contains("hookgate_spool_capacity_bytes 1048576"), "{text}");
+        assert!(
+            text.contains("hookgate_spool_capacity_bytes 1048576"),
+            "{text}"
+        );
         assert!(
             text.contains("hookgate_spool_oldest_record_age_seconds 7"),
             "{text}"
