@@ -150,3 +150,42 @@ fn default_shed_retry_after_secs() -> u64 {
 fn default_max_tracked_addresses() -> usize {
     100_000
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(text: &str) -> LimitsConfig {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn defaults_limit_only_concurrency() {
+        let l = limits("");
+        assert_eq!(l.max_in_flight_requests, 256);
+        assert!(l.per_source.is_none() && l.per_address.is_none());
+        assert!(l.problems(&[]).is_empty());
+    }
+
+    #[test]
+    fn reports_zero_rates_and_unknown_source_overrides_by_key() {
+        let l = limits(
+            "max_in_flight_requests = 0\nper_address = { requests_per_second = 0, burst = 0 }\n\
+             [source_rate.ghost]\nrequests_per_second = 5\n",
+        );
+        let keys: Vec<String> = l.problems(&["hw"]).into_iter().map(|(k, _)| k).collect();
+        for key in [
+            "limits.max_in_flight_requests",
+            "limits.per_address.requests_per_second",
+            "limits.per_address.burst",
+            "limits.source_rate.ghost",
+        ] {
+            assert!(keys.iter().any(|k| k == key), "missing {key} in {keys:?}");
+        }
+    }
+
+    #[test]
+    fn rejects_unknown_rate_keys() {
+        assert!(toml::from_str::<LimitsConfig>("per_source = { rps = 1 }").is_err());
+    }
+}

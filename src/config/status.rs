@@ -69,3 +69,39 @@ fn default_recent_events() -> usize {
 fn default_auth_failure_window_secs() -> u64 {
     900
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_have_no_token_and_a_small_lookback() {
+        let s: StatusConfig = toml::from_str("").unwrap();
+        assert!(s.token.is_none());
+        assert_eq!(s.recent_events, 20);
+        assert!(s.problems().is_empty());
+    }
+
+    #[test]
+    fn refuses_a_short_token_and_an_oversized_lookback() {
+        let s: StatusConfig = toml::from_str("token = \"short\"\nrecent_events = 1000").unwrap();
+        let keys: Vec<String> = s.problems().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["status.token", "status.recent_events"]);
+        assert!(!format!("{s:?}").contains("short"));
+    }
+
+    #[test]
+    fn a_zero_health_expectation_is_reported_with_its_source() {
+        let err = crate::config::Config::from_toml(
+            "[[source]]\nname = \"hp\"\nvendor = \"hyperproof\"\npath = \"/hp\"\n\
+             auth = [{ kind = \"none\" }]\nexpect_event_secs = 0\n",
+            std::path::Path::new("t.toml"),
+            &["hyperproof".to_owned()],
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("source[hp].expect_event_secs"),
+            "{err}"
+        );
+    }
+}
