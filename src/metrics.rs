@@ -307,9 +307,29 @@ impl Metrics {
         }
     }
 
-    /// Records the events of one durable batch, one class name per event (grouped here, so
-    /// the caller records once per batch).
-    pub fn published(&self, source: &str, vendor: &str, classes: &[&'static str]) {
+    /// Records one durable batch: its published events (one OCSF class name per event,
+    /// grouped here), its duplicates (dedup hits) and its dead letters. Once per request.
+    pub fn batch(
+        &self,
+        source: &str,
+        vendor: &str,
+        classes: &[&'static str],
+        duplicates: usize,
+        dead_lettered: u64,
+    ) {
+        self.published(source, vendor, classes);
+        let duplicates = u64::try_from(duplicates).unwrap_or(u64::MAX);
+        self.events(source, vendor, "none", EventOutcome::Duplicate, duplicates);
+        self.events(
+            source,
+            vendor,
+            "none",
+            EventOutcome::DeadLettered,
+            dead_lettered,
+        );
+    }
+
+    fn published(&self, source: &str, vendor: &str, classes: &[&'static str]) {
         let mut by_class: Vec<(&'static str, u64)> = Vec::new();
         for class in classes {
             match by_class.iter_mut().find(|(c, _)| c == class) {
@@ -443,6 +463,21 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("outcome=\"published\""), "{text}");
+    }
+
+    #[test]
+    fn a_batch_is_counted_per_class_and_outcome() {
+        let m = Metrics::new().unwrap();
+        m.batch("s", "v", &["Base Event", "Base Event", "Other"], 2, 1);
+        let text = m.render();
+        for line in [
+            "class=\"Base Event\",outcome=\"published\",source=\"s\",vendor=\"v\"} 2",
+            "class=\"Other\",outcome=\"published\",source=\"s\",vendor=\"v\"} 1",
+            "class=\"none\",outcome=\"duplicate\",source=\"s\",vendor=\"v\"} 2",
+            "class=\"none\",outcome=\"dead_lettered\",source=\"s\",vendor=\"v\"} 1",
+        ] {
+            assert!(text.contains(line), "missing {line} in {text}");
+        }
     }
 
     #[test]

@@ -194,32 +194,22 @@ async fn trip(
         };
         if let Err(e) = state.sink.deliver(batch).await {
             release_all(state, &source.name, keys.iter());
-            let (name, vendor) = (&source.name, &source.vendor);
+            let (name, vendor, n) = (&source.name, &source.vendor, events as u64);
             state
                 .metrics
-                .events(name, vendor, "none", EventOutcome::Rejected, events as u64);
+                .events(name, vendor, "none", EventOutcome::Rejected, n);
             return Err(e.into());
         }
     }
     for key in &keys {
         state.dedup.commit(&source.name, key)?;
     }
-    // Counted once durable, once per batch.
+    // Counted once durable, once per batch; the status keeps the latest for its lookback.
+    let (classes, lookback): (Vec<&'static str>, Vec<Bytes>) = published.into_iter().unzip();
     let (name, vendor) = (&source.name, &source.vendor);
-    let classes: Vec<&'static str> = published.iter().map(|(class, _)| *class).collect();
-    state.metrics.published(name, vendor, &classes);
-    let dup = duplicates as u64;
     state
         .metrics
-        .events(name, vendor, "none", EventOutcome::Duplicate, dup);
-    state.metrics.events(
-        name,
-        vendor,
-        "none",
-        EventOutcome::DeadLettered,
-        dead_lettered,
-    );
-    let lookback: Vec<Bytes> = published.into_iter().map(|(_, json)| json).collect();
+        .batch(name, vendor, &classes, duplicates, dead_lettered);
     state.health.accepted(name, &lookback);
 
     // 11. respond (the caller builds the answer from this outcome)
