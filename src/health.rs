@@ -18,6 +18,12 @@ use serde_json::Value;
 
 use crate::config::{Config, Secret};
 
+mod derive;
+mod redact;
+
+use self::derive::derive;
+pub use self::redact::redact;
+
 /// Minutes of history kept (one day).
 const DAY_MINUTES: u64 = 24 * 60;
 /// Rejection reasons kept per source.
@@ -331,110 +337,6 @@ fn json_counts(c: Counts) -> Value {
     serde_json::to_value(c).unwrap_or(Value::Null)
 }
 
-/// Decides a source's state. Order matters: an auth failure explains silence, so it wins;
-/// then a missing sign of life; then events missing while heartbeats still arrive (paused).
-fn derive(
-    info: &SourceInfo,
-    t: &Track,
-    started: SystemTime,
-    now: SystemTime,
-    auth_window: Duration,
-) -> (HealthState, String) {
-    let age = |at: Option<SystemTime>| {
-        now.duration_since(at.unwrap_or(started).max(started))
-            .unwrap_or_default()
-    };
-    if let Some(failed) = t.last_auth_failure {
-        let recent = now.duration_since(failed).unwrap_or_default() < auth_window;
-        let since_ok = t.last_accepted.is_some_and(|ok| ok > failed);
-        if recent && !since_ok {
-            return (
-                HealthState::FailingAuth,
-                "recent requests failed authentication and none was accepted since".to_owned(),
-            );
-        }
-    }
-    let alive = t.last_event.max(t.last_heartbeat);
-    if let Some(secs) = info.expect_heartbeat_secs {
-        if age(alive) > Duration::from_secs(secs) {
-            return (
-                HealthState::Silent,
-                format!("no heartbeat or event for more than {secs} s"),
-            );
-        }
-    }
-    if let Some(secs) = info.expect_event_secs {
-        if age(t.last_event) > Duration::from_secs(secs) {
-            let window = Duration::from_secs(info.expect_heartbeat_secs.unwrap_or(secs));
-            if t.last_heartbeat.is_some() && age(t.last_heartbeat) <= window {
-                return (
-                    HealthState::Paused,
-                    format!("heartbeats arrive but no event for more than {secs} s"),
-                );
-            }
-            return (
-                HealthState::Silent,
-                format!("no event for more than {secs} s"),
-            );
-        }
-    }
-    (HealthState::Healthy, "within expectations".to_owned())
-}
-
-/// Field names whose values are replaced (case-insensitive substring match).
-const SECRET_NAMES: &[&str] = &[
-    "secret",
-    "token",
-    "password",
-    "passwd",
-    "authorization",
-    "api_key",
-    "apikey",
-    "signature",
-    "credential",
-    "cookie",
-    "private_key",
-];
-
-/// A stored event as the status shows it: `raw_data` removed, fields named like secrets
-/// replaced, strings over 512 characters cut.
-pub fn redact(event: &Bytes) -> Value {
-    let mut value: Value =
-        serde_json::from_slice(event).unwrap_or_else(|_| Value::String("[unreadable]".into()));
-    scrub(&mut value);
-    if let Value::Object(map) = &mut value {
-        if map.contains_key("raw_data") {
-            map.insert("raw_data".into(), Value::String("[redacted]".into()));
-        }
-    }
-    value
-}
-
-fn scrub(value: &mut Value) {
-    match value {
-        Value::Object(map) => {
-            for (key, v) in map.iter_mut() {
-                let lower = key.to_ascii_lowercase();
-                if SECRET_NAMES.iter().any(|s| lower.contains(s)) {
-                    *v = Value::String("[redacted]".into());
-                } else {
-                    scrub(v);
-                }
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(scrub),
-        Value::String(s) if s.len() > 512 => {
-            let cut = (0..=512)
-                .rev()
-                .find(|i| s.is_char_boundary(*i))
-                .unwrap_or(0);
-            s.truncate(cut);
-            s.push('…');
-        }
-        _ => {}
-    }
-}
-
 fn epoch_secs(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -454,5 +356,4 @@ pub fn rfc3339(t: SystemTime) -> String {
 }
 
 #[cfg(test)]
-#[path = "health/tests.rs"]
 mod tests;

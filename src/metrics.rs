@@ -5,14 +5,18 @@
 //! class names, outcomes and error `code()`s. Never a raw path, event id, peer address or
 //! error message. Callers record once per request or batch, not per event. The full list with
 //! meanings is in `docs/operations.md`; alert rules in `deploy/prometheus/` use these names.
+//! The names themselves are written once, in `metrics/register.rs`.
+
+mod register;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::config::Config;
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramVec, IntCounterVec, IntGauge, Registry,
+    TextEncoder,
 };
+
+use crate::config::Config;
 
 /// Label for requests that matched no source.
 pub const UNMATCHED: &str = "unmatched";
@@ -86,156 +90,7 @@ pub struct Expectation<'a> {
 #[error("metric registration failed")]
 pub struct MetricsError(#[from] prometheus::Error);
 
-fn gauge_vec(name: &str, help: &str) -> Result<GaugeVec, prometheus::Error> {
-    GaugeVec::new(Opts::new(name, help), &["source"])
-}
-
 impl Metrics {
-    /// Registers every metric.
-    pub fn new() -> Result<Metrics, MetricsError> {
-        let registry = Registry::new();
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "hookgate_requests_total",
-                "HTTP requests on the public port, by source and status code",
-            ),
-            &["source", "status"],
-        )?;
-        let request_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "hookgate_request_duration_seconds",
-                "Time from request head to response, by source",
-            )
-            .buckets(vec![
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                15.0,
-            ]),
-            &["source"],
-        )?;
-        let rejections = IntCounterVec::new(
-            Opts::new(
-                "hookgate_rejections_total",
-                "Rejected requests, by source, refusing stage and reason code",
-            ),
-            &["source", "stage", "reason"],
-        )?;
-        let events = IntCounterVec::new(
-            Opts::new(
-                "hookgate_events_total",
-                "Vendor events, by source, vendor, OCSF class and outcome",
-            ),
-            &["source", "vendor", "class", "outcome"],
-        )?;
-        let heartbeats = IntCounterVec::new(
-            Opts::new(
-                "hookgate_heartbeats_total",
-                "Vendor health calls answered without producing an event, by source",
-            ),
-            &["source"],
-        )?;
-        let in_flight = IntGauge::new("hookgate_requests_in_flight", "Requests being processed")?;
-        let last_event = gauge_vec(
-            "hookgate_source_last_event_timestamp_seconds",
-            "Unix time of the last event made durable, by source; absent until the first",
-        )?;
-        let last_heartbeat = gauge_vec(
-            "hookgate_source_last_heartbeat_timestamp_seconds",
-            "Unix time of the last vendor heartbeat, by source; absent until the first",
-        )?;
-        let expected_event = gauge_vec(
-            "hookgate_source_expected_event_interval_seconds",
-            "Configured expect_event_secs, by source (only sources that set it)",
-        )?;
-        let expected_heartbeat = gauge_vec(
-            "hookgate_source_expected_heartbeat_interval_seconds",
-            "Configured expect_heartbeat_secs, by source (only sources that set it)",
-        )?;
-        let start_time = Gauge::new(
-            "hookgate_start_time_seconds",
-            "Unix time this process started",
-        )?;
-        start_time.set(unix_now());
-        let spool_records = IntGauge::new(
-            "hookgate_spool_records",
-            "Records in the local spool not yet acknowledged by Kafka",
-        )?;
-        let spool_bytes = IntGauge::new(
-            "hookgate_spool_bytes",
-            "Bytes on disk used by the local spool",
-        )?;
-        let spool_oldest_age = Gauge::new(
-            "hookgate_spool_oldest_record_age_seconds",
-            "Age of the oldest record in the spool not yet acknowledged by Kafka; 0 when empty",
-        )?;
-        let spool_capacity = IntGauge::new(
-            "hookgate_spool_capacity_bytes",
-            "Configured largest spool size on disk (spool max bytes)",
-        )?;
-        let kafka_latency = Histogram::with_opts(
-            HistogramOpts::new(
-                "hookgate_kafka_delivery_duration_seconds",
-                "Time from produce to Kafka acknowledgement, successful deliveries only",
-            )
-            .buckets(vec![
-                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-            ]),
-        )?;
-        let kafka_errors = IntCounterVec::new(
-            Opts::new(
-                "hookgate_kafka_delivery_errors_total",
-                "Kafka deliveries that failed, by reason code",
-            ),
-            &["reason"],
-        )?;
-        let build_info = IntGaugeVec::new(
-            Opts::new(
-                "hookgate_build_info",
-                "Build information; the value is always 1",
-            ),
-            &["version"],
-        )?;
-        build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
-            .set(1);
-        registry.register(Box::new(requests.clone()))?;
-        registry.register(Box::new(request_duration.clone()))?;
-        registry.register(Box::new(rejections.clone()))?;
-        registry.register(Box::new(events.clone()))?;
-        registry.register(Box::new(heartbeats.clone()))?;
-        registry.register(Box::new(in_flight.clone()))?;
-        registry.register(Box::new(last_event.clone()))?;
-        registry.register(Box::new(last_heartbeat.clone()))?;
-        registry.register(Box::new(expected_event.clone()))?;
-        registry.register(Box::new(expected_heartbeat.clone()))?;
-        registry.register(Box::new(start_time))?;
-        registry.register(Box::new(spool_records.clone()))?;
-        registry.register(Box::new(spool_bytes.clone()))?;
-        registry.register(Box::new(spool_oldest_age.clone()))?;
-        registry.register(Box::new(spool_capacity.clone()))?;
-        registry.register(Box::new(kafka_latency.clone()))?;
-        registry.register(Box::new(kafka_errors.clone()))?;
-        registry.register(Box::new(build_info))?;
-        Ok(Metrics {
-            registry,
-            requests,
-            request_duration,
-            rejections,
-            events,
-            heartbeats,
-            in_flight,
-            last_event,
-            last_heartbeat,
-            expected_event,
-            expected_heartbeat,
-            spool_records,
-            spool_bytes,
-            spool_oldest_age,
-            spool_capacity,
-            kafka_latency,
-            kafka_errors,
-        })
-    }
-
     /// Applies a (re)loaded config: publishes each source's health expectations. Call at
     /// startup and after every reload.
     pub fn configure(&self, config: &Config) {
@@ -433,101 +288,4 @@ fn status_label(status: u16) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn heartbeat_sets_timestamp_without_counting_an_event() {
-        let m = Metrics::new().unwrap();
-        m.heartbeat("hp");
-        let text = m.render();
-        assert!(
-            text.contains("hookgate_heartbeats_total{source=\"hp\"} 1"),
-            "{text}"
-        );
-        assert!(text.contains("hookgate_source_last_heartbeat_timestamp_seconds{source=\"hp\"}"));
-        assert!(!text.contains("hookgate_events_total{"), "{text}");
-    }
-
-    #[test]
-    fn only_published_events_move_the_last_event_timestamp() {
-        let m = Metrics::new().unwrap();
-        m.events("a", "v", "none", EventOutcome::Duplicate, 2);
-        assert!(!m
-            .render()
-            .contains("last_event_timestamp_seconds{source=\"a\"}"));
-        m.events("a", "v", "Base Event", EventOutcome::Accepted, 1);
-        let text = m.render();
-        assert!(
-            text.contains("last_event_timestamp_seconds{source=\"a\"}"),
-            "{text}"
-        );
-        assert!(text.contains("outcome=\"published\""), "{text}");
-    }
-
-    #[test]
-    fn a_batch_is_counted_per_class_and_outcome() {
-        let m = Metrics::new().unwrap();
-        m.batch("s", "v", &["Base Event", "Base Event", "Other"], 2, 1);
-        let text = m.render();
-        for line in [
-            "class=\"Base Event\",outcome=\"published\",source=\"s\",vendor=\"v\"} 2",
-            "class=\"Other\",outcome=\"published\",source=\"s\",vendor=\"v\"} 1",
-            "class=\"none\",outcome=\"duplicate\",source=\"s\",vendor=\"v\"} 2",
-            "class=\"none\",outcome=\"dead_lettered\",source=\"s\",vendor=\"v\"} 1",
-        ] {
-            assert!(text.contains(line), "missing {line} in {text}");
-        }
-    }
-
-    #[test]
-    fn spool_and_kafka_functions_feed_their_series() {
-        let m = Metrics::new().unwrap();
-        m.spool_gauge(3, 4096, Duration::from_secs(7));
-        m.spool_capacity(1 << 20);
-        m.kafka_delivery(Duration::from_millis(12), Ok(()));
-        m.kafka_delivery(Duration::from_millis(12), Err("broker_down"));
-        let text = m.render();
-        assert!(text.contains("hookgate_spool_records 3"), "{text}");
-        assert!(text.contains("hookgate_spool_bytes 4096"), "{text}");
-        assert!(
-            text.contains("hookgate_spool_capacity_bytes 1048576"),
-            "{text}"
-        );
-        assert!(
-            text.contains("hookgate_spool_oldest_record_age_seconds 7"),
-            "{text}"
-        );
-        assert!(
-            text.contains("hookgate_kafka_delivery_duration_seconds_count 1"),
-            "{text}"
-        );
-        assert!(
-            text.contains("hookgate_kafka_delivery_errors_total{reason=\"broker_down\"} 1"),
-            "{text}"
-        );
-    }
-
-    #[test]
-    fn reconfiguring_drops_expectations_of_removed_sources() {
-        let m = Metrics::new().unwrap();
-        let old = Expectation {
-            source: "old",
-            event_secs: Some(60),
-            heartbeat_secs: None,
-        };
-        m.configure_sources(&[old]);
-        assert!(m
-            .render()
-            .contains("expected_event_interval_seconds{source=\"old\"} 60"));
-        let new = Expectation {
-            source: "new",
-            event_secs: None,
-            heartbeat_secs: Some(90000),
-        };
-        m.configure_sources(&[new]);
-        let text = m.render();
-        assert!(!text.contains("source=\"old\""), "{text}");
-        assert!(text.contains("expected_heartbeat_interval_seconds{source=\"new\"} 90000"));
-    }
-}
+mod tests;
