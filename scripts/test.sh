@@ -16,6 +16,7 @@ apt_pkgs=()
 command -v redis-server >/dev/null || apt_pkgs+=(redis-server)
 command -v promtool >/dev/null || apt_pkgs+=(prometheus)
 command -v chromium >/dev/null || apt_pkgs+=(chromium)
+command -v systemd-analyze >/dev/null || apt_pkgs+=(systemd)
 command -v cmake >/dev/null || apt_pkgs+=(cmake)
 if [ ${#apt_pkgs[@]} -gt 0 ]; then
   log "installing Debian packages: ${apt_pkgs[*]}"
