@@ -15,7 +15,7 @@ import tempfile
 import pytest
 import requests
 
-from conftest import wait_until
+from conftest import ROOT, wait_until
 
 HW_SECRET = "whsec_ops_python"
 TOKEN = "status-token-python-0123456789"
@@ -97,10 +97,12 @@ def test_real_prometheus_scrapes_the_gateway_and_answers_a_query(gateway, tmp_pa
     gw = gateway(CONFIG)
     exercise(gw)
     config = tmp_path / "prometheus.yml"
+    shutil.copy(ROOT / "deploy" / "prometheus" / "alerts.yml", tmp_path / "alerts.yml")
     config.write_text(
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+        "rule_files:\n  - %s\n"
         "scrape_configs:\n  - job_name: hookgate\n    static_configs:\n"
-        "      - targets: ['%s']\n" % gw.admin)
+        "      - targets: ['%s']\n" % (tmp_path / "alerts.yml", gw.admin))
     port = free_port()
     proc = subprocess.Popen(
         [prometheus, "--config.file=%s" % config, "--storage.tsdb.path=%s" % (tmp_path / "tsdb"),
@@ -126,6 +128,28 @@ def test_real_prometheus_scrapes_the_gateway_and_answers_a_query(gateway, tmp_pa
         assert result[0]["value"][1] == "1"
         up = requests.get(api, params={"query": 'up{job="hookgate"}'}, timeout=5).json()
         assert up["data"]["result"][0]["value"][1] == "1"
+
+        # Every dashboard query runs on this server (Grafana variables filled in).
+        dashboard = json.loads((ROOT / "deploy" / "grafana" / "hookgate-dashboard.json").read_text())
+        for panel in dashboard["panels"]:
+            for target in panel.get("targets", []):
+                expr = (target["expr"].replace("$__rate_interval", "1m")
+                        .replace("$job", ".*").replace("$instance", ".*"))
+                r = requests.get(api, params={"query": expr}, timeout=5)
+                assert r.status_code == 200 and r.json()["status"] == "success", (expr, r.text)
+
+        # The alert rules load and evaluate without errors against real hookgate series.
+        def rules_evaluated():
+            groups = requests.get("http://127.0.0.1:%d/api/v1/rules" % port, timeout=5).json()
+            rules = [r for g in groups["data"]["groups"] for r in g["rules"]]
+            done = rules and all(r.get("lastEvaluation", "").startswith("20") for r in rules)
+            return rules if done else None
+
+        rules = wait_until(rules_evaluated, timeout=30, interval=0.5)
+        assert rules, "alert rules were never evaluated"
+        assert len(rules) >= 9
+        for rule in rules:
+            assert rule["health"] == "ok", (rule["name"], rule.get("lastError"))
     finally:
         proc.terminate()
         try:
