@@ -301,4 +301,12 @@ mod tests {
         assert!(page.contains("&lt;script&gt;"));
         assert!(page.contains("data-source=\"hp\" data-health=\"healthy\""));
     }
+
+    #[test]
+    fn page_is_self_contained() {
+        let page = page(&health(""));
+        for external in ["<script", "<link", "src=", "http://", "https://", "@import"] {
+            assert!(!page.contains(external), "{external} in {page}");
+        }
+    }
 }
