@@ -32,10 +32,9 @@ if ! command -v tansu >/dev/null; then
 fi
 
 # --- 3. Python test dependencies -------------------------------------------------------
-if ! python3 -c 'import pytest, svix, standardwebhooks, ocsf_json_schema, jsonschema, confluent_kafka, authlib, requests_oauthlib, redis, yaml, kubernetes_validate, check_jsonschema' 2>/dev/null; then
-  log "installing Python test dependencies"
-  python3 -m pip install -q --disable-pip-version-check -r tests/py/requirements.txt
-fi
+# Pinned versions; pip only downloads what is missing or at another version.
+log "Python test dependencies (tests/py/requirements.txt)"
+python3 -m pip install -q --disable-pip-version-check -r tests/py/requirements.txt
 
 # --- 4. services on loopback -----------------------------------------------------------
 WORK=$(mktemp -d)
