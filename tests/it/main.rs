@@ -1,6 +1,12 @@
 //! Integration tests: one crate, one link step. Each module is a set of scenarios that start
 //! the real `hookgate` binary through [`harness`].
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod foundation;
 mod harness;
+mod parsers;
