@@ -14,15 +14,17 @@ use http::Method;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::Verifier;
+use crate::auth::{Trust, Verifier};
 use crate::config::{Config, LimitsConfig};
 use crate::dedup::DedupStore;
+use crate::health::Health;
+use crate::limits::Protection;
 use crate::listener::{self, ListenSettings};
 use crate::metrics::Metrics;
 use crate::parse::Catalog;
 use crate::route::{Routes, Source};
 use crate::sink::{self, Sink};
-use crate::{admin, tls};
+use crate::{admin, reload, tls};
 
 /// Everything a request needs, built once.
 #[derive(Debug)]
@@ -35,6 +37,8 @@ pub struct State {
     pub dedup: DedupStore,
     /// Metrics registry.
     pub metrics: Metrics,
+    /// Per-source health and recent events for `/status`; reconfigure on reload.
+    pub health: Health,
     /// Body read timeout.
     pub body_read_timeout: Duration,
     /// Cancelled when shutdown starts (readiness turns false).
@@ -48,17 +52,22 @@ pub struct Runtime {
     pub routes: Routes,
     /// Global limits.
     pub limits: LimitsConfig,
+    /// Trusted proxies and the OAuth2 token issuer (`[trust]`).
+    pub trust: Trust,
+    /// Rate limiters and the in-flight cap (fresh buckets on reload).
+    pub protection: Protection,
 }
 
 /// Builds routes (with compiled verifiers and parsers) from `config`.
 pub fn build_runtime(config: &Config, catalog: &Catalog) -> anyhow::Result<Runtime> {
+    let trust = Trust::build(config).context("trust")?;
     let mut sources = Vec::with_capacity(config.sources.len());
     for s in &config.sources {
         let parser = catalog
             .get(&s.vendor)
             .with_context(|| format!("source[{}].vendor: unknown parser {:?}", s.name, s.vendor))?;
-        let verifier =
-            Verifier::build(&s.auth).with_context(|| format!("source[{}].auth", s.name))?;
+        let verifier = Verifier::build(&s.name, &s.auth, &trust)
+            .with_context(|| format!("source[{}].auth", s.name))?;
         if verifier.is_open() {
             tracing::warn!(source = %s.name, "source accepts UNAUTHENTICATED requests (auth kind = \"none\"); anyone who can reach it can inject events");
         }
@@ -82,9 +91,15 @@ pub fn build_runtime(config: &Config, catalog: &Catalog) -> anyhow::Result<Runti
             parser,
         }));
     }
+    let protection = Protection::build(
+        &config.limits,
+        config.sources.iter().map(|s| s.name.as_str()),
+    );
     Ok(Runtime {
         routes: Routes::new(sources),
         limits: config.limits.clone(),
+        trust,
+        protection,
     })
 }
 
@@ -104,6 +119,8 @@ pub async fn run(
     };
     let dedup = DedupStore::build(&config.dedup, spool_dir.as_deref()).await?;
     let metrics = Metrics::new()?;
+    metrics.configure(&config);
+    let health = Health::new(&config);
     let tls = match &config.listener.tls {
         Some(t) => Some(Arc::new(ArcSwap::new(tls::server_config(t)?))),
         None => None,
@@ -113,10 +130,15 @@ pub async fn run(
         sink,
         dedup,
         metrics,
+        health,
         body_read_timeout: Duration::from_millis(config.listener.body_read_timeout_ms),
         draining: shutdown.clone(),
     });
 
+    // SIGHUP → re-read, validate and swap the config and TLS certificate (issue #3). The
+    // handler is installed before "listening on" is logged, so a SIGHUP sent as soon as the
+    // gateway is up cannot end the process (the default action).
+    let hangups = reload::hangups()?;
     let public_addr = public.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
@@ -138,6 +160,13 @@ pub async fn run(
         .kafka
         .map(|k| tokio::spawn(sink::watch_reachability(k, background_stop.clone())));
 
+    let reload_task = tokio::spawn(reload::watch(
+        hangups,
+        Arc::clone(&state),
+        tls.clone(),
+        config.path.clone(),
+        shutdown.clone(),
+    ));
     let admin_task = tokio::spawn(admin::serve(
         admin_listener,
         Arc::clone(&state),
@@ -171,6 +200,7 @@ pub async fn run(
         }
     }
     admin_task.abort();
+    reload_task.abort();
     tracing::info!("stopped");
     Ok(())
 }

@@ -1,16 +1,30 @@
 //! Stage 4, auth: decide whether a request truly comes from its source's vendor.
 //!
 //! Input: the routed request head (before the body) and then the raw body bytes. Output:
-//! [`Authenticated`]. Fails with [`AuthError`] (401/403); the answer never says which check
-//! failed, the log line and metric label do. Checks that need no body run in
-//! [`check_before_body`] so a refused request costs no body read. Signatures are checked over
-//! the exact raw bytes, before any JSON parsing. Never logs secrets, tokens or signatures.
+//! [`Authenticated`]. Fails with [`AuthError`] (401, or 403 for a refused address); the answer
+//! never says which check failed, the log line and metric label ([`AuthError::code`]) do.
+//! Every scheme a source lists must pass. Checks that need no body run in
+//! [`check_before_body`] so a refused request costs no body read; signatures are checked in
+//! [`verify`] over the exact raw bytes, before any JSON parsing. All secret comparisons are
+//! constant-time. Never logs secrets, tokens, signatures or path tokens.
 
+pub mod client_addr;
+pub mod credentials;
 pub mod hmac;
+pub mod ip_allow;
+pub mod oauth;
+pub mod svix;
+pub mod token_endpoint;
+
+use std::net::IpAddr;
+use std::sync::Arc;
 
 use http::HeaderMap;
 
-use crate::config::AuthConfig;
+use self::client_addr::TrustedProxies;
+use self::credentials::{BasicVerifier, BearerVerifier, HeaderVerifier, PathTokenVerifier};
+use self::oauth::{Issuer, OauthVerifier, TokenKeys};
+use crate::config::{AuthConfig, Config};
 
 /// The compiled trust rules of one source: every scheme must pass.
 #[derive(Debug)]
@@ -22,27 +36,97 @@ pub struct Verifier {
 enum Scheme {
     None,
     Hmac(hmac::HmacVerifier),
+    Svix(svix::SvixVerifier),
+    Basic(BasicVerifier),
+    Bearer(BearerVerifier),
+    Header(HeaderVerifier),
+    Oauth(OauthVerifier),
+    PathToken(PathTokenVerifier),
+    IpAllow(ip_allow::IpAllow),
+}
+
+impl Scheme {
+    fn name(&self) -> &'static str {
+        match self {
+            Scheme::None => "none",
+            Scheme::Hmac(_) => "hmac",
+            Scheme::Svix(_) => "svix",
+            Scheme::Basic(_) => "basic",
+            Scheme::Bearer(_) => "bearer",
+            Scheme::Header(_) => "header",
+            Scheme::Oauth(_) => "oauth",
+            Scheme::PathToken(_) => "path_token",
+            Scheme::IpAllow(_) => "ip_allow",
+        }
+    }
 }
 
 /// What the request proved, carried with its events.
 #[derive(Debug, Clone)]
 pub struct Authenticated {
-    /// Name of the scheme(s) that passed, e.g. `hmac` (recorded in event metadata).
+    /// The source's main scheme (the first one that is not `ip_allow`), e.g. `svix`
+    /// (recorded in event metadata).
     pub scheme: &'static str,
 }
 
-/// Why a request was not trusted.
+/// Why a request was not trusted. 401 unless [`AuthError::is_forbidden`] (403).
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
-    /// Sender's fault: the signature header is absent.
+    /// Sender's fault: a signature header (HMAC, or a Svix id/timestamp/signature) is absent.
     #[error("signature header missing")]
     MissingSignature,
-    /// Sender's fault: the signature header is not of the expected form.
+    /// Sender's fault: the signature header or Svix timestamp is not of the expected form.
     #[error("signature header malformed")]
     MalformedSignature,
     /// Sender's fault (or an attacker's): no configured secret produces this signature.
     #[error("signature does not match")]
     BadSignature,
+    /// Sender's fault (clock skew) or a replay: the Svix timestamp is outside the tolerance.
+    #[error("signature timestamp outside tolerance")]
+    TimestampOutOfTolerance,
+    /// Sender's fault: no (readable) `Authorization: Basic` header.
+    #[error("basic credentials missing")]
+    BasicMissing,
+    /// Sender's fault (or an attacker's): unknown username or wrong password.
+    #[error("basic credentials do not match")]
+    BasicMismatch,
+    /// Sender's fault: the API key header is absent.
+    #[error("api key missing")]
+    ApiKeyMissing {
+        /// `WWW-Authenticate` value when the key travels in `Authorization`.
+        challenge: Option<&'static str>,
+    },
+    /// Sender's fault (or an attacker's): the API key is not a configured one.
+    #[error("api key does not match")]
+    ApiKeyMismatch {
+        /// `WWW-Authenticate` value when the key travels in `Authorization`.
+        challenge: Option<&'static str>,
+    },
+    /// Sender's fault: the static auth header is absent.
+    #[error("auth header missing")]
+    HeaderMissing,
+    /// Sender's fault (or an attacker's): the static auth header has another value.
+    #[error("auth header does not match")]
+    HeaderMismatch,
+    /// Sender's fault: no bearer access token.
+    #[error("access token missing")]
+    TokenMissing,
+    /// Sender's fault (or an attacker's): the token is not one hookgate issued, or its
+    /// client was removed from the config.
+    #[error("access token invalid")]
+    TokenInvalid,
+    /// Sender's fault: the token expired; the client should fetch a new one.
+    #[error("access token expired")]
+    TokenExpired,
+    /// Sender's fault (or an attacker's): the token was issued for another source.
+    #[error("access token issued for another source")]
+    TokenWrongSource,
+    /// Sender's fault (or an attacker's): the secret path segment is wrong.
+    #[error("path token does not match")]
+    PathTokenMismatch,
+    /// Sender's address is not in the source's allowlist (→ 403).
+    #[error("source address not allowed")]
+    AddressNotAllowed,
 }
 
 impl AuthError {
@@ -52,31 +136,130 @@ impl AuthError {
             AuthError::MissingSignature => "signature_missing",
             AuthError::MalformedSignature => "signature_malformed",
             AuthError::BadSignature => "signature_mismatch",
+            AuthError::TimestampOutOfTolerance => "timestamp_out_of_tolerance",
+            AuthError::BasicMissing => "basic_missing",
+            AuthError::BasicMismatch => "basic_mismatch",
+            AuthError::ApiKeyMissing { .. } => "api_key_missing",
+            AuthError::ApiKeyMismatch { .. } => "api_key_mismatch",
+            AuthError::HeaderMissing => "header_missing",
+            AuthError::HeaderMismatch => "header_mismatch",
+            AuthError::TokenMissing => "token_missing",
+            AuthError::TokenInvalid => "token_invalid",
+            AuthError::TokenExpired => "token_expired",
+            AuthError::TokenWrongSource => "token_wrong_source",
+            AuthError::PathTokenMismatch => "path_token_mismatch",
+            AuthError::AddressNotAllowed => "address_not_allowed",
         }
     }
 
     /// True when the answer is 403 (address refused) rather than 401.
     pub fn is_forbidden(&self) -> bool {
-        false
+        matches!(self, AuthError::AddressNotAllowed)
     }
 
     /// `WWW-Authenticate` value for the 401 answer, where the scheme defines one.
     pub fn challenge(&self) -> Option<&'static str> {
-        None
+        match self {
+            AuthError::BasicMissing | AuthError::BasicMismatch => {
+                Some(credentials::BASIC_CHALLENGE)
+            }
+            AuthError::ApiKeyMissing { challenge } | AuthError::ApiKeyMismatch { challenge } => {
+                *challenge
+            }
+            AuthError::TokenMissing => Some(oauth::CHALLENGE),
+            AuthError::TokenInvalid | AuthError::TokenExpired | AuthError::TokenWrongSource => {
+                Some(oauth::CHALLENGE_INVALID)
+            }
+            _ => None,
+        }
     }
 }
 
-/// Why a source's auth config cannot be compiled.
+/// Why a source's auth config cannot be compiled (`Config::problems` reports the same
+/// conditions with their keys; these are the last line of defence).
 #[derive(Debug, thiserror::Error)]
 pub enum AuthConfigError {
     /// Operator's fault: a header name is not valid.
     #[error("invalid header name {0:?}")]
     HeaderName(String),
+    /// Operator's fault: a Svix secret is not `whsec_` + base64.
+    #[error("a svix secret is not whsec_ followed by base64")]
+    SvixSecret,
+    /// Operator's fault: an allowlist or trusted-proxy entry is not an address, CIDR or preset.
+    #[error("{0:?} is not an IP address, CIDR or preset name")]
+    Address(String),
+    /// Operator's fault: `kind = "oauth"` without `[trust] token_signing_keys`.
+    #[error("kind = \"oauth\" needs [trust] token_signing_keys")]
+    NoSigningKey,
+}
+
+/// Gateway-wide trust: trusted proxies and the token issuer. Rebuilt with the runtime.
+#[derive(Debug)]
+pub struct Trust {
+    /// Proxies whose forwarding headers are believed.
+    pub proxies: TrustedProxies,
+    /// The token endpoint, when `[trust] token_signing_keys` is set.
+    pub issuer: Option<Issuer>,
+    /// `[trust] token_path`.
+    pub token_path: String,
+}
+
+impl Trust {
+    /// Compiles `[trust]` and collects every client that may obtain tokens: each `oauth`
+    /// client, and each `basic` credential (ConnectSecure's "Authentication URL").
+    pub fn build(config: &Config) -> Result<Trust, AuthConfigError> {
+        let proxies =
+            TrustedProxies::new(&config.trust.trusted_proxies).map_err(AuthConfigError::Address)?;
+        let keys = TokenKeys::new(
+            &config.trust.token_signing_keys,
+            config.trust.token_lifetime_s,
+        );
+        let issuer = keys.map(|keys| {
+            let mut issuer = Issuer::new(Arc::new(keys));
+            for source in &config.sources {
+                for scheme in &source.auth {
+                    match scheme {
+                        AuthConfig::Oauth { clients } => {
+                            for c in clients {
+                                issuer.add_client(&source.name, &c.client_id, &c.client_secret);
+                            }
+                        }
+                        AuthConfig::Basic { credentials } => {
+                            for c in credentials {
+                                issuer.add_client(&source.name, &c.username, &c.password);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            issuer
+        });
+        Ok(Trust {
+            proxies,
+            issuer,
+            token_path: config.trust.token_path.clone(),
+        })
+    }
+
+    /// The issuer when `path` is the token endpoint's path.
+    pub fn token_endpoint(&self, path: &str) -> Option<&Issuer> {
+        self.issuer.as_ref().filter(|_| path == self.token_path)
+    }
+
+    /// The client address of a request (see [`TrustedProxies::client`]).
+    pub fn client(&self, peer: std::net::SocketAddr, headers: &HeaderMap) -> IpAddr {
+        self.proxies.client(peer, headers)
+    }
 }
 
 impl Verifier {
-    /// Compiles a source's schemes.
-    pub fn build(configs: &[AuthConfig]) -> Result<Verifier, AuthConfigError> {
+    /// Compiles the schemes of source `source`.
+    pub fn build(
+        source: &str,
+        configs: &[AuthConfig],
+        trust: &Trust,
+    ) -> Result<Verifier, AuthConfigError> {
         let mut schemes = Vec::with_capacity(configs.len());
         for config in configs {
             schemes.push(match config {
@@ -89,14 +272,49 @@ impl Verifier {
                     hmac::HmacVerifier::new(header, prefix, secrets)
                         .ok_or_else(|| AuthConfigError::HeaderName(header.clone()))?,
                 ),
+                AuthConfig::Svix {
+                    secrets,
+                    tolerance_s,
+                } => Scheme::Svix(
+                    svix::SvixVerifier::new(secrets, *tolerance_s)
+                        .ok_or(AuthConfigError::SvixSecret)?,
+                ),
+                AuthConfig::Basic { credentials } => Scheme::Basic(BasicVerifier::new(credentials)),
+                AuthConfig::Bearer { header, tokens } => Scheme::Bearer(
+                    BearerVerifier::new(header, tokens)
+                        .ok_or_else(|| AuthConfigError::HeaderName(header.clone()))?,
+                ),
+                AuthConfig::Header { name, values } => Scheme::Header(
+                    HeaderVerifier::new(name, values)
+                        .ok_or_else(|| AuthConfigError::HeaderName(name.clone()))?,
+                ),
+                AuthConfig::Oauth { clients } => {
+                    let keys = trust
+                        .issuer
+                        .as_ref()
+                        .map(|i| Arc::clone(&i.keys))
+                        .ok_or(AuthConfigError::NoSigningKey)?;
+                    let ids = clients.iter().map(|c| c.client_id.clone()).collect();
+                    Scheme::Oauth(OauthVerifier::new(keys, source, ids))
+                }
+                AuthConfig::PathToken { tokens } => {
+                    Scheme::PathToken(PathTokenVerifier::new(tokens))
+                }
+                AuthConfig::IpAllow { allow } => Scheme::IpAllow(
+                    ip_allow::IpAllow::new(allow).map_err(AuthConfigError::Address)?,
+                ),
             });
         }
+        // Address checks first: a refused address gets 403 whatever else it sends.
+        schemes.sort_by_key(|s| !matches!(s, Scheme::IpAllow(_)));
         Ok(Verifier { schemes })
     }
 
     /// True when the route ends in a secret path token.
     pub fn takes_path_token(&self) -> bool {
-        false
+        self.schemes
+            .iter()
+            .any(|s| matches!(s, Scheme::PathToken(_)))
     }
 
     /// True when the source explicitly accepts unauthenticated requests.
@@ -104,29 +322,44 @@ impl Verifier {
         self.schemes.iter().all(|s| matches!(s, Scheme::None))
     }
 
-    /// Short name of the schemes for event metadata.
+    /// Short name of the main scheme for event metadata.
     fn scheme_name(&self) -> &'static str {
-        match self.schemes.first() {
-            Some(Scheme::Hmac(_)) => "hmac",
-            Some(Scheme::None) | None => "none",
-        }
+        self.schemes
+            .iter()
+            .find(|s| !matches!(s, Scheme::IpAllow(_)))
+            .or(self.schemes.first())
+            .map_or("none", Scheme::name)
     }
 }
 
-/// Request facts the checks before the body may use.
+/// Request facts the checks may use.
 #[derive(Debug)]
 pub struct Head<'a> {
     /// Headers as received.
     pub headers: &'a HeaderMap,
     /// TCP peer.
     pub peer: std::net::SocketAddr,
-    /// Secret path segment, when the route has one.
+    /// Client address: the peer, or what a trusted proxy says (see [`Trust::client`]).
+    pub client: IpAddr,
+    /// Secret path segment, when the route has one (never logged).
     pub path_token: Option<&'a str>,
 }
 
-/// Checks that need no body (address allowlist, Basic, bearer, static header, path token).
+/// Checks that need no body (address allowlist, path token, Basic, API key, static header,
+/// access token), in that order; stops at the first failure.
 pub fn check_before_body(verifier: &Verifier, head: &Head<'_>) -> Result<(), AuthError> {
-    let _ = (verifier, head);
+    let now = oauth::now_s();
+    for scheme in &verifier.schemes {
+        match scheme {
+            Scheme::IpAllow(a) => a.check(head.client)?,
+            Scheme::PathToken(p) => p.check(head.path_token)?,
+            Scheme::Basic(b) => b.check(head.headers)?,
+            Scheme::Bearer(b) => b.check(head.headers)?,
+            Scheme::Header(h) => h.check(head.headers)?,
+            Scheme::Oauth(o) => o.check_at(head.headers, now)?,
+            Scheme::None | Scheme::Hmac(_) | Scheme::Svix(_) => {}
+        }
+    }
     Ok(())
 }
 
@@ -138,11 +371,15 @@ pub fn verify(
 ) -> Result<Authenticated, AuthError> {
     for scheme in &verifier.schemes {
         match scheme {
-            Scheme::None => {}
             Scheme::Hmac(h) => h.verify(head.headers, raw)?,
+            Scheme::Svix(s) => s.verify(head.headers, raw)?,
+            _ => {}
         }
     }
     Ok(Authenticated {
         scheme: verifier.scheme_name(),
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -14,7 +14,9 @@ pub mod secret;
 pub mod sink;
 pub mod source;
 pub mod spool;
+pub mod status;
 pub mod telemetry;
+pub mod trust;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -32,7 +34,9 @@ pub use self::secret::Secret;
 pub use self::sink::SinkConfig;
 pub use self::source::SourceConfig;
 pub use self::spool::SpoolConfig;
+pub use self::status::StatusConfig;
 pub use self::telemetry::{LogFormat, TelemetryConfig};
+pub use self::trust::TrustConfig;
 
 /// The whole config file.
 #[derive(Debug, Clone, Deserialize)]
@@ -62,6 +66,10 @@ pub struct Config {
     /// `[dedup]`: duplicate window and store. Defaults apply when absent.
     #[serde(default)]
     pub dedup: DedupConfig,
+    /// `[status]`: the source-health endpoints on the admin listener. Defaults apply when
+    /// absent (loopback clients only).
+    #[serde(default)]
+    pub status: StatusConfig,
     /// `[telemetry]`: log format and level.
     #[serde(default)]
     pub telemetry: TelemetryConfig,
@@ -71,6 +79,13 @@ pub struct Config {
     /// `[[source]]`: one entry per vendor endpoint. At least one is required.
     #[serde(default, rename = "source")]
     pub sources: Vec<SourceConfig>,
+    /// `[trust]`: trusted proxies and the OAuth2 token endpoint. Defaults apply when absent.
+    #[serde(default)]
+    pub trust: TrustConfig,
+    /// The file this config was read from (not a key; set by [`Config::from_toml`]), so a
+    /// SIGHUP reload knows what to re-read.
+    #[serde(skip)]
+    pub path: PathBuf,
 }
 
 /// `[parsers]`: where parser definitions come from besides the ones built in.
@@ -153,10 +168,11 @@ impl Config {
         path: &Path,
         known_vendors: &[String],
     ) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax {
             path: path.to_owned(),
             source: Box::new(e),
         })?;
+        config.path = path.to_owned();
         let problems = config.problems(known_vendors);
         if problems.is_empty() {
             Ok(config)
@@ -198,6 +214,13 @@ impl Config {
                 "admin.address".into(),
                 "must differ from listener.address: the admin endpoints never share the public port".into(),
             );
+        }
+        let names: Vec<&str> = self.sources.iter().map(|s| s.name.as_str()).collect();
+        for (key, message) in self.limits.problems(&names) {
+            add(key, message);
+        }
+        for (key, message) in self.status.problems() {
+            add(key, message);
         }
         if let Some(tls) = &self.listener.tls {
             for (key, file) in [("cert_file", &tls.cert_file), ("key_file", &tls.key_file)] {
@@ -274,6 +297,14 @@ impl Config {
                     );
                 }
             }
+            for (key, value) in [
+                ("expect_heartbeat_secs", source.expect_heartbeat_secs),
+                ("expect_event_secs", source.expect_event_secs),
+            ] {
+                if value == Some(0) {
+                    add(format!("{at}.{key}"), "must be at least 1".into());
+                }
+            }
             if source.max_body_bytes == Some(0) {
                 add(format!("{at}.max_body_bytes"), "must be at least 1".into());
             }
@@ -284,24 +315,19 @@ impl Config {
                 );
             }
             for (j, scheme) in source.auth.iter().enumerate() {
-                if let AuthConfig::Hmac {
-                    secrets, header, ..
-                } = scheme
-                {
-                    if secrets.is_empty() || secrets.iter().any(|s| s.expose().is_empty()) {
-                        add(
-                            format!("{at}.auth[{j}].secrets"),
-                            "needs at least one non-empty secret".into(),
-                        );
-                    }
-                    if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
-                        add(
-                            format!("{at}.auth[{j}].header"),
-                            format!("{header:?} is not a valid header name"),
-                        );
-                    }
+                for p in auth::problems(scheme, &self.trust) {
+                    add(format!("{at}.auth[{j}].{}", p.key), p.message);
                 }
             }
+            if source.path == self.trust.token_path && !self.trust.token_signing_keys.is_empty() {
+                add(
+                    format!("{at}.path"),
+                    "is trust.token_path, the OAuth2 token endpoint".into(),
+                );
+            }
+        }
+        for p in trust::problems(&self.trust, &self.sources) {
+            add(p.key, p.message);
         }
         problems
     }

@@ -19,8 +19,9 @@
 //! | [`publish`] | 10. Kafka producer, topic routing, topic creation |
 //! | [`respond`] | 11. outcome or error → HTTP answer |
 //!
-//! Around the trip: [`app`] (wiring, shutdown order), [`config`], [`admin`] (health, metrics),
-//! [`metrics`], [`telemetry`], [`tls`], [`shutdown`], [`cli`].
+//! Around the trip: [`app`] (wiring, shutdown order), [`config`], [`admin`] (health, metrics,
+//! status), [`metrics`], [`limits`] (rate limits, load shedding), [`health`] and [`status`]
+//! (source health), [`telemetry`], [`tls`], [`reload`] (SIGHUP), [`shutdown`], [`cli`].
 
 pub mod admin;
 pub mod app;
@@ -30,6 +31,8 @@ pub mod cli;
 pub mod config;
 pub mod dedup;
 pub mod demo;
+pub mod health;
+pub mod limits;
 pub mod listener;
 pub mod metrics;
 pub mod normalize;
@@ -37,12 +40,14 @@ pub mod parse;
 pub mod pipeline;
 pub mod preview;
 pub mod publish;
+pub mod reload;
 pub mod respond;
 pub mod route;
 pub mod shutdown;
 pub mod sink;
 pub mod split;
 pub mod spool;
+pub mod status;
 pub mod telemetry;
 pub mod tls;
 

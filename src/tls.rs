@@ -1,4 +1,10 @@
 //! TLS termination: load the PEM certificate chain and key into a rustls server config.
+//!
+//! Input: `[listener.tls]` file paths. Output: an `Arc<ServerConfig>` (TLS 1.2/1.3, ALPN h2 and
+//! http/1.1). Fails with [`TlsError`] naming the file. The listener holds the config in an
+//! `ArcSwap` and takes it per accepted connection, so `reload` can swap in a renewed
+//! certificate on SIGHUP without a restart; established connections keep their session.
+//! Never logs key material.
 
 use std::io::BufReader;
 use std::path::Path;

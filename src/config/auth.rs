@@ -2,11 +2,13 @@
 //!
 //! A source lists one or more schemes; **every** listed scheme must pass (for example an IP
 //! allowlist AND a signature). Every scheme takes a list of secrets so a vendor's key rotation
-//! never rejects a delivery: keep the old and the new secret until the rotation is done.
+//! never rejects a delivery: keep the old and the new secret until the rotation is done, then
+//! remove the old one and send SIGHUP.
 
 use serde::Deserialize;
 
 use crate::config::secret::Secret;
+use crate::config::{Problem, TrustConfig};
 
 /// One authentication scheme of a source, chosen by `kind`.
 #[derive(Debug, Clone, Deserialize)]
@@ -27,6 +29,105 @@ pub enum AuthConfig {
         /// key, unlike Svix). At least one. Example: `["${HYPRWATCH_SECRET}"]`.
         secrets: Vec<Secret>,
     },
+    /// Svix / Standard Webhooks signature (Hoop.dev): `svix-id`, `svix-timestamp`,
+    /// `svix-signature` headers (or the `webhook-*` names), HMAC-SHA256 over
+    /// `id.timestamp.body`.
+    Svix {
+        /// Endpoint signing secrets as shown by Svix: `whsec_` followed by base64. At least
+        /// one; list the old and the new one while rotating. Example: `["${HOOP_SVIX_SECRET}"]`.
+        secrets: Vec<Secret>,
+        /// How far `svix-timestamp` may be from hookgate's clock, in seconds, in either
+        /// direction. Default 300 (Svix's own default). A request outside the window → 401.
+        #[serde(default = "default_svix_tolerance_s")]
+        tolerance_s: u64,
+    },
+    /// HTTP Basic (`Authorization: Basic base64(user:password)`): HYPR BASIC, ConnectSecure
+    /// username/password. A 401 carries `WWW-Authenticate: Basic realm="hookgate"`.
+    Basic {
+        /// Accepted username/password pairs; at least one. Example:
+        /// `[{ username = "hypr", password = "${HYPR_BASIC_PASSWORD}" }]`.
+        credentials: Vec<BasicCredential>,
+    },
+    /// An API key in a header (HYPR API_KEY: `Authorization: Bearer <key>`). A leading
+    /// `Bearer ` (any case) in the header value is optional and stripped before comparing.
+    Bearer {
+        /// Header carrying the key. Default `Authorization`. Example: `"X-Api-Key"`.
+        #[serde(default = "default_bearer_header")]
+        header: String,
+        /// Accepted API keys (bearer tokens); at least one. Example: `["${HYPR_API_KEY}"]`.
+        tokens: Vec<Secret>,
+    },
+    /// A static header name and value chosen by the operator (ConnectSecure's
+    /// "Authentication Header Key/Value"). The value is compared exactly.
+    Header {
+        /// Header name. Required. Example: `"X-Hookgate-Key"`.
+        name: String,
+        /// Accepted values; at least one. Example: `["${CONNECTSECURE_HEADER_VALUE}"]`.
+        values: Vec<Secret>,
+    },
+    /// OAuth2 client credentials with hookgate as the authorization server (HYPR
+    /// OAUTH_CLIENT_CREDENTIALS): the vendor gets a token at `[trust] token_path` and sends
+    /// `Authorization: Bearer <token>`. Needs `[trust] token_signing_keys`.
+    Oauth {
+        /// Clients allowed to obtain tokens for this source; at least one. `client_id` must be
+        /// unique across all sources. Example:
+        /// `[{ client_id = "hypr-prod", client_secret = "${HYPR_CLIENT_SECRET}" }]`.
+        clients: Vec<OauthClient>,
+    },
+    /// An unguessable last path segment: the vendor posts to `<path>/<token>` (Hyperproof,
+    /// HYPR with NONE). Compared in constant time; never logged.
+    PathToken {
+        /// Accepted tokens; at least one; each at least 128 bits: 32+ hex digits or 22+
+        /// characters of `A-Z a-z 0-9 - _`. Generate with `openssl rand -hex 16`.
+        /// Example: `["${HYPERPROOF_PATH_TOKEN}"]`.
+        tokens: Vec<Secret>,
+    },
+    /// Source-address allowlist: the client address (see `[trust] trusted_proxies`) must be
+    /// in one of the entries, else 403.
+    IpAllow {
+        /// IPv4/IPv6 addresses, CIDRs and preset names (`hyperproof-us`, `hyperproof-eu`,
+        /// `hyperproof-gov`, `hyperproof` = all three). A preset can be extended by listing
+        /// more entries, or replaced by listing addresses only. Example:
+        /// `["hyperproof-us", "203.0.113.0/24"]`.
+        allow: Vec<String>,
+    },
+}
+
+/// One HTTP Basic username/password pair.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicCredential {
+    /// Username (not secret, but never logged either). Must not contain `:`. Example: `"hypr"`.
+    pub username: String,
+    /// Password. Example: `"${HYPR_BASIC_PASSWORD}"`.
+    pub password: Secret,
+}
+
+/// One OAuth2 client allowed to obtain tokens for a source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OauthClient {
+    /// Client id the vendor is configured with. Example: `"hypr-prod"`.
+    pub client_id: String,
+    /// Client secret. Example: `"${HYPR_CLIENT_SECRET}"`.
+    pub client_secret: Secret,
+}
+
+impl AuthConfig {
+    /// The scheme's `kind`, for messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AuthConfig::None => "none",
+            AuthConfig::Hmac { .. } => "hmac",
+            AuthConfig::Svix { .. } => "svix",
+            AuthConfig::Basic { .. } => "basic",
+            AuthConfig::Bearer { .. } => "bearer",
+            AuthConfig::Header { .. } => "header",
+            AuthConfig::Oauth { .. } => "oauth",
+            AuthConfig::PathToken { .. } => "path_token",
+            AuthConfig::IpAllow { .. } => "ip_allow",
+        }
+    }
 }
 
 fn default_hmac_header() -> String {
@@ -34,4 +135,145 @@ fn default_hmac_header() -> String {
 }
 fn default_hmac_prefix() -> String {
     "sha256=".to_owned()
+}
+/// Svix's documented default tolerance: five minutes.
+fn default_svix_tolerance_s() -> u64 {
+    300
+}
+fn default_bearer_header() -> String {
+    "Authorization".to_owned()
+}
+
+/// Every problem with one scheme; keys are relative to the scheme (`secrets`, `header`, ...).
+pub fn problems(scheme: &AuthConfig, trust: &TrustConfig) -> Vec<Problem> {
+    let mut out = Vec::new();
+    let mut add = |key: &str, message: String| {
+        out.push(Problem {
+            key: key.to_owned(),
+            message,
+        })
+    };
+    let empty = |list: &[Secret]| list.is_empty() || list.iter().any(|s| s.expose().is_empty());
+    let bad_header = |name: &str| http::HeaderName::from_bytes(name.as_bytes()).is_err();
+    match scheme {
+        AuthConfig::None => {}
+        AuthConfig::Hmac {
+            header, secrets, ..
+        } => {
+            if empty(secrets) {
+                add("secrets", "needs at least one non-empty secret".into());
+            }
+            if bad_header(header) {
+                add("header", format!("{header:?} is not a valid header name"));
+            }
+        }
+        AuthConfig::Svix {
+            secrets,
+            tolerance_s,
+        } => {
+            if empty(secrets) {
+                add("secrets", "needs at least one non-empty secret".into());
+            }
+            if secrets
+                .iter()
+                .any(|s| crate::auth::svix::decode_secret(s.expose()).is_none())
+            {
+                add(
+                    "secrets",
+                    "every Svix secret must be whsec_ followed by base64, as Svix shows it".into(),
+                );
+            }
+            if *tolerance_s == 0 {
+                add("tolerance_s", "must be at least 1 second".into());
+            }
+        }
+        AuthConfig::Basic { credentials } => {
+            if credentials.is_empty() {
+                add("credentials", "needs at least one username/password".into());
+            }
+            for c in credentials {
+                if c.username.is_empty() || c.username.contains(':') {
+                    add(
+                        "credentials",
+                        "every username must be non-empty and contain no ':'".into(),
+                    );
+                }
+                if c.password.expose().is_empty() {
+                    add("credentials", "every password must be non-empty".into());
+                }
+            }
+        }
+        AuthConfig::Bearer { header, tokens } => {
+            if empty(tokens) {
+                add("tokens", "needs at least one non-empty API key".into());
+            }
+            if bad_header(header) {
+                add("header", format!("{header:?} is not a valid header name"));
+            }
+        }
+        AuthConfig::Header { name, values } => {
+            if empty(values) {
+                add("values", "needs at least one non-empty value".into());
+            }
+            if values
+                .iter()
+                .any(|v| http::HeaderValue::from_str(v.expose()).is_err())
+            {
+                add(
+                    "values",
+                    "a value holds characters no header can carry".into(),
+                );
+            }
+            if bad_header(name) {
+                add("name", format!("{name:?} is not a valid header name"));
+            }
+        }
+        AuthConfig::Oauth { clients } => {
+            if clients.is_empty() {
+                add("clients", "needs at least one client".into());
+            }
+            if clients
+                .iter()
+                .any(|c| c.client_id.is_empty() || c.client_secret.expose().is_empty())
+            {
+                add(
+                    "clients",
+                    "every client needs a non-empty client_id and client_secret".into(),
+                );
+            }
+            if trust.token_signing_keys.is_empty() {
+                add(
+                    "kind",
+                    "\"oauth\" needs trust.token_signing_keys (hookgate signs the tokens it issues)"
+                        .into(),
+                );
+            }
+        }
+        AuthConfig::PathToken { tokens } => {
+            if tokens.is_empty() {
+                add("tokens", "needs at least one token".into());
+            }
+            if tokens
+                .iter()
+                .any(|t| !crate::auth::credentials::path_token_is_strong(t.expose()))
+            {
+                add(
+                    "tokens",
+                    "every token needs 128 bits: 32+ hex digits or 22+ characters of A-Z a-z 0-9 - _ (openssl rand -hex 16)".into(),
+                );
+            }
+        }
+        AuthConfig::IpAllow { allow } => {
+            if allow.is_empty() {
+                add("allow", "needs at least one address, CIDR or preset".into());
+            }
+            if let Err(entry) = crate::auth::ip_allow::parse_list(allow) {
+                add(
+                    "allow",
+                    format!("{entry:?} is not an IP address, CIDR or preset (hyperproof, hyperproof-us, hyperproof-eu, hyperproof-gov)"),
+                );
+            }
+        }
+    }
+    out
 }

@@ -37,3 +37,451 @@ fn accepted_event_is_written_by_the_sink() {
     assert_eq!(events[0]["metadata"]["uid"], "evt_1");
     assert_eq!(events[0]["raw_data"], std::str::from_utf8(body).unwrap());
 }
+
+fn signed_post(gw: &Gateway, path: &str, body: &[u8]) -> reqwest::blocking::Response {
+    reqwest::blocking::Client::new()
+        .post(gw.url(path))
+        .header("content-type", "application/json")
+        .header(
+            "x-hyprwatch-signature",
+            hyprwatch_signature(HW_SECRET, body),
+        )
+        .body(body.to_vec())
+        .send()
+        .unwrap()
+}
+
+fn assert_error_body(resp: reqwest::blocking::Response, status: u16) -> serde_json::Value {
+    assert_eq!(resp.status().as_u16(), status);
+    let header_id = resp
+        .headers()
+        .get("x-request-id")
+        .expect("x-request-id")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body: serde_json::Value = resp.json().expect("JSON error body");
+    assert!(
+        body["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{body}"
+    );
+    assert_eq!(body["request_id"], header_id.as_str());
+    body
+}
+
+fn event(id: &str) -> String {
+    format!(
+        r#"{{"id":"{id}","event":"host.online","timestamp":"2024-01-15T10:35:00Z","data":{{"host_id":"h1","hostname":"server-01","platform":"linux"}}}}"#
+    )
+}
+
+#[test]
+fn unknown_path_is_404_with_json_error_and_request_id() {
+    let gw = Gateway::start(&hyprwatch_source());
+    let resp = reqwest::blocking::Client::new()
+        .post(gw.url("/ingest/nope"))
+        .header("x-request-id", "req-abc-1")
+        .body("{}")
+        .send()
+        .unwrap();
+    assert_eq!(resp.headers()["x-request-id"], "req-abc-1");
+    let body = assert_error_body(resp, 404);
+    assert_eq!(body["request_id"], "req-abc-1");
+    assert!(gw.events().is_empty());
+}
+
+#[test]
+fn wrong_method_is_405_with_allow_header() {
+    let gw = Gateway::start(&hyprwatch_source());
+    let resp = reqwest::blocking::Client::new()
+        .get(gw.url("/ingest/hyprwatch"))
+        .send()
+        .unwrap();
+    assert_eq!(resp.headers()["allow"], "POST");
+    assert_error_body(resp, 405);
+}
+
+#[test]
+fn configured_methods_are_accepted_hypr_style() {
+    // HYPR hooks may be set to PUT, PATCH, DELETE or GET; the source config says which.
+    let gw = Gateway::start(&hyprwatch_source().replace(
+        "path = \"/ingest/hyprwatch\"",
+        "path = \"/ingest/hyprwatch\"\nmethods = [\"PUT\", \"PATCH\", \"DELETE\"]",
+    ));
+    let client = reqwest::blocking::Client::new();
+    for (i, method) in ["PUT", "PATCH", "DELETE"].iter().enumerate() {
+        let body = event(&format!("evt_m{i}"));
+        let resp = client
+            .request(
+                reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+                gw.url("/ingest/hyprwatch"),
+            )
+            .header(
+                "x-hyprwatch-signature",
+                hyprwatch_signature(HW_SECRET, body.as_bytes()),
+            )
+            .body(body)
+            .send()
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{method}");
+    }
+    assert_eq!(gw.wait_events(3).len(), 3);
+    let resp = client
+        .post(gw.url("/ingest/hyprwatch"))
+        .body("{}")
+        .send()
+        .unwrap();
+    assert_error_body(resp, 405);
+}
+
+#[test]
+fn body_over_the_cap_is_413_with_and_without_content_length() {
+    let gw = Gateway::start(&hyprwatch_source().replace(
+        "path = \"/ingest/hyprwatch\"",
+        "path = \"/ingest/hyprwatch\"\nmax_body_bytes = 1024",
+    ));
+    let big = format!(
+        r#"{{"id":"evt_big","event":"host.online","pad":"{}"}}"#,
+        "x".repeat(2000)
+    );
+    let resp = signed_post(&gw, "/ingest/hyprwatch", big.as_bytes());
+    assert_error_body(resp, 413);
+    // Chunked: no Content-Length, the cap is enforced while reading.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![
+        Ok(big.as_bytes()[..1000].to_vec()),
+        Ok(big.as_bytes()[1000..].to_vec()),
+    ];
+    let stream = futures_free_stream(chunks);
+    let resp = reqwest::blocking::Client::new()
+        .post(gw.url("/ingest/hyprwatch"))
+        .header(
+            "x-hyprwatch-signature",
+            hyprwatch_signature(HW_SECRET, big.as_bytes()),
+        )
+        .body(reqwest::blocking::Body::new(stream))
+        .send()
+        .unwrap();
+    assert_error_body(resp, 413);
+    assert!(gw.events().is_empty());
+}
+
+/// A reader that yields the chunks one by one (so reqwest sends them chunked).
+fn futures_free_stream(
+    chunks: Vec<Result<Vec<u8>, std::io::Error>>,
+) -> impl std::io::Read + Send + 'static {
+    struct Chunks(std::vec::IntoIter<Result<Vec<u8>, std::io::Error>>, Vec<u8>);
+    impl std::io::Read for Chunks {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.1.is_empty() {
+                match self.0.next() {
+                    Some(Ok(c)) => self.1 = c,
+                    Some(Err(e)) => return Err(e),
+                    None => return Ok(0),
+                }
+            }
+            let n = buf.len().min(self.1.len());
+            buf[..n].copy_from_slice(&self.1[..n]);
+            self.1.drain(..n);
+            Ok(n)
+        }
+    }
+    Chunks(chunks.into_iter(), Vec::new())
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    enc.write_all(data).unwrap();
+    enc.finish().unwrap()
+}
+
+#[test]
+fn gzip_body_is_decoded_and_a_gzip_bomb_is_413() {
+    let gw = Gateway::start(&format!(
+        "[limits]\nmax_decompressed_bytes = 1048576\n{}",
+        hyprwatch_source()
+    ));
+    let client = reqwest::blocking::Client::new();
+    let body = event("evt_gz");
+    let resp = client
+        .post(gw.url("/ingest/hyprwatch"))
+        .header("content-encoding", "gzip")
+        .header(
+            "x-hyprwatch-signature",
+            hyprwatch_signature(HW_SECRET, body.as_bytes()),
+        )
+        .body(gzip(body.as_bytes()))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    // 64 MiB of zeros compress to about 64 KiB: under the wire cap, far over the inflate cap.
+    let bomb = gzip(&vec![b'0'; 64 * 1024 * 1024]);
+    assert!(bomb.len() < 1024 * 1024);
+    let resp = client
+        .post(gw.url("/ingest/hyprwatch"))
+        .header("content-encoding", "gzip")
+        .header("x-hyprwatch-signature", "sha256=00")
+        .body(bomb)
+        .send()
+        .unwrap();
+    assert_error_body(resp, 413);
+    assert_eq!(gw.wait_events(1).len(), 1);
+}
+
+#[test]
+fn unsupported_media_type_is_415() {
+    let gw = Gateway::start(&hyprwatch_source());
+    let resp = reqwest::blocking::Client::new()
+        .post(gw.url("/ingest/hyprwatch"))
+        .header("content-type", "application/xml")
+        .body("<a/>")
+        .send()
+        .unwrap();
+    assert_error_body(resp, 415);
+}
+
+#[test]
+fn malformed_non_object_and_empty_bodies_are_400() {
+    let gw = Gateway::start(&hyprwatch_source());
+    for body in [
+        &b"{\"id\": \"evt_1\", "[..],
+        b"[1, 2]",
+        b"\"just a string\"",
+        b"",
+        b"   ",
+        b"[]",
+        b"42",
+    ] {
+        let resp = signed_post(&gw, "/ingest/hyprwatch", body);
+        let status = resp.status().as_u16();
+        assert_eq!(status, 400, "body {:?}", String::from_utf8_lossy(body));
+        assert_error_body(resp, 400);
+    }
+    assert!(gw.events().is_empty());
+}
+
+#[test]
+fn arrays_and_ndjson_are_split_into_events() {
+    let gw = Gateway::start(&hyprwatch_source());
+    let array = format!(
+        "[{},{},{}]",
+        event("evt_a1"),
+        event("evt_a2"),
+        event("evt_a3")
+    );
+    let resp = signed_post(&gw, "/ingest/hyprwatch", array.as_bytes());
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.json::<serde_json::Value>().unwrap()["events"], 3);
+    let ndjson = format!("{}\n{}\n", event("evt_n1"), event("evt_n2"));
+    let resp = signed_post(&gw, "/ingest/hyprwatch", ndjson.as_bytes());
+    assert_eq!(resp.status(), 200);
+    let events = gw.wait_events(5);
+    let mut uids: Vec<String> = events
+        .iter()
+        .map(|e| e["metadata"]["uid"].as_str().unwrap().to_owned())
+        .collect();
+    uids.sort();
+    assert_eq!(uids, ["evt_a1", "evt_a2", "evt_a3", "evt_n1", "evt_n2"]);
+    // Each event keeps its own bytes as raw_data.
+    let a2 = events
+        .iter()
+        .find(|e| e["metadata"]["uid"] == "evt_a2")
+        .unwrap();
+    assert_eq!(a2["raw_data"], event("evt_a2"));
+}
+
+#[test]
+fn http2_prior_knowledge_is_served() {
+    let gw = Gateway::start(&hyprwatch_source());
+    let client = reqwest::blocking::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let body = event("evt_h2");
+    let resp = client
+        .post(gw.url("/ingest/hyprwatch"))
+        .header(
+            "x-hyprwatch-signature",
+            hyprwatch_signature(HW_SECRET, body.as_bytes()),
+        )
+        .body(body)
+        .send()
+        .unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    assert_eq!(resp.status(), 200);
+}
+
+/// Sends headers and part of a body over a raw socket, then stalls.
+fn stalled_request(gw: &Gateway, declared: usize, sent: &[u8]) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(gw.addr).unwrap();
+    write!(
+        s,
+        "POST /ingest/hyprwatch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Hyprwatch-Signature: sha256=00\r\nContent-Length: {declared}\r\n\r\n"
+    )
+    .unwrap();
+    s.write_all(sent).unwrap();
+    s
+}
+
+#[test]
+fn slow_body_is_408() {
+    let gw = Gateway::start(&format!(
+        "[listener]\naddress = \"127.0.0.1:0\"\nbody_read_timeout_ms = 300\n{}",
+        hyprwatch_source()
+    ));
+    use std::io::Read;
+    let mut s = stalled_request(&gw, 100, b"{\"id\":");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"request_id\""), "{answer}");
+}
+
+#[test]
+fn graceful_shutdown_finishes_an_in_flight_request() {
+    use std::io::{Read, Write};
+    let mut gw = Gateway::start(&hyprwatch_source());
+    let body = event("evt_inflight");
+    let sig = hyprwatch_signature(HW_SECRET, body.as_bytes());
+    let mut s = std::net::TcpStream::connect(gw.addr).unwrap();
+    write!(
+        s,
+        "POST /ingest/hyprwatch HTTP/1.1\r\nHost: x\r\nX-Hyprwatch-Signature: {sig}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(&body.as_bytes()[..10]).unwrap();
+    // Make sure the request is in flight before the signal.
+    assert!(crate::harness::wait_until(
+        std::time::Duration::from_secs(5),
+        || {
+            let metrics = reqwest::blocking::get(gw.admin_url("/metrics"))
+                .unwrap()
+                .text()
+                .unwrap();
+            metrics.contains("hookgate_requests_in_flight 1")
+        }
+    ));
+    gw.signal("TERM");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    s.write_all(&body.as_bytes()[10..]).unwrap();
+    let mut answer = String::new();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = s.read(&mut buf).unwrap();
+    answer.push_str(&String::from_utf8_lossy(&buf[..n]));
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let status = gw.stop();
+    assert!(status.success(), "{status:?}");
+    let events = gw.events();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["metadata"]["uid"], "evt_inflight");
+}
+
+#[test]
+fn check_accepts_a_good_config_and_rejects_a_bad_one_precisely() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, hyprwatch_source()).unwrap();
+    let out = std::process::Command::new(crate::harness::binary())
+        .args(["check", "--config"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        r#"
+[[source]]
+name = "hyprwatch-prod"
+vendor = "hyprwatc"
+path = "/ingest/hyprwatch"
+auth = [{ kind = "hmac", secrets = ["x"] }]
+
+[[source]]
+name = "second"
+vendor = "hyprwatch"
+path = "/ingest/hyprwatch"
+auth = []
+"#,
+    )
+    .unwrap();
+    let out = std::process::Command::new(crate::harness::binary())
+        .args(["check", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("source[hyprwatch-prod].vendor") && err.contains("\"hyprwatc\""),
+        "{err}"
+    );
+    assert!(
+        err.contains("source[second].path") && err.contains("used by another source"),
+        "{err}"
+    );
+    assert!(err.contains("source[second].auth"), "{err}");
+
+    let syntax = dir.path().join("syntax.toml");
+    std::fs::write(&syntax, "[[source]]\nname = \"a\"\nvendr = \"x\"\n").unwrap();
+    let out = std::process::Command::new(crate::harness::binary())
+        .args(["check", "--config"])
+        .arg(&syntax)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("vendr") && err.contains("line 3"), "{err}");
+}
+
+#[test]
+fn version_flag_prints_the_version() {
+    let out = std::process::Command::new(crate::harness::binary())
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn admin_endpoints_live_on_their_own_port() {
+    let gw = Gateway::start(&hyprwatch_source());
+    assert_eq!(
+        reqwest::blocking::get(gw.admin_url("/healthz"))
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        reqwest::blocking::get(gw.admin_url("/readyz"))
+            .unwrap()
+            .status(),
+        200
+    );
+    let metrics = reqwest::blocking::get(gw.admin_url("/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(metrics.contains("hookgate_build_info"));
+    // Never on the public port.
+    assert_eq!(
+        reqwest::blocking::get(gw.url("/metrics")).unwrap().status(),
+        404
+    );
+    assert_eq!(
+        reqwest::blocking::get(gw.url("/healthz")).unwrap().status(),
+        404
+    );
+}

@@ -187,8 +187,8 @@ impl Gateway {
         assert!(status.success());
     }
 
-    /// Sends SIGTERM and waits for the exit status.
-    pub fn stop(mut self) -> ExitStatus {
+    /// Sends SIGTERM and waits for the exit status. The temp dir stays until drop.
+    pub fn stop(&mut self) -> ExitStatus {
         self.signal("TERM");
         let mut child = self.child.take().expect("child");
         let mut status = None;

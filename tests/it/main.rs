@@ -7,7 +7,11 @@
     clippy::indexing_slicing
 )]
 
+mod auth;
 mod delivery;
+mod example_config;
 mod foundation;
 mod harness;
 mod kafka;
+mod ops;
+mod parsers;

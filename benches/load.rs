@@ -1,0 +1,538 @@
+//! End-to-end load harness: drives the real `hookgate` binary over HTTP/1.1 keep-alive with
+//! correctly signed, unique requests for a mix of the five vendors, at a sweep of closed-loop
+//! concurrencies and at fixed open-loop arrival rates, then checks that every accepted event
+//! arrived exactly once downstream.
+//!
+//! Run: `cargo bench --bench load` (see BENCHMARKS.md for the knobs). Environment:
+//! - `LOAD_STEP_SECS` seconds per step (default 10);
+//! - `LOAD_CONCURRENCY` comma list (default `1,8,64,256`);
+//! - `LOAD_RATES` open-loop requests/s comma list (default `1000,5000`);
+//! - `LOAD_MODE` `jsonl` (default; events to a file) — more modes as sinks land;
+//! - `LOAD_MIX` `all` (default: the five vendors) or one vendor name.
+//!
+//! Latency of an open-loop request is measured from its *intended* send time, so a stalled
+//! server cannot hide its queueing (no coordinated omission).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+const HW_SECRET: &str = "whsec_load_hyprwatch";
+/// Svix secret: `whsec_` + base64 of 32 bytes.
+const SVIX_KEY: [u8; 32] = [7u8; 32];
+
+/// One prebuilt request.
+#[derive(Clone)]
+struct Req {
+    path: String,
+    headers: Vec<(String, String)>,
+    body: bytes::Bytes,
+    /// The id the event must carry downstream (`metadata.uid`).
+    uid: String,
+}
+
+fn hmac_hex(key: &[u8], data: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
+    mac.update(data);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+fn svix_sign(id: &str, ts: u64, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(&SVIX_KEY).unwrap();
+    mac.update(format!("{id}.{ts}.").as_bytes());
+    mac.update(body);
+    format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    )
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// The vendors this build of the harness can sign for. Each entry: (name, config block, builder).
+fn vendors() -> Vec<(&'static str, String)> {
+    let svix_secret = format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(SVIX_KEY)
+    );
+    vec![
+        (
+            "hyprwatch",
+            format!(
+                "[[source]]\nname = \"hyprwatch\"\nvendor = \"hyprwatch\"\npath = \"/ingest/hyprwatch\"\nauth = [{{ kind = \"hmac\", secrets = [\"{HW_SECRET}\"] }}]\n"
+            ),
+        ),
+        (
+            "hoop",
+            format!(
+                "[[source]]\nname = \"hoop\"\nvendor = \"hoop\"\npath = \"/ingest/hoop\"\nauth = [{{ kind = \"svix\", secrets = [\"{svix_secret}\"] }}]\n"
+            ),
+        ),
+        (
+            "hypr",
+            "[[source]]\nname = \"hypr\"\nvendor = \"hypr\"\npath = \"/ingest/hypr\"\nauth = [{ kind = \"bearer\", tokens = [\"load-api-key-0123456789\"] }]\n".to_owned(),
+        ),
+        (
+            "connectsecure",
+            "[[source]]\nname = \"connectsecure\"\nvendor = \"connectsecure\"\npath = \"/ingest/connectsecure\"\nauth = [{ kind = \"header\", name = \"X-API-Key\", values = [\"load-header-secret-0123\"] }]\n".to_owned(),
+        ),
+        (
+            "hyperproof",
+            "[[source]]\nname = \"hyperproof\"\nvendor = \"hyperproof\"\npath = \"/ingest/hyperproof\"\nauth = [{ kind = \"path_token\", tokens = [\"0f5c2b8e9a7d4c1e8b3a6f9d2c5e8b1a\"] }]\n".to_owned(),
+        ),
+    ]
+}
+
+fn build_request(vendor: &str, n: usize, run: &str) -> Req {
+    match vendor {
+        "hyprwatch" => {
+            let uid = format!("evt_{run}_{n}");
+            let body = format!(
+                r#"{{"id":"{uid}","event":"host.online","timestamp":"2024-01-15T10:35:00Z","data":{{"host_id":"h_{n}","hostname":"server-{n}","platform":"linux","last_seen":"2024-01-15T10:35:00Z","previous_state":"offline","offline_duration_seconds":3600}}}}"#
+            );
+            let sig = format!("sha256={}", hmac_hex(HW_SECRET.as_bytes(), body.as_bytes()));
+            Req {
+                path: "/ingest/hyprwatch".into(),
+                headers: vec![("x-hyprwatch-signature".into(), sig)],
+                body: body.into(),
+                uid,
+            }
+        }
+        "hoop" => {
+            let uid = format!("msg_{run}_{n}");
+            let body = format!(
+                r#"{{"event_type":"session.open","id":"{n:08}-aaaa-bbbb-cccc-000000000000","user_id":"u1","user_email":"jane@example.com","connection":"pg-prod","connection_type":"database","connection_envs":null,"input":"U0VMRUNUIDE7","is_input_truncated":false,"input_size":9,"input_envs":null,"has_input_args":false,"review":null,"command":["psql"],"verb":"exec"}}"#
+            );
+            let ts = now_secs();
+            let sig = svix_sign(&uid, ts, body.as_bytes());
+            Req {
+                path: "/ingest/hoop".into(),
+                headers: vec![
+                    ("svix-id".into(), uid.clone()),
+                    ("svix-timestamp".into(), ts.to_string()),
+                    ("svix-signature".into(), sig),
+                ],
+                body: body.into(),
+                uid,
+            }
+        }
+        "hypr" => {
+            let uid = format!("{}", 409_878_875_789_426_688u64 + n as u64);
+            let body = format!(
+                r#"{{"version":"0","id":"e0932981-65a5-1344-f27e-{n:012}","detail-type":"log","source":"hypr_event_hooks","account":"527127228484","time":"2024-07-23T16:01:04Z","region":"us-east-1","resources":[],"detail":{{"data":{{"id":"{uid}","version":4,"type":"AUDIT","eventName":"FIDO2_DEVICE_REG_COMPLETE","message":"FIDO2 key registered","subName":"/devicemanager/fido2/controlCenterAdmin/attestation/result","eventLoggedBy":"RELYING_PARTY_SERVER","eventTimeInUTC":1721750476896,"loggedTimeInUTC":1721750477452,"tenantId":"mytenant","remoteIP":"76.167.160.255","userAgent":"Mozilla/5.0","traceId":"33935e685859881d","additionalDetails":{{}},"deviceType":"WEBAUTHN","rpAppId":"controlCenterAdmin","sessionId":"s_{n}","machineUserName":"example@hypr.com","deviceOS":"fido2","serverRelVersion":"9.3.33","origin":"localregion","eventTags":"REGISTRATION","isSuccessful":true}},"dataSource":"cc","date":"20240723","hour":"16","customerUuid":"c","tenantUuid":"t","eventTags":["REGISTRATION"]}}}}"#
+            );
+            Req {
+                path: "/ingest/hypr".into(),
+                headers: vec![(
+                    "authorization".into(),
+                    "Bearer load-api-key-0123456789".into(),
+                )],
+                body: body.into(),
+                uid,
+            }
+        }
+        "connectsecure" => {
+            let body = format!(
+                r#"{{"subject":"Login Failure","body":"Login Failure for user{run}{n} With IPAddress 203.0.113.10 on service AzureAD at 2024-01-15 10:30:00 UTC"}}"#
+            );
+            Req {
+                path: "/ingest/connectsecure".into(),
+                headers: vec![("x-api-key".into(), "load-header-secret-0123".into())],
+                body: body.into(),
+                uid: String::new(),
+            }
+        }
+        _ => {
+            let body = format!(
+                r#"{{"time":"2024-11-08T15:48:27.{n:06}Z","email":"name{run}@example.com","description":"John Smith manually set testing status of this control to \"In Progress\"","objectType":"control","objectId":"257a4635-e789-11ee-b2cd-aabc1286f241"}}"#
+            );
+            Req {
+                path: "/ingest/hyperproof/0f5c2b8e9a7d4c1e8b3a6f9d2c5e8b1a".into(),
+                headers: vec![],
+                body: body.into(),
+                uid: String::new(),
+            }
+        }
+    }
+}
+
+struct Gateway {
+    child: Child,
+    addr: String,
+    events_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_gateway(sources: &str, extra: &str) -> Gateway {
+    let dir = tempfile::tempdir().unwrap();
+    let events_path = dir.path().join("events.jsonl");
+    let config = format!(
+        "[listener]\naddress = \"127.0.0.1:0\"\n[admin]\naddress = \"127.0.0.1:0\"\n[sink]\npath = {:?}\n[telemetry]\nlog_level = \"warn,hookgate::app=info\"\n{extra}\n{sources}",
+        events_path.display().to_string()
+    );
+    let config_path = dir.path().join("hookgate.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .arg("serve")
+        .arg("--config")
+        .arg(&config_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(at) = line.find(" listening on ") {
+                if !line.contains("admin listening") {
+                    let rest = &line[at + " listening on ".len()..];
+                    let _ = tx.send(
+                        rest.split_whitespace()
+                            .next()
+                            .unwrap_or_default()
+                            .to_owned(),
+                    );
+                }
+            }
+            if line.contains("ERROR") || line.contains("error") {
+                eprintln!("hookgate: {line}");
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("hookgate did not start");
+    Gateway {
+        child,
+        addr,
+        events_path,
+        _dir: dir,
+    }
+}
+
+/// (utime + stime) in seconds of `pid`.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // Fields after the comm: state is [0]; utime is field 14 overall → index 11 here.
+    let ticks: f64 = fields
+        .get(11)
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        + fields
+            .get(12)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+    ticks / 100.0
+}
+
+fn peak_rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+#[derive(Default)]
+struct StepResult {
+    ok: usize,
+    failed: usize,
+    statuses: HashMap<u16, usize>,
+    latencies_us: Vec<u64>,
+    accepted_uids: Vec<String>,
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)] as f64 / 1000.0
+}
+
+async fn send(client: &reqwest::Client, base: &str, req: &Req) -> Result<u16, ()> {
+    let mut rb = client
+        .post(format!("{base}{}", req.path))
+        .header("content-type", "application/json");
+    for (k, v) in &req.headers {
+        rb = rb.header(k, v);
+    }
+    match rb.body(req.body.clone()).send().await {
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            let _ = resp.bytes().await;
+            Ok(status)
+        }
+        Err(_) => Err(()),
+    }
+}
+
+/// Closed loop: `concurrency` workers, each on its own keep-alive connection, for `secs`.
+async fn closed_loop(
+    base: &str,
+    requests: Arc<Vec<Req>>,
+    next: Arc<AtomicUsize>,
+    concurrency: usize,
+    secs: u64,
+) -> StepResult {
+    let result = Arc::new(Mutex::new(StepResult::default()));
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let requests = Arc::clone(&requests);
+        let next = Arc::clone(&next);
+        let result = Arc::clone(&result);
+        let base = base.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .build()
+                .unwrap();
+            let mut local = StepResult::default();
+            while Instant::now() < deadline {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(req) = requests.get(i) else { break };
+                let started = Instant::now();
+                let status = send(&client, &base, req).await;
+                local
+                    .latencies_us
+                    .push(started.elapsed().as_micros() as u64);
+                record(&mut local, req, status);
+            }
+            merge(&result, local);
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    Arc::try_unwrap(result).ok().unwrap().into_inner().unwrap()
+}
+
+/// Open loop: requests issued at a fixed `rate` per second for `secs`, whatever the answers.
+async fn open_loop(
+    base: &str,
+    requests: Arc<Vec<Req>>,
+    next: Arc<AtomicUsize>,
+    rate: u64,
+    secs: u64,
+) -> StepResult {
+    let result = Arc::new(Mutex::new(StepResult::default()));
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(512)
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    let total = rate * secs;
+    let mut tasks = Vec::with_capacity(total as usize);
+    for k in 0..total {
+        let intended = start + Duration::from_nanos(k * 1_000_000_000 / rate);
+        tokio::time::sleep_until(intended.into()).await;
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        let Some(req) = requests.get(i).cloned() else {
+            break;
+        };
+        let client = client.clone();
+        let result = Arc::clone(&result);
+        let base = base.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let status = send(&client, &base, &req).await;
+            let mut local = StepResult::default();
+            local
+                .latencies_us
+                .push(intended.elapsed().as_micros() as u64);
+            record(&mut local, &req, status);
+            merge(&result, local);
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    Arc::try_unwrap(result).ok().unwrap().into_inner().unwrap()
+}
+
+fn record(local: &mut StepResult, req: &Req, status: Result<u16, ()>) {
+    match status {
+        Ok(s) => {
+            *local.statuses.entry(s).or_default() += 1;
+            if (200..300).contains(&s) {
+                local.ok += 1;
+                if !req.uid.is_empty() {
+                    local.accepted_uids.push(req.uid.clone());
+                }
+            } else {
+                local.failed += 1;
+            }
+        }
+        Err(()) => local.failed += 1,
+    }
+}
+
+fn merge(into: &Mutex<StepResult>, local: StepResult) {
+    let mut r = into.lock().unwrap();
+    r.ok += local.ok;
+    r.failed += local.failed;
+    for (k, v) in local.statuses {
+        *r.statuses.entry(k).or_default() += v;
+    }
+    r.latencies_us.extend(local.latencies_us);
+    r.accepted_uids.extend(local.accepted_uids);
+}
+
+fn env_list(name: &str, default: &str) -> Vec<u64> {
+    std::env::var(name)
+        .unwrap_or_else(|_| default.to_owned())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect()
+}
+
+fn verify_exactly_once(events_path: &Path, accepted: &[String]) -> (usize, usize, usize) {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let text = std::fs::read_to_string(events_path).unwrap_or_default();
+    for line in text.lines() {
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
+            if let Some(uid) = v["metadata"]["uid"].as_str() {
+                *seen.entry(uid.to_owned()).or_default() += 1;
+            }
+        }
+    }
+    let missing = accepted.iter().filter(|u| !seen.contains_key(*u)).count();
+    let duplicated = seen.values().filter(|n| **n > 1).count();
+    (seen.len(), missing, duplicated)
+}
+
+fn main() {
+    let secs: u64 = std::env::var("LOAD_STEP_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    let concurrencies = env_list("LOAD_CONCURRENCY", "1,8,64,256");
+    let rates = env_list("LOAD_RATES", "1000,5000");
+    let mix = std::env::var("LOAD_MIX").unwrap_or_else(|_| "all".to_owned());
+    let vendors: Vec<(&str, String)> = vendors()
+        .into_iter()
+        .filter(|(name, _)| mix == "all" || mix == *name)
+        .collect();
+    let sources: String = vendors
+        .iter()
+        .map(|(_, block)| block.as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let gw = start_gateway(&sources, "");
+    let base = format!("http://{}", gw.addr);
+    let pid = gw.child.id();
+
+    // Enough unique requests for the whole run at a generous rate.
+    let budget =
+        (concurrencies.len() as u64 * secs * 60_000 + rates.iter().sum::<u64>() * secs) as usize;
+    let run = format!("{:x}", now_secs());
+    eprintln!(
+        "prebuilding {budget} signed requests for {:?}",
+        vendors.iter().map(|v| v.0).collect::<Vec<_>>()
+    );
+    let requests: Arc<Vec<Req>> = Arc::new(
+        (0..budget)
+            .map(|n| build_request(vendors[n % vendors.len()].0, n, &run))
+            .collect(),
+    );
+    let next = Arc::new(AtomicUsize::new(0));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+
+    println!("| load | requests/s | ok | failed | p50 ms | p99 ms | p99.9 ms | max ms | hookgate CPU s / 1000 req |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let mut all_accepted = Vec::new();
+    let mut steps: Vec<(String, u64)> = concurrencies
+        .iter()
+        .map(|c| (format!("closed c={c}"), *c))
+        .collect();
+    steps.extend(rates.iter().map(|r| (format!("open {r}/s"), *r)));
+    for (label, n) in steps {
+        let cpu_before = cpu_seconds(pid);
+        let started = Instant::now();
+        let mut result = if label.starts_with("closed") {
+            rt.block_on(closed_loop(
+                &base,
+                Arc::clone(&requests),
+                Arc::clone(&next),
+                n as usize,
+                secs,
+            ))
+        } else {
+            rt.block_on(open_loop(
+                &base,
+                Arc::clone(&requests),
+                Arc::clone(&next),
+                n,
+                secs,
+            ))
+        };
+        let elapsed = started.elapsed().as_secs_f64();
+        let cpu = cpu_seconds(pid) - cpu_before;
+        result.latencies_us.sort_unstable();
+        let l = &result.latencies_us;
+        println!(
+            "| {label} | {:.0} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.3} |",
+            result.ok as f64 / elapsed,
+            result.ok,
+            result.failed,
+            percentile(l, 0.50),
+            percentile(l, 0.99),
+            percentile(l, 0.999),
+            percentile(l, 1.0),
+            if result.ok > 0 {
+                cpu / result.ok as f64 * 1000.0
+            } else {
+                0.0
+            },
+        );
+        if result.failed > 0 {
+            eprintln!("  statuses: {:?}", result.statuses);
+        }
+        all_accepted.extend(result.accepted_uids);
+    }
+    println!("\npeak RSS of hookgate: {:.1} MB", peak_rss_mb(pid));
+    std::thread::sleep(Duration::from_millis(500));
+    let (distinct, missing, duplicated) = verify_exactly_once(&gw.events_path, &all_accepted);
+    println!(
+        "downstream check: {distinct} distinct events; of {} accepted id-carrying events, {missing} missing, {duplicated} duplicated",
+        all_accepted.len()
+    );
+    assert_eq!(missing, 0, "accepted events missing downstream");
+    assert_eq!(duplicated, 0, "events delivered more than once");
+}

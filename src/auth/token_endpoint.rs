@@ -1,0 +1,334 @@
+//! The OAuth2 token endpoint (RFC 6749 §4.4, client credentials) at `[trust] token_path`.
+//!
+//! Input: a GET or POST request; parameters from the query string and the body (form, or a
+//! JSON object of strings).
+//! Output: `200 {access_token, token_type: "Bearer", expires_in}` or an RFC 6749 §5.2 error
+//! body (`invalid_request`, `invalid_client` with 401 and `WWW-Authenticate`,
+//! `unsupported_grant_type`). The client authenticates with HTTP Basic or with the
+//! `client_id`/`client_secret` parameters. ConnectSecure's undocumented "Authentication URL"
+//! check is served too: valid Basic credentials without `grant_type` get a token.
+//! Reads at most [`MAX_FORM_BYTES`]; never logs a secret, a token or a parameter value.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use serde_json::json;
+
+use super::credentials::{basic_credentials, BASIC_CHALLENGE};
+use super::oauth::{now_s, Issuer};
+use crate::body::{self, BodyLimits};
+
+/// A token request is a few short parameters; anything larger is not one.
+const MAX_FORM_BYTES: u64 = 8 * 1024;
+/// Longest `scope` echoed back.
+const MAX_SCOPE_BYTES: usize = 256;
+
+/// Why a token request was refused (RFC 6749 §5.2 codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TokenError {
+    /// Malformed request: unreadable body, repeated parameter, two client auth methods,
+    /// missing `grant_type`.
+    InvalidRequest,
+    /// Unknown client or wrong secret.
+    InvalidClient,
+    /// A grant other than `client_credentials`.
+    UnsupportedGrantType,
+}
+
+impl TokenError {
+    fn code(self) -> &'static str {
+        match self {
+            TokenError::InvalidRequest => "invalid_request",
+            TokenError::InvalidClient => "invalid_client",
+            TokenError::UnsupportedGrantType => "unsupported_grant_type",
+        }
+    }
+}
+
+/// Answers one token request.
+pub async fn serve(
+    issuer: &Issuer,
+    request: Request<hyper::body::Incoming>,
+    read_timeout: Duration,
+) -> Response<Full<Bytes>> {
+    let (parts, body) = request.into_parts();
+    if parts.method != Method::GET && parts.method != Method::POST {
+        let mut response = json_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &json!({"error": "invalid_request"}),
+        );
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
+        return response;
+    }
+    let mut raw_params = parts.uri.query().unwrap_or_default().as_bytes().to_vec();
+    // A GET may carry a form body too (authlib's client_secret_post over GET does): read it
+    // on both methods; an empty body reads as nothing.
+    {
+        let limits = BodyLimits {
+            max_body_bytes: MAX_FORM_BYTES,
+            max_decompressed_bytes: MAX_FORM_BYTES,
+            read_timeout,
+        };
+        match body::read(body, &parts.headers, &limits).await {
+            Ok(form) if !form.is_empty() => {
+                let Some(form) = as_form(&parts.headers, &form) else {
+                    tracing::info!(reason = "token_body_unreadable", "token request refused");
+                    return error_response(TokenError::InvalidRequest);
+                };
+                if !raw_params.is_empty() {
+                    raw_params.push(b'&');
+                }
+                raw_params.extend_from_slice(&form);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::info!(reason = "token_body_unreadable", error = %e, "token request refused");
+                return error_response(TokenError::InvalidRequest);
+            }
+        }
+    }
+    let basic = basic_credentials(&parts.headers);
+    match decide(issuer, &raw_params, basic.as_deref()) {
+        Ok(granted) => {
+            tracing::info!(source = %granted.source, "access token issued");
+            let mut body = json!({
+                "access_token": granted.token,
+                "token_type": "Bearer",
+                "expires_in": issuer.keys.lifetime_s(),
+            });
+            if let (Some(scope), Some(fields)) = (granted.scope, body.as_object_mut()) {
+                fields.insert("scope".to_owned(), json!(scope));
+            }
+            json_response(StatusCode::OK, &body)
+        }
+        Err(e) => {
+            tracing::info!(reason = e.code(), "token request refused");
+            error_response(e)
+        }
+    }
+}
+
+/// The body as form parameters. A JSON object of strings is accepted too, because HYPR's
+/// console suggests a `Content-Type: application/json` header parameter on the token request.
+fn as_form(headers: &http::HeaderMap, body: &[u8]) -> Option<Vec<u8>> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            ct.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/json")
+        });
+    if !json {
+        return Some(body.to_vec());
+    }
+    let object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body).ok()?;
+    let mut form = form_urlencoded::Serializer::new(String::new());
+    for (name, value) in &object {
+        form.append_pair(name, value.as_str()?);
+    }
+    Some(form.finish().into_bytes())
+}
+
+/// A granted token.
+#[derive(Debug)]
+struct Granted {
+    token: String,
+    source: String,
+    scope: Option<String>,
+}
+
+/// The decision, apart from HTTP: parameters and Basic credentials → token or error.
+fn decide(issuer: &Issuer, raw_params: &[u8], basic: Option<&[u8]>) -> Result<Granted, TokenError> {
+    let mut grant_type = None;
+    let mut client_id = None;
+    let mut client_secret = None;
+    let mut scope = None;
+    for (name, value) in form_urlencoded::parse(raw_params) {
+        let slot = match name.as_ref() {
+            "grant_type" => &mut grant_type,
+            "client_id" => &mut client_id,
+            "client_secret" => &mut client_secret,
+            "scope" => &mut scope,
+            _ => continue,
+        };
+        // RFC 6749 §3.2: parameters must not be included more than once.
+        if slot.replace(value.into_owned()).is_some() {
+            return Err(TokenError::InvalidRequest);
+        }
+    }
+    let source = match (basic, &client_secret) {
+        (Some(_), Some(_)) => return Err(TokenError::InvalidRequest),
+        (Some(pair), None) => authenticate_basic(issuer, pair)?,
+        (None, Some(secret)) => {
+            let id = client_id.as_deref().ok_or(TokenError::InvalidClient)?;
+            issuer
+                .authenticate(id, secret.as_bytes())
+                .map(|s| (s.to_owned(), id.to_owned()))
+                .ok_or(TokenError::InvalidClient)?
+        }
+        (None, None) => return Err(TokenError::InvalidClient),
+    };
+    match grant_type.as_deref() {
+        Some("client_credentials") => {}
+        Some(_) => return Err(TokenError::UnsupportedGrantType),
+        // ConnectSecure's Authentication URL sends credentials and nothing else.
+        None if basic.is_some() => {}
+        None => return Err(TokenError::InvalidRequest),
+    }
+    let (source, client_id) = source;
+    let token = issuer
+        .keys
+        .issue(&source, &client_id, now_s())
+        .ok_or(TokenError::InvalidClient)?;
+    Ok(Granted {
+        token,
+        source,
+        scope: scope.filter(|s| s.len() <= MAX_SCOPE_BYTES),
+    })
+}
+
+/// Basic `id:secret`, tried as sent and then form-decoded (RFC 6749 §2.3.1 encodes both).
+fn authenticate_basic(issuer: &Issuer, pair: &[u8]) -> Result<(String, String), TokenError> {
+    let text = std::str::from_utf8(pair).map_err(|_| TokenError::InvalidClient)?;
+    let (id, secret) = text.split_once(':').ok_or(TokenError::InvalidClient)?;
+    if let Some(source) = issuer.authenticate(id, secret.as_bytes()) {
+        return Ok((source.to_owned(), id.to_owned()));
+    }
+    let decode = |s: &str| -> String {
+        form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    let (id, secret) = (decode(id), decode(secret));
+    issuer
+        .authenticate(&id, secret.as_bytes())
+        .map(|source| (source.to_owned(), id))
+        .ok_or(TokenError::InvalidClient)
+}
+
+fn error_response(error: TokenError) -> Response<Full<Bytes>> {
+    let status = match error {
+        TokenError::InvalidClient => StatusCode::UNAUTHORIZED,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    let mut response = json_response(status, &json!({ "error": error.code() }));
+    // RFC 6749 §5.2: a 401 carries the challenge of the scheme the client may use.
+    if error == TokenError::InvalidClient {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(BASIC_CHALLENGE),
+        );
+    }
+    response
+}
+
+fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    // RFC 6749 §5.1: token responses must not be cached.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::auth::oauth::TokenKeys;
+    use crate::config::Secret;
+
+    fn issuer() -> Issuer {
+        let keys = TokenKeys::new(&[Secret::new("0123456789abcdef0123456789abcdef")], 60);
+        let mut i = Issuer::new(Arc::new(keys.unwrap()));
+        i.add_client("hypr", "cid", &Secret::new("s&cret"));
+        i
+    }
+
+    #[test]
+    fn form_credentials_get_a_token_for_their_source() {
+        let g = decide(
+            &issuer(),
+            b"grant_type=client_credentials&client_id=cid&client_secret=s%26cret&scope=a",
+            None,
+        )
+        .unwrap();
+        assert_eq!(g.source, "hypr");
+        assert_eq!(g.scope.as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn basic_credentials_may_be_form_encoded() {
+        let g = decide(
+            &issuer(),
+            b"grant_type=client_credentials",
+            Some(b"cid:s%26cret"),
+        );
+        assert_eq!(g.unwrap().source, "hypr");
+        let g = decide(&issuer(), b"", Some(b"cid:s&cret"));
+        assert_eq!(
+            g.unwrap().source,
+            "hypr",
+            "no grant_type with Basic: ConnectSecure"
+        );
+    }
+
+    #[test]
+    fn wrong_secret_is_invalid_client() {
+        let e = decide(
+            &issuer(),
+            b"grant_type=client_credentials",
+            Some(b"cid:nope"),
+        );
+        assert_eq!(e.unwrap_err(), TokenError::InvalidClient);
+        let e = decide(&issuer(), b"grant_type=client_credentials", None);
+        assert_eq!(e.unwrap_err(), TokenError::InvalidClient);
+    }
+
+    #[test]
+    fn json_body_reads_as_form_parameters() {
+        let mut h = http::HeaderMap::new();
+        h.insert("content-type", "application/json".parse().unwrap());
+        let form = as_form(&h, br#"{"grant_type":"client_credentials","scope":"a b"}"#).unwrap();
+        let g = decide(&issuer(), &form, Some(b"cid:s&cret")).unwrap();
+        assert_eq!(g.scope.as_deref(), Some("a b"));
+        assert!(as_form(&h, br#"{"grant_type":1}"#).is_none());
+        assert_eq!(as_form(&http::HeaderMap::new(), b"a=b").unwrap(), b"a=b");
+    }
+
+    #[test]
+    fn other_grant_is_unsupported() {
+        let e = decide(&issuer(), b"grant_type=password", Some(b"cid:s&cret"));
+        assert_eq!(e.unwrap_err(), TokenError::UnsupportedGrantType);
+    }
+
+    #[test]
+    fn repeated_parameter_or_two_auth_methods_is_invalid_request() {
+        let e = decide(
+            &issuer(),
+            b"grant_type=client_credentials&grant_type=client_credentials",
+            Some(b"cid:s&cret"),
+        );
+        assert_eq!(e.unwrap_err(), TokenError::InvalidRequest);
+        let e = decide(&issuer(), b"client_secret=x", Some(b"cid:s&cret"));
+        assert_eq!(e.unwrap_err(), TokenError::InvalidRequest);
+        let e = decide(&issuer(), b"client_id=cid&client_secret=s%26cret", None);
+        assert_eq!(
+            e.unwrap_err(),
+            TokenError::InvalidRequest,
+            "grant_type missing"
+        );
+    }
+}

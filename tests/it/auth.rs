@@ -1,0 +1,389 @@
+//! Source trust scenarios (issue #3) against the real binary: Basic, API key, static header,
+//! path token, IP allowlists behind trusted proxies, OAuth2 tokens across a restart, and
+//! SIGHUP rotation without dropping an in-flight request. Every refusal also asserts that
+//! nothing reached the sink. Svix, Hyprwatch HMAC, OAuth client libraries and TLS are proven
+//! with independent Python implementations in `tests/py/test_auth_*.py`.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use reqwest::blocking::{Client, RequestBuilder};
+
+use crate::harness::{hyprwatch_signature, wait_until, Gateway};
+
+const EVENT: &[u8] = br#"{"id":"evt_auth_1","event":"host.online","timestamp":"2024-01-15T10:35:00Z","data":{"host_id":"h1"}}"#;
+const TOKEN: &str = "9f2c4e6a8b0d1f3e5a7c9b1d3f5e7a9c";
+const SIGNING_KEY: &str = "test-signing-key-0123456789abcdef0123";
+
+fn source(name: &str, path: &str, auth: &str) -> String {
+    format!(
+        "[[source]]\nname = \"{name}\"\nvendor = \"hyprwatch\"\npath = \"{path}\"\nauth = {auth}\n"
+    )
+}
+
+fn post(gw: &Gateway, path: &str) -> RequestBuilder {
+    Client::new()
+        .post(gw.url(path))
+        .header("content-type", "application/json")
+        .body(EVENT.to_vec())
+}
+
+/// Asserts the status and, for a refusal, that the sink stayed empty.
+fn expect(gw: &Gateway, req: RequestBuilder, status: u16) -> reqwest::blocking::Response {
+    let resp = req.send().unwrap();
+    assert_eq!(resp.status().as_u16(), status);
+    if status >= 400 {
+        assert!(gw.events().is_empty(), "a refused request reached the sink");
+    }
+    resp
+}
+
+#[test]
+fn basic_accepts_any_listed_credential_and_refuses_a_wrong_password() {
+    let gw = Gateway::start(&source(
+        "hypr",
+        "/in/hypr",
+        r#"[{ kind = "basic", credentials = [{ username = "hypr", password = "old-pw" }, { username = "hypr", password = "new-pw" }] }]"#,
+    ));
+    let resp = expect(
+        &gw,
+        post(&gw, "/in/hypr").basic_auth("hypr", Some("wrong")),
+        401,
+    );
+    assert_eq!(
+        resp.headers()["www-authenticate"],
+        "Basic realm=\"hookgate\""
+    );
+    let body = resp.text().unwrap();
+    assert!(
+        !body.contains("password") && !body.contains("basic"),
+        "{body}"
+    );
+    expect(&gw, post(&gw, "/in/hypr"), 401);
+    expect(
+        &gw,
+        post(&gw, "/in/hypr").basic_auth("hypr", Some("new-pw")),
+        200,
+    );
+    gw.wait_events(1);
+    assert!(gw.logs().contains("basic_mismatch"), "reason is logged");
+    assert!(
+        !gw.logs().contains("wrong"),
+        "presented secrets are never logged"
+    );
+}
+
+#[test]
+fn bearer_api_key_with_and_without_prefix() {
+    let gw = Gateway::start(&source(
+        "hypr",
+        "/in/hypr",
+        r#"[{ kind = "bearer", tokens = ["api-key-1"] }]"#,
+    ));
+    let resp = expect(&gw, post(&gw, "/in/hypr").bearer_auth("api-key-2"), 401);
+    assert!(resp.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .starts_with("Bearer"));
+    expect(&gw, post(&gw, "/in/hypr").bearer_auth("api-key-1"), 200);
+    gw.wait_events(1);
+    // Same event again with the raw key (no prefix): accepted, and a duplicate.
+    expect(
+        &gw,
+        post(&gw, "/in/hypr").header("authorization", "api-key-1"),
+        200,
+    );
+}
+
+#[test]
+fn static_header_must_match_exactly() {
+    let gw = Gateway::start(&source(
+        "cs",
+        "/in/cs",
+        r#"[{ kind = "header", name = "X-CS-Key", values = ["cs-value-1"] }]"#,
+    ));
+    expect(
+        &gw,
+        post(&gw, "/in/cs").header("x-cs-key", "cs-value-2"),
+        401,
+    );
+    expect(
+        &gw,
+        post(&gw, "/in/cs").header("x-cs-key", "CS-VALUE-1"),
+        401,
+    );
+    expect(&gw, post(&gw, "/in/cs"), 401);
+    expect(
+        &gw,
+        post(&gw, "/in/cs").header("x-cs-key", "cs-value-1"),
+        200,
+    );
+}
+
+#[test]
+fn path_token_is_checked_and_never_logged() {
+    let gw = Gateway::start(&source(
+        "hp",
+        "/in/hp",
+        &format!(r#"[{{ kind = "path_token", tokens = ["{TOKEN}"] }}]"#),
+    ));
+    let wrong = TOKEN.replace('9', "8");
+    expect(&gw, post(&gw, &format!("/in/hp/{wrong}")), 401);
+    expect(&gw, post(&gw, "/in/hp"), 404);
+    expect(&gw, post(&gw, &format!("/in/hp/{TOKEN}")), 200);
+    gw.wait_events(1);
+    let logs = gw.logs();
+    assert!(!logs.contains(TOKEN) && !logs.contains(&wrong), "{logs}");
+}
+
+fn allowlisted(trusted: &str) -> String {
+    format!(
+        "[trust]\ntrusted_proxies = [{trusted}]\n{}",
+        source(
+            "hp",
+            "/in/hp",
+            &format!(
+                r#"[{{ kind = "ip_allow", allow = ["hyperproof-us", "2001:db8::/32"] }}, {{ kind = "path_token", tokens = ["{TOKEN}"] }}]"#
+            ),
+        )
+    )
+}
+
+#[test]
+fn allowlist_judges_the_client_named_by_a_trusted_proxy() {
+    let gw = Gateway::start(&allowlisted("\"127.0.0.1\""));
+    let path = format!("/in/hp/{TOKEN}");
+    let resp = expect(
+        &gw,
+        post(&gw, &path).header("x-forwarded-for", "203.0.113.9"),
+        403,
+    );
+    assert!(!resp.headers().contains_key("www-authenticate"));
+    // Rightmost untrusted hop wins: a client-supplied allowed address on the left is ignored.
+    expect(
+        &gw,
+        post(&gw, &path).header("x-forwarded-for", "52.9.169.38, 203.0.113.9"),
+        403,
+    );
+    // EU address, but only the US preset is configured.
+    expect(
+        &gw,
+        post(&gw, &path).header("forwarded", "for=98.67.233.122"),
+        403,
+    );
+    // The loopback proxy itself is not allowlisted.
+    expect(&gw, post(&gw, &path), 403);
+    expect(
+        &gw,
+        post(&gw, &path).header("forwarded", "for=\"[2001:db8::1]:443\""),
+        200,
+    );
+    expect(
+        &gw,
+        post(&gw, &path).header("x-forwarded-for", "52.159.252.1"),
+        200,
+    );
+    assert!(gw.logs().contains("address_not_allowed"));
+}
+
+#[test]
+fn spoofed_forwarded_for_from_an_untrusted_peer_changes_nothing() {
+    let gw = Gateway::start(&allowlisted("\"10.0.0.0/8\""));
+    let path = format!("/in/hp/{TOKEN}");
+    expect(
+        &gw,
+        post(&gw, &path).header("x-forwarded-for", "52.9.169.38"),
+        403,
+    );
+    expect(
+        &gw,
+        post(&gw, &path).header("forwarded", "for=52.9.169.38"),
+        403,
+    );
+}
+
+fn oauth_sources() -> String {
+    format!(
+        "[trust]\ntoken_signing_keys = [\"{SIGNING_KEY}\"]\n{}{}",
+        source(
+            "hypr-a",
+            "/in/a",
+            r#"[{ kind = "oauth", clients = [{ client_id = "client-a", client_secret = "secret-a" }] }]"#
+        ),
+        source(
+            "hypr-b",
+            "/in/b",
+            r#"[{ kind = "oauth", clients = [{ client_id = "client-b", client_secret = "secret-b" }] }]"#
+        ),
+    )
+}
+
+fn token(gw: &Gateway, id: &str, secret: &str) -> String {
+    let resp = Client::new()
+        .post(gw.url("/oauth/token"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", id),
+            ("client_secret", secret),
+        ])
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    let body: serde_json::Value = resp.json().unwrap();
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 900);
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn oauth_token_is_bound_to_its_source_and_survives_a_restart() {
+    let gw = Gateway::start(&oauth_sources());
+    let a = token(&gw, "client-a", "secret-a");
+    let resp = expect(&gw, post(&gw, "/in/b").bearer_auth(&a), 401);
+    assert!(resp.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .contains("invalid_token"));
+    expect(&gw, post(&gw, "/in/a"), 401);
+    let tampered = format!("{}A", a);
+    expect(&gw, post(&gw, "/in/a").bearer_auth(&tampered), 401);
+    assert!(gw.logs().contains("token_wrong_source"));
+    assert!(!gw.logs().contains(&a), "tokens are never logged");
+
+    // A fresh process with the same config accepts the token: nothing lived in memory.
+    let config = gw.dir.path().join("hookgate.toml");
+    let (dir, events) = gw.kill();
+    let gw = Gateway::spawn(dir, events, &config, &[]).unwrap();
+    expect(&gw, post(&gw, "/in/a").bearer_auth(&a), 200);
+}
+
+#[test]
+fn token_endpoint_answers_rfc_6749_errors() {
+    let gw = Gateway::start(&oauth_sources());
+    let client = Client::new();
+    let resp = client
+        .post(gw.url("/oauth/token"))
+        .basic_auth("client-a", Some("wrong"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(
+        resp.headers()["www-authenticate"],
+        "Basic realm=\"hookgate\""
+    );
+    let body: serde_json::Value = resp.json().unwrap();
+    assert_eq!(body["error"], "invalid_client");
+    let resp = client
+        .post(gw.url("/oauth/token"))
+        .basic_auth("client-a", Some("secret-a"))
+        .form(&[("grant_type", "password")])
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: serde_json::Value = resp.json().unwrap();
+    assert_eq!(body["error"], "unsupported_grant_type");
+    let resp = client
+        .post(gw.url("/oauth/token"))
+        .form(&[("client_id", "client-a"), ("client_secret", "secret-a")])
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: serde_json::Value = resp.json().unwrap();
+    assert_eq!(body["error"], "invalid_request");
+    let resp = client.put(gw.url("/oauth/token")).send().unwrap();
+    assert_eq!(resp.status(), 405);
+    assert!(gw.events().is_empty());
+}
+
+fn rotation_config(secrets: &str) -> String {
+    source(
+        "hw",
+        "/in/hw",
+        &format!(r#"[{{ kind = "hmac", secrets = [{secrets}] }}]"#),
+    )
+}
+
+fn signed(gw: &Gateway, key: &str, body: &[u8]) -> RequestBuilder {
+    Client::new()
+        .post(gw.url("/in/hw"))
+        .header("content-type", "application/json")
+        .header("x-hyprwatch-signature", hyprwatch_signature(key, body))
+        .body(body.to_vec())
+}
+
+/// Rewrites the running gateway's config (keeping its generated sections) and sends SIGHUP;
+/// waits for the reload's log line `expect_line` (counting earlier ones).
+fn reload(gw: &Gateway, old: &str, new: &str, expect_line: &str) {
+    let path = gw.dir.path().join("hookgate.toml");
+    let text = std::fs::read_to_string(&path).unwrap().replace(old, new);
+    std::fs::write(&path, text).unwrap();
+    let before = gw.logs().matches(expect_line).count();
+    gw.signal("HUP");
+    assert!(
+        wait_until(Duration::from_secs(10), || gw
+            .logs()
+            .matches(expect_line)
+            .count()
+            > before),
+        "no {expect_line:?} after SIGHUP:\n{}",
+        gw.logs()
+    );
+}
+
+#[test]
+fn rotation_accepts_old_and_new_then_reload_removes_the_old_without_dropping_requests() {
+    let both = r#""whsec_old", "whsec_new""#;
+    let gw = Gateway::start(&rotation_config(both));
+    let body = |n: u32| {
+        format!(r#"{{"id":"evt_rot_{n}","event":"host.online","timestamp":"2024-01-15T10:35:00Z","data":{{}}}}"#).into_bytes()
+    };
+    expect(&gw, signed(&gw, "whsec_old", &body(1)), 200);
+    expect(&gw, signed(&gw, "whsec_new", &body(2)), 200);
+
+    // A request in flight across the reload: head and half the body before SIGHUP, the rest
+    // after. It was routed and checked under the old config and must complete.
+    let late = body(3);
+    let mut conn = TcpStream::connect(gw.addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        conn,
+        "POST /in/hw HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nx-hyprwatch-signature: {}\r\ncontent-length: {}\r\n\r\n",
+        hyprwatch_signature("whsec_old", &late),
+        late.len()
+    )
+    .unwrap();
+    let (first, rest) = late.split_at(10);
+    conn.write_all(first).unwrap();
+
+    reload(&gw, both, r#""whsec_new""#, "config reloaded");
+    conn.write_all(rest).unwrap();
+    let mut answer = String::new();
+    let mut buf = [0u8; 1024];
+    wait_until(Duration::from_secs(10), || {
+        let n = conn.read(&mut buf).unwrap_or(0);
+        answer.push_str(&String::from_utf8_lossy(&buf[..n]));
+        answer.contains("\r\n\r\n{") || n == 0
+    });
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    let before = gw.events().len();
+    let resp = signed(&gw, "whsec_old", &body(4)).send().unwrap();
+    assert_eq!(resp.status(), 401, "removed secret refused after reload");
+    assert_eq!(gw.events().len(), before);
+    expect(&gw, signed(&gw, "whsec_new", &body(5)), 200);
+
+    // An invalid config (an empty secret) changes nothing, and says why.
+    reload(
+        &gw,
+        r#""whsec_new""#,
+        r#""whsec_new", """#,
+        "config reload failed",
+    );
+    assert!(gw.logs().contains("source[hw].auth[0].secrets"));
+    expect(&gw, signed(&gw, "whsec_new", &body(6)), 200);
+    assert_eq!(gw.wait_events(5).len(), 5);
+}
