@@ -155,7 +155,7 @@ pub async fn run(
         .map(|w| tokio::task::spawn_blocking(move || w.run()));
     let forwarder_task = tasks
         .forwarder
-        .map(|f| tokio::spawn(f.run(background_stop.clone())));
+        .map(|f| tokio::spawn(f.run(background_stop.clone(), MetricsOf(Arc::clone(&state)))));
     let probe_task = tasks
         .kafka
         .map(|k| tokio::spawn(sink::watch_reachability(k, background_stop.clone())));
@@ -203,4 +203,13 @@ pub async fn run(
     reload_task.abort();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Lends the forwarder the state's metrics registry without a second registry.
+struct MetricsOf(Arc<State>);
+
+impl AsRef<Metrics> for MetricsOf {
+    fn as_ref(&self) -> &Metrics {
+        &self.0.metrics
+    }
 }

@@ -479,6 +479,12 @@ fn unforwarded_events_survive_a_clean_stop_and_a_torn_tail_and_are_forwarded_aft
         .unwrap();
     assert_eq!(ready["sink"]["output_reachable"], false, "{ready}");
     assert_eq!(ready["sink"]["spool_pending_records"], 5, "{ready}");
+    // The forwarder keeps the spool gauges current (it wakes at least once a second).
+    assert!(wait_until(Duration::from_secs(10), || {
+        reqwest::blocking::get(gw.admin_url("/metrics"))
+            .and_then(|r| r.text())
+            .is_ok_and(|m| m.lines().any(|l| l == "hookgate_spool_records 5"))
+    }));
     let spool = gw.dir.path().join("spool");
     let config = gw.dir.path().join("hookgate.toml");
     // SIGTERM: the gateway stops cleanly, leaving the spool consistent.
