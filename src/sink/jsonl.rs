@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::json;
 
-use super::{Batch, Record, SinkBuildError, SinkError};
+use super::envelope::{Envelope, Kind};
+use super::{SinkBuildError, SinkError};
 use crate::config::SinkConfig;
 
 #[derive(Debug)]
@@ -59,26 +60,29 @@ impl JsonlSink {
         })
     }
 
-    /// Writes and syncs the batch.
-    pub async fn deliver(&self, batch: Batch) -> Result<(), SinkError> {
+    /// Writes and syncs `envelopes`, marking them all done.
+    pub async fn send(&self, envelopes: &[Envelope], done: &mut [bool]) -> Result<(), SinkError> {
         let mut event_lines = Vec::new();
         let mut dead_lines = Vec::new();
-        for record in batch.records {
-            match record {
-                Record::Event(e) => {
-                    event_lines.extend_from_slice(&e.json);
+        for e in envelopes {
+            match &e.kind {
+                Kind::Event { .. } => {
+                    event_lines.extend_from_slice(&e.body);
                     event_lines.push(b'\n');
                 }
-                Record::DeadLetter(d) => {
+                Kind::DeadLetter {
+                    reason_code,
+                    reason,
+                } => {
                     let line = json!({
                         "dead_letter": true,
-                        "source": &*batch.source,
-                        "vendor": &*batch.vendor,
-                        "request_id": batch.request_id,
-                        "uid": d.uid,
-                        "reason_code": d.reason_code,
-                        "reason": d.reason,
-                        "raw_data": String::from_utf8_lossy(&d.raw),
+                        "source": e.source,
+                        "vendor": e.vendor,
+                        "request_id": e.request_id,
+                        "uid": e.uid,
+                        "reason_code": reason_code,
+                        "reason": reason,
+                        "raw_data": String::from_utf8_lossy(&e.body),
                     });
                     let target = if self.dead_letters.is_some() {
                         &mut dead_lines
@@ -99,10 +103,12 @@ impl JsonlSink {
             if let (Some(dead), false) = (dead, dead_lines.is_empty()) {
                 write_synced(&dead, &dead_lines)?;
             }
-            Ok(())
+            Ok::<(), SinkError>(())
         })
         .await
-        .map_err(|_| SinkError::Closed)?
+        .map_err(|_| SinkError::Closed)??;
+        done.iter_mut().for_each(|d| *d = true);
+        Ok(())
     }
 
     /// A file output is ready while its file still exists; stdout always is.
