@@ -110,10 +110,10 @@ fn direct_mode_publishes_each_event_keyed_by_its_id_with_headers() {
     assert_eq!(m.headers["source"], "hw");
     assert_eq!(m.headers["vendor"], "hyprwatch");
     assert_eq!(m.headers["ocsf.version"], "1.8.0");
-    assert_eq!(m.headers["ocsf.class_uid"], "0");
     assert!(m.headers.contains_key("request_id"));
     let event: serde_json::Value = serde_json::from_slice(&m.value).unwrap();
     assert_eq!(event["metadata"]["uid"], m.key.as_str());
+    assert_eq!(m.headers["ocsf.class_uid"], event["class_uid"].to_string());
 }
 
 #[test]
