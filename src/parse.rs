@@ -9,6 +9,7 @@
 //! hot path re-reads them. The engine is generic: every vendor specific lives in the data.
 
 pub mod compile;
+pub mod compiled;
 pub mod definition;
 pub mod eval;
 pub mod path;
@@ -500,3 +501,6 @@ pub fn apply(
 fn cache_key(ctx: &EventContext<'_>, k: &Value) -> String {
     format!("{}\n{}", ctx.source, compile::scalar_text(k))
 }
+
+#[cfg(test)]
+mod tests;
