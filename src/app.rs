@@ -148,6 +148,13 @@ pub async fn run(
     tracing::info!(address = %public_addr, scheme, "listening on {public_addr}");
     tracing::info!(address = %admin_addr, "admin listening on {admin_addr}");
 
+    let reload_task = tokio::spawn(reload::watch(
+        hangups,
+        Arc::clone(&state),
+        tls.clone(),
+        config.path.clone(),
+        shutdown.clone(),
+    ));
     // Background delivery work: the spool writer (blocking thread), the forwarder, the probe.
     let background_stop = CancellationToken::new();
     let writer_task = tasks
@@ -160,13 +167,6 @@ pub async fn run(
         .kafka
         .map(|k| tokio::spawn(sink::watch_reachability(k, background_stop.clone())));
 
-    let reload_task = tokio::spawn(reload::watch(
-        hangups,
-        Arc::clone(&state),
-        tls.clone(),
-        config.path.clone(),
-        shutdown.clone(),
-    ));
     let admin_task = tokio::spawn(admin::serve(
         admin_listener,
         Arc::clone(&state),

@@ -54,6 +54,10 @@ pub struct Config {
     /// `[sink]`: where normalized events go. Default: JSON lines on standard output.
     #[serde(default)]
     pub sink: SinkConfig,
+    /// `[status]`: the source-health endpoints on the admin listener. Defaults apply when
+    /// absent (loopback clients only).
+    #[serde(default)]
+    pub status: StatusConfig,
     /// `[delivery]`: when a 2xx is sent (spool or direct). See `config/delivery.rs`.
     #[serde(default)]
     pub delivery: DeliveryConfig,
@@ -66,10 +70,6 @@ pub struct Config {
     /// `[dedup]`: duplicate window and store. Defaults apply when absent.
     #[serde(default)]
     pub dedup: DedupConfig,
-    /// `[status]`: the source-health endpoints on the admin listener. Defaults apply when
-    /// absent (loopback clients only).
-    #[serde(default)]
-    pub status: StatusConfig,
     /// `[telemetry]`: log format and level.
     #[serde(default)]
     pub telemetry: TelemetryConfig,
