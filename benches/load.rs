@@ -8,7 +8,8 @@
 //! - `LOAD_CONCURRENCY` comma list (default `1,8,64,256`);
 //! - `LOAD_RATES` open-loop requests/s comma list (default `1000,5000`);
 //! - `LOAD_MODE` `jsonl` (default; events to a file) — more modes as sinks land;
-//! - `LOAD_MIX` `all` (default: the five vendors) or one vendor name.
+//! - `LOAD_MIX` `all` (default: the five vendors) or one vendor name;
+//! - `LOAD_BIN` path of the `hookgate` binary to drive (default: this build's).
 //!
 //! Latency of an open-loop request is measured from its *intended* send time, so a stalled
 //! server cannot hide its queueing (no coordinated omission).
@@ -198,7 +199,10 @@ fn start_gateway(sources: &str, extra: &str) -> Gateway {
     );
     let config_path = dir.path().join("hookgate.toml");
     std::fs::write(&config_path, config).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+    // `LOAD_BIN` runs another build (e.g. a saved binary of an older commit, for a before/after).
+    let bin =
+        std::env::var("LOAD_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_hookgate").to_owned());
+    let mut child = Command::new(bin)
         .arg("serve")
         .arg("--config")
         .arg(&config_path)
