@@ -16,6 +16,7 @@ apt_pkgs=()
 command -v redis-server >/dev/null || apt_pkgs+=(redis-server)
 command -v promtool >/dev/null || apt_pkgs+=(prometheus)
 command -v chromium >/dev/null || apt_pkgs+=(chromium)
+command -v systemd-analyze >/dev/null || apt_pkgs+=(systemd)
 command -v cmake >/dev/null || apt_pkgs+=(cmake)
 if [ ${#apt_pkgs[@]} -gt 0 ]; then
   log "installing Debian packages: ${apt_pkgs[*]}"
@@ -31,10 +32,9 @@ if ! command -v tansu >/dev/null; then
 fi
 
 # --- 3. Python test dependencies -------------------------------------------------------
-if ! python3 -c 'import pytest, svix, ocsf_json_schema, confluent_kafka, authlib, redis' 2>/dev/null; then
-  log "installing Python test dependencies"
-  python3 -m pip install -q --disable-pip-version-check -r tests/py/requirements.txt
-fi
+# Pinned versions; pip only downloads what is missing or at another version.
+log "Python test dependencies (tests/py/requirements.txt)"
+python3 -m pip install -q --disable-pip-version-check -r tests/py/requirements.txt
 
 # --- 4. services on loopback -----------------------------------------------------------
 WORK=$(mktemp -d)

@@ -1,6 +1,12 @@
-//! The admin listener: `/healthz`, `/readyz` and `/metrics`, on their own (loopback) port.
+//! The admin listener: `/healthz`, `/readyz`, `/metrics`, and the source status (`/status`,
+//! `/status/page`), on their own port (loopback by default). Never on the public port.
+//!
+//! Input: GET/HEAD requests from probes, Prometheus and operators. Output: small JSON, the
+//! Prometheus text exposition, or the status page. The status endpoints have their own access
+//! rule (see [`crate::status`]); the probes and `/metrics` are open to whoever reaches the port.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -13,12 +19,13 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::State;
+use crate::status::{self, Access};
 
 /// Serves the admin endpoints until `shutdown` is cancelled.
 pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: CancellationToken) {
     let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
@@ -33,7 +40,7 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: Cancellat
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let state = Arc::clone(&state);
-                async move { Ok::<_, Infallible>(route(&state, &req)) }
+                async move { Ok::<_, Infallible>(route(&state, &req, peer)) }
             });
             let _ = builder
                 .serve_connection(TokioIo::new(stream), service)
@@ -42,31 +49,30 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: Cancellat
     }
 }
 
-fn route(state: &State, req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+const JSON: &str = "application/json";
+const HTML: &str = "text/html; charset=utf-8";
+
+fn route(
+    state: &State,
+    req: &Request<hyper::body::Incoming>,
+    peer: SocketAddr,
+) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(
             StatusCode::METHOD_NOT_ALLOWED,
-            "application/json",
+            JSON,
             "{\"error\":\"use GET\"}".into(),
         );
     }
     match req.uri().path() {
-        "/healthz" => text(
-            StatusCode::OK,
-            "application/json",
-            "{\"status\":\"ok\"}".into(),
-        ),
+        "/healthz" => text(StatusCode::OK, JSON, "{\"status\":\"ok\"}".into()),
         "/readyz" => {
             if state.sink.is_ready() && !state.draining.is_cancelled() {
-                text(
-                    StatusCode::OK,
-                    "application/json",
-                    "{\"status\":\"ready\"}".into(),
-                )
+                text(StatusCode::OK, JSON, "{\"status\":\"ready\"}".into())
             } else {
                 text(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "application/json",
+                    JSON,
                     "{\"status\":\"not ready\"}".into(),
                 )
             }
@@ -76,12 +82,38 @@ fn route(state: &State, req: &Request<hyper::body::Incoming>) -> Response<Full<B
             "text/plain; version=0.0.4; charset=utf-8",
             state.metrics.render(),
         ),
+        path @ ("/status" | "/status/page") => {
+            match status::authorize(&state.health, req.headers(), peer) {
+                Access::Granted if path == "/status" => {
+                    no_store(text(StatusCode::OK, JSON, status::json(&state.health)))
+                }
+                Access::Granted => {
+                    no_store(text(StatusCode::OK, HTML, status::page(&state.health)))
+                }
+                refused => {
+                    let (code, extra, body) = status::refusal(refused);
+                    let mut response = text(code, JSON, body);
+                    if let Some((name, value)) = extra {
+                        response.headers_mut().insert(name, value);
+                    }
+                    response
+                }
+            }
+        }
         _ => text(
             StatusCode::NOT_FOUND,
-            "application/json",
+            JSON,
             "{\"error\":\"not found\"}".into(),
         ),
     }
+}
+
+/// The status carries recent events: keep it out of shared caches.
+fn no_store(mut response: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {

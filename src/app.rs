@@ -15,6 +15,8 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::{Trust, Verifier};
 use crate::config::{Config, LimitsConfig};
 use crate::dedup::MemoryStore;
+use crate::health::Health;
+use crate::limits::Protection;
 use crate::listener::{self, ListenSettings};
 use crate::metrics::Metrics;
 use crate::parse::Catalog;
@@ -33,6 +35,8 @@ pub struct State {
     pub dedup: MemoryStore,
     /// Metrics registry.
     pub metrics: Metrics,
+    /// Per-source health and recent events for `/status`; reconfigure on reload.
+    pub health: Health,
     /// Body read timeout.
     pub body_read_timeout: Duration,
     /// Cancelled when shutdown starts (readiness turns false).
@@ -48,6 +52,8 @@ pub struct Runtime {
     pub limits: LimitsConfig,
     /// Trusted proxies and the OAuth2 token issuer (`[trust]`).
     pub trust: Trust,
+    /// Rate limiters and the in-flight cap (fresh buckets on reload).
+    pub protection: Protection,
 }
 
 /// Builds routes (with compiled verifiers and parsers) from `config`.
@@ -83,10 +89,15 @@ pub fn build_runtime(config: &Config, catalog: &Catalog) -> anyhow::Result<Runti
             parser,
         }));
     }
+    let protection = Protection::build(
+        &config.limits,
+        config.sources.iter().map(|s| s.name.as_str()),
+    );
     Ok(Runtime {
         routes: Routes::new(sources),
         limits: config.limits.clone(),
         trust,
+        protection,
     })
 }
 
@@ -101,6 +112,8 @@ pub async fn run(
     let runtime = build_runtime(&config, &catalog)?;
     let sink = Sink::build(&config.sink)?;
     let metrics = Metrics::new()?;
+    metrics.configure(&config);
+    let health = Health::new(&config);
     let tls = match &config.listener.tls {
         Some(t) => Some(Arc::new(ArcSwap::new(tls::server_config(t)?))),
         None => None,
@@ -110,6 +123,7 @@ pub async fn run(
         sink,
         dedup: MemoryStore::new(1_000_000),
         metrics,
+        health,
         body_read_timeout: Duration::from_millis(config.listener.body_read_timeout_ms),
         draining: shutdown.clone(),
     });

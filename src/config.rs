@@ -10,6 +10,7 @@ pub mod listener;
 pub mod secret;
 pub mod sink;
 pub mod source;
+pub mod status;
 pub mod telemetry;
 pub mod trust;
 
@@ -25,6 +26,7 @@ pub use self::listener::{AdminConfig, ListenerConfig, TlsConfig};
 pub use self::secret::Secret;
 pub use self::sink::SinkConfig;
 pub use self::source::SourceConfig;
+pub use self::status::StatusConfig;
 pub use self::telemetry::{LogFormat, TelemetryConfig};
 pub use self::trust::TrustConfig;
 
@@ -44,6 +46,10 @@ pub struct Config {
     /// `[sink]`: where normalized events go. Default: JSON lines on standard output.
     #[serde(default)]
     pub sink: SinkConfig,
+    /// `[status]`: the source-health endpoints on the admin listener. Defaults apply when
+    /// absent (loopback clients only).
+    #[serde(default)]
+    pub status: StatusConfig,
     /// `[telemetry]`: log format and level.
     #[serde(default)]
     pub telemetry: TelemetryConfig,
@@ -189,6 +195,13 @@ impl Config {
                 "must differ from listener.address: the admin endpoints never share the public port".into(),
             );
         }
+        let names: Vec<&str> = self.sources.iter().map(|s| s.name.as_str()).collect();
+        for (key, message) in self.limits.problems(&names) {
+            add(key, message);
+        }
+        for (key, message) in self.status.problems() {
+            add(key, message);
+        }
         if let Some(tls) = &self.listener.tls {
             for (key, file) in [("cert_file", &tls.cert_file), ("key_file", &tls.key_file)] {
                 if !file.is_file() {
@@ -261,6 +274,14 @@ impl Config {
                         format!("{at}.methods"),
                         format!("{m:?} is not one of GET, POST, PUT, DELETE, PATCH, HEAD"),
                     );
+                }
+            }
+            for (key, value) in [
+                ("expect_heartbeat_secs", source.expect_heartbeat_secs),
+                ("expect_event_secs", source.expect_event_secs),
+            ] {
+                if value == Some(0) {
+                    add(format!("{at}.{key}"), "must be at least 1".into());
                 }
             }
             if source.max_body_bytes == Some(0) {

@@ -17,8 +17,9 @@
 //! | [`sink`] | 9–10. make durable and publish |
 //! | [`respond`] | 11. outcome or error → HTTP answer |
 //!
-//! Around the trip: [`app`] (wiring, shutdown order), [`config`], [`admin`] (health, metrics),
-//! [`metrics`], [`telemetry`], [`tls`], [`reload`] (SIGHUP), [`shutdown`], [`cli`].
+//! Around the trip: [`app`] (wiring, shutdown order), [`config`], [`admin`] (health, metrics,
+//! status), [`metrics`], [`limits`] (rate limits, load shedding), [`health`] and [`status`]
+//! (source health), [`telemetry`], [`tls`], [`reload`] (SIGHUP), [`shutdown`], [`cli`].
 
 pub mod admin;
 pub mod app;
@@ -28,6 +29,8 @@ pub mod cli;
 pub mod config;
 pub mod dedup;
 pub mod demo;
+pub mod health;
+pub mod limits;
 pub mod listener;
 pub mod metrics;
 pub mod normalize;
@@ -40,6 +43,7 @@ pub mod route;
 pub mod shutdown;
 pub mod sink;
 pub mod split;
+pub mod status;
 pub mod telemetry;
 pub mod tls;
 

@@ -1,15 +1,22 @@
 //! Metrics: every metric name hookgate exports, and typed functions to record them.
 //!
-//! Names follow `hookgate_<noun>_<unit>[_total]`. Label values come only from bounded sets:
-//! configured source names (or `unmatched`), vendor names, OCSF class names, outcomes and
-//! error `code()`s. Never a raw path, event id, peer address or error message.
+//! Names follow `hookgate_<noun>_<unit>[_total]`, in base units (seconds, bytes). Label values
+//! come only from bounded sets: configured source names (or `unmatched`), vendor names, OCSF
+//! class names, outcomes and error `code()`s. Never a raw path, event id, peer address or
+//! error message. Callers record once per request or batch, not per event. The full list with
+//! meanings is in `docs/operations.md`; alert rules in `deploy/prometheus/` use these names.
+//! The names themselves are written once, in `metrics/register.rs`.
 
-use std::time::Duration;
+mod register;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramVec, IntCounterVec, IntGauge, Registry,
     TextEncoder,
 };
+
+use crate::config::Config;
 
 /// Label for requests that matched no source.
 pub const UNMATCHED: &str = "unmatched";
@@ -22,7 +29,18 @@ pub struct Metrics {
     request_duration: HistogramVec,
     rejections: IntCounterVec,
     events: IntCounterVec,
+    heartbeats: IntCounterVec,
     in_flight: IntGauge,
+    last_event: GaugeVec,
+    last_heartbeat: GaugeVec,
+    expected_event: GaugeVec,
+    expected_heartbeat: GaugeVec,
+    spool_records: IntGauge,
+    spool_bytes: IntGauge,
+    spool_oldest_age: Gauge,
+    spool_capacity: IntGauge,
+    kafka_latency: Histogram,
+    kafka_errors: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -34,22 +52,37 @@ impl std::fmt::Debug for Metrics {
 /// What became of an event.
 #[derive(Debug, Clone, Copy)]
 pub enum EventOutcome {
-    /// Made durable downstream.
+    /// Made durable downstream (spooled or acknowledged by Kafka). Label `published`.
     Accepted,
-    /// Already delivered before; not published again.
+    /// Already delivered before; not published again (a dedup hit). Label `duplicate`.
     Duplicate,
-    /// Could not be normalized; written to the dead-letter output.
+    /// Could not be normalized; written to the dead-letter output. Label `dead_lettered`.
     DeadLettered,
+    /// Split from a request that then failed (e.g. the sink was down); the vendor retries.
+    /// Label `rejected`.
+    Rejected,
 }
 
 impl EventOutcome {
     fn label(self) -> &'static str {
         match self {
-            EventOutcome::Accepted => "accepted",
+            EventOutcome::Accepted => "published",
             EventOutcome::Duplicate => "duplicate",
             EventOutcome::DeadLettered => "dead_lettered",
+            EventOutcome::Rejected => "rejected",
         }
     }
+}
+
+/// What a source promises about its traffic (from `[[source]]` health fields).
+#[derive(Debug, Clone, Copy)]
+pub struct Expectation<'a> {
+    /// Source name.
+    pub source: &'a str,
+    /// `expect_event_secs`.
+    pub event_secs: Option<u64>,
+    /// `expect_heartbeat_secs`.
+    pub heartbeat_secs: Option<u64>,
 }
 
 /// Why the metrics could not be registered (a programming error: duplicate names).
@@ -58,66 +91,38 @@ impl EventOutcome {
 pub struct MetricsError(#[from] prometheus::Error);
 
 impl Metrics {
-    /// Registers every metric.
-    pub fn new() -> Result<Metrics, MetricsError> {
-        let registry = Registry::new();
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "hookgate_requests_total",
-                "HTTP requests on the public port, by source and status code",
-            ),
-            &["source", "status"],
-        )?;
-        let request_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "hookgate_request_duration_seconds",
-                "Time from request head to response, by source",
-            )
-            .buckets(vec![
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                15.0,
-            ]),
-            &["source"],
-        )?;
-        let rejections = IntCounterVec::new(
-            Opts::new(
-                "hookgate_rejections_total",
-                "Rejected requests, by source and reason",
-            ),
-            &["source", "reason"],
-        )?;
-        let events = IntCounterVec::new(
-            Opts::new(
-                "hookgate_events_total",
-                "Vendor events, by source, vendor, OCSF class and outcome",
-            ),
-            &["source", "vendor", "class", "outcome"],
-        )?;
-        let in_flight = IntGauge::new("hookgate_requests_in_flight", "Requests being processed")?;
-        let build_info = IntGaugeVec::new(
-            Opts::new(
-                "hookgate_build_info",
-                "Build information; the value is always 1",
-            ),
-            &["version"],
-        )?;
-        build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
-            .set(1);
-        registry.register(Box::new(requests.clone()))?;
-        registry.register(Box::new(request_duration.clone()))?;
-        registry.register(Box::new(rejections.clone()))?;
-        registry.register(Box::new(events.clone()))?;
-        registry.register(Box::new(in_flight.clone()))?;
-        registry.register(Box::new(build_info))?;
-        Ok(Metrics {
-            registry,
-            requests,
-            request_duration,
-            rejections,
-            events,
-            in_flight,
-        })
+    /// Applies a (re)loaded config: publishes each source's health expectations. Call at
+    /// startup and after every reload.
+    pub fn configure(&self, config: &Config) {
+        let expectations: Vec<Expectation<'_>> = config
+            .sources
+            .iter()
+            .map(|s| Expectation {
+                source: &s.name,
+                event_secs: s.expect_event_secs,
+                heartbeat_secs: s.expect_heartbeat_secs,
+            })
+            .collect();
+        self.configure_sources(&expectations);
+    }
+
+    /// Publishes the configured expectations (a removed source's expectation disappears, so
+    /// its silence alert stops).
+    pub fn configure_sources(&self, expectations: &[Expectation<'_>]) {
+        self.expected_event.reset();
+        self.expected_heartbeat.reset();
+        for e in expectations {
+            if let Some(secs) = e.event_secs {
+                self.expected_event
+                    .with_label_values(&[e.source])
+                    .set(secs as f64);
+            }
+            if let Some(secs) = e.heartbeat_secs {
+                self.expected_heartbeat
+                    .with_label_values(&[e.source])
+                    .set(secs as f64);
+            }
+        }
     }
 
     /// Records one finished request.
@@ -130,12 +135,15 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// Records a rejection by its bounded reason code.
-    pub fn rejection(&self, source: &str, reason: &'static str) {
-        self.rejections.with_label_values(&[source, reason]).inc();
+    /// Records a rejection by the refusing stage and its bounded reason code.
+    pub fn rejection(&self, source: &str, stage: &'static str, reason: &'static str) {
+        self.rejections
+            .with_label_values(&[source, stage, reason])
+            .inc();
     }
 
-    /// Records `count` events of one class and outcome.
+    /// Records `count` events of one class and outcome. For [`EventOutcome::Accepted`] it also
+    /// moves the source's last-event timestamp to now.
     pub fn events(
         &self,
         source: &str,
@@ -148,7 +156,53 @@ impl Metrics {
             self.events
                 .with_label_values(&[source, vendor, class, outcome.label()])
                 .inc_by(count);
+            if matches!(outcome, EventOutcome::Accepted) {
+                self.last_event.with_label_values(&[source]).set(unix_now());
+            }
         }
+    }
+
+    /// Records one durable batch: its published events (one OCSF class name per event,
+    /// grouped here), its duplicates (dedup hits) and its dead letters. Once per request.
+    pub fn batch(
+        &self,
+        source: &str,
+        vendor: &str,
+        classes: &[&'static str],
+        duplicates: usize,
+        dead_lettered: u64,
+    ) {
+        self.published(source, vendor, classes);
+        let duplicates = u64::try_from(duplicates).unwrap_or(u64::MAX);
+        self.events(source, vendor, "none", EventOutcome::Duplicate, duplicates);
+        self.events(
+            source,
+            vendor,
+            "none",
+            EventOutcome::DeadLettered,
+            dead_lettered,
+        );
+    }
+
+    fn published(&self, source: &str, vendor: &str, classes: &[&'static str]) {
+        let mut by_class: Vec<(&'static str, u64)> = Vec::new();
+        for class in classes {
+            match by_class.iter_mut().find(|(c, _)| c == class) {
+                Some((_, n)) => *n += 1,
+                None => by_class.push((class, 1)),
+            }
+        }
+        for (class, n) in by_class {
+            self.events(source, vendor, class, EventOutcome::Accepted, n);
+        }
+    }
+
+    /// Records a vendor heartbeat (Hyperproof's daily call): counted, timestamped, no event.
+    pub fn heartbeat(&self, source: &str) {
+        self.heartbeats.with_label_values(&[source]).inc();
+        self.last_heartbeat
+            .with_label_values(&[source])
+            .set(unix_now());
     }
 
     /// Marks a request started; the guard marks it finished when dropped.
@@ -157,12 +211,48 @@ impl Metrics {
         InFlightGuard(self.in_flight.clone())
     }
 
+    /// Sets the spool gauges (call from the spool after each append or acknowledgement batch):
+    /// records not yet acknowledged, bytes on disk, and the age of the oldest such record
+    /// (`Duration::ZERO` when empty).
+    pub fn spool_gauge(&self, records: u64, bytes: u64, oldest_age: Duration) {
+        self.spool_records
+            .set(i64::try_from(records).unwrap_or(i64::MAX));
+        self.spool_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        self.spool_oldest_age.set(oldest_age.as_secs_f64());
+    }
+
+    /// Sets the spool's configured capacity in bytes (call once when the spool opens), so
+    /// alerts can compare `hookgate_spool_bytes` against it.
+    pub fn spool_capacity(&self, max_bytes: u64) {
+        self.spool_capacity
+            .set(i64::try_from(max_bytes).unwrap_or(i64::MAX));
+    }
+
+    /// Records one Kafka delivery report (or one batch's, once): `Ok(())` observes `latency`
+    /// in the delivery histogram; `Err(code)` counts an error with that bounded reason code
+    /// (e.g. `PublishError::code()`).
+    pub fn kafka_delivery(&self, latency: Duration, result: Result<(), &'static str>) {
+        match result {
+            Ok(()) => self.kafka_latency.observe(latency.as_secs_f64()),
+            Err(reason) => self.kafka_errors.with_label_values(&[reason]).inc(),
+        }
+    }
+
     /// The text exposition of every metric.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         String::from_utf8(buf).unwrap_or_default()
     }
+}
+
+/// Seconds since the Unix epoch, as Prometheus timestamps are written.
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 /// Decrements the in-flight gauge on drop.
@@ -196,3 +286,6 @@ fn status_label(status: u16) -> &'static str {
         _ => "5xx",
     }
 }
+
+#[cfg(test)]
+mod tests;

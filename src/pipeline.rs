@@ -61,7 +61,10 @@ pub async fn handle(
         match &result {
             Ok(outcome) => tracing::debug!(?outcome, "request accepted"),
             Err(failure) => {
-                state.metrics.rejection(source, failure.code());
+                state.metrics.rejection(source, failure.stage(), failure.code());
+                if source_label.is_some() {
+                    state.health.rejected(source, failure.code(), failure.is_auth());
+                }
                 let status = response.status().as_u16();
                 if status >= 500 {
                     tracing::error!(status, reason = failure.code(), error = %failure, "request failed");
@@ -91,10 +94,17 @@ async fn trip(
     } = route::resolve(&runtime.routes, incoming)?;
     *source_label = Some(Arc::clone(&source.label));
     tracing::Span::current().record("source", source.name.as_str());
+
+    // 2b. protection: rate limits, then a slot under the in-flight cap (held until answered).
+    // Before any body byte is read, so a refused or shed request costs no body memory.
+    // The client address honours [trust] trusted_proxies, so the per-address limit still
+    // tells clients apart behind a load balancer.
+    let client = runtime.trust.client(incoming.peer, &incoming.parts.headers);
+    let _admitted = runtime.protection.admit(&source.name, client)?;
     let head = Head {
         headers: &incoming.parts.headers,
         peer: incoming.peer,
-        client: runtime.trust.client(incoming.peer, &incoming.parts.headers),
+        client,
         path_token: path_token.as_deref(),
     };
 
@@ -120,7 +130,12 @@ async fn trip(
         &incoming.parts.headers,
         runtime.limits.max_events_per_request,
     )? {
-        Split::Heartbeat => return Ok(Outcome::Heartbeat),
+        Split::Heartbeat => {
+            // The vendor's health call: the source's heartbeat, never an event.
+            state.metrics.heartbeat(&source.name);
+            state.health.heartbeat(&source.name);
+            return Ok(Outcome::Heartbeat);
+        }
         Split::Events(events) => events,
     };
 
@@ -150,6 +165,8 @@ async fn trip(
         .unwrap_or(0);
     let mut records = Vec::with_capacity(fresh.len());
     let mut dead_lettered = 0u64;
+    // (class, event JSON) of each event, for metrics and the status lookback once durable.
+    let mut published = Vec::with_capacity(fresh.len());
     for event in fresh {
         let raw_text = std::str::from_utf8(&event.raw).unwrap_or_default();
         let ctx = EventContext {
@@ -170,13 +187,7 @@ async fn trip(
             });
         match normalized {
             Ok(ocsf) => {
-                state.metrics.events(
-                    &source.name,
-                    &source.vendor,
-                    ocsf.class_name,
-                    EventOutcome::Accepted,
-                    1,
-                );
+                published.push((ocsf.class_name, ocsf.json.clone()));
                 records.push(Record::Event(ocsf));
             }
             Err((reason_code, reason)) => {
@@ -191,20 +202,6 @@ async fn trip(
             }
         }
     }
-    state.metrics.events(
-        &source.name,
-        &source.vendor,
-        "none",
-        EventOutcome::Duplicate,
-        duplicates as u64,
-    );
-    state.metrics.events(
-        &source.name,
-        &source.vendor,
-        "none",
-        EventOutcome::DeadLettered,
-        dead_lettered,
-    );
     let events = records.len();
 
     // 9–10. spool / publish: only a durable batch is acknowledged.
@@ -217,12 +214,23 @@ async fn trip(
         };
         if let Err(e) = state.sink.deliver(batch).await {
             release_all(state, &source.name, keys.iter());
+            let (name, vendor, n) = (&source.name, &source.vendor, events as u64);
+            state
+                .metrics
+                .events(name, vendor, "none", EventOutcome::Rejected, n);
             return Err(e.into());
         }
     }
     for key in &keys {
         state.dedup.commit(&source.name, key)?;
     }
+    // Counted once durable, once per batch; the status keeps the latest for its lookback.
+    let (classes, lookback): (Vec<&'static str>, Vec<Bytes>) = published.into_iter().unzip();
+    let (name, vendor) = (&source.name, &source.vendor);
+    state
+        .metrics
+        .batch(name, vendor, &classes, duplicates, dead_lettered);
+    state.health.accepted(name, &lookback);
 
     // 11. respond (the caller builds the answer from this outcome)
     Ok(Outcome::Accepted { events, duplicates })

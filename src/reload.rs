@@ -102,6 +102,9 @@ fn apply(state: &State, tls_slot: Option<&ArcSwap<ServerConfig>>, next: Next) {
     }
     let sources = next.runtime.routes.sources().count();
     state.runtime.store(Arc::new(next.runtime));
+    // Per-source expectations and health tracking follow the new source list.
+    state.metrics.configure(&next.config);
+    state.health.configure(&next.config);
     tracing::info!(sources, "config reloaded");
 }
 

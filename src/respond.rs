@@ -14,6 +14,7 @@ use serde_json::json;
 use crate::auth::AuthError;
 use crate::body::BodyError;
 use crate::dedup::DedupError;
+use crate::limits::LimitError;
 use crate::route::{RequestId, RouteError};
 use crate::sink::SinkError;
 use crate::split::SplitError;
@@ -38,6 +39,9 @@ pub enum Failure {
     /// No route, or the method is not configured.
     #[error(transparent)]
     Route(#[from] RouteError),
+    /// Over a rate limit (429) or shed under load (503), before the body is read.
+    #[error(transparent)]
+    Limited(#[from] LimitError),
     /// Not trusted.
     #[error(transparent)]
     Auth(#[from] AuthError),
@@ -64,6 +68,7 @@ impl Failure {
         match self {
             Failure::Route(RouteError::NotFound) => "route_not_found",
             Failure::Route(RouteError::MethodNotAllowed { .. }) => "method_not_allowed",
+            Failure::Limited(e) => e.code(),
             Failure::Auth(e) => e.code(),
             Failure::Body(e) => match e {
                 BodyError::TooLarge { .. } => "body_too_large",
@@ -81,11 +86,32 @@ impl Failure {
         }
     }
 
+    /// The stage that refused the request: a bounded label (`route`, `limits`, `auth`,
+    /// `body`, `split`, `dedup`, `sink`) for metrics, so alerts need not know every code.
+    pub fn stage(&self) -> &'static str {
+        match self {
+            Failure::Route(_) => "route",
+            Failure::Limited(_) => "limits",
+            Failure::Auth(_) => "auth",
+            Failure::Body(_) => "body",
+            Failure::Split(_) => "split",
+            Failure::InFlight | Failure::Dedup(_) => "dedup",
+            Failure::Sink(_) => "sink",
+        }
+    }
+
+    /// True when the request failed authentication (counts toward `failing_auth` health).
+    pub fn is_auth(&self) -> bool {
+        matches!(self, Failure::Auth(_))
+    }
+
     /// The HTTP status for this failure.
     pub fn status(&self) -> StatusCode {
         match self {
             Failure::Route(RouteError::NotFound) => StatusCode::NOT_FOUND,
             Failure::Route(RouteError::MethodNotAllowed { .. }) => StatusCode::METHOD_NOT_ALLOWED,
+            Failure::Limited(e) if e.is_overload() => StatusCode::SERVICE_UNAVAILABLE,
+            Failure::Limited(_) => StatusCode::TOO_MANY_REQUESTS,
             Failure::Auth(e) if e.is_forbidden() => StatusCode::FORBIDDEN,
             Failure::Auth(_) => StatusCode::UNAUTHORIZED,
             Failure::Body(BodyError::TooLarge { .. } | BodyError::DecompressedTooLarge { .. }) => {
@@ -119,6 +145,7 @@ impl Failure {
 
     fn retry_after(&self) -> Option<Duration> {
         match self {
+            Failure::Limited(e) => Some(e.retry_after()),
             Failure::InFlight => Some(Duration::from_secs(5)),
             Failure::Dedup(_) | Failure::Sink(_) => Some(Duration::from_secs(30)),
             _ => None,

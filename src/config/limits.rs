@@ -1,8 +1,11 @@
-//! `[limits]`: the caps every request is held to. Per-source overrides live in `[[source]]`.
+//! `[limits]`: the caps every request is held to. Per-source overrides live in `[[source]]`
+//! (body size) and in `[limits.source_rate]` (request rate).
+
+use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-/// `[limits]`: bounds on what one request may cost.
+/// `[limits]`: bounds on what one request may cost, and on how many may run at once.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
@@ -18,6 +21,49 @@ pub struct LimitsConfig {
     /// More → 413.
     #[serde(default = "default_max_events_per_request")]
     pub max_events_per_request: usize,
+    /// Most requests processed at once across every source (reading bodies, verifying,
+    /// writing). Default 256. One more is shed at once with 503 and `Retry-After` instead of
+    /// queuing, so memory stays bounded (at worst this many times `max_decompressed_bytes`).
+    /// Example: `512`.
+    #[serde(default = "default_max_in_flight_requests")]
+    pub max_in_flight_requests: usize,
+    /// Seconds a shed (503) or rate-limited (429) sender is told to wait in `Retry-After`
+    /// when the limiter has no better estimate. Default 5.
+    #[serde(default = "default_shed_retry_after_secs")]
+    pub shed_retry_after_secs: u64,
+    /// Request rate every source gets, each in its own bucket. Absent (default): sources are not
+    /// rate-limited. Example: `per_source = { requests_per_second = 50, burst = 200 }`.
+    /// Over the rate → 429 with `Retry-After`.
+    #[serde(default)]
+    pub per_source: Option<RateConfig>,
+    /// Rate for one named source, replacing `per_source` for it. Keys are source names.
+    /// Default: none. Example: `[limits.source_rate.hyprwatch-prod]` with
+    /// `requests_per_second = 5` and `burst = 20`.
+    #[serde(default)]
+    pub source_rate: BTreeMap<String, RateConfig>,
+    /// Request rate for one client address (the TCP peer, across all sources). Absent
+    /// (default): addresses are not rate-limited. Behind a load balancer every request shares
+    /// the balancer's address, so leave this unset there. Example:
+    /// `per_address = { requests_per_second = 20, burst = 100 }`. Over the rate → 429.
+    #[serde(default)]
+    pub per_address: Option<RateConfig>,
+    /// Most client addresses whose rate state is remembered. Default 100000 (a few MB). When
+    /// full, idle addresses are forgotten first; if all are active the table is reset, so
+    /// memory never grows past this (a reset briefly lets every address start afresh).
+    #[serde(default = "default_max_tracked_addresses")]
+    pub max_tracked_addresses: usize,
+}
+
+/// A token-bucket rate: a steady rate plus a burst allowance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateConfig {
+    /// Sustained requests per second. At least 1. Example: `50`.
+    pub requests_per_second: u32,
+    /// Requests allowed back to back before the rate applies. Default: equal to
+    /// `requests_per_second`. Example: `200`.
+    #[serde(default)]
+    pub burst: Option<u32>,
 }
 
 impl Default for LimitsConfig {
@@ -26,7 +72,61 @@ impl Default for LimitsConfig {
             max_body_bytes: default_max_body_bytes(),
             max_decompressed_bytes: default_max_decompressed_bytes(),
             max_events_per_request: default_max_events_per_request(),
+            max_in_flight_requests: default_max_in_flight_requests(),
+            shed_retry_after_secs: default_shed_retry_after_secs(),
+            per_source: None,
+            source_rate: BTreeMap::new(),
+            per_address: None,
+            max_tracked_addresses: default_max_tracked_addresses(),
         }
+    }
+}
+
+impl LimitsConfig {
+    /// Problems with the rate and concurrency settings, as (key, message). `sources` are the
+    /// configured source names, so an override for a source that does not exist is reported.
+    pub fn problems(&self, sources: &[&str]) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if self.max_in_flight_requests == 0 {
+            out.push((
+                "limits.max_in_flight_requests".to_owned(),
+                "must be at least 1".to_owned(),
+            ));
+        }
+        if self.max_tracked_addresses == 0 {
+            out.push((
+                "limits.max_tracked_addresses".to_owned(),
+                "must be at least 1".to_owned(),
+            ));
+        }
+        let mut rates: Vec<(String, &RateConfig)> = Vec::new();
+        if let Some(r) = &self.per_source {
+            rates.push(("limits.per_source".to_owned(), r));
+        }
+        if let Some(r) = &self.per_address {
+            rates.push(("limits.per_address".to_owned(), r));
+        }
+        for (name, r) in &self.source_rate {
+            if !sources.contains(&name.as_str()) {
+                out.push((
+                    format!("limits.source_rate.{name}"),
+                    "names no configured [[source]]".to_owned(),
+                ));
+            }
+            rates.push((format!("limits.source_rate.{name}"), r));
+        }
+        for (key, r) in rates {
+            if r.requests_per_second == 0 {
+                out.push((
+                    format!("{key}.requests_per_second"),
+                    "must be at least 1".to_owned(),
+                ));
+            }
+            if r.burst == Some(0) {
+                out.push((format!("{key}.burst"), "must be at least 1".to_owned()));
+            }
+        }
+        out
     }
 }
 
@@ -38,4 +138,54 @@ fn default_max_decompressed_bytes() -> u64 {
 }
 fn default_max_events_per_request() -> usize {
     1000
+}
+// 256 × the 8 MiB decompression cap bounds request buffers at 2 GiB in the worst case;
+// typical webhooks are a few KB, so this is far above normal vendor concurrency.
+fn default_max_in_flight_requests() -> usize {
+    256
+}
+fn default_shed_retry_after_secs() -> u64 {
+    5
+}
+fn default_max_tracked_addresses() -> usize {
+    100_000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(text: &str) -> LimitsConfig {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn defaults_limit_only_concurrency() {
+        let l = limits("");
+        assert_eq!(l.max_in_flight_requests, 256);
+        assert!(l.per_source.is_none() && l.per_address.is_none());
+        assert!(l.problems(&[]).is_empty());
+    }
+
+    #[test]
+    fn reports_zero_rates_and_unknown_source_overrides_by_key() {
+        let l = limits(
+            "max_in_flight_requests = 0\nper_address = { requests_per_second = 0, burst = 0 }\n\
+             [source_rate.ghost]\nrequests_per_second = 5\n",
+        );
+        let keys: Vec<String> = l.problems(&["hw"]).into_iter().map(|(k, _)| k).collect();
+        for key in [
+            "limits.max_in_flight_requests",
+            "limits.per_address.requests_per_second",
+            "limits.per_address.burst",
+            "limits.source_rate.ghost",
+        ] {
+            assert!(keys.iter().any(|k| k == key), "missing {key} in {keys:?}");
+        }
+    }
+
+    #[test]
+    fn rejects_unknown_rate_keys() {
+        assert!(toml::from_str::<LimitsConfig>("per_source = { rps = 1 }").is_err());
+    }
 }

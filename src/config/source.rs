@@ -31,6 +31,17 @@ pub struct SourceConfig {
     /// unauthenticated traffic on purpose.
     #[serde(default)]
     pub auth: Vec<AuthConfig>,
+    /// Health expectation: the vendor calls its heartbeat at least this often, in seconds.
+    /// Example: `90000` (25 h) for Hyperproof's daily heartbeat. Absent (default): a missing
+    /// heartbeat never makes the source `silent`. Exported as
+    /// `hookgate_source_expected_heartbeat_interval_seconds` for alerting.
+    #[serde(default)]
+    pub expect_heartbeat_secs: Option<u64>,
+    /// Health expectation: at least one event arrives this often, in seconds. Example: `3600`.
+    /// Absent (default): quiet periods never make the source `silent` or `paused`. Exported as
+    /// `hookgate_source_expected_event_interval_seconds` for alerting.
+    #[serde(default)]
+    pub expect_event_secs: Option<u64>,
 }
 
 fn default_methods() -> Vec<String> {

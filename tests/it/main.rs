@@ -11,3 +11,4 @@ mod auth;
 mod example_config;
 mod foundation;
 mod harness;
+mod ops;

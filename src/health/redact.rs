@@ -1,0 +1,58 @@
+//! What of a stored event the status may show: `raw_data` and secret-named fields never.
+
+use bytes::Bytes;
+use serde_json::Value;
+
+/// Field names whose values are replaced (case-insensitive substring match).
+const SECRET_NAMES: &[&str] = &[
+    "secret",
+    "token",
+    "password",
+    "passwd",
+    "authorization",
+    "api_key",
+    "apikey",
+    "signature",
+    "credential",
+    "cookie",
+    "private_key",
+];
+
+/// A stored event as the status shows it: `raw_data` removed, fields named like secrets
+/// replaced, strings over 512 characters cut.
+pub fn redact(event: &Bytes) -> Value {
+    let mut value: Value =
+        serde_json::from_slice(event).unwrap_or_else(|_| Value::String("[unreadable]".into()));
+    scrub(&mut value);
+    if let Value::Object(map) = &mut value {
+        if map.contains_key("raw_data") {
+            map.insert("raw_data".into(), Value::String("[redacted]".into()));
+        }
+    }
+    value
+}
+
+fn scrub(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                let lower = key.to_ascii_lowercase();
+                if SECRET_NAMES.iter().any(|s| lower.contains(s)) {
+                    *v = Value::String("[redacted]".into());
+                } else {
+                    scrub(v);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(scrub),
+        Value::String(s) if s.len() > 512 => {
+            let cut = (0..=512)
+                .rev()
+                .find(|i| s.is_char_boundary(*i))
+                .unwrap_or(0);
+            s.truncate(cut);
+            s.push('…');
+        }
+        _ => {}
+    }
+}

@@ -1,0 +1,299 @@
+//! Protection, between route and body: rate limits per source and per client address, and the
+//! global cap on requests in flight.
+//!
+//! Input: the matched source's name and the TCP peer address. Output: an [`Admitted`] permit
+//! that the request holds until it is answered. Fails with [`LimitError`]: 429 (over a rate)
+//! or 503 (too many requests in flight), both with `Retry-After`. It runs before the body is
+//! read, so a refused request costs no body memory. Memory is bounded: one bucket per
+//! configured source, and at most `max_tracked_addresses` address buckets. Never keys
+//! anything on request data other than the peer address, and never logs addresses.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::config::limits::{LimitsConfig, RateConfig};
+
+/// The limiters of one runtime config; rebuilt (with fresh buckets) when the config is.
+pub struct Protection {
+    in_flight: Arc<Semaphore>,
+    max_in_flight: usize,
+    shed_retry_after: Duration,
+    per_source: HashMap<String, DefaultDirectRateLimiter>,
+    per_address: Option<AddressLimiter>,
+}
+
+/// Per-address buckets with a bounded table.
+struct AddressLimiter {
+    quota: Quota,
+    max_tracked: usize,
+    limiter: ArcSwap<DefaultKeyedRateLimiter<IpAddr>>,
+}
+
+impl std::fmt::Debug for Protection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Protection")
+            .field("max_in_flight", &self.max_in_flight)
+            .field("rate_limited_sources", &self.per_source.len())
+            .field("per_address", &self.per_address.is_some())
+            .finish()
+    }
+}
+
+/// Held by a request while it is processed; frees its in-flight slot when dropped.
+#[derive(Debug)]
+pub struct Admitted {
+    _permit: OwnedSemaphorePermit,
+}
+
+/// Why a request was refused before its body was read.
+#[derive(Debug, thiserror::Error)]
+pub enum LimitError {
+    /// Sender's fault: the source's vendor sends faster than its configured rate.
+    #[error("too many requests for this source; retry later")]
+    SourceRate {
+        /// When a request would be allowed again.
+        retry_after: Duration,
+    },
+    /// Sender's fault: this client address sends faster than the per-address rate.
+    #[error("too many requests from this address; retry later")]
+    AddressRate {
+        /// When a request would be allowed again.
+        retry_after: Duration,
+    },
+    /// Gateway's load: `max_in_flight_requests` are already being processed.
+    #[error("the gateway is busy; retry later")]
+    Overloaded {
+        /// Suggested wait (`shed_retry_after_secs`).
+        retry_after: Duration,
+    },
+}
+
+impl LimitError {
+    /// Bounded label for logs and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            LimitError::SourceRate { .. } => "rate_limited_source",
+            LimitError::AddressRate { .. } => "rate_limited_address",
+            LimitError::Overloaded { .. } => "overloaded",
+        }
+    }
+
+    /// True for 503 (load shed) rather than 429 (over a rate).
+    pub fn is_overload(&self) -> bool {
+        matches!(self, LimitError::Overloaded { .. })
+    }
+
+    /// Whole seconds for `Retry-After`: rounded up, at least 1.
+    pub fn retry_after(&self) -> Duration {
+        let wait = match self {
+            LimitError::SourceRate { retry_after }
+            | LimitError::AddressRate { retry_after }
+            | LimitError::Overloaded { retry_after } => *retry_after,
+        };
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        Duration::from_secs(secs.max(1))
+    }
+}
+
+fn quota(rate: &RateConfig) -> Option<Quota> {
+    let per_second = NonZeroU32::new(rate.requests_per_second)?;
+    let burst = rate.burst.and_then(NonZeroU32::new).unwrap_or(per_second);
+    Some(Quota::per_second(per_second).allow_burst(burst))
+}
+
+impl Protection {
+    /// Builds the limiters for `limits` and the configured `sources` (names). Rates that are
+    /// zero were refused by config validation; here they mean "no limit".
+    pub fn build<'a>(limits: &LimitsConfig, sources: impl Iterator<Item = &'a str>) -> Protection {
+        let mut per_source = HashMap::new();
+        for name in sources {
+            let rate = limits.source_rate.get(name).or(limits.per_source.as_ref());
+            if let Some(q) = rate.and_then(quota) {
+                per_source.insert(name.to_owned(), RateLimiter::direct(q));
+            }
+        }
+        let per_address = limits
+            .per_address
+            .as_ref()
+            .and_then(quota)
+            .map(|q| AddressLimiter {
+                quota: q,
+                max_tracked: limits.max_tracked_addresses,
+                limiter: ArcSwap::from_pointee(RateLimiter::keyed(q)),
+            });
+        let max_in_flight = limits.max_in_flight_requests.max(1);
+        Protection {
+            in_flight: Arc::new(Semaphore::new(max_in_flight)),
+            max_in_flight,
+            shed_retry_after: Duration::from_secs(limits.shed_retry_after_secs),
+            per_source,
+            per_address,
+        }
+    }
+
+    /// Admits one request for `source` from `peer`, or refuses it. Checks the address rate,
+    /// then the source rate, then takes an in-flight slot without waiting.
+    pub fn admit(&self, source: &str, peer: IpAddr) -> Result<Admitted, LimitError> {
+        if let Some(addresses) = &self.per_address {
+            addresses.check(peer.to_canonical())?;
+        }
+        if let Some(limiter) = self.per_source.get(source) {
+            limiter
+                .check()
+                .map_err(|not_until| LimitError::SourceRate {
+                    retry_after: not_until.wait_time_from(DefaultClock::default().now()),
+                })?;
+        }
+        match Arc::clone(&self.in_flight).try_acquire_owned() {
+            Ok(permit) => Ok(Admitted { _permit: permit }),
+            Err(_) => Err(LimitError::Overloaded {
+                retry_after: self.shed_retry_after,
+            }),
+        }
+    }
+
+    /// Address buckets currently remembered (for tests and debugging).
+    pub fn tracked_addresses(&self) -> usize {
+        self.per_address
+            .as_ref()
+            .map_or(0, |a| a.limiter.load().len())
+    }
+}
+
+impl AddressLimiter {
+    fn check(&self, peer: IpAddr) -> Result<(), LimitError> {
+        let limiter = self.limiter.load();
+        if limiter.len() >= self.max_tracked {
+            // Forget addresses whose buckets are full again; if every one is still active
+            // (a flood from many addresses), start a fresh table rather than grow.
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+            if limiter.len() >= self.max_tracked {
+                tracing::warn!(
+                    max_tracked_addresses = self.max_tracked,
+                    "per-address rate table full; resetting it"
+                );
+                self.limiter.store(Arc::new(RateLimiter::keyed(self.quota)));
+            }
+        }
+        self.limiter
+            .load()
+            .check_key(&peer)
+            .map_err(|not_until| LimitError::AddressRate {
+                retry_after: not_until.wait_time_from(DefaultClock::default().now()),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(edit: impl FnOnce(&mut LimitsConfig)) -> LimitsConfig {
+        let mut l = LimitsConfig::default();
+        edit(&mut l);
+        l
+    }
+
+    const A: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
+    const B: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 2));
+
+    #[test]
+    fn source_over_its_burst_is_refused_with_a_retry_after() {
+        let l = limits(|l| {
+            l.per_source = Some(RateConfig {
+                requests_per_second: 1,
+                burst: Some(2),
+            });
+        });
+        let p = Protection::build(&l, ["s"].into_iter());
+        assert!(p.admit("s", A).is_ok());
+        assert!(p.admit("s", B).is_ok());
+        let err = p.admit("s", A).unwrap_err();
+        assert_eq!(err.code(), "rate_limited_source");
+        assert_eq!(err.retry_after(), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn source_override_replaces_the_default_rate() {
+        let l = limits(|l| {
+            l.per_source = Some(RateConfig {
+                requests_per_second: 1,
+                burst: Some(1),
+            });
+            l.source_rate.insert(
+                "big".into(),
+                RateConfig {
+                    requests_per_second: 100,
+                    burst: Some(100),
+                },
+            );
+        });
+        let p = Protection::build(&l, ["small", "big"].into_iter());
+        for _ in 0..50 {
+            assert!(p.admit("big", A).is_ok());
+        }
+        assert!(p.admit("small", A).is_ok());
+        assert!(p.admit("small", A).is_err());
+    }
+
+    #[test]
+    fn addresses_have_separate_buckets() {
+        let l = limits(|l| {
+            l.per_address = Some(RateConfig {
+                requests_per_second: 1,
+                burst: Some(1),
+            });
+        });
+        let p = Protection::build(&l, ["s"].into_iter());
+        assert!(p.admit("s", A).is_ok());
+        assert_eq!(p.admit("s", A).unwrap_err().code(), "rate_limited_address");
+        assert!(p.admit("s", B).is_ok());
+    }
+
+    #[test]
+    fn address_table_never_grows_past_its_cap() {
+        let l = limits(|l| {
+            l.per_address = Some(RateConfig {
+                requests_per_second: 1,
+                burst: Some(1),
+            });
+            l.max_tracked_addresses = 16;
+        });
+        let p = Protection::build(&l, ["s"].into_iter());
+        for i in 0..200u32 {
+            let _ = p.admit("s", IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i)));
+            assert!(p.tracked_addresses() <= 16, "{}", p.tracked_addresses());
+        }
+    }
+
+    #[test]
+    fn sheds_when_every_in_flight_slot_is_taken_and_recovers_after() {
+        let l = limits(|l| l.max_in_flight_requests = 2);
+        let p = Protection::build(&l, ["s"].into_iter());
+        let first = p.admit("s", A).unwrap();
+        let _second = p.admit("s", A).unwrap();
+        let err = p.admit("s", A).unwrap_err();
+        assert!(err.is_overload());
+        assert_eq!(err.code(), "overloaded");
+        assert_eq!(err.retry_after(), Duration::from_secs(5));
+        drop(first);
+        assert!(p.admit("s", A).is_ok());
+    }
+
+    #[test]
+    fn unlimited_by_default() {
+        let p = Protection::build(&LimitsConfig::default(), ["s"].into_iter());
+        for _ in 0..1000 {
+            assert!(p.admit("s", A).is_ok());
+        }
+    }
+}

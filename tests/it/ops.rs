@@ -1,0 +1,263 @@
+//! Operations scenarios: rate limits (429), load shedding (503), heartbeats, `/status`.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use crate::foundation::{hyprwatch_source, HW_SECRET};
+use crate::harness::{hyprwatch_signature, wait_until, Gateway};
+
+const STATUS_TOKEN: &str = "status-token-for-tests-0001";
+
+fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+fn post_hyprwatch(gw: &Gateway, id: &str) -> reqwest::blocking::Response {
+    let body = format!(
+        r#"{{"id":"{id}","event":"host.online","timestamp":"2024-01-15T10:35:00Z","data":{{"host_id":"h1","hostname":"server-01","platform":"linux"}},"api_key":"do-not-show"}}"#
+    );
+    client()
+        .post(gw.url("/ingest/hyprwatch"))
+        .header("content-type", "application/json")
+        .header(
+            "x-hyprwatch-signature",
+            hyprwatch_signature(HW_SECRET, body.as_bytes()),
+        )
+        .body(body)
+        .send()
+        .unwrap()
+}
+
+fn metrics(gw: &Gateway) -> String {
+    client()
+        .get(gw.admin_url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap()
+}
+
+fn status(gw: &Gateway) -> serde_json::Value {
+    let resp = client()
+        .get(gw.admin_url("/status"))
+        .bearer_auth(STATUS_TOKEN)
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json().unwrap()
+}
+
+fn hyperproof_source() -> String {
+    format!(
+        r#"
+[status]
+token = "{STATUS_TOKEN}"
+
+[[source]]
+name = "hp"
+vendor = "hyperproof"
+path = "/ingest/hyperproof"
+auth = [{{ kind = "none" }}]
+expect_heartbeat_secs = 90000
+"#
+    )
+}
+
+#[test]
+fn source_over_its_rate_gets_429_with_retry_after() {
+    let gw = Gateway::start(&format!(
+        "[limits]\nper_source = {{ requests_per_second = 1, burst = 2 }}\n{}",
+        hyprwatch_source()
+    ));
+    let statuses: Vec<_> = (0..5)
+        .map(|i| post_hyprwatch(&gw, &format!("evt_rate_{i}")))
+        .collect();
+    let limited: Vec<_> = statuses.iter().filter(|r| r.status() == 429).collect();
+    assert!(
+        !limited.is_empty(),
+        "no 429 among {:?}",
+        statuses.iter().map(|r| r.status()).collect::<Vec<_>>()
+    );
+    let retry: u64 = limited[0].headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry), "Retry-After {retry}");
+    let text = metrics(&gw);
+    assert!(
+        text.contains(
+            "hookgate_rejections_total{reason=\"rate_limited_source\",source=\"hw\",stage=\"limits\"}"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("hookgate_requests_total{source=\"hw\",status=\"429\"}"),
+        "{text}"
+    );
+}
+
+#[test]
+fn client_address_over_its_rate_gets_429() {
+    let gw = Gateway::start(&format!(
+        "[limits]\nper_address = {{ requests_per_second = 1, burst = 1 }}\n{}",
+        hyprwatch_source()
+    ));
+    assert_eq!(post_hyprwatch(&gw, "evt_a1").status(), 200);
+    let second = post_hyprwatch(&gw, "evt_a2");
+    assert_eq!(second.status(), 429);
+    assert!(second.headers().contains_key("retry-after"));
+    assert!(metrics(&gw).contains("reason=\"rate_limited_address\""));
+}
+
+#[test]
+fn requests_beyond_the_in_flight_cap_are_shed_with_503() {
+    let gw = Gateway::start(&format!(
+        "[limits]\nmax_in_flight_requests = 1\nshed_retry_after_secs = 7\n{}",
+        hyprwatch_source()
+    ));
+    // Hold the only slot: headers promise 100 bytes, only 10 arrive (yet).
+    let mut slow = TcpStream::connect(gw.addr).unwrap();
+    write!(
+        slow,
+        "POST /ingest/hyprwatch HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"id\":\"ev"
+    )
+    .unwrap();
+    slow.flush().unwrap();
+    assert!(wait_until(Duration::from_secs(10), || metrics(&gw)
+        .contains("hookgate_requests_in_flight 1")));
+    let shed = post_hyprwatch(&gw, "evt_shed");
+    assert_eq!(shed.status(), 503);
+    assert_eq!(shed.headers()["retry-after"], "7");
+    assert!(metrics(&gw).contains("reason=\"overloaded\""));
+    // The slot frees when the slow request ends; the gateway accepts again.
+    drop(slow);
+    assert!(wait_until(Duration::from_secs(10), || metrics(&gw)
+        .contains("hookgate_requests_in_flight 0")));
+    assert_eq!(post_hyprwatch(&gw, "evt_after").status(), 200);
+}
+
+#[test]
+fn hyperproof_heartbeat_is_recorded_not_published() {
+    let gw = Gateway::start(&hyperproof_source());
+    let resp = client()
+        .post(gw.url("/ingest/hyperproof"))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let text = metrics(&gw);
+    assert!(
+        text.contains("hookgate_heartbeats_total{source=\"hp\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("hookgate_source_last_heartbeat_timestamp_seconds{source=\"hp\"}"));
+    assert!(
+        text.contains("hookgate_source_expected_heartbeat_interval_seconds{source=\"hp\"} 90000")
+    );
+    assert!(!text.contains("hookgate_events_total{"), "{text}");
+    assert!(gw.events().is_empty());
+    let s = status(&gw);
+    let hp = &s["sources"][0];
+    assert_eq!(hp["name"], "hp");
+    assert_eq!(hp["health"], "healthy");
+    assert!(hp["last_heartbeat_at"].is_string());
+    assert!(hp["last_event_at"].is_null());
+    assert_eq!(hp["last_hour"]["heartbeats"], 1);
+}
+
+#[test]
+fn status_needs_its_token_and_shows_redacted_recent_events() {
+    let gw = Gateway::start(&format!(
+        "[status]\ntoken = \"{STATUS_TOKEN}\"\n{}",
+        hyprwatch_source()
+    ));
+    assert_eq!(post_hyprwatch(&gw, "evt_status_1").status(), 200);
+    let anonymous = client().get(gw.admin_url("/status")).send().unwrap();
+    assert_eq!(anonymous.status(), 401);
+    assert!(anonymous.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .starts_with("Basic"));
+    let wrong = client()
+        .get(gw.admin_url("/status/page"))
+        .bearer_auth("wrong-token-wrong-token")
+        .send()
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+
+    let s = status(&gw);
+    let hw = &s["sources"][0];
+    assert_eq!(hw["vendor"], "hyprwatch");
+    assert_eq!(hw["route"], "/ingest/hyprwatch");
+    assert_eq!(hw["last_hour"]["events"], 1);
+    let event = &hw["recent_events"][0];
+    assert_eq!(event["metadata"]["uid"], "evt_status_1");
+    assert_eq!(event["raw_data"], "[redacted]");
+    assert!(!s.to_string().contains("do-not-show"), "{s}");
+
+    let page = client()
+        .get(gw.admin_url("/status/page"))
+        .basic_auth("soc", Some(STATUS_TOKEN))
+        .send()
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let html = page.text().unwrap();
+    assert!(
+        html.contains("data-source=\"hw\" data-health=\"healthy\""),
+        "{html}"
+    );
+    assert!(!html.contains("do-not-show"));
+}
+
+#[test]
+fn bad_signatures_turn_the_source_failing_auth_until_one_is_accepted() {
+    let gw = Gateway::start(&format!(
+        "[status]\ntoken = \"{STATUS_TOKEN}\"\n{}",
+        hyprwatch_source()
+    ));
+    let bad = client()
+        .post(gw.url("/ingest/hyprwatch"))
+        .header("x-hyprwatch-signature", "sha256=00")
+        .body("{\"id\":\"x\"}")
+        .send()
+        .unwrap();
+    assert_eq!(bad.status(), 401);
+    let s = status(&gw);
+    assert_eq!(s["sources"][0]["health"], "failing_auth");
+    assert_eq!(
+        s["sources"][0]["recent_rejections"][0]["reason"],
+        "signature_malformed"
+    );
+    assert_eq!(s["sources"][0]["last_hour"]["auth_failures"], 1);
+    assert_eq!(post_hyprwatch(&gw, "evt_ok").status(), 200);
+    assert_eq!(status(&gw)["sources"][0]["health"], "healthy");
+}
+
+#[test]
+fn status_without_a_token_is_served_to_loopback() {
+    let gw = Gateway::start(&hyprwatch_source());
+    let resp = client().get(gw.admin_url("/status")).send().unwrap();
+    assert_eq!(resp.status(), 200);
+    let _ = resp.bytes();
+    // The public port never serves it.
+    assert_eq!(
+        client().get(gw.url("/status")).send().unwrap().status(),
+        404
+    );
+    let mut s = TcpStream::connect(gw.admin).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.contains("hookgate_build_info"), "{out}");
+}
