@@ -245,8 +245,9 @@ mod tests {
     use super::*;
 
     async fn body_text(response: Response<Full<Bytes>>) -> String {
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        String::from_utf8(bytes.to_vec()).unwrap()
+        // A `Full` body is one data frame.
+        let frame = response.into_body().frame().await.unwrap().unwrap();
+        String::from_utf8(frame.into_data().unwrap().to_vec()).unwrap()
     }
 
     #[tokio::test]
