@@ -44,6 +44,8 @@ struct Req {
     body: bytes::Bytes,
     /// The id the event must carry downstream (`metadata.uid`).
     uid: String,
+    /// The whole request as sent (see [`wire`]); filled in after building.
+    wire: bytes::Bytes,
 }
 
 fn hmac_hex(key: &[u8], data: &[u8]) -> String {
@@ -116,6 +118,7 @@ fn build_request(vendor: &str, n: usize, run: &str) -> Req {
                 headers: vec![("x-hyprwatch-signature".into(), sig)],
                 body: body.into(),
                 uid,
+                wire: bytes::Bytes::new(),
             }
         }
         "hoop" => {
@@ -134,6 +137,7 @@ fn build_request(vendor: &str, n: usize, run: &str) -> Req {
                 ],
                 body: body.into(),
                 uid,
+                wire: bytes::Bytes::new(),
             }
         }
         "hypr" => {
@@ -149,6 +153,7 @@ fn build_request(vendor: &str, n: usize, run: &str) -> Req {
                 )],
                 body: body.into(),
                 uid,
+                wire: bytes::Bytes::new(),
             }
         }
         "connectsecure" => {
@@ -160,6 +165,7 @@ fn build_request(vendor: &str, n: usize, run: &str) -> Req {
                 headers: vec![("x-api-key".into(), "load-header-secret-0123".into())],
                 body: body.into(),
                 uid: String::new(),
+                wire: bytes::Bytes::new(),
             }
         }
         _ => {
@@ -171,6 +177,7 @@ fn build_request(vendor: &str, n: usize, run: &str) -> Req {
                 headers: vec![],
                 body: body.into(),
                 uid: String::new(),
+                wire: bytes::Bytes::new(),
             }
         }
     }
@@ -286,26 +293,115 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[idx.min(sorted.len() - 1)] as f64 / 1000.0
 }
 
-async fn send(client: &reqwest::Client, base: &str, req: &Req) -> Result<u16, ()> {
-    let mut rb = client
-        .post(format!("{base}{}", req.path))
-        .header("content-type", "application/json");
+/// The request's exact HTTP/1.1 bytes (head and body), built once before the run so the
+/// generator spends its CPU on sending, not on formatting. hookgate routes by path only, so the
+/// `Host` value does not matter.
+fn wire(req: &Req) -> bytes::Bytes {
+    let mut head = format!(
+        "POST {} HTTP/1.1\r\nhost: hookgate\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
+        req.path,
+        req.body.len()
+    );
     for (k, v) in &req.headers {
-        rb = rb.header(k, v);
+        head.push_str(k);
+        head.push_str(": ");
+        head.push_str(v);
+        head.push_str("\r\n");
     }
-    match rb.body(req.body.clone()).send().await {
-        Ok(resp) => {
-            let status = resp.status().as_u16();
-            let _ = resp.bytes().await;
-            Ok(status)
+    head.push_str("\r\n");
+    let mut out = Vec::with_capacity(head.len() + req.body.len());
+    out.extend_from_slice(head.as_bytes());
+    out.extend_from_slice(&req.body);
+    out.into()
+}
+
+/// One keep-alive HTTP/1.1 connection speaking just enough of the protocol for hookgate's
+/// answers (status line, `content-length` body). A much cheaper client than a general one,
+/// which matters when generator and gateway share two cores.
+struct Conn {
+    stream: tokio::net::TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    async fn open(addr: &str) -> std::io::Result<Conn> {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Conn {
+            stream,
+            buf: Vec::with_capacity(1024),
+        })
+    }
+
+    /// Sends one request and reads its answer; returns the status code.
+    async fn send(&mut self, wire: &[u8]) -> std::io::Result<u16> {
+        use tokio::io::AsyncWriteExt;
+        self.stream.write_all(wire).await?;
+        self.buf.clear();
+        loop {
+            if let Some(end) = find(&self.buf, b"\r\n\r\n") {
+                let head = std::str::from_utf8(&self.buf[..end]).unwrap_or_default();
+                let status: u16 = head
+                    .split(' ')
+                    .nth(1)
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse().ok())?
+                    })
+                    .unwrap_or(0);
+                let total = end + 4 + length;
+                while self.buf.len() < total {
+                    self.read_more().await?;
+                }
+                // Keep-alive: nothing else is in flight on this connection, so the buffer ends
+                // exactly at this answer.
+                return Ok(status);
+            }
+            self.read_more().await?;
         }
-        Err(_) => Err(()),
     }
+
+    async fn read_more(&mut self) -> std::io::Result<()> {
+        use tokio::io::AsyncReadExt;
+        let mut chunk = [0u8; 4096];
+        let n = self.stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(())
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Sends `req` on `conn`, reconnecting once if the server closed the connection.
+async fn send(conn: &mut Option<Conn>, addr: &str, req: &Req) -> Result<u16, ()> {
+    for _ in 0..2 {
+        if conn.is_none() {
+            *conn = Conn::open(addr).await.ok();
+        }
+        let Some(c) = conn.as_mut() else {
+            return Err(());
+        };
+        match c.send(&req.wire).await {
+            Ok(status) => return Ok(status),
+            Err(_) => *conn = None,
+        }
+    }
+    Err(())
 }
 
 /// Closed loop: `concurrency` workers, each on its own keep-alive connection, for `secs`.
 async fn closed_loop(
-    base: &str,
+    addr: &str,
     requests: Arc<Vec<Req>>,
     next: Arc<AtomicUsize>,
     concurrency: usize,
@@ -318,18 +414,15 @@ async fn closed_loop(
         let requests = Arc::clone(&requests);
         let next = Arc::clone(&next);
         let result = Arc::clone(&result);
-        let base = base.to_owned();
+        let addr = addr.to_owned();
         tasks.push(tokio::spawn(async move {
-            let client = reqwest::Client::builder()
-                .pool_max_idle_per_host(1)
-                .build()
-                .unwrap();
+            let mut conn = None;
             let mut local = StepResult::default();
             while Instant::now() < deadline {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(req) = requests.get(i) else { break };
                 let started = Instant::now();
-                let status = send(&client, &base, req).await;
+                let status = send(&mut conn, &addr, req).await;
                 local
                     .latencies_us
                     .push(started.elapsed().as_micros() as u64);
@@ -344,39 +437,53 @@ async fn closed_loop(
     Arc::try_unwrap(result).ok().unwrap().into_inner().unwrap()
 }
 
+/// Most requests an open-loop step keeps in flight (one connection each). Past this many the
+/// server is far behind; later requests then start late, and their latency, measured from the
+/// intended send time, shows it.
+const OPEN_LOOP_CONNECTIONS: usize = 512;
+
 /// Open loop: requests issued at a fixed `rate` per second for `secs`, whatever the answers.
+/// Request k is due at `start + k/rate`; its latency counts from then, not from when a
+/// connection was free to send it (no coordinated omission).
 async fn open_loop(
-    base: &str,
+    addr: &str,
     requests: Arc<Vec<Req>>,
     next: Arc<AtomicUsize>,
     rate: u64,
     secs: u64,
 ) -> StepResult {
     let result = Arc::new(Mutex::new(StepResult::default()));
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(512)
-        .build()
-        .unwrap();
     let start = Instant::now();
     let total = rate * secs;
-    let mut tasks = Vec::with_capacity(total as usize);
-    for k in 0..total {
-        let intended = start + Duration::from_nanos(k * 1_000_000_000 / rate);
-        tokio::time::sleep_until(intended.into()).await;
-        let i = next.fetch_add(1, Ordering::Relaxed);
-        let Some(req) = requests.get(i).cloned() else {
-            break;
-        };
-        let client = client.clone();
-        let result = Arc::clone(&result);
-        let base = base.to_owned();
+    let slot = Arc::new(AtomicUsize::new(0));
+    let workers = OPEN_LOOP_CONNECTIONS.min(total as usize).max(1);
+    let mut tasks = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        let (requests, next, result, slot) = (
+            Arc::clone(&requests),
+            Arc::clone(&next),
+            Arc::clone(&result),
+            Arc::clone(&slot),
+        );
+        let addr = addr.to_owned();
         tasks.push(tokio::spawn(async move {
-            let status = send(&client, &base, &req).await;
+            let mut conn = None;
             let mut local = StepResult::default();
-            local
-                .latencies_us
-                .push(intended.elapsed().as_micros() as u64);
-            record(&mut local, &req, status);
+            loop {
+                let k = slot.fetch_add(1, Ordering::Relaxed) as u64;
+                if k >= total {
+                    break;
+                }
+                let intended = start + Duration::from_nanos(k * 1_000_000_000 / rate);
+                tokio::time::sleep_until(intended.into()).await;
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(req) = requests.get(i) else { break };
+                let status = send(&mut conn, &addr, req).await;
+                local
+                    .latencies_us
+                    .push(intended.elapsed().as_micros() as u64);
+                record(&mut local, req, status);
+            }
             merge(&result, local);
         }));
     }
@@ -455,7 +562,7 @@ fn main() {
         .collect::<Vec<_>>()
         .join("\n");
     let gw = start_gateway(&sources, "");
-    let base = format!("http://{}", gw.addr);
+    let base = gw.addr.clone();
     let pid = gw.child.id();
 
     // Enough unique requests for the whole run at a generous rate.
@@ -468,7 +575,11 @@ fn main() {
     );
     let requests: Arc<Vec<Req>> = Arc::new(
         (0..budget)
-            .map(|n| build_request(vendors[n % vendors.len()].0, n, &run))
+            .map(|n| {
+                let mut req = build_request(vendors[n % vendors.len()].0, n, &run);
+                req.wire = wire(&req);
+                req
+            })
             .collect(),
     );
     let next = Arc::new(AtomicUsize::new(0));
