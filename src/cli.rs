@@ -39,8 +39,13 @@ pub enum Command {
         /// Request header to pretend was sent, `name: value` (e.g. `svix-id: msg_1`). Repeatable.
         #[arg(long = "header", short = 'H')]
         headers: Vec<String>,
-        /// Payload file; `-` or absent reads standard input.
-        file: Option<PathBuf>,
+        /// Receive time to pretend, epoch milliseconds (default: now). Makes output
+        /// reproducible for golden files.
+        #[arg(long)]
+        received_at_ms: Option<i64>,
+        /// Payload files, run in order through one parser instance (a Hoop `session.open`
+        /// before its `session.close`); `-` or none reads standard input.
+        files: Vec<PathBuf>,
     },
     /// Run on the embedded defaults with freshly generated demo secrets, and print a curl
     /// command that sends a signed sample event.

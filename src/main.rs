@@ -22,8 +22,15 @@ fn main() -> ExitCode {
             vendor,
             parsers_dir,
             headers,
-            file,
-        } => parse(&vendor, parsers_dir.as_deref(), &headers, file.as_deref()),
+            received_at_ms,
+            files,
+        } => parse(
+            &vendor,
+            parsers_dir.as_deref(),
+            &headers,
+            &files,
+            received_at_ms,
+        ),
         Command::Demo { port, output } => demo(port, &output),
     }
 }
@@ -122,21 +129,32 @@ fn run_blocking(config: Config, catalog: Catalog) -> ExitCode {
     }
 }
 
-fn parse(vendor: &str, dir: Option<&Path>, headers: &[String], file: Option<&Path>) -> ExitCode {
+fn parse(
+    vendor: &str,
+    dir: Option<&Path>,
+    headers: &[String],
+    files: &[std::path::PathBuf],
+    received_at_ms: Option<i64>,
+) -> ExitCode {
     // A payload for the parser tool: capped at 64 MiB so a wrong pipe cannot eat memory.
     const MAX_PAYLOAD: u64 = 64 * 1024 * 1024;
-    let mut body = Vec::new();
-    let read = match file {
-        Some(p) if p != Path::new("-") => {
+    let stdin = [std::path::PathBuf::from("-")];
+    let files = if files.is_empty() { &stdin[..] } else { files };
+    let mut bodies = Vec::with_capacity(files.len());
+    for p in files {
+        let mut body = Vec::new();
+        let read = if p == Path::new("-") {
+            std::io::stdin().take(MAX_PAYLOAD).read_to_end(&mut body)
+        } else {
             std::fs::File::open(p).and_then(|f| f.take(MAX_PAYLOAD).read_to_end(&mut body))
+        };
+        if let Err(e) = read {
+            eprintln!("cannot read payload {}: {e}", p.display());
+            return ExitCode::from(EX_USAGE);
         }
-        _ => std::io::stdin().take(MAX_PAYLOAD).read_to_end(&mut body),
-    };
-    if let Err(e) = read {
-        eprintln!("cannot read payload: {e}");
-        return ExitCode::from(EX_USAGE);
+        bodies.push(body);
     }
-    match hookgate::preview::run(vendor, dir, headers, body) {
+    match hookgate::preview::run(vendor, dir, headers, bodies, received_at_ms) {
         Ok(lines) => {
             for line in lines {
                 println!("{line}");

@@ -1,15 +1,19 @@
 //! Stage 8, normalize: a parsed vendor event → one OCSF 1.8.0 event.
 //!
-//! Input: [`ParsedEvent`] plus the request's [`EventContext`]. Output: [`OcsfEvent`] (already
-//! serialized, ready for any sink). Fails with [`NormalizeError`]; the pipeline dead-letters
-//! such an event. `raw_data` always holds the event's exact bytes as received.
-//!
-//! FOUNDATION CUT (issue #4 replaces it with the per-vendor mapping): every event becomes a
-//! Base Event (class 0, activity 99 "Other") with the vendor payload under `unmapped`.
+//! Input: [`ParsedEvent`] (class, activity and mapped fields from the parser) plus the
+//! request's [`EventContext`]. Output: [`OcsfEvent`] (already serialized, ready for any sink).
+//! Here the rules common to every vendor are applied once: captions beside every id,
+//! `type_uid = class_uid*100 + activity_id`, the severity rule, `time` defaulting to the
+//! receive time, `metadata` (version, product, uid = dedup key, tenant), `raw_data` = the
+//! event's exact bytes, and the gateway's own context under `unmapped.hookgate`.
+//! Fails with [`NormalizeError`]; the pipeline dead-letters such an event. Never adds a
+//! top-level attribute the class does not define.
+
+pub mod ocsf;
 
 use bytes::Bytes;
 use http::HeaderMap;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use crate::parse::ParsedEvent;
 
@@ -56,6 +60,14 @@ pub enum NormalizeError {
     /// Gateway's fault: serialization failed.
     #[error("cannot serialize OCSF event")]
     Serialize(#[source] serde_json::Error),
+    /// Parser author's fault: a computed activity id the class does not define.
+    #[error("class {class_uid} has no activity {activity_id}")]
+    UnknownActivity {
+        /// Class.
+        class_uid: u32,
+        /// Activity computed by the parser.
+        activity_id: i64,
+    },
 }
 
 impl NormalizeError {
@@ -63,53 +75,116 @@ impl NormalizeError {
     pub fn code(&self) -> &'static str {
         match self {
             NormalizeError::Serialize(_) => "serialize",
+            NormalizeError::UnknownActivity { .. } => "unknown_activity",
         }
     }
 }
 
 /// Maps `parsed` to OCSF.
 pub fn to_ocsf(parsed: ParsedEvent, ctx: &EventContext<'_>) -> Result<OcsfEvent, NormalizeError> {
-    let event_code = parsed
-        .event
-        .get("event")
-        .and_then(Value::as_str)
-        .unwrap_or("unknown")
-        .to_owned();
-    let value = json!({
-        "class_uid": 0,
-        "class_name": "Base Event",
-        "category_uid": 0,
-        "category_name": "Uncategorized",
-        "activity_id": 99,
-        "activity_name": event_code,
-        "type_uid": 99,
-        "type_name": "Base Event: Other",
-        "severity_id": 1,
-        "severity": "Informational",
-        "time": ctx.received_at_ms,
-        "metadata": {
-            "version": OCSF_VERSION,
-            "uid": parsed.key.id,
-            "event_code": event_code,
-            "tenant_uid": ctx.tenant,
-            "product": { "name": ctx.vendor, "vendor_name": ctx.vendor },
-        },
-        "raw_data": ctx.raw,
-        "unmapped": {
-            "payload": parsed.event,
-            "hookgate": {
-                "source": ctx.source,
-                "request_id": ctx.request_id,
-                "received_time": ctx.received_at_ms,
-                "auth_scheme": ctx.auth_scheme,
-            },
-        },
-    });
-    let json = serde_json::to_vec(&value).map_err(NormalizeError::Serialize)?;
+    let ParsedEvent {
+        key,
+        class,
+        activity_id,
+        activity_name,
+        mut fields,
+        mut unmapped,
+        product,
+        ..
+    } = parsed;
+    let caption =
+        ocsf::activity_name(class, activity_id).ok_or(NormalizeError::UnknownActivity {
+            class_uid: class.uid,
+            activity_id,
+        })?;
+    let activity_text = match (activity_id, activity_name) {
+        (99, Some(word)) => word,
+        _ => caption.to_owned(),
+    };
+    let mut put = |k: &str, v: Value| {
+        fields.insert(k.to_owned(), v);
+    };
+    put("class_uid", Value::from(class.uid));
+    put("class_name", Value::from(class.name));
+    put("category_uid", Value::from(class.category_uid));
+    put("category_name", Value::from(class.category_name));
+    put("activity_id", Value::from(activity_id));
+    put("activity_name", Value::from(activity_text));
+    put(
+        "type_uid",
+        Value::from(i64::from(class.uid) * 100 + activity_id),
+    );
+    put(
+        "type_name",
+        Value::from(format!("{}: {caption}", class.name)),
+    );
+    put("raw_data", Value::from(ctx.raw));
+
+    let status_id = fields.get("status_id").and_then(Value::as_i64);
+    if let Some(id) = status_id {
+        if !fields.contains_key("status") {
+            if let Some(s) = ocsf::status_name(class, id) {
+                fields.insert("status".into(), Value::from(s));
+            }
+        }
+    }
+    // Activity classes: Informational, or Low for a failure. Findings: the vendor's severity
+    // (mapped by the definition), Informational when it gives none.
+    let severity_id = match fields.get("severity_id").and_then(Value::as_i64) {
+        Some(s) => s,
+        None if !class.finding && status_id == Some(2) => 2,
+        None => 1,
+    };
+    fields.insert("severity_id".into(), Value::from(severity_id));
+    if let Some(s) = ocsf::severity_name(severity_id) {
+        fields.insert("severity".into(), Value::from(s));
+    }
+    if !fields.get("time").is_some_and(Value::is_i64) {
+        fields.insert("time".into(), Value::from(ctx.received_at_ms));
+    }
+
+    let mut metadata = match fields.remove("metadata") {
+        Some(Value::Object(m)) => m,
+        _ => Map::new(),
+    };
+    let mut prod = match metadata.remove("product") {
+        Some(Value::Object(p)) => p,
+        _ => Map::new(),
+    };
+    prod.insert("name".into(), Value::from(product.name.as_str()));
+    prod.insert(
+        "vendor_name".into(),
+        Value::from(product.vendor_name.as_str()),
+    );
+    metadata.insert("product".into(), Value::Object(prod));
+    metadata.insert("version".into(), Value::from(OCSF_VERSION));
+    metadata.insert("uid".into(), Value::from(key.id.as_str()));
+    metadata
+        .entry("tenant_uid")
+        .or_insert_with(|| Value::from(ctx.tenant));
+    fields.insert("metadata".into(), Value::Object(metadata));
+
+    if let Some(Value::Object(extra)) = fields.remove("unmapped") {
+        for (k, v) in extra {
+            unmapped.entry(k).or_insert(v);
+        }
+    }
+    unmapped.insert(
+        "hookgate".into(),
+        json!({
+            "source": ctx.source,
+            "request_id": ctx.request_id,
+            "received_time": ctx.received_at_ms,
+            "auth_scheme": ctx.auth_scheme,
+        }),
+    );
+    fields.insert("unmapped".into(), Value::Object(unmapped));
+
+    let json = serde_json::to_vec(&fields).map_err(NormalizeError::Serialize)?;
     Ok(OcsfEvent {
-        uid: parsed.key.id,
-        class_uid: 0,
-        class_name: "Base Event",
+        uid: key.id,
+        class_uid: class.uid,
+        class_name: class.name,
         json: Bytes::from(json),
     })
 }

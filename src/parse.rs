@@ -1,27 +1,44 @@
-//! Stage 7, parse: load the vendor parser definitions and apply one to an event.
+//! Stage 7, parse: load the vendor parser definitions (`parsers/*.toml`) and apply one to an
+//! event.
 //!
-//! Input: a [`crate::split::RawEvent`] that dedup let through. Output: [`ParsedEvent`].
-//! Fails per event with [`ParseError`]; the pipeline sends such an event to the dead-letter
-//! path with its raw bytes, never drops it. Definitions are loaded and compiled once at
-//! startup ([`Catalog::load`]); nothing on the hot path re-reads them.
-//!
-//! FOUNDATION CUT (issue #4 replaces the body of this module with the data-driven engine):
-//! every built-in parser takes the event id from the body field `id` (or a content hash) and
-//! passes the whole event on.
+//! Input: a [`crate::split::RawEvent`] that dedup let through. Output: [`ParsedEvent`] (the
+//! route's OCSF class and activity, the mapped OCSF fields and the vendor leftovers). Fails
+//! per event with [`ParseError`]; the pipeline sends such an event to the dead-letter path
+//! with its raw bytes, never drops it. Definitions are embedded at build time, optionally
+//! overridden by a directory, and compiled once at load ([`Catalog::load`]); nothing on the
+//! hot path re-reads them. The engine is generic: every vendor specific lives in the data.
 
-use std::collections::HashMap;
+pub mod compile;
+pub mod definition;
+pub mod eval;
+pub mod path;
+pub mod session_cache;
+
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderMap;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use self::compile::{Activity, Compiled, Product, Route};
+use self::eval::Scope;
+use crate::normalize::ocsf::ClassInfo;
 use crate::normalize::EventContext;
 
-/// Names of the built-in parsers.
-const BUILT_IN: &[&str] = &["hyprwatch", "hyperproof", "hoop", "hypr", "connectsecure"];
+/// The built-in definitions, embedded at build time: (name, file text).
+const BUILT_IN: &[(&str, &str)] = &[
+    (
+        "connectsecure",
+        include_str!("../parsers/connectsecure.toml"),
+    ),
+    ("hoop", include_str!("../parsers/hoop.toml")),
+    ("hyperproof", include_str!("../parsers/hyperproof.toml")),
+    ("hypr", include_str!("../parsers/hypr.toml")),
+    ("hyprwatch", include_str!("../parsers/hyprwatch.toml")),
+];
 
 /// Every loaded parser, by name.
 #[derive(Debug, Default)]
@@ -33,12 +50,13 @@ pub struct Catalog {
 #[derive(Debug)]
 pub struct Parser {
     name: String,
+    compiled: Compiled,
 }
 
 /// The dedup identity of one event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventKey {
-    /// The vendor's event id, or a content hash (`sha256:<hex>`) when it sends none.
+    /// The vendor's event id, or a content hash (hex SHA-256) when it sends none.
     pub id: String,
     /// How long a repeat counts as a duplicate; `None` = never deduplicated.
     pub window: Option<Duration>,
@@ -47,10 +65,22 @@ pub struct EventKey {
 /// A parsed event, ready for normalization.
 #[derive(Debug)]
 pub struct ParsedEvent {
-    /// The vendor event as JSON.
-    pub event: Value,
     /// The dedup identity (becomes `metadata.uid` and the Kafka key).
     pub key: EventKey,
+    /// OCSF class of the matched route.
+    pub class: &'static ClassInfo,
+    /// `activity_id`.
+    pub activity_id: i64,
+    /// The source's own word for activity 99.
+    pub activity_name: Option<String>,
+    /// OCSF fields mapped by the route.
+    pub fields: Map<String, Value>,
+    /// Vendor fields without an OCSF home.
+    pub unmapped: Map<String, Value>,
+    /// `metadata.product`.
+    pub product: Arc<Product>,
+    /// Name of the matched route.
+    pub route: String,
 }
 
 /// Why a parser could not be loaded or applied.
@@ -65,6 +95,16 @@ pub enum ParseError {
         #[source]
         source: std::io::Error,
     },
+    /// Operator's (or parser author's) fault: a definition is invalid.
+    #[error("parser definition {file}, line {line}: {message}")]
+    Definition {
+        /// The file.
+        file: String,
+        /// 1-based line.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
     /// Vendor's fault: the event has no shape the parser can map.
     #[error("event cannot be mapped by parser {parser}: {reason}")]
     Unmappable {
@@ -73,6 +113,16 @@ pub enum ParseError {
         /// Why.
         reason: &'static str,
     },
+    /// Vendor's fault: a field the route cannot do without is absent or invalid.
+    #[error("event cannot be mapped by parser {parser}, route {route}: no value for {field}")]
+    MissingField {
+        /// Parser name.
+        parser: String,
+        /// Route name.
+        route: String,
+        /// OCSF path left empty.
+        field: String,
+    },
 }
 
 impl ParseError {
@@ -80,40 +130,46 @@ impl ParseError {
     pub fn code(&self) -> &'static str {
         match self {
             ParseError::Read { .. } => "definition_unreadable",
+            ParseError::Definition { .. } => "definition_invalid",
             ParseError::Unmappable { .. } => "unmappable",
+            ParseError::MissingField { .. } => "missing_field",
         }
     }
 }
 
 impl Catalog {
-    /// Loads the built-in parsers, then any in `dir`.
+    /// Loads the built-in parsers, then every `*.toml` in `dir` (a file named like a built-in
+    /// replaces it).
     pub fn load(dir: Option<&Path>) -> Result<Catalog, ParseError> {
         let mut parsers = HashMap::new();
-        for name in BUILT_IN {
+        for (name, text) in BUILT_IN {
+            let file = format!("parsers/{name}.toml (built in)");
             parsers.insert(
                 (*name).to_owned(),
-                Arc::new(Parser {
-                    name: (*name).to_owned(),
-                }),
+                Arc::new(Parser::from_toml(name, text, &file)?),
             );
         }
         if let Some(dir) = dir {
-            let entries = std::fs::read_dir(dir).map_err(|source| ParseError::Read {
+            let read_err = |source| ParseError::Read {
                 path: dir.display().to_string(),
                 source,
-            })?;
-            for entry in entries.flatten() {
-                let path = entry.path();
-                if path.extension().is_some_and(|e| e == "toml") {
-                    if let Some(stem) = path.file_stem().and_then(|s| s.to_str()) {
-                        parsers.insert(
-                            stem.to_owned(),
-                            Arc::new(Parser {
-                                name: stem.to_owned(),
-                            }),
-                        );
-                    }
-                }
+            };
+            let mut paths: Vec<_> = std::fs::read_dir(dir)
+                .map_err(read_err)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+                .collect();
+            paths.sort();
+            for path in paths {
+                let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
+                    continue;
+                };
+                let text = std::fs::read_to_string(&path).map_err(|source| ParseError::Read {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                let parser = Parser::from_toml(stem, &text, &path.display().to_string())?;
+                parsers.insert(stem.to_owned(), Arc::new(parser));
             }
         }
         Ok(Catalog { parsers })
@@ -133,6 +189,31 @@ impl Catalog {
 }
 
 impl Parser {
+    /// Compiles one definition; `file` names it in errors.
+    pub fn from_toml(name: &str, text: &str, file: &str) -> Result<Parser, ParseError> {
+        let def: definition::Definition = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .and_then(|s| text.get(..s.start))
+                .map(|t| 1 + t.bytes().filter(|b| *b == b'\n').count())
+                .unwrap_or(1);
+            ParseError::Definition {
+                file: file.to_owned(),
+                line,
+                message: e.message().to_owned(),
+            }
+        })?;
+        let compiled = compile::compile(def, text).map_err(|e| ParseError::Definition {
+            file: file.to_owned(),
+            line: e.line,
+            message: e.message,
+        })?;
+        Ok(Parser {
+            name: name.to_owned(),
+            compiled,
+        })
+    }
+
     /// The parser's name (= vendor id).
     pub fn name(&self) -> &str {
         &self.name
@@ -140,56 +221,250 @@ impl Parser {
 
     /// True when the vendor is known to send not-quite-JSON that a lenient repair can read.
     pub fn lenient_json(&self) -> bool {
-        self.name == "connectsecure"
+        self.compiled.lenient_json
     }
 
     /// True when a request body (`None` = empty) is the vendor's health call, answered 2xx
     /// without producing an event.
     pub fn is_heartbeat(&self, body: Option<&Value>) -> bool {
-        match (self.name.as_str(), body) {
-            ("hyperproof", None) => true,
-            ("hyperproof", Some(Value::Object(map))) => {
-                !(map.contains_key("description")
-                    || map.contains_key("method")
-                    || map.contains_key("contextPath"))
-            }
-            _ => false,
+        match body {
+            None => self.compiled.heartbeat_on_empty,
+            Some(v @ Value::Object(_)) => self.compiled.heartbeat.as_ref().is_some_and(|c| {
+                let captures = HashMap::new();
+                let headers = HeaderMap::new();
+                eval::holds(c, &Parser::bare_scope(v, &headers, &captures), &Map::new())
+            }),
+            Some(_) => false,
         }
     }
 
-    /// The dedup identity of `event`: the body's `id` when it is a string, else a content hash.
-    pub fn event_key(&self, event: &Value, headers: &HeaderMap) -> EventKey {
-        let _ = headers;
-        let id = match event.get("id") {
-            Some(Value::String(id)) if !id.is_empty() => id.clone(),
-            _ => {
-                let mut hasher = Sha256::new();
-                hasher.update(self.name.as_bytes());
-                hasher.update(b"\n");
-                hasher.update(event.to_string().as_bytes());
-                format!("sha256:{}", hex::encode(hasher.finalize()))
-            }
-        };
-        EventKey {
-            id,
-            window: Some(Duration::from_secs(24 * 3600)),
+    /// A scope for routing and heartbeat tests: body and headers only.
+    fn bare_scope<'a>(
+        body: &'a Value,
+        headers: &'a HeaderMap,
+        captures: &'a HashMap<String, Value>,
+    ) -> Scope<'a> {
+        Scope {
+            body,
+            headers,
+            captures,
+            item: None,
+            received_at_ms: 0,
+            uid: "",
+            tenant: "",
+            source: "",
         }
+    }
+
+    fn route_for(&self, event: &Value, headers: &HeaderMap) -> Option<&Route> {
+        let captures = HashMap::new();
+        let scope = Parser::bare_scope(event, headers, &captures);
+        let empty = Map::new();
+        self.compiled.routes.iter().find(|r| {
+            r.when
+                .as_ref()
+                .is_none_or(|c| eval::holds(c, &scope, &empty))
+        })
+    }
+
+    /// The dedup identity of `event`: a header, a body field or a content hash, as the
+    /// definition's `[id]` says; the window comes from the matched route or `[id]`.
+    pub fn event_key(&self, event: &Value, headers: &HeaderMap) -> EventKey {
+        let rule = &self.compiled.id;
+        let from_header = rule
+            .headers
+            .iter()
+            .filter_map(|h| headers.get(h))
+            .filter_map(|v| v.to_str().ok())
+            .find(|s| !s.is_empty())
+            .map(str::to_owned);
+        let from_body = || {
+            rule.from
+                .iter()
+                .filter_map(|p| p.get(event))
+                .find_map(|v| match v {
+                    Value::String(s) if !s.is_empty() => Some(s.clone()),
+                    Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                })
+        };
+        let id = from_header
+            .or_else(from_body)
+            .unwrap_or_else(|| content_hash(rule.hash.as_deref().unwrap_or(&self.name), event));
+        let window = match self.route_for(event, headers).and_then(|r| r.window) {
+            Some(w) => w,
+            None => rule.window,
+        };
+        EventKey { id, window }
     }
 }
 
-/// Applies `parser` to one event.
+/// `sha256_hex(prefix + "\n" + canonical_json(event))`; canonical = keys sorted by code point,
+/// no whitespace, non-ASCII unescaped (serde_json's sorted map gives exactly that).
+pub fn content_hash(prefix: &str, event: &Value) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(prefix.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(canonical_json(event).as_bytes());
+    hex::encode(hasher.finalize())
+}
+
+/// Keys sorted by code point at every level, compact separators.
+pub fn canonical_json(v: &Value) -> String {
+    fn sorted(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => {
+                let b: BTreeMap<&String, Value> = m.iter().map(|(k, v)| (k, sorted(v))).collect();
+                Value::Object(b.into_iter().map(|(k, v)| (k.clone(), v)).collect())
+            }
+            Value::Array(a) => Value::Array(a.iter().map(sorted).collect()),
+            other => other.clone(),
+        }
+    }
+    sorted(v).to_string()
+}
+
+/// Applies `parser` to one event: pick the route, run its extractions, mappings, lists,
+/// session cache and leftovers.
 pub fn apply(
     parser: &Parser,
     event: Value,
     key: EventKey,
     ctx: &EventContext<'_>,
 ) -> Result<ParsedEvent, ParseError> {
-    let _ = ctx;
     if !event.is_object() {
         return Err(ParseError::Unmappable {
             parser: parser.name.clone(),
             reason: "event is not a JSON object",
         });
     }
-    Ok(ParsedEvent { event, key })
+    let route = parser
+        .route_for(&event, ctx.headers)
+        .ok_or_else(|| ParseError::Unmappable {
+            parser: parser.name.clone(),
+            reason: "no route matches and the definition has no fallback route",
+        })?;
+    let mut captures: HashMap<String, Value> = HashMap::new();
+    for ex in &route.extract {
+        // A string is searched as is; any other value as its JSON text (e.g. a whole card).
+        let owned;
+        let text = match ex.from.get(&event) {
+            Some(Value::String(s)) => s.as_str(),
+            Some(Value::Null) | None => continue,
+            Some(other) => {
+                owned = other.to_string();
+                owned.as_str()
+            }
+        };
+        let names: Vec<&str> = ex.regex.capture_names().flatten().collect();
+        if ex.all {
+            for c in ex.regex.captures_iter(text) {
+                for name in &names {
+                    if let Some(m) = c.name(name) {
+                        let slot = captures
+                            .entry((*name).to_owned())
+                            .or_insert_with(|| Value::Array(Vec::new()));
+                        if let Value::Array(a) = slot {
+                            a.push(Value::String(m.as_str().to_owned()));
+                        }
+                    }
+                }
+            }
+        } else if let Some(c) = ex.regex.captures(text) {
+            for name in &names {
+                if let Some(m) = c.name(name) {
+                    captures
+                        .entry((*name).to_owned())
+                        .or_insert_with(|| Value::String(m.as_str().to_owned()));
+                }
+            }
+        }
+    }
+    let scope = Scope {
+        body: &event,
+        headers: ctx.headers,
+        captures: &captures,
+        item: None,
+        received_at_ms: ctx.received_at_ms,
+        uid: &key.id,
+        tenant: ctx.tenant,
+        source: ctx.source,
+    };
+    let mut fields = Map::new();
+    let missing = |m: &compile::Mapping| ParseError::MissingField {
+        parser: parser.name.clone(),
+        route: route.name.clone(),
+        field: m.to.text().to_owned(),
+    };
+    // Lists first, so mappings can test what they built (`when = { out = ... }`).
+    for list in &route.lists {
+        eval::build_list(list, &scope, &mut fields);
+    }
+    eval::apply_maps(&route.maps, &scope, &mut fields).map_err(missing)?;
+    if let (Some(cache), Some(store)) = (&parser.compiled.cache, &route.cache_store) {
+        if let Some(k) = eval::value(&store.key, &scope, &fields) {
+            let mut kept = Map::new();
+            for f in &store.fields {
+                if let Some(v) = fields.get(f) {
+                    kept.insert(f.clone(), v.clone());
+                }
+            }
+            cache.store(cache_key(ctx, &k), kept);
+        }
+    }
+    if let (Some(cache), Some(load)) = (&parser.compiled.cache, &route.cache_load) {
+        let hit =
+            eval::value(&load.key, &scope, &fields).and_then(|k| cache.load(&cache_key(ctx, &k)));
+        match hit {
+            Some(kept) => {
+                for f in &load.fields {
+                    if let Some(v) = kept.get(f) {
+                        fields.insert(f.clone(), v.clone());
+                    }
+                }
+            }
+            None => eval::apply_maps(&load.on_miss, &scope, &mut fields).map_err(missing)?,
+        }
+    }
+    let activity_id = match &route.activity {
+        Activity::Fixed(id) => *id,
+        Activity::Spec(spec) => eval::value(spec, &scope, &fields)
+            .and_then(|v| v.as_i64())
+            .unwrap_or(99),
+    };
+    let activity_name = route
+        .activity_name
+        .as_ref()
+        .and_then(|s| eval::value(s, &scope, &fields))
+        .map(|v| compile::scalar_text(&v));
+    let mut unmapped = Map::new();
+    for path in &route.unmapped {
+        if let Some(v) = path.get(&event) {
+            unmapped.insert(path.last_key().to_owned(), v.clone());
+        }
+    }
+    for (path, read) in &route.leftovers {
+        if let Some(Value::Object(obj)) = path.get(&event) {
+            for (k, v) in obj {
+                if !read.contains(k) && !unmapped.contains_key(k) {
+                    unmapped.insert(k.clone(), v.clone());
+                }
+            }
+        }
+    }
+    Ok(ParsedEvent {
+        key,
+        class: route.class,
+        activity_id,
+        activity_name,
+        fields,
+        unmapped,
+        product: Arc::clone(&parser.compiled.product),
+        route: route.name.clone(),
+    })
+}
+
+/// Session cache keys are scoped by source so tenants never see each other's sessions.
+fn cache_key(ctx: &EventContext<'_>, k: &Value) -> String {
+    format!("{}\n{}", ctx.source, compile::scalar_text(k))
 }

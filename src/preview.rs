@@ -1,5 +1,11 @@
-//! `hookgate parse`: run one raw payload through split → parse → normalize, offline, and
-//! return the OCSF events (or dead-letter reasons) as JSON lines. The parser author's tool.
+//! `hookgate parse`: run raw payloads through split → parse → normalize, offline, and return
+//! the OCSF events (or heartbeat / dead-letter notes) as JSON lines. The parser author's tool,
+//! and the in-process path the fixture test uses.
+//!
+//! Input: a parser, `name: value` header strings, payload bytes, a receive time. Output: one
+//! JSON text per event. Fails (→ exit 64) only on unusable input: unknown parser, malformed
+//! header, a body split rejects; an event the parser cannot map becomes a `dead_letter` line,
+//! exactly as the gateway would dead-letter it. Never touches the network.
 
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -9,15 +15,21 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::json;
 
 use crate::normalize::{self, EventContext};
-use crate::parse::{self, Catalog};
+use crate::parse::{self, Catalog, Parser};
 use crate::split::{self, Split};
 
-/// Normalizes `body` with parser `vendor`; `headers` are `name: value` strings.
+/// Context values the preview reports as the gateway's (source, tenant, request id).
+pub const PREVIEW_SOURCE: &str = "cli";
+
+/// Normalizes each of `bodies` in order with parser `vendor` (one parser instance, so a
+/// Hoop `session.open` in an earlier body fills the cache for a later `session.close`).
+/// `received_at_ms` = None uses the clock.
 pub fn run(
     vendor: &str,
     dir: Option<&Path>,
     headers: &[String],
-    body: Vec<u8>,
+    bodies: Vec<Vec<u8>>,
+    received_at_ms: Option<i64>,
 ) -> Result<Vec<String>, String> {
     let catalog = Catalog::load(dir).map_err(|e| e.to_string())?;
     let parser = catalog.get(vendor).ok_or_else(|| {
@@ -26,6 +38,22 @@ pub fn run(
             catalog.names().join(", ")
         )
     })?;
+    let map = header_map(headers)?;
+    let now_ms = received_at_ms.unwrap_or_else(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0)
+    });
+    let mut out = Vec::new();
+    for body in bodies {
+        out.extend(render(&parser, &map, Bytes::from(body), now_ms)?);
+    }
+    Ok(out)
+}
+
+/// `name: value` strings → a header map.
+pub fn header_map(headers: &[String]) -> Result<HeaderMap, String> {
     let mut map = HeaderMap::new();
     for h in headers {
         let (name, value) = h
@@ -37,29 +65,35 @@ pub fn run(
             HeaderValue::from_str(value.trim()).map_err(|e| format!("header value: {e}"))?;
         map.append(name, value);
     }
-    let body = Bytes::from(body);
-    let events = match split::events(&body, &parser, &map, usize::MAX).map_err(|e| e.to_string())? {
-        Split::Heartbeat => return Ok(vec![json!({"heartbeat": true}).to_string()]),
-        Split::Events(events) => events,
-    };
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
+    Ok(map)
+}
+
+/// One body through split → parse → normalize, as the pipeline would, with a fixed context.
+pub fn render(
+    parser: &Parser,
+    headers: &HeaderMap,
+    body: Bytes,
+    received_at_ms: i64,
+) -> Result<Vec<String>, String> {
+    let events =
+        match split::events(&body, parser, headers, usize::MAX).map_err(|e| e.to_string())? {
+            Split::Heartbeat => return Ok(vec![json!({"heartbeat": true}).to_string()]),
+            Split::Events(events) => events,
+        };
     let mut out = Vec::with_capacity(events.len());
     for event in events {
-        let raw = std::str::from_utf8(&event.raw).unwrap_or_default();
+        let raw = String::from_utf8_lossy(&event.raw);
         let ctx = EventContext {
-            source: "cli",
-            vendor,
-            tenant: "cli",
-            request_id: "cli",
-            received_at_ms: now_ms,
+            source: PREVIEW_SOURCE,
+            vendor: parser.name(),
+            tenant: PREVIEW_SOURCE,
+            request_id: PREVIEW_SOURCE,
+            received_at_ms,
             auth_scheme: "none",
-            headers: &map,
-            raw,
+            headers,
+            raw: &raw,
         };
-        let result = parse::apply(&parser, event.value, event.key, &ctx)
+        let result = parse::apply(parser, event.value, event.key, &ctx)
             .map_err(|e| (e.code(), e.to_string()))
             .and_then(|p| normalize::to_ocsf(p, &ctx).map_err(|e| (e.code(), e.to_string())));
         match result {

@@ -12,3 +12,4 @@ mod example_config;
 mod foundation;
 mod harness;
 mod ops;
+mod parsers;

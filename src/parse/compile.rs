@@ -1,0 +1,920 @@
+//! Compile a [`Definition`] into the runtime form, once at load: regexes compiled, paths
+//! resolved, tables and class captions looked up, the fields each route reads collected for
+//! leftover detection.
+//!
+//! Input: a parsed definition and its text (for line numbers). Output: [`Compiled`]. Fails
+//! with a message and the line of the offending entry; the caller names the file.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderName;
+use regex::Regex;
+use serde_json::Value;
+use toml::Spanned;
+
+use super::definition::{CacheDef, CondDef, Definition, ListDef, MapDef, RouteDef};
+use super::path::{InPath, OutPath};
+use super::session_cache::SessionCache;
+use crate::normalize::ocsf::{self, ClassInfo};
+
+/// `metadata.product`.
+#[derive(Debug, Clone)]
+pub struct Product {
+    /// `name`.
+    pub name: String,
+    /// `vendor_name`.
+    pub vendor_name: String,
+}
+
+/// A compiled parser definition.
+#[derive(Debug)]
+pub struct Compiled {
+    /// `metadata.product`.
+    pub product: Arc<Product>,
+    /// Repair stray backslashes.
+    pub lenient_json: bool,
+    /// Empty body = heartbeat.
+    pub heartbeat_on_empty: bool,
+    /// Object body matching this = heartbeat.
+    pub heartbeat: Option<Cond>,
+    /// Event id rule.
+    pub id: IdRule,
+    /// Session cache, when the definition has one.
+    pub cache: Option<SessionCache>,
+    /// Routes in order.
+    pub routes: Vec<Route>,
+}
+
+/// Where the event id comes from.
+#[derive(Debug)]
+pub struct IdRule {
+    /// Headers, first present wins.
+    pub headers: Vec<HeaderName>,
+    /// Body paths, first present wins.
+    pub from: Vec<InPath>,
+    /// Content-hash prefix.
+    pub hash: Option<String>,
+    /// Default dedup window (`None` = never).
+    pub window: Option<Duration>,
+}
+
+/// One compiled route.
+#[derive(Debug)]
+pub struct Route {
+    /// Name.
+    pub name: String,
+    /// Condition (`None` = always).
+    pub when: Option<Cond>,
+    /// OCSF class.
+    pub class: &'static ClassInfo,
+    /// `activity_id`.
+    pub activity: Activity,
+    /// `activity_name` source for activity 99.
+    pub activity_name: Option<Spec>,
+    /// Dedup window override (`Some(None)` = never dedup).
+    pub window: Option<Option<Duration>>,
+    /// Regex extractions.
+    pub extract: Vec<Extract>,
+    /// Field mappings.
+    pub maps: Vec<Mapping>,
+    /// List builders.
+    pub lists: Vec<List>,
+    /// Paths copied to `unmapped`.
+    pub unmapped: Vec<InPath>,
+    /// Objects whose unread keys go to `unmapped`, with the keys that are read.
+    pub leftovers: Vec<(InPath, BTreeSet<String>)>,
+    /// Session cache store.
+    pub cache_store: Option<CacheUse>,
+    /// Session cache load.
+    pub cache_load: Option<CacheUse>,
+}
+
+/// `activity_id` rule.
+#[derive(Debug)]
+pub enum Activity {
+    /// Fixed id.
+    Fixed(i64),
+    /// Computed.
+    Spec(Box<Spec>),
+}
+
+/// A session cache use.
+#[derive(Debug)]
+pub struct CacheUse {
+    /// Key.
+    pub key: Spec,
+    /// OCSF top-level fields.
+    pub fields: Vec<String>,
+    /// Mappings on a miss.
+    pub on_miss: Vec<Mapping>,
+}
+
+/// A regex extraction.
+#[derive(Debug)]
+pub struct Extract {
+    /// Text source.
+    pub from: InPath,
+    /// Regex.
+    pub regex: Regex,
+    /// Every match.
+    pub all: bool,
+}
+
+/// A list builder.
+#[derive(Debug)]
+pub struct List {
+    /// Output array.
+    pub to: OutPath,
+    /// Source array or text.
+    pub from: InPath,
+    /// Text segment separator.
+    pub split: Option<Regex>,
+    /// Segment filter with captures.
+    pub matches: Option<Regex>,
+    /// Most items.
+    pub limit: Option<usize>,
+    /// Declared total.
+    pub count: Option<InPath>,
+    /// Vendor truncation flag.
+    pub truncated: Option<InPath>,
+    /// Where to write the truncation verdict.
+    pub truncated_to: Option<OutPath>,
+    /// Item fields.
+    pub item: Vec<Mapping>,
+}
+
+/// A field mapping.
+#[derive(Debug)]
+pub struct Mapping {
+    /// Output path.
+    pub to: OutPath,
+    /// Value (its `when` guards the mapping).
+    pub spec: Spec,
+    /// Missing → dead letter.
+    pub required: bool,
+}
+
+/// A value spec.
+#[derive(Debug)]
+pub struct Spec {
+    /// Where the value comes from.
+    pub source: Source,
+    /// Conversions in order.
+    pub converts: Vec<Convert>,
+    /// Lookup.
+    pub lookup: Option<(Arc<Table>, LookupMode)>,
+    /// Array reduction.
+    pub aggregate: Option<Aggregate>,
+    /// Value when absent.
+    pub default: Option<Value>,
+    /// Object: keys that must be present.
+    pub require: Vec<String>,
+    /// Guard (inside objects and items).
+    pub when: Option<Cond>,
+}
+
+/// Value sources.
+#[derive(Debug)]
+pub enum Source {
+    /// Body paths.
+    From(Vec<InPath>),
+    /// The current list item (path inside it).
+    Item(InPath),
+    /// Headers.
+    Header(Vec<HeaderName>),
+    /// Named capture.
+    Capture(String),
+    /// Gateway context.
+    Context(ContextField),
+    /// Constant.
+    Const(Value),
+    /// Template pieces.
+    Template(Vec<Piece>),
+    /// Object of specs.
+    Object(Vec<(String, Spec)>),
+}
+
+/// Gateway values.
+#[derive(Debug, Clone, Copy)]
+pub enum ContextField {
+    /// Receive time, epoch ms.
+    ReceivedAtMs,
+    /// The event id (dedup key).
+    EventUid,
+    /// Tenant.
+    Tenant,
+    /// Source name.
+    Source,
+}
+
+/// A template piece.
+#[derive(Debug)]
+pub enum Piece {
+    /// Literal text.
+    Text(String),
+    /// Body path.
+    Path(InPath),
+    /// Capture.
+    Capture(String),
+}
+
+/// A conversion.
+#[derive(Debug)]
+pub enum Convert {
+    /// Number or numeric string, epoch ms.
+    EpochMs,
+    /// Epoch seconds → ms.
+    EpochS,
+    /// RFC 3339 → ms (sub-ms digits truncated).
+    Rfc3339Ms,
+    /// `YYYY-MM-DD HH:MM:SS[ UTC]` → ms.
+    DatetimeUtcMs,
+    /// Valid IP address (else absent).
+    Ip,
+    /// Valid MAC address, lower-cased with colons (else absent).
+    Mac,
+    /// Valid OCSF `email_t` (else absent).
+    Email(Regex),
+    /// Lower-case.
+    Lowercase,
+    /// Upper-case.
+    Uppercase,
+    /// Strip one trailing dot and surrounding space.
+    TrimDot,
+    /// Any scalar → string.
+    Text,
+    /// Integer (from number or string).
+    Int,
+    /// Parse a JSON string.
+    Json,
+    /// Number > 0 → true.
+    Positive,
+}
+
+/// A lookup table.
+#[derive(Debug)]
+pub struct Table {
+    /// Entries.
+    pub entries: HashMap<String, Value>,
+    /// `"*"`: any other key.
+    pub other: Option<Value>,
+}
+
+/// How a lookup matches.
+#[derive(Debug, Clone, Copy)]
+pub enum LookupMode {
+    /// Whole value.
+    Exact,
+    /// First lower-cased word of the text found in the table.
+    FirstWord,
+}
+
+/// Array reductions.
+#[derive(Debug, Clone, Copy)]
+pub enum Aggregate {
+    /// Largest number.
+    Max,
+    /// Smallest number.
+    Min,
+    /// First element.
+    First,
+}
+
+/// A compiled condition.
+#[derive(Debug)]
+pub enum Cond {
+    /// One test.
+    Test {
+        /// What is tested.
+        subject: Subject,
+        /// The test.
+        test: Test,
+        /// Text tests ignore case (operands pre-lowered).
+        case_insensitive: bool,
+    },
+    /// All hold.
+    All(Vec<Cond>),
+    /// Any holds.
+    Any(Vec<Cond>),
+    /// Does not hold.
+    Not(Box<Cond>),
+}
+
+/// Condition subjects.
+#[derive(Debug)]
+pub enum Subject {
+    /// Body paths.
+    Field(Vec<InPath>),
+    /// Capture.
+    Capture(String),
+    /// Header.
+    Header(HeaderName),
+    /// Output so far.
+    Out(OutPath),
+}
+
+/// Condition tests.
+#[derive(Debug)]
+pub enum Test {
+    /// Equal.
+    Equals(String),
+    /// One of.
+    In(Vec<String>),
+    /// Substring.
+    Contains(String),
+    /// Prefix.
+    Prefix(String),
+    /// Suffix.
+    Suffix(String),
+    /// Regex.
+    Regex(Regex),
+    /// Presence.
+    Exists(bool),
+}
+
+/// Email regex from OCSF `email_t`.
+const EMAIL_T: &str = r"^[a-zA-Z0-9!#$%&'*+\-/=?^_`{|}~.]+@[a-zA-Z0-9-]+\.[a-zA-Z0-9-.]+$";
+
+/// Compile context: tables and the text (for line numbers).
+struct Ctx<'a> {
+    text: &'a str,
+    groups: &'a BTreeMap<String, Vec<Spanned<MapDef>>>,
+    tables: HashMap<String, Arc<Table>>,
+}
+
+/// A compile failure at a line.
+#[derive(Debug)]
+pub struct CompileError {
+    /// 1-based line.
+    pub line: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+type Res<T> = Result<T, String>;
+
+/// Compiles `def` (parsed from `text`).
+pub fn compile(def: Definition, text: &str) -> Result<Compiled, CompileError> {
+    let at0 = |message: String| CompileError { line: 1, message };
+    let mut tables = HashMap::new();
+    for (name, entries) in def.tables {
+        let mut table = Table {
+            entries: HashMap::new(),
+            other: None,
+        };
+        for (k, v) in entries {
+            let v = to_json(v);
+            if k == "*" {
+                table.other = Some(v);
+            } else {
+                table.entries.insert(k, v);
+            }
+        }
+        tables.insert(name, Arc::new(table));
+    }
+    let cx = Ctx {
+        text,
+        groups: &def.groups,
+        tables,
+    };
+    let heartbeat = def
+        .parser
+        .heartbeat
+        .as_ref()
+        .map(|c| cx.cond(c))
+        .transpose()
+        .map_err(|m| at0(format!("[parser] heartbeat: {m}")))?;
+    let id = IdRule {
+        headers: def
+            .id
+            .header
+            .iter()
+            .map(|h| header_name(h))
+            .collect::<Res<_>>()
+            .map_err(|m| at0(format!("[id] header: {m}")))?,
+        from: def
+            .id
+            .from
+            .iter()
+            .map(|p| InPath::parse(p))
+            .collect::<Res<_>>()
+            .map_err(|m| at0(format!("[id] from: {m}")))?,
+        hash: def.id.hash.clone(),
+        window: window(&def.id.window).map_err(|m| at0(format!("[id] window: {m}")))?,
+    };
+    if id.headers.is_empty() && id.from.is_empty() && id.hash.is_none() {
+        return Err(at0("[id] needs at least one of header, from, hash".into()));
+    }
+    let cache = match &def.session_cache {
+        Some(c) => {
+            let ttl = window(&c.ttl)
+                .map_err(|m| at0(format!("[session_cache] ttl: {m}")))?
+                .ok_or_else(|| at0("[session_cache] ttl must be a duration".into()))?;
+            Some(SessionCache::new(ttl, c.max_entries))
+        }
+        None => None,
+    };
+    let mut routes = Vec::with_capacity(def.routes.len());
+    for route in &def.routes {
+        let line = cx.line(route);
+        let compiled = cx.route(route.get_ref()).map_err(|e| match e {
+            Located::At(line, message) => CompileError { line, message },
+            Located::Here(message) => CompileError {
+                line,
+                message: format!("route {:?}: {message}", route.get_ref().name),
+            },
+        })?;
+        if (compiled.cache_store.is_some() || compiled.cache_load.is_some()) && cache.is_none() {
+            return Err(CompileError {
+                line,
+                message: "route uses the session cache but [session_cache] is missing".into(),
+            });
+        }
+        routes.push(compiled);
+    }
+    if routes.is_empty() {
+        return Err(at0("a definition needs at least one [[route]]".into()));
+    }
+    Ok(Compiled {
+        product: Arc::new(Product {
+            name: def.parser.product,
+            vendor_name: def.parser.vendor_name,
+        }),
+        lenient_json: def.parser.lenient_json,
+        heartbeat_on_empty: def.parser.heartbeat_on_empty,
+        heartbeat,
+        id,
+        cache,
+        routes,
+    })
+}
+
+/// An error with a known line, or one to be placed at the enclosing entry.
+enum Located {
+    At(usize, String),
+    Here(String),
+}
+
+impl From<String> for Located {
+    fn from(m: String) -> Located {
+        Located::Here(m)
+    }
+}
+
+impl Ctx<'_> {
+    fn line<T>(&self, spanned: &Spanned<T>) -> usize {
+        let start = spanned.span().start;
+        1 + self
+            .text
+            .get(..start)
+            .map(|t| t.bytes().filter(|b| *b == b'\n').count())
+            .unwrap_or(0)
+    }
+
+    fn at<T>(&self, spanned: &Spanned<T>, what: &str, m: String) -> Located {
+        Located::At(self.line(spanned), format!("{what}: {m}"))
+    }
+
+    fn route(&self, r: &RouteDef) -> Result<Route, Located> {
+        let class = ocsf::class(r.class).ok_or_else(|| format!("unknown class {}", r.class))?;
+        let activity = match (&r.activity, &r.activity_from) {
+            (Some(id), None) => Activity::Fixed(*id),
+            (None, Some(spec)) => Activity::Spec(Box::new(self.spec(spec)?)),
+            _ => {
+                return Err("set exactly one of activity, activity_from"
+                    .to_owned()
+                    .into())
+            }
+        };
+        if let Activity::Fixed(id) = activity {
+            if ocsf::activity_name(class, id).is_none() {
+                return Err(format!("class {} has no activity {id}", class.uid).into());
+            }
+        }
+        let when = r.when.as_ref().map(|c| self.cond(c)).transpose()?;
+        let mut extract = Vec::new();
+        for e in &r.extract {
+            let d = e.get_ref();
+            extract.push(Extract {
+                from: InPath::parse(&d.from).map_err(|m| self.at(e, "extract", m))?,
+                regex: Regex::new(&d.regex)
+                    .map_err(|m| self.at(e, "extract regex", m.to_string()))?,
+                all: d.all,
+            });
+        }
+        let mut maps = Vec::new();
+        for g in &r.include {
+            let group = self
+                .groups
+                .get(g)
+                .ok_or_else(|| format!("include: unknown group {g:?}"))?;
+            for m in group {
+                maps.push(self.mapping(m)?);
+            }
+        }
+        for m in &r.map {
+            maps.push(self.mapping(m)?);
+        }
+        let mut lists = Vec::new();
+        for l in &r.list {
+            lists.push(self.list(l).map_err(|m| self.at(l, "list", m))?);
+        }
+        let unmapped = r
+            .unmapped
+            .iter()
+            .map(|p| InPath::parse(p))
+            .collect::<Res<Vec<_>>>()?;
+        let mut read: Vec<InPath> = Vec::new();
+        collect_reads(&mut read, &maps, &extract, &lists, &unmapped);
+        let activity_name = r.activity_name.as_ref().map(|s| self.spec(s)).transpose()?;
+        if let Some(s) = &activity_name {
+            reads_of_spec(s, &mut read);
+        }
+        if let Activity::Spec(s) = &activity {
+            reads_of_spec(s, &mut read);
+        }
+        let mut leftovers = Vec::new();
+        for p in &r.leftovers {
+            let path = InPath::parse(p)?;
+            let keys = read
+                .iter()
+                .filter_map(|r| r.child_key_under(&path).map(str::to_owned))
+                .collect();
+            leftovers.push((path, keys));
+        }
+        let cache_store = r.cache_store.as_ref().map(|c| self.cache(c)).transpose()?;
+        let cache_load = r.cache_load.as_ref().map(|c| self.cache(c)).transpose()?;
+        Ok(Route {
+            name: r.name.clone(),
+            when,
+            class,
+            activity,
+            activity_name,
+            window: r.window.as_deref().map(window).transpose()?,
+            extract,
+            maps,
+            lists,
+            unmapped,
+            leftovers,
+            cache_store,
+            cache_load,
+        })
+    }
+
+    fn cache(&self, c: &CacheDef) -> Result<CacheUse, Located> {
+        let mut on_miss = Vec::new();
+        for m in &c.on_miss {
+            on_miss.push(self.mapping(m)?);
+        }
+        Ok(CacheUse {
+            key: self.spec(&c.key)?,
+            fields: c.fields.clone(),
+            on_miss,
+        })
+    }
+
+    fn mapping(&self, m: &Spanned<MapDef>) -> Result<Mapping, Located> {
+        let d = m.get_ref();
+        let to =
+            d.to.as_deref()
+                .ok_or_else(|| self.at(m, "map", "needs `to`".into()))?;
+        Ok(Mapping {
+            to: OutPath::parse(to).map_err(|e| self.at(m, "map", e))?,
+            spec: self
+                .spec(d)
+                .map_err(|e| self.at(m, &format!("map to {to:?}"), e))?,
+            required: d.required,
+        })
+    }
+
+    fn list(&self, l: &Spanned<ListDef>) -> Res<List> {
+        let d = l.get_ref();
+        let mut item = Vec::new();
+        for m in &d.item {
+            item.push(self.mapping(m).map_err(|e| match e {
+                Located::At(_, m) | Located::Here(m) => m,
+            })?);
+        }
+        let opt_in = |p: &Option<String>| p.as_deref().map(InPath::parse).transpose();
+        Ok(List {
+            to: OutPath::parse(&d.to)?,
+            from: InPath::parse(&d.from)?,
+            split: d.split.as_deref().map(regex).transpose()?,
+            matches: d.matches.as_deref().map(regex).transpose()?,
+            limit: d.limit,
+            count: opt_in(&d.count)?,
+            truncated: opt_in(&d.truncated)?,
+            truncated_to: d.truncated_to.as_deref().map(OutPath::parse).transpose()?,
+            item,
+        })
+    }
+
+    fn spec(&self, d: &MapDef) -> Res<Spec> {
+        let mut sources = Vec::new();
+        if let Some(from) = &d.from {
+            let items = from.items();
+            if let [one] = items.as_slice() {
+                if *one == "@" || one.starts_with("@.") {
+                    let inner = one.strip_prefix("@.").unwrap_or("");
+                    sources.push(Source::Item(InPath::parse(inner)?));
+                }
+            }
+            if sources.is_empty() {
+                sources.push(Source::From(
+                    items.iter().map(|p| InPath::parse(p)).collect::<Res<_>>()?,
+                ));
+            }
+        }
+        if let Some(h) = &d.header {
+            sources.push(Source::Header(
+                h.items()
+                    .iter()
+                    .map(|h| header_name(h))
+                    .collect::<Res<_>>()?,
+            ));
+        }
+        if let Some(c) = &d.capture {
+            sources.push(Source::Capture(c.clone()));
+        }
+        if let Some(c) = &d.context {
+            sources.push(Source::Context(match c.as_str() {
+                "received_at_ms" => ContextField::ReceivedAtMs,
+                "event_uid" => ContextField::EventUid,
+                "tenant" => ContextField::Tenant,
+                "source" => ContextField::Source,
+                other => return Err(format!("unknown context {other:?}")),
+            }));
+        }
+        if let Some(c) = &d.constant {
+            sources.push(Source::Const(to_json(c.clone())));
+        }
+        if let Some(t) = &d.template {
+            sources.push(Source::Template(template(t)?));
+        }
+        if let Some(o) = &d.object {
+            let mut fields = Vec::new();
+            for (k, v) in o {
+                fields.push((k.clone(), self.spec(v).map_err(|e| format!("{k}: {e}"))?));
+            }
+            sources.push(Source::Object(fields));
+        }
+        let source =
+            match sources.len() {
+                1 => sources.pop().ok_or_else(String::new)?,
+                0 if d.default.is_some() => Source::Const(Value::Null),
+                0 => return Err(
+                    "needs one source: from, header, capture, context, const, template or object"
+                        .into(),
+                ),
+                _ => return Err("has more than one source".into()),
+            };
+        let mut converts = Vec::new();
+        if let Some(c) = &d.convert {
+            for name in c.items() {
+                converts.push(convert(name)?);
+            }
+        }
+        let lookup = match &d.lookup {
+            Some(name) => {
+                let table = self
+                    .tables
+                    .get(name)
+                    .ok_or_else(|| format!("unknown table {name:?}"))?;
+                let mode = match d.lookup_mode.as_deref() {
+                    None | Some("exact") => LookupMode::Exact,
+                    Some("first_word") => LookupMode::FirstWord,
+                    Some(o) => return Err(format!("unknown lookup_mode {o:?}")),
+                };
+                Some((Arc::clone(table), mode))
+            }
+            None => None,
+        };
+        let aggregate = match d.aggregate.as_deref() {
+            None => None,
+            Some("max") => Some(Aggregate::Max),
+            Some("min") => Some(Aggregate::Min),
+            Some("first") => Some(Aggregate::First),
+            Some(o) => return Err(format!("unknown aggregate {o:?}")),
+        };
+        Ok(Spec {
+            source,
+            converts,
+            lookup,
+            aggregate,
+            default: d.default.clone().map(to_json),
+            require: d.require.clone(),
+            when: d.when.as_ref().map(|c| self.cond(c)).transpose()?,
+        })
+    }
+
+    fn cond(&self, c: &CondDef) -> Res<Cond> {
+        if let Some(all) = &c.all {
+            return Ok(Cond::All(
+                all.iter().map(|c| self.cond(c)).collect::<Res<_>>()?,
+            ));
+        }
+        if let Some(any) = &c.any {
+            return Ok(Cond::Any(
+                any.iter().map(|c| self.cond(c)).collect::<Res<_>>()?,
+            ));
+        }
+        if let Some(not) = &c.not {
+            return Ok(Cond::Not(Box::new(self.cond(not)?)));
+        }
+        let subject = if let Some(f) = &c.field {
+            Subject::Field(
+                f.items()
+                    .iter()
+                    .map(|p| InPath::parse(p))
+                    .collect::<Res<_>>()?,
+            )
+        } else if let Some(cap) = &c.capture {
+            Subject::Capture(cap.clone())
+        } else if let Some(h) = &c.header {
+            Subject::Header(header_name(h)?)
+        } else if let Some(o) = &c.out {
+            Subject::Out(OutPath::parse(o)?)
+        } else {
+            return Err(
+                "condition needs a subject (field, capture, header, out) or all/any/not".into(),
+            );
+        };
+        let ci = c.case_insensitive;
+        let norm = |s: String| if ci { s.to_lowercase() } else { s };
+        let test = if let Some(v) = &c.equals {
+            Test::Equals(norm(scalar_text(&to_json(v.clone()))))
+        } else if let Some(vs) = &c.one_of {
+            Test::In(
+                vs.iter()
+                    .map(|v| norm(scalar_text(&to_json(v.clone()))))
+                    .collect(),
+            )
+        } else if let Some(s) = &c.contains {
+            Test::Contains(norm(s.clone()))
+        } else if let Some(s) = &c.prefix {
+            Test::Prefix(norm(s.clone()))
+        } else if let Some(s) = &c.suffix {
+            Test::Suffix(norm(s.clone()))
+        } else if let Some(r) = &c.regex {
+            Test::Regex(regex(&if ci { format!("(?i){r}") } else { r.clone() })?)
+        } else if let Some(e) = c.exists {
+            Test::Exists(e)
+        } else {
+            return Err(
+                "condition needs a test (equals, in, contains, prefix, suffix, regex, exists)"
+                    .into(),
+            );
+        };
+        Ok(Cond::Test {
+            subject,
+            test,
+            case_insensitive: ci,
+        })
+    }
+}
+
+fn collect_reads(
+    read: &mut Vec<InPath>,
+    maps: &[Mapping],
+    extract: &[Extract],
+    lists: &[List],
+    unmapped: &[InPath],
+) {
+    for m in maps {
+        reads_of_spec(&m.spec, read);
+    }
+    for e in extract {
+        read.push(e.from.clone());
+    }
+    for l in lists {
+        read.push(l.from.clone());
+        read.extend(l.count.iter().cloned());
+        read.extend(l.truncated.iter().cloned());
+        for m in &l.item {
+            reads_of_spec(&m.spec, read);
+        }
+    }
+    read.extend(unmapped.iter().cloned());
+}
+
+fn reads_of_spec(spec: &Spec, read: &mut Vec<InPath>) {
+    match &spec.source {
+        Source::From(paths) => read.extend(paths.iter().cloned()),
+        Source::Template(pieces) => {
+            for p in pieces {
+                if let Piece::Path(p) = p {
+                    read.push(p.clone());
+                }
+            }
+        }
+        Source::Object(fields) => {
+            for (_, s) in fields {
+                reads_of_spec(s, read);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn template(t: &str) -> Res<Vec<Piece>> {
+    let mut pieces = Vec::new();
+    let mut rest = t;
+    while let Some(open) = rest.find('{') {
+        let (text, after) = rest.split_at(open);
+        if !text.is_empty() {
+            pieces.push(Piece::Text(text.to_owned()));
+        }
+        let close = after
+            .find('}')
+            .ok_or_else(|| format!("template {t:?}: unclosed '{{'"))?;
+        let name = after.get(1..close).unwrap_or_default();
+        pieces.push(match name.strip_prefix('$') {
+            Some(cap) => Piece::Capture(cap.to_owned()),
+            None => Piece::Path(InPath::parse(name)?),
+        });
+        rest = after.get(close + 1..).unwrap_or_default();
+    }
+    if !rest.is_empty() {
+        pieces.push(Piece::Text(rest.to_owned()));
+    }
+    Ok(pieces)
+}
+
+fn convert(name: &str) -> Res<Convert> {
+    Ok(match name {
+        "epoch_ms" => Convert::EpochMs,
+        "epoch_s" => Convert::EpochS,
+        "rfc3339_ms" => Convert::Rfc3339Ms,
+        "datetime_utc_ms" => Convert::DatetimeUtcMs,
+        "ip" => Convert::Ip,
+        "mac" => Convert::Mac,
+        "email" => Convert::Email(regex(EMAIL_T)?),
+        "lowercase" => Convert::Lowercase,
+        "uppercase" => Convert::Uppercase,
+        "trim_dot" => Convert::TrimDot,
+        "string" => Convert::Text,
+        "int" => Convert::Int,
+        "json" => Convert::Json,
+        "positive" => Convert::Positive,
+        other => return Err(format!("unknown conversion {other:?}")),
+    })
+}
+
+fn regex(r: &str) -> Res<Regex> {
+    Regex::new(r).map_err(|e| format!("bad regex {r:?}: {e}"))
+}
+
+fn header_name(h: &str) -> Res<HeaderName> {
+    HeaderName::from_bytes(h.as_bytes()).map_err(|_| format!("{h:?} is not a header name"))
+}
+
+/// Parses `"30h"`, `"90m"`, `"3600s"`, `"2d"`; `"none"` or `"0"` = no window.
+pub fn window(text: &str) -> Res<Option<Duration>> {
+    let t = text.trim();
+    if t == "none" || t == "0" {
+        return Ok(None);
+    }
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like \"30h\" or \"none\""))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        _ => return Err(format!("{text:?}: unit must be s, m, h or d")),
+    };
+    Ok(Some(Duration::from_secs(secs)))
+}
+
+/// TOML → JSON value.
+pub fn to_json(v: toml::Value) -> Value {
+    match v {
+        toml::Value::String(s) => Value::String(s),
+        toml::Value::Integer(i) => Value::from(i),
+        toml::Value::Float(f) => Value::from(f),
+        toml::Value::Boolean(b) => Value::Bool(b),
+        toml::Value::Datetime(d) => Value::String(d.to_string()),
+        toml::Value::Array(a) => Value::Array(a.into_iter().map(to_json).collect()),
+        toml::Value::Table(t) => {
+            Value::Object(t.into_iter().map(|(k, v)| (k, to_json(v))).collect())
+        }
+    }
+}
+
+/// A scalar as text (strings unquoted).
+pub fn scalar_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The OCSF `email_t` pattern (for tests and docs).
+pub fn email_pattern() -> &'static str {
+    EMAIL_T
+}

@@ -1,0 +1,434 @@
+//! Apply a compiled route to one event: conditions, regex extractions, value specs,
+//! conversions, lookups and list builders.
+//!
+//! Input: the event JSON and its [`Scope`]. Output: values written into the OCSF field map.
+//! Never fails on odd input: a value that does not convert is simply absent (the vendor data
+//! stays in `raw_data`). Never panics.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use http::HeaderMap;
+use serde_json::{Map, Value};
+
+use super::compile::{
+    Aggregate, Cond, ContextField, Convert, List, LookupMode, Mapping, Piece, Source, Spec,
+    Subject, Test,
+};
+
+/// Everything a value spec may read.
+pub struct Scope<'a> {
+    /// The vendor event.
+    pub body: &'a Value,
+    /// Request headers.
+    pub headers: &'a HeaderMap,
+    /// Named captures.
+    pub captures: &'a HashMap<String, Value>,
+    /// The current list item.
+    pub item: Option<&'a Value>,
+    /// Receive time, epoch ms.
+    pub received_at_ms: i64,
+    /// The event id.
+    pub uid: &'a str,
+    /// Tenant.
+    pub tenant: &'a str,
+    /// Source name.
+    pub source: &'a str,
+}
+
+/// Text of a scalar (strings unquoted); `None` for arrays/objects/null.
+fn text(v: &Value) -> Option<std::borrow::Cow<'_, str>> {
+    match v {
+        Value::String(s) => Some(std::borrow::Cow::Borrowed(s)),
+        Value::Number(n) => Some(std::borrow::Cow::Owned(n.to_string())),
+        Value::Bool(b) => Some(std::borrow::Cow::Borrowed(if *b {
+            "true"
+        } else {
+            "false"
+        })),
+        _ => None,
+    }
+}
+
+fn present(v: &Value) -> bool {
+    !matches!(v, Value::Null) && v.as_str() != Some("")
+}
+
+/// Evaluates a condition.
+pub fn holds(cond: &Cond, scope: &Scope<'_>, out: &Map<String, Value>) -> bool {
+    match cond {
+        Cond::All(cs) => cs.iter().all(|c| holds(c, scope, out)),
+        Cond::Any(cs) => cs.iter().any(|c| holds(c, scope, out)),
+        Cond::Not(c) => !holds(c, scope, out),
+        Cond::Test {
+            subject,
+            test,
+            case_insensitive,
+        } => {
+            let owned;
+            let value: Option<&Value> = match subject {
+                Subject::Field(paths) => paths
+                    .iter()
+                    .filter_map(|p| p.get(scope.body))
+                    .find(|v| !v.is_null()),
+                Subject::Capture(name) => scope.captures.get(name),
+                Subject::Header(name) => {
+                    owned = scope
+                        .headers
+                        .get(name)
+                        .and_then(|h| h.to_str().ok())
+                        .map(|s| Value::String(s.to_owned()));
+                    owned.as_ref()
+                }
+                Subject::Out(path) => path.get(out),
+            };
+            if let Test::Exists(want) = test {
+                return value.is_some_and(present) == *want;
+            }
+            let Some(t) = value.and_then(text) else {
+                return false;
+            };
+            let t = if *case_insensitive {
+                std::borrow::Cow::Owned(t.to_lowercase())
+            } else {
+                t
+            };
+            match test {
+                Test::Equals(s) => t == s.as_str(),
+                Test::In(list) => list.iter().any(|s| t == s.as_str()),
+                Test::Contains(s) => t.contains(s.as_str()),
+                Test::Prefix(s) => t.starts_with(s.as_str()),
+                Test::Suffix(s) => t.ends_with(s.as_str()),
+                Test::Regex(r) => r.is_match(&t),
+                Test::Exists(_) => false,
+            }
+        }
+    }
+}
+
+/// Evaluates a value spec; `None` = absent.
+pub fn value(spec: &Spec, scope: &Scope<'_>, out: &Map<String, Value>) -> Option<Value> {
+    if let Some(when) = &spec.when {
+        if !holds(when, scope, out) {
+            return None;
+        }
+    }
+    let raw = source(spec, scope, out);
+    let converted = raw.and_then(|v| finish(spec, v));
+    converted.or_else(|| spec.default.clone())
+}
+
+fn source(spec: &Spec, scope: &Scope<'_>, out: &Map<String, Value>) -> Option<Value> {
+    match &spec.source {
+        Source::From(paths) => paths
+            .iter()
+            .filter_map(|p| p.get(scope.body))
+            .find(|v| present(v))
+            .cloned(),
+        Source::Item(path) => scope
+            .item
+            .and_then(|i| path.get(i))
+            .filter(|v| present(v))
+            .cloned(),
+        Source::Header(names) => names
+            .iter()
+            .filter_map(|n| scope.headers.get(n))
+            .filter_map(|h| h.to_str().ok())
+            .find(|s| !s.is_empty())
+            .map(|s| Value::String(s.to_owned())),
+        Source::Capture(name) => scope.captures.get(name).filter(|v| present(v)).cloned(),
+        Source::Context(f) => Some(match f {
+            ContextField::ReceivedAtMs => Value::from(scope.received_at_ms),
+            ContextField::EventUid => Value::String(scope.uid.to_owned()),
+            ContextField::Tenant => Value::String(scope.tenant.to_owned()),
+            ContextField::Source => Value::String(scope.source.to_owned()),
+        }),
+        Source::Const(v) if v.is_null() => None,
+        Source::Const(v) => Some(v.clone()),
+        Source::Template(pieces) => {
+            let mut s = String::new();
+            for p in pieces {
+                match p {
+                    Piece::Text(t) => s.push_str(t),
+                    Piece::Path(path) => s.push_str(&path.get(scope.body).and_then(text)?),
+                    Piece::Capture(c) => s.push_str(&scope.captures.get(c).and_then(text)?),
+                }
+            }
+            Some(Value::String(s))
+        }
+        Source::Object(fields) => {
+            let mut obj = Map::new();
+            for (k, s) in fields {
+                if let Some(v) = value(s, scope, out) {
+                    obj.insert(k.clone(), v);
+                }
+            }
+            if spec.require.iter().any(|k| !obj.contains_key(k)) || obj.is_empty() {
+                return None;
+            }
+            Some(Value::Object(obj))
+        }
+    }
+}
+
+/// Conversions, lookup, aggregation. Arrays are converted element-wise (bad ones dropped).
+fn finish(spec: &Spec, v: Value) -> Option<Value> {
+    let one = |v: Value| -> Option<Value> {
+        let mut v = v;
+        for c in &spec.converts {
+            v = convert(c, v)?;
+        }
+        match &spec.lookup {
+            Some((table, mode)) => {
+                let key = match mode {
+                    LookupMode::Exact => text(&v).map(|t| t.into_owned()),
+                    LookupMode::FirstWord => text(&v).and_then(|t| {
+                        t.split(|c: char| !c.is_alphanumeric())
+                            .map(str::to_lowercase)
+                            .find(|w| table.entries.contains_key(w))
+                    }),
+                };
+                key.and_then(|k| table.entries.get(&k).cloned())
+                    .or_else(|| table.other.clone())
+            }
+            None => Some(v),
+        }
+    };
+    match v {
+        Value::Array(items)
+            if !spec.converts.is_empty() || spec.lookup.is_some() || spec.aggregate.is_some() =>
+        {
+            let items: Vec<Value> = items.into_iter().filter_map(one).collect();
+            match spec.aggregate {
+                Some(Aggregate::First) => items.into_iter().next(),
+                Some(Aggregate::Max) => items
+                    .into_iter()
+                    .filter(Value::is_number)
+                    .max_by(|a, b| num(a).total_cmp(&num(b))),
+                Some(Aggregate::Min) => items
+                    .into_iter()
+                    .filter(Value::is_number)
+                    .min_by(|a, b| num(a).total_cmp(&num(b))),
+                None if items.is_empty() => None,
+                None => Some(Value::Array(items)),
+            }
+        }
+        other => one(other),
+    }
+}
+
+fn num(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(f64::NAN)
+}
+
+fn as_i64(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn convert(c: &Convert, v: Value) -> Option<Value> {
+    match c {
+        Convert::EpochMs => as_i64(&v).map(Value::from),
+        Convert::EpochS => as_i64(&v)
+            .and_then(|s| s.checked_mul(1000))
+            .map(Value::from),
+        Convert::Rfc3339Ms => {
+            let s = v.as_str()?;
+            let t = time::OffsetDateTime::parse(
+                s.trim(),
+                &time::format_description::well_known::Rfc3339,
+            )
+            .ok()?;
+            i64::try_from(t.unix_timestamp_nanos() / 1_000_000)
+                .ok()
+                .map(Value::from)
+        }
+        Convert::DatetimeUtcMs => {
+            let s = v.as_str()?.trim();
+            let s = s.strip_suffix("UTC").unwrap_or(s).trim();
+            let fmt =
+                time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+            let t = time::PrimitiveDateTime::parse(s, &fmt).ok()?.assume_utc();
+            i64::try_from(t.unix_timestamp_nanos() / 1_000_000)
+                .ok()
+                .map(Value::from)
+        }
+        Convert::Ip => {
+            let s = v.as_str()?.trim();
+            s.parse::<IpAddr>()
+                .ok()
+                .map(|ip| Value::String(ip.to_string()))
+        }
+        Convert::Mac => {
+            let s = v.as_str()?.trim();
+            let parts: Vec<&str> = s.split([':', '-']).collect();
+            let ok = parts.len() == 6
+                && parts
+                    .iter()
+                    .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()));
+            ok.then(|| Value::String(parts.join(":").to_lowercase()))
+        }
+        Convert::Email(re) => {
+            let s = v.as_str()?;
+            re.is_match(s).then_some(v)
+        }
+        Convert::Lowercase => text(&v).map(|t| Value::String(t.to_lowercase())),
+        Convert::Uppercase => text(&v).map(|t| Value::String(t.to_uppercase())),
+        Convert::TrimDot => {
+            let s = v.as_str()?.trim();
+            let s = s.strip_suffix('.').unwrap_or(s).trim();
+            (!s.is_empty()).then(|| Value::String(s.to_owned()))
+        }
+        Convert::Text => text(&v).map(|t| Value::String(t.into_owned())),
+        Convert::Int => as_i64(&v).map(Value::from),
+        Convert::Json => serde_json::from_str(v.as_str()?).ok(),
+        Convert::Positive => Some(Value::Bool(
+            num(&v) > 0.0 || as_i64(&v).is_some_and(|n| n > 0),
+        )),
+    }
+}
+
+/// Applies mappings in order. Returns the `to` text of a required mapping left absent.
+pub fn apply_maps<'m>(
+    maps: &'m [Mapping],
+    scope: &Scope<'_>,
+    out: &mut Map<String, Value>,
+) -> Result<(), &'m Mapping> {
+    for m in maps {
+        match value(&m.spec, scope, out) {
+            Some(v) => m.to.set(out, v),
+            None if m.required => return Err(m),
+            None => {}
+        }
+    }
+    Ok(())
+}
+
+/// Builds one list.
+pub fn build_list(list: &List, scope: &Scope<'_>, out: &mut Map<String, Value>) {
+    let mut items = Vec::new();
+    let mut available = 0usize;
+    let limit = list.limit.unwrap_or(usize::MAX);
+    let push = |item: &Value,
+                captures: &HashMap<String, Value>,
+                items: &mut Vec<Value>,
+                out: &Map<String, Value>| {
+        let inner = Scope {
+            body: scope.body,
+            headers: scope.headers,
+            captures,
+            item: Some(item),
+            received_at_ms: scope.received_at_ms,
+            uid: scope.uid,
+            tenant: scope.tenant,
+            source: scope.source,
+        };
+        let mut obj = Map::new();
+        for m in &list.item {
+            if let Some(v) = value(&m.spec, &inner, out) {
+                m.to.set(&mut obj, v);
+            }
+        }
+        if !obj.is_empty() {
+            items.push(Value::Object(obj));
+        }
+    };
+    match list.from.get(scope.body) {
+        Some(Value::Array(source)) => {
+            available = source.len();
+            for item in source.iter().take(limit) {
+                push(item, scope.captures, &mut items, out);
+            }
+        }
+        Some(Value::String(text)) => {
+            let segments: Vec<&str> = match &list.split {
+                Some(re) => re.split(text).collect(),
+                None => vec![text.as_str()],
+            };
+            for seg in segments {
+                let mut caps = scope.captures.clone();
+                if let Some(re) = &list.matches {
+                    let Some(c) = re.captures(seg) else { continue };
+                    for name in re.capture_names().flatten() {
+                        if let Some(m) = c.name(name) {
+                            caps.insert(name.to_owned(), Value::String(m.as_str().to_owned()));
+                        }
+                    }
+                }
+                available += 1;
+                if items.len() < limit {
+                    push(&Value::String(seg.to_owned()), &caps, &mut items, out);
+                }
+            }
+        }
+        _ => {}
+    }
+    let kept = items.len();
+    if !items.is_empty() {
+        list.to.set(out, Value::Array(items));
+    }
+    if let Some(to) = &list.truncated_to {
+        let flag = list
+            .truncated
+            .as_ref()
+            .and_then(|p| p.get(scope.body))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let declared = list
+            .count
+            .as_ref()
+            .and_then(|p| p.get(scope.body))
+            .and_then(as_i64)
+            .unwrap_or(0);
+        let dropped = available > kept || usize::try_from(declared).unwrap_or(0) > kept;
+        to.set(out, Value::Bool(flag || dropped));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn converts_times_to_epoch_ms_truncating_sub_ms() {
+        let v = convert(
+            &Convert::Rfc3339Ms,
+            Value::from("2024-11-08T15:48:27.633421Z"),
+        );
+        assert_eq!(v, Some(Value::from(1731080907633i64)));
+        let v = convert(
+            &Convert::DatetimeUtcMs,
+            Value::from("2024-01-15 10:30:00 UTC"),
+        );
+        assert_eq!(v, Some(Value::from(1705314600000i64)));
+        assert_eq!(
+            convert(&Convert::EpochS, Value::from("1700000000")),
+            Some(Value::from(1700000000000i64))
+        );
+        assert_eq!(convert(&Convert::Rfc3339Ms, Value::from("yesterday")), None);
+    }
+
+    #[test]
+    fn validates_ip_mac_and_email() {
+        assert_eq!(convert(&Convert::Ip, Value::from("")), None);
+        assert_eq!(
+            convert(&Convert::Ip, Value::from("2001:db8::1")),
+            Some(Value::from("2001:db8::1"))
+        );
+        assert_eq!(
+            convert(&Convert::Mac, Value::from("00-1B-44-11-3A-B7")),
+            Some(Value::from("00:1b:44:11:3a:b7"))
+        );
+        assert_eq!(convert(&Convert::Mac, Value::from("00:1B:44")), None);
+        let email =
+            Convert::Email(regex::Regex::new(super::super::compile::email_pattern()).unwrap());
+        assert_eq!(
+            convert(&email, Value::from("renée.dupont@example.com")),
+            None
+        );
+        assert!(convert(&email, Value::from("a.b@example.com")).is_some());
+    }
+}

@@ -1,0 +1,270 @@
+//! Field paths, resolved once at load: vendor paths to read (`detail.data.id`,
+//! `detail.eventTags.0`, `body[type=FactSet].facts[title=Connection].value`) and OCSF paths
+//! to write (`device.os.name`, `observables[]`).
+//!
+//! Input: path text. Output: [`InPath`] / [`OutPath`]. Reading never fails (absent = `None`);
+//! writing creates intermediate objects and never panics on a shape clash (the write is
+//! skipped instead).
+
+use serde_json::{Map, Value};
+
+/// One step of a vendor path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Step {
+    /// Object key (also an array index when numeric and the value is an array).
+    Key(String, Option<usize>),
+    /// First array element whose `field` equals `value`.
+    Find {
+        key: String,
+        field: String,
+        value: String,
+    },
+}
+
+/// A compiled vendor (input) path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InPath {
+    steps: Vec<Step>,
+    text: String,
+}
+
+impl InPath {
+    /// Parses `a.b.0.c` or `a[k=v].b`; the empty string is the root.
+    pub fn parse(text: &str) -> Result<InPath, String> {
+        let mut steps = Vec::new();
+        if !text.is_empty() {
+            for part in split_dots(text) {
+                if part.is_empty() {
+                    return Err(format!("path {text:?} has an empty segment"));
+                }
+                if let Some((key, rest)) = part.split_once('[') {
+                    let inner = rest
+                        .strip_suffix(']')
+                        .ok_or_else(|| format!("path {text:?}: unclosed '['"))?;
+                    let (field, value) = inner
+                        .split_once('=')
+                        .ok_or_else(|| format!("path {text:?}: filter must be [field=value]"))?;
+                    steps.push(Step::Find {
+                        key: key.to_owned(),
+                        field: field.to_owned(),
+                        value: value.to_owned(),
+                    });
+                } else {
+                    steps.push(Step::Key(part.to_owned(), part.parse().ok()));
+                }
+            }
+        }
+        Ok(InPath {
+            steps,
+            text: text.to_owned(),
+        })
+    }
+
+    /// The path as written.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The first key (for leftover computation).
+    pub fn head(&self) -> Option<&str> {
+        match self.steps.first() {
+            Some(Step::Key(k, _)) | Some(Step::Find { key: k, .. }) => Some(k),
+            None => None,
+        }
+    }
+
+    /// True when `self` is `prefix` followed by one more key or more.
+    pub fn child_key_under(&self, prefix: &InPath) -> Option<&str> {
+        if self.steps.len() <= prefix.steps.len() || !self.steps.starts_with(&prefix.steps) {
+            return None;
+        }
+        match self.steps.get(prefix.steps.len()) {
+            Some(Step::Key(k, _)) | Some(Step::Find { key: k, .. }) => Some(k),
+            None => None,
+        }
+    }
+
+    /// The last key (name under `unmapped`).
+    pub fn last_key(&self) -> &str {
+        match self.steps.last() {
+            Some(Step::Key(k, _)) | Some(Step::Find { key: k, .. }) => k,
+            None => "",
+        }
+    }
+
+    /// The value at this path in `root`.
+    pub fn get<'v>(&self, root: &'v Value) -> Option<&'v Value> {
+        let mut cur = root;
+        for step in &self.steps {
+            cur = match step {
+                Step::Key(key, index) => match cur {
+                    Value::Object(map) => map.get(key)?,
+                    Value::Array(items) => items.get((*index)?)?,
+                    _ => return None,
+                },
+                Step::Find { key, field, value } => {
+                    let items = cur.get(key)?.as_array()?;
+                    items.iter().find(|item| {
+                        item.get(field).and_then(Value::as_str) == Some(value.as_str())
+                    })?
+                }
+            };
+        }
+        Some(cur)
+    }
+}
+
+/// Splits on dots outside `[...]` (filter values may contain dots).
+fn split_dots(text: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let mut depth = 0usize;
+    let mut start = 0usize;
+    for (i, c) in text.char_indices() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth = depth.saturating_sub(1),
+            '.' if depth == 0 => {
+                parts.push(text.get(start..i).unwrap_or_default());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(text.get(start..).unwrap_or_default());
+    parts
+}
+
+/// One step of an OCSF path.
+#[derive(Debug, Clone)]
+struct OutStep {
+    key: String,
+    append: bool,
+}
+
+/// A compiled OCSF (output) path.
+#[derive(Debug, Clone)]
+pub struct OutPath {
+    steps: Vec<OutStep>,
+    text: String,
+}
+
+impl OutPath {
+    /// Parses `a.b.c`; `name[]` appends a new element to the array `name`.
+    pub fn parse(text: &str) -> Result<OutPath, String> {
+        let mut steps = Vec::new();
+        for part in text.split('.') {
+            let (key, append) = match part.strip_suffix("[]") {
+                Some(k) => (k, true),
+                None => (part, false),
+            };
+            if key.is_empty() || key.contains(['[', ']']) {
+                return Err(format!("output path {text:?} has a bad segment {part:?}"));
+            }
+            steps.push(OutStep {
+                key: key.to_owned(),
+                append,
+            });
+        }
+        Ok(OutPath {
+            steps,
+            text: text.to_owned(),
+        })
+    }
+
+    /// The path as written.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The top-level OCSF attribute written.
+    pub fn top(&self) -> &str {
+        self.steps
+            .first()
+            .map(|s| s.key.as_str())
+            .unwrap_or_default()
+    }
+
+    /// Writes `value` (replacing, or appending for `[]`).
+    pub fn set(&self, root: &mut Map<String, Value>, value: Value) {
+        set_in(root, &self.steps, value);
+    }
+
+    /// Reads the value written so far.
+    pub fn get<'v>(&self, root: &'v Map<String, Value>) -> Option<&'v Value> {
+        let (first, rest) = self.steps.split_first()?;
+        let mut cur = root.get(&first.key)?;
+        for step in rest {
+            cur = cur.get(&step.key)?;
+        }
+        Some(cur)
+    }
+}
+
+fn set_in(map: &mut Map<String, Value>, steps: &[OutStep], value: Value) {
+    let Some((step, rest)) = steps.split_first() else {
+        return;
+    };
+    if step.append {
+        let slot = map
+            .entry(step.key.clone())
+            .or_insert_with(|| Value::Array(Vec::new()));
+        let Value::Array(items) = slot else { return };
+        if rest.is_empty() {
+            items.push(value);
+        } else {
+            let mut inner = Map::new();
+            set_in(&mut inner, rest, value);
+            items.push(Value::Object(inner));
+        }
+        return;
+    }
+    if rest.is_empty() {
+        map.insert(step.key.clone(), value);
+        return;
+    }
+    let slot = map
+        .entry(step.key.clone())
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Value::Object(inner) = slot {
+        set_in(inner, rest, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn reads_keys_indexes_and_filters() {
+        let v = json!({"a": {"b": [1, {"c": "x"}]}, "body": [{"type": "T", "v": 1}, {"type": "F.S", "v": 2}]});
+        assert_eq!(InPath::parse("a.b.1.c").unwrap().get(&v), Some(&json!("x")));
+        assert_eq!(
+            InPath::parse("body[type=F.S].v").unwrap().get(&v),
+            Some(&json!(2))
+        );
+        assert_eq!(InPath::parse("a.zz").unwrap().get(&v), None);
+        assert_eq!(InPath::parse("").unwrap().get(&v), Some(&v));
+    }
+
+    #[test]
+    fn writes_nested_and_appends() {
+        let mut m = Map::new();
+        OutPath::parse("device.os.name")
+            .unwrap()
+            .set(&mut m, json!("linux"));
+        OutPath::parse("labels[]").unwrap().set(&mut m, json!("a"));
+        OutPath::parse("labels[]").unwrap().set(&mut m, json!("b"));
+        assert_eq!(
+            Value::Object(m),
+            json!({"device": {"os": {"name": "linux"}}, "labels": ["a", "b"]})
+        );
+    }
+
+    #[test]
+    fn rejects_malformed_paths() {
+        assert!(InPath::parse("a..b").is_err());
+        assert!(InPath::parse("a[b").is_err());
+        assert!(OutPath::parse("a.[]").is_err());
+    }
+}

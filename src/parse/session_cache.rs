@@ -1,0 +1,110 @@
+//! A bounded, time-limited memory of values between events of one parser (Hoop: the user and
+//! connection of `session.open`, needed by `session.close`, which carries neither).
+//!
+//! Input: a key and the OCSF fields to remember. Output: those fields on a later lookup, or
+//! nothing once expired or evicted. Bounded in entries (oldest insertion evicted first) and
+//! age. A poisoned lock behaves as a miss: the event is still published, flagged unresolved.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+
+/// The cache.
+#[derive(Debug)]
+pub struct SessionCache {
+    ttl: Duration,
+    max_entries: usize,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    entries: HashMap<String, (Instant, Map<String, Value>)>,
+    order: VecDeque<(Instant, String)>,
+}
+
+impl SessionCache {
+    /// An empty cache.
+    pub fn new(ttl: Duration, max_entries: usize) -> SessionCache {
+        SessionCache {
+            ttl,
+            max_entries: max_entries.max(1),
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    /// Remembers `fields` under `key` (replacing an older entry).
+    pub fn store(&self, key: String, fields: Map<String, Value>) {
+        self.store_at(key, fields, Instant::now());
+    }
+
+    fn store_at(&self, key: String, fields: Map<String, Value>, now: Instant) {
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
+        inner.order.push_back((now, key.clone()));
+        inner.entries.insert(key, (now, fields));
+        // Evict expired and over-cap entries, oldest first; stale order records (a key stored
+        // again later) are skipped.
+        while let Some((at, k)) = inner.order.front().cloned() {
+            let over = inner.entries.len() > self.max_entries;
+            let expired = now.duration_since(at) > self.ttl;
+            if !over && !expired {
+                break;
+            }
+            inner.order.pop_front();
+            if inner.entries.get(&k).is_some_and(|(t, _)| *t == at) {
+                inner.entries.remove(&k);
+            }
+        }
+    }
+
+    /// The fields remembered under `key`, if not expired.
+    pub fn load(&self, key: &str) -> Option<Map<String, Value>> {
+        self.load_at(key, Instant::now())
+    }
+
+    fn load_at(&self, key: &str, now: Instant) -> Option<Map<String, Value>> {
+        let inner = self.inner.lock().ok()?;
+        let (at, fields) = inner.entries.get(key)?;
+        (now.duration_since(*at) <= self.ttl).then(|| fields.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn fields(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn returns_stored_fields_until_ttl() {
+        let c = SessionCache::new(Duration::from_secs(10), 10);
+        let t0 = Instant::now();
+        c.store_at("s1".into(), fields(json!({"user": {"name": "a"}})), t0);
+        assert!(c.load_at("s1", t0 + Duration::from_secs(5)).is_some());
+        assert!(c.load_at("s1", t0 + Duration::from_secs(11)).is_none());
+        assert!(c.load_at("s2", t0).is_none());
+    }
+
+    #[test]
+    fn evicts_oldest_beyond_max_entries() {
+        let c = SessionCache::new(Duration::from_secs(100), 2);
+        let t0 = Instant::now();
+        for (i, k) in ["a", "b", "c"].iter().enumerate() {
+            c.store_at(
+                (*k).into(),
+                Map::new(),
+                t0 + Duration::from_millis(i as u64),
+            );
+        }
+        assert!(c.load_at("a", t0).is_none());
+        assert!(c.load_at("b", t0).is_some());
+        assert!(c.load_at("c", t0).is_some());
+    }
+}
