@@ -67,15 +67,18 @@ fn route(
     match req.uri().path() {
         "/healthz" => text(StatusCode::OK, JSON, "{\"status\":\"ok\"}".into()),
         "/readyz" => {
-            if state.sink.is_ready() && !state.draining.is_cancelled() {
-                text(StatusCode::OK, JSON, "{\"status\":\"ready\"}".into())
+            let readiness = state.sink.readiness();
+            let ready = readiness.ready && !state.draining.is_cancelled();
+            let body = serde_json::json!({
+                "status": if ready { "ready" } else { "not ready" },
+                "sink": readiness.detail,
+            });
+            let status = if ready {
+                StatusCode::OK
             } else {
-                text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    JSON,
-                    "{\"status\":\"not ready\"}".into(),
-                )
-            }
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            text(status, JSON, body.to_string())
         }
         "/metrics" => text(
             StatusCode::OK,

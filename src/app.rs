@@ -1,7 +1,9 @@
 //! Wiring: build the shared state once, start the listeners, own the shutdown order.
 //!
 //! Shutdown order: stop accepting → finish in-flight requests within the grace period →
-//! flush the sink → return. Each step is logged.
+//! stop the spool forwarder (the batch in hand stays unacknowledged, so it is forwarded again
+//! after restart) → flush the producer and close the spool (its writer finishes its queue and
+//! syncs) → return. Each step is logged.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,14 +16,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Trust, Verifier};
 use crate::config::{Config, LimitsConfig};
-use crate::dedup::MemoryStore;
+use crate::dedup::DedupStore;
 use crate::health::Health;
 use crate::limits::Protection;
 use crate::listener::{self, ListenSettings};
 use crate::metrics::Metrics;
 use crate::parse::Catalog;
 use crate::route::{Routes, Source};
-use crate::sink::Sink;
+use crate::sink::{self, Sink};
 use crate::{admin, reload, tls};
 
 /// Everything a request needs, built once.
@@ -32,7 +34,7 @@ pub struct State {
     /// Where events go.
     pub sink: Sink,
     /// Dedup store.
-    pub dedup: MemoryStore,
+    pub dedup: DedupStore,
     /// Metrics registry.
     pub metrics: Metrics,
     /// Per-source health and recent events for `/status`; reconfigure on reload.
@@ -110,7 +112,12 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let runtime = build_runtime(&config, &catalog)?;
-    let sink = Sink::build(&config.sink)?;
+    let (sink, tasks) = Sink::build(&config).await?;
+    let spool_dir = match &sink {
+        Sink::Spooled { spool, .. } => Some(spool.dir().to_owned()),
+        Sink::Direct(_) => None,
+    };
+    let dedup = DedupStore::build(&config.dedup, spool_dir.as_deref()).await?;
     let metrics = Metrics::new()?;
     metrics.configure(&config);
     let health = Health::new(&config);
@@ -121,7 +128,7 @@ pub async fn run(
     let state = Arc::new(State {
         runtime: ArcSwap::from_pointee(runtime),
         sink,
-        dedup: MemoryStore::new(1_000_000),
+        dedup,
         metrics,
         health,
         body_read_timeout: Duration::from_millis(config.listener.body_read_timeout_ms),
@@ -148,6 +155,18 @@ pub async fn run(
         config.path.clone(),
         shutdown.clone(),
     ));
+    // Background delivery work: the spool writer (blocking thread), the forwarder, the probe.
+    let background_stop = CancellationToken::new();
+    let writer_task = tasks
+        .writer
+        .map(|w| tokio::task::spawn_blocking(move || w.run()));
+    let forwarder_task = tasks
+        .forwarder
+        .map(|f| tokio::spawn(f.run(background_stop.clone())));
+    let probe_task = tasks
+        .kafka
+        .map(|k| tokio::spawn(sink::watch_reachability(k, background_stop.clone())));
+
     let admin_task = tokio::spawn(admin::serve(
         admin_listener,
         Arc::clone(&state),
@@ -160,10 +179,25 @@ pub async fn run(
     };
     listener::serve(public, tls, Arc::clone(&state), settings, shutdown.clone()).await?;
 
+    tracing::info!("stopping spool forwarder");
+    background_stop.cancel();
+    for (name, task) in [("forwarder", forwarder_task), ("kafka probe", probe_task)] {
+        if let Some(task) = task {
+            if let Err(e) = task.await {
+                tracing::error!(task = name, error = %e, "background task failed");
+            }
+        }
+    }
     tracing::info!("flushing sink");
     match state.sink.flush().await {
         Ok(()) => tracing::info!("sink flushed"),
         Err(e) => tracing::error!(error = %e, "sink flush failed"),
+    }
+    if let Some(task) = writer_task {
+        match task.await {
+            Ok(()) => tracing::info!("spool closed"),
+            Err(e) => tracing::error!(task = "spool writer", error = %e, "background task failed"),
+        }
     }
     admin_task.abort();
     reload_task.abort();

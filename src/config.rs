@@ -5,11 +5,15 @@
 //! Fails with [`ConfigError`], which lists every problem found, each naming the key.
 
 pub mod auth;
+pub mod dedup;
+pub mod delivery;
+pub mod kafka;
 pub mod limits;
 pub mod listener;
 pub mod secret;
 pub mod sink;
 pub mod source;
+pub mod spool;
 pub mod status;
 pub mod telemetry;
 pub mod trust;
@@ -21,11 +25,15 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use self::auth::AuthConfig;
+pub use self::dedup::{DedupBackend, DedupConfig};
+pub use self::delivery::{DeliveryConfig, DeliveryMode};
+pub use self::kafka::{Compression, KafkaConfig};
 pub use self::limits::LimitsConfig;
 pub use self::listener::{AdminConfig, ListenerConfig, TlsConfig};
 pub use self::secret::Secret;
 pub use self::sink::SinkConfig;
 pub use self::source::SourceConfig;
+pub use self::spool::SpoolConfig;
 pub use self::status::StatusConfig;
 pub use self::telemetry::{LogFormat, TelemetryConfig};
 pub use self::trust::TrustConfig;
@@ -50,6 +58,18 @@ pub struct Config {
     /// absent (loopback clients only).
     #[serde(default)]
     pub status: StatusConfig,
+    /// `[delivery]`: when a 2xx is sent (spool or direct). See `config/delivery.rs`.
+    #[serde(default)]
+    pub delivery: DeliveryConfig,
+    /// `[kafka]`: the cluster to publish to. Absent: events go to `[sink]` (JSON lines).
+    #[serde(default)]
+    pub kafka: Option<KafkaConfig>,
+    /// `[spool]`: the local durable queue (spool mode). Defaults apply when absent.
+    #[serde(default)]
+    pub spool: SpoolConfig,
+    /// `[dedup]`: duplicate window and store. Defaults apply when absent.
+    #[serde(default)]
+    pub dedup: DedupConfig,
     /// `[telemetry]`: log format and level.
     #[serde(default)]
     pub telemetry: TelemetryConfig,
@@ -212,6 +232,7 @@ impl Config {
                 }
             }
         }
+        delivery_problems(self, &mut add);
         let mut names = HashSet::new();
         let mut paths = HashSet::new();
         for (i, source) in self.sources.iter().enumerate() {
@@ -309,6 +330,84 @@ impl Config {
             add(p.key, p.message);
         }
         problems
+    }
+}
+
+impl Config {
+    /// The delivery mode in force: the configured one, else spool with Kafka, direct without.
+    pub fn delivery_mode(&self) -> DeliveryMode {
+        match (self.delivery.mode, &self.kafka) {
+            (Some(mode), _) => mode,
+            (None, Some(_)) => DeliveryMode::Spool,
+            (None, None) => DeliveryMode::Direct,
+        }
+    }
+}
+
+/// Problems in `[delivery]`, `[kafka]`, `[spool]` and `[dedup]`.
+fn delivery_problems(config: &Config, add: &mut impl FnMut(String, String)) {
+    if let Some(kafka) = &config.kafka {
+        if kafka.brokers.trim().is_empty() {
+            add(
+                "kafka.brokers".into(),
+                "must name at least one host:port".into(),
+            );
+        }
+        for (key, template) in [
+            ("kafka.topic", &kafka.topic),
+            ("kafka.dead_letter_topic", &kafka.dead_letter_topic),
+        ] {
+            if let Err(message) = crate::publish::TopicTemplate::parse(template) {
+                add(key.into(), message);
+            }
+        }
+        if kafka.topic_partitions < 1 {
+            add("kafka.topic_partitions".into(), "must be at least 1".into());
+        }
+        if kafka.topic_replication == 0 || kafka.topic_replication < -1 {
+            add(
+                "kafka.topic_replication".into(),
+                "must be at least 1, or -1 for the broker's default".into(),
+            );
+        }
+    }
+    if config.delivery_mode() == DeliveryMode::Spool {
+        let spool = &config.spool;
+        if spool.segment_bytes < 4096 {
+            add("spool.segment_bytes".into(), "must be at least 4096".into());
+        }
+        if spool.max_bytes < spool.segment_bytes.saturating_mul(2) {
+            add(
+                "spool.max_bytes".into(),
+                "must be at least twice spool.segment_bytes (space is freed one segment at a time)"
+                    .into(),
+            );
+        }
+        if spool.ready_below_percent == 0 || spool.ready_below_percent > 100 {
+            add(
+                "spool.ready_below_percent".into(),
+                "must be between 1 and 100".into(),
+            );
+        }
+    }
+    let dedup = &config.dedup;
+    if dedup.window_s == 0 {
+        add("dedup.window_s".into(), "must be at least 1".into());
+    }
+    if dedup.reservation_ttl_s == 0 {
+        add(
+            "dedup.reservation_ttl_s".into(),
+            "must be at least 1".into(),
+        );
+    }
+    if dedup.max_entries == 0 {
+        add("dedup.max_entries".into(), "must be at least 1".into());
+    }
+    if dedup.backend == DedupBackend::Redis && dedup.redis_url.is_none() {
+        add(
+            "dedup.redis_url".into(),
+            "is required when dedup.backend = \"redis\"".into(),
+        );
     }
 }
 

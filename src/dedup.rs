@@ -3,16 +3,26 @@
 //! Input: the request's events, each with an [`EventKey`]. Output: a [`Dedup`] outcome per
 //! event. Keys are scoped by source. Reserve, then commit: a key is *reserved* when its event
 //! enters the pipeline, *committed* only once the event is durable, and *released* when
-//! delivery failed, so the vendor's retry is accepted rather than swallowed.
+//! delivery failed, so the vendor's retry is accepted rather than swallowed. Two requests
+//! carrying the same id at once: the second sees [`Dedup::InFlight`] (→ 409 + `Retry-After`),
+//! so the event is published once.
 //!
-//! The in-process store is bounded in entries; when full, the entry that expires soonest is
-//! evicted first (a committed entry past its window is dropped on the way).
+//! Window: `[dedup] window_s`, or the parser's window for the event when that is longer.
+//! Stores ([`DedupStore`]): in process (bounded, journaled; see `dedup/memory.rs` for the
+//! eviction rule) or Redis (several instances; `dedup/redis.rs`). Fails with [`DedupError`].
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+pub mod journal;
+pub mod memory;
+pub mod redis;
 
+use std::path::Path;
+use std::time::Duration;
+
+use crate::config::{DedupBackend, DedupConfig};
 use crate::parse::EventKey;
+
+pub use self::memory::MemoryStore;
+pub use self::redis::RedisStore;
 
 /// What dedup decided for one event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,200 +43,143 @@ pub enum DedupError {
     /// Gateway's fault: the store's lock was poisoned by a panic elsewhere.
     #[error("dedup store is unavailable")]
     Unavailable,
+    /// Downstream fault: Redis refused or failed.
+    #[error("dedup store (Redis) failed")]
+    Redis(#[source] ::redis::RedisError),
+    /// Downstream fault: Redis did not answer in time.
+    #[error("dedup store (Redis) timed out")]
+    Timeout,
+    /// Operator's fault: the journal file cannot be opened.
+    #[error("cannot open dedup journal {path}")]
+    Journal {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
-#[derive(Debug, Clone, Copy)]
-enum State {
-    Reserved,
-    Committed,
-}
-
-#[derive(Debug)]
-struct Entry {
-    state: State,
-    expires: Instant,
-}
-
-#[derive(Debug, Default)]
-struct Inner {
-    entries: HashMap<String, Entry>,
-    /// (expiry, key) in expiry order, for eviction and expiry sweeps.
-    by_expiry: BTreeSet<(Instant, String)>,
-}
-
-/// The in-process dedup store.
-#[derive(Debug)]
-pub struct MemoryStore {
-    inner: Mutex<Inner>,
-    max_entries: usize,
-    /// How long a reservation holds when its request never finishes (a crash mid-request).
-    reservation_ttl: Duration,
-}
-
-impl MemoryStore {
-    /// A store holding at most `max_entries` keys.
-    pub fn new(max_entries: usize) -> MemoryStore {
-        MemoryStore {
-            inner: Mutex::new(Inner::default()),
-            max_entries,
-            reservation_ttl: Duration::from_secs(120),
+impl DedupError {
+    /// Bounded label for logs and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DedupError::Unavailable => "dedup_unavailable",
+            DedupError::Redis(_) => "dedup_redis",
+            DedupError::Timeout => "dedup_timeout",
+            DedupError::Journal { .. } => "dedup_journal",
         }
+    }
+}
+
+/// Where keys live.
+#[derive(Debug)]
+pub enum Backend {
+    /// In this process.
+    Memory(MemoryStore),
+    /// In Redis.
+    Redis(RedisStore),
+}
+
+/// The dedup store with its window.
+#[derive(Debug)]
+pub struct DedupStore {
+    backend: Backend,
+    window: Duration,
+}
+
+impl DedupStore {
+    /// A store over `backend` with the default `window`.
+    pub fn new(backend: Backend, window: Duration) -> DedupStore {
+        DedupStore { backend, window }
+    }
+
+    /// Builds the configured store. `spool_dir` is where the journal goes by default (spool
+    /// mode); without it and without `journal_path`, the memory store forgets on restart.
+    pub async fn build(
+        config: &DedupConfig,
+        spool_dir: Option<&Path>,
+    ) -> Result<DedupStore, DedupError> {
+        let ttl = Duration::from_secs(config.reservation_ttl_s);
+        let backend = match config.backend {
+            DedupBackend::Redis => {
+                let url = config
+                    .redis_url
+                    .as_ref()
+                    .map(|s| s.expose())
+                    .unwrap_or_default();
+                Backend::Redis(RedisStore::connect(url, config.redis_prefix.clone(), ttl).await?)
+            }
+            DedupBackend::Memory => {
+                let path = config
+                    .journal_path
+                    .clone()
+                    .or_else(|| spool_dir.map(|d| d.join("dedup.journal")));
+                match path {
+                    Some(path) => {
+                        let journal = journal::Journal::open(path.clone()).map_err(|source| {
+                            DedupError::Journal {
+                                path: path.display().to_string(),
+                                source,
+                            }
+                        })?;
+                        Backend::Memory(MemoryStore::with_journal(config.max_entries, ttl, journal))
+                    }
+                    None => Backend::Memory(MemoryStore::new(config.max_entries, ttl)),
+                }
+            }
+        };
+        Ok(DedupStore::new(
+            backend,
+            Duration::from_secs(config.window_s),
+        ))
     }
 
     fn scoped(source: &str, key: &EventKey) -> String {
         format!("{source}\u{1f}{}", key.id)
     }
 
+    /// The window for `key`, or `None` when it is exempt.
+    fn window(&self, key: &EventKey) -> Option<Duration> {
+        key.window.map(|w| w.max(self.window))
+    }
+
     /// Reserves `key` for delivery unless it is in flight or seen.
-    pub fn reserve(&self, source: &str, key: &EventKey) -> Result<Dedup, DedupError> {
-        if key.window.is_none() {
+    pub async fn reserve(&self, source: &str, key: &EventKey) -> Result<Dedup, DedupError> {
+        if self.window(key).is_none() {
             return Ok(Dedup::Exempt);
         }
-        let now = Instant::now();
         let scoped = Self::scoped(source, key);
-        let mut inner = self.inner.lock().map_err(|_| DedupError::Unavailable)?;
-        if let Some(entry) = inner.entries.get(&scoped) {
-            if entry.expires > now {
-                return Ok(match entry.state {
-                    State::Reserved => Dedup::InFlight,
-                    State::Committed => Dedup::Seen,
-                });
-            }
+        match &self.backend {
+            Backend::Memory(m) => m.reserve(&scoped),
+            Backend::Redis(r) => r.reserve(&scoped).await,
         }
-        let expires = now + self.reservation_ttl;
-        inner.insert(scoped, State::Reserved, expires, self.max_entries, now);
-        Ok(Dedup::New)
     }
 
     /// Marks `key` delivered: repeats within its window are now [`Dedup::Seen`].
-    pub fn commit(&self, source: &str, key: &EventKey) -> Result<(), DedupError> {
-        let Some(window) = key.window else {
+    pub async fn commit(&self, source: &str, key: &EventKey) -> Result<(), DedupError> {
+        let Some(window) = self.window(key) else {
             return Ok(());
         };
-        let now = Instant::now();
-        let mut inner = self.inner.lock().map_err(|_| DedupError::Unavailable)?;
-        inner.insert(
-            Self::scoped(source, key),
-            State::Committed,
-            now + window,
-            self.max_entries,
-            now,
-        );
-        Ok(())
+        let scoped = Self::scoped(source, key);
+        match &self.backend {
+            Backend::Memory(m) => m.commit(&scoped, window),
+            Backend::Redis(r) => r.commit(&scoped, window).await,
+        }
     }
 
     /// Forgets a reservation whose delivery failed, so the vendor's retry is accepted.
-    pub fn release(&self, source: &str, key: &EventKey) -> Result<(), DedupError> {
-        if key.window.is_none() {
+    pub async fn release(&self, source: &str, key: &EventKey) -> Result<(), DedupError> {
+        if self.window(key).is_none() {
             return Ok(());
         }
         let scoped = Self::scoped(source, key);
-        let mut inner = self.inner.lock().map_err(|_| DedupError::Unavailable)?;
-        if let Some(entry) = inner.entries.get(&scoped) {
-            if matches!(entry.state, State::Reserved) {
-                let expires = entry.expires;
-                inner.entries.remove(&scoped);
-                inner.by_expiry.remove(&(expires, scoped));
-            }
+        match &self.backend {
+            Backend::Memory(m) => m.release(&scoped),
+            Backend::Redis(r) => r.release(&scoped).await,
         }
-        Ok(())
-    }
-
-    /// Number of keys held.
-    pub fn len(&self) -> usize {
-        self.inner.lock().map(|i| i.entries.len()).unwrap_or(0)
-    }
-
-    /// True when no key is held.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-impl Inner {
-    fn insert(
-        &mut self,
-        key: String,
-        state: State,
-        expires: Instant,
-        max_entries: usize,
-        now: Instant,
-    ) {
-        if let Some(old) = self.entries.remove(&key) {
-            self.by_expiry.remove(&(old.expires, key.clone()));
-        }
-        // Drop expired entries, then the soonest-expiring ones while over the cap.
-        while let Some((first_expiry, _)) = self.by_expiry.first() {
-            if *first_expiry > now && self.entries.len() < max_entries {
-                break;
-            }
-            if let Some((_, evicted)) = self.by_expiry.pop_first() {
-                self.entries.remove(&evicted);
-            }
-        }
-        self.by_expiry.insert((expires, key.clone()));
-        self.entries.insert(key, Entry { state, expires });
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn key(id: &str) -> EventKey {
-        EventKey {
-            id: id.to_owned(),
-            window: Some(Duration::from_secs(3600)),
-        }
-    }
-
-    #[test]
-    fn reserve_then_commit_makes_repeats_seen() {
-        let s = MemoryStore::new(10);
-        assert_eq!(s.reserve("a", &key("1")).unwrap(), Dedup::New);
-        assert_eq!(s.reserve("a", &key("1")).unwrap(), Dedup::InFlight);
-        s.commit("a", &key("1")).unwrap();
-        assert_eq!(s.reserve("a", &key("1")).unwrap(), Dedup::Seen);
-    }
-
-    #[test]
-    fn release_lets_the_retry_through() {
-        let s = MemoryStore::new(10);
-        assert_eq!(s.reserve("a", &key("1")).unwrap(), Dedup::New);
-        s.release("a", &key("1")).unwrap();
-        assert_eq!(s.reserve("a", &key("1")).unwrap(), Dedup::New);
-    }
-
-    #[test]
-    fn keys_are_scoped_by_source() {
-        let s = MemoryStore::new(10);
-        s.reserve("a", &key("1")).unwrap();
-        s.commit("a", &key("1")).unwrap();
-        assert_eq!(s.reserve("b", &key("1")).unwrap(), Dedup::New);
-    }
-
-    #[test]
-    fn exempt_keys_are_never_held() {
-        let s = MemoryStore::new(10);
-        let k = EventKey {
-            id: "x".into(),
-            window: None,
-        };
-        assert_eq!(s.reserve("a", &k).unwrap(), Dedup::Exempt);
-        s.commit("a", &k).unwrap();
-        assert_eq!(s.reserve("a", &k).unwrap(), Dedup::Exempt);
-        assert!(s.is_empty());
-    }
-
-    #[test]
-    fn stays_within_the_entry_cap() {
-        let s = MemoryStore::new(3);
-        for i in 0..10 {
-            s.reserve("a", &key(&i.to_string())).unwrap();
-            s.commit("a", &key(&i.to_string())).unwrap();
-        }
-        assert!(s.len() <= 3, "{}", s.len());
-        // The newest is still remembered.
-        assert_eq!(s.reserve("a", &key("9")).unwrap(), Dedup::Seen);
-    }
-}
+mod tests;

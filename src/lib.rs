@@ -14,7 +14,9 @@
 //! | [`dedup`] | 6. reserve / commit event ids |
 //! | [`parse`] | 7. vendor parser definitions (`parsers/`) |
 //! | [`normalize`] | 8. OCSF 1.8.0 events |
-//! | [`sink`] | 9–10. make durable and publish |
+//! | [`sink`] | 9–10. make durable and publish: spool or direct, one entry point |
+//! | [`spool`] | 9. append-only, checksummed, group-committed local queue |
+//! | [`publish`] | 10. Kafka producer, topic routing, topic creation |
 //! | [`respond`] | 11. outcome or error → HTTP answer |
 //!
 //! Around the trip: [`app`] (wiring, shutdown order), [`config`], [`admin`] (health, metrics,
@@ -37,12 +39,14 @@ pub mod normalize;
 pub mod parse;
 pub mod pipeline;
 pub mod preview;
+pub mod publish;
 pub mod reload;
 pub mod respond;
 pub mod route;
 pub mod shutdown;
 pub mod sink;
 pub mod split;
+pub mod spool;
 pub mod status;
 pub mod telemetry;
 pub mod tls;

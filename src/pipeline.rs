@@ -144,7 +144,7 @@ async fn trip(
     let mut duplicates = 0usize;
     let mut in_flight = false;
     for event in events {
-        match state.dedup.reserve(&source.name, &event.key)? {
+        match state.dedup.reserve(&source.name, &event.key).await? {
             Dedup::New | Dedup::Exempt => fresh.push(event),
             Dedup::Seen => duplicates += 1,
             Dedup::InFlight if fresh.iter().any(|f| f.key == event.key) => duplicates += 1,
@@ -152,7 +152,7 @@ async fn trip(
         }
     }
     if in_flight {
-        release_all(state, &source.name, fresh.iter().map(|e| &e.key));
+        release_all(state, &source.name, fresh.iter().map(|e| &e.key)).await;
         return Err(Failure::InFlight);
     }
     let keys: Vec<parse::EventKey> = fresh.iter().map(|e| e.key.clone()).collect();
@@ -213,7 +213,7 @@ async fn trip(
             records,
         };
         if let Err(e) = state.sink.deliver(batch).await {
-            release_all(state, &source.name, keys.iter());
+            release_all(state, &source.name, keys.iter()).await;
             let (name, vendor, n) = (&source.name, &source.vendor, events as u64);
             state
                 .metrics
@@ -222,7 +222,7 @@ async fn trip(
         }
     }
     for key in &keys {
-        state.dedup.commit(&source.name, key)?;
+        state.dedup.commit(&source.name, key).await?;
     }
     // Counted once durable, once per batch; the status keeps the latest for its lookback.
     let (classes, lookback): (Vec<&'static str>, Vec<Bytes>) = published.into_iter().unzip();
@@ -236,9 +236,13 @@ async fn trip(
     Ok(Outcome::Accepted { events, duplicates })
 }
 
-fn release_all<'a>(state: &State, source: &str, keys: impl Iterator<Item = &'a parse::EventKey>) {
+async fn release_all<'a>(
+    state: &State,
+    source: &str,
+    keys: impl Iterator<Item = &'a parse::EventKey>,
+) {
     for key in keys {
-        if let Err(e) = state.dedup.release(source, key) {
+        if let Err(e) = state.dedup.release(source, key).await {
             tracing::error!(error = %e, "dedup release failed");
         }
     }

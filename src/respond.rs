@@ -80,7 +80,7 @@ impl Failure {
             },
             Failure::Split(e) => e.code(),
             Failure::InFlight => "in_flight_duplicate",
-            Failure::Dedup(_) => "dedup_unavailable",
+            Failure::Dedup(e) => e.code(),
             Failure::Sink(e) => e.code(),
         }
     }

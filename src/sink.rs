@@ -1,18 +1,30 @@
 //! Stages 9–10, spool and publish: make a request's records durable downstream.
 //!
 //! Input: a [`Batch`] of normalized events and dead letters from one request. Output:
-//! `Ok(())` only once every record is durable (written and synced, or acknowledged).
-//! Fails with [`SinkError`] → 503 with `Retry-After`, so the vendor retries. Every output
-//! goes through the one [`Sink`] type, so adding one never touches the request path.
+//! `Ok(())` only once every record is durable: appended and fsynced to the spool (spool mode),
+//! or acknowledged by Kafka / synced to the JSON-lines file (direct mode). Fails with
+//! [`SinkError`] → 503 with `Retry-After`, so the vendor retries. The request path calls only
+//! [`Sink::deliver`]; in spool mode the [`forward::Forwarder`] publishes in the background.
+//!
+//! Modes (`[delivery] mode`): `spool` is the default with `[kafka]`; without `[kafka]` the
+//! default is `direct` to the JSON-lines file (already fsynced per request). `spool` in front
+//! of the JSON-lines file also works (the forwarder writes the file).
 
+pub mod envelope;
+pub mod forward;
 pub mod jsonl;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
 
-use crate::config::SinkConfig;
+use crate::config::{Config, DeliveryMode};
 use crate::normalize::OcsfEvent;
+use crate::publish::{Kafka, PublishError};
+use crate::spool::{Spool, SpoolError, SpoolSettings, Writer};
 
 /// One request's records, with the context downstream consumers need (Kafka headers).
 #[derive(Debug)]
@@ -58,6 +70,12 @@ pub enum SinkError {
     /// Gateway fault: the writer task is gone.
     #[error("sink is closed")]
     Closed,
+    /// Downstream fault: the spool refused (full) or failed.
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    /// Downstream fault: Kafka did not acknowledge (direct mode).
+    #[error(transparent)]
+    Publish(#[from] PublishError),
 }
 
 impl SinkError {
@@ -66,6 +84,8 @@ impl SinkError {
         match self {
             SinkError::Io(_) => "sink_io",
             SinkError::Closed => "sink_closed",
+            SinkError::Spool(e) => e.code(),
+            SinkError::Publish(e) => e.code(),
         }
     }
 }
@@ -82,39 +102,248 @@ pub enum SinkBuildError {
         #[source]
         source: std::io::Error,
     },
+    /// Operator's or disk's fault: the spool directory cannot be opened or recovered.
+    #[error("cannot open spool in {dir}: {source}")]
+    Spool {
+        /// The directory.
+        dir: String,
+        /// Why.
+        #[source]
+        source: SpoolError,
+    },
+    /// Operator's fault: Kafka refused the topics, or is unreachable in direct mode.
+    #[error("Kafka at {brokers}: {source}")]
+    Kafka {
+        /// The bootstrap list.
+        brokers: String,
+        /// Why.
+        #[source]
+        source: PublishError,
+    },
 }
 
-/// The configured output.
+/// Where envelopes end up.
 #[derive(Debug)]
-pub enum Sink {
+pub enum Output {
     /// JSON lines to standard output or a file (the embedded default).
     Jsonl(jsonl::JsonlSink),
+    /// A Kafka cluster.
+    Kafka(Kafka),
+}
+
+impl Output {
+    /// Publishes every envelope not yet `done`, marking those that are now durable.
+    pub async fn send(
+        &self,
+        envelopes: &[envelope::Envelope],
+        done: &mut [bool],
+    ) -> Result<(), SinkError> {
+        match self {
+            Output::Jsonl(s) => s.send(envelopes, done).await,
+            Output::Kafka(k) => Ok(k.send(envelopes, done).await?),
+        }
+    }
+
+    fn is_reachable(&self) -> bool {
+        match self {
+            Output::Jsonl(s) => s.is_ready(),
+            Output::Kafka(k) => k.is_reachable(),
+        }
+    }
+}
+
+/// Background work the sink needs; `app.rs` spawns and joins it.
+#[derive(Debug, Default)]
+pub struct SinkTasks {
+    /// The spool's group-commit writer (a blocking thread).
+    pub writer: Option<Writer>,
+    /// The spool forwarder.
+    pub forwarder: Option<forward::Forwarder>,
+    /// Kafka, for the reachability probe.
+    pub kafka: Option<Arc<Output>>,
+}
+
+/// What `/readyz` reports.
+#[derive(Debug)]
+pub struct Readiness {
+    /// Whether to take traffic.
+    pub ready: bool,
+    /// Details for the body.
+    pub detail: serde_json::Value,
+}
+
+/// The configured delivery path.
+#[derive(Debug)]
+pub enum Sink {
+    /// 2xx once the output has it.
+    Direct(Arc<Output>),
+    /// 2xx once the spool has it; a forwarder drains the spool to the output.
+    Spooled {
+        /// The spool.
+        spool: Spool,
+        /// Where the forwarder publishes.
+        output: Arc<Output>,
+        /// Readiness turns false above this fill percentage.
+        ready_below_percent: u8,
+    },
 }
 
 impl Sink {
-    /// Builds the sink described by `config`.
-    pub fn build(config: &SinkConfig) -> Result<Sink, SinkBuildError> {
-        Ok(Sink::Jsonl(jsonl::JsonlSink::open(config)?))
+    /// Builds the delivery path described by `config`, checking or creating Kafka topics.
+    pub async fn build(config: &Config) -> Result<(Sink, SinkTasks), SinkBuildError> {
+        let mode = config.delivery_mode();
+        let output = match &config.kafka {
+            None => Output::Jsonl(jsonl::JsonlSink::open(&config.sink)?),
+            Some(k) => {
+                let kafka_error = |source| SinkBuildError::Kafka {
+                    brokers: k.brokers.clone(),
+                    source,
+                };
+                let kafka = Kafka::build(k).map_err(kafka_error)?;
+                match kafka.ensure_fixed_topics().await {
+                    Ok(()) => {}
+                    Err(e) if mode == DeliveryMode::Spool && !e.is_refusal() => {
+                        tracing::warn!(brokers = %k.brokers, error = %e, "Kafka is unreachable at startup; accepting into the spool and retrying");
+                    }
+                    Err(e) => return Err(kafka_error(e)),
+                }
+                Output::Kafka(kafka)
+            }
+        };
+        let output = Arc::new(output);
+        let kafka = matches!(*output, Output::Kafka(_)).then(|| Arc::clone(&output));
+        match mode {
+            DeliveryMode::Direct => Ok((
+                Sink::Direct(Arc::clone(&output)),
+                SinkTasks {
+                    kafka,
+                    ..SinkTasks::default()
+                },
+            )),
+            DeliveryMode::Spool => {
+                let settings = SpoolSettings {
+                    dir: config.spool.dir.clone(),
+                    max_bytes: config.spool.max_bytes,
+                    segment_bytes: config.spool.segment_bytes,
+                };
+                let (spool, writer) =
+                    Spool::open(settings).map_err(|source| SinkBuildError::Spool {
+                        dir: config.spool.dir.display().to_string(),
+                        source,
+                    })?;
+                let stats = spool.stats();
+                tracing::info!(
+                    dir = %config.spool.dir.display(),
+                    pending_records = stats.pending_records,
+                    used_bytes = stats.used_bytes,
+                    "spool opened"
+                );
+                let forwarder = forward::Forwarder::new(spool.clone(), Arc::clone(&output));
+                Ok((
+                    Sink::Spooled {
+                        spool,
+                        output,
+                        ready_below_percent: config.spool.ready_below_percent,
+                    },
+                    SinkTasks {
+                        writer: Some(writer),
+                        forwarder: Some(forwarder),
+                        kafka,
+                    },
+                ))
+            }
+        }
     }
 
     /// Makes `batch` durable; returns only once it is.
     pub async fn deliver(&self, batch: Batch) -> Result<(), SinkError> {
+        let envelopes = envelope::from_batch(batch);
         match self {
-            Sink::Jsonl(s) => s.deliver(batch).await,
+            Sink::Direct(output) => {
+                let mut done = vec![false; envelopes.len()];
+                output.send(&envelopes, &mut done).await
+            }
+            Sink::Spooled { spool, .. } => {
+                let payloads = envelopes.iter().map(envelope::Envelope::encode).collect();
+                spool.append(payloads).await?;
+                Ok(())
+            }
         }
     }
 
     /// True when the output can take records now (readiness probe).
     pub fn is_ready(&self) -> bool {
+        self.readiness().ready
+    }
+
+    /// Readiness with its reasons: in direct mode the output must be reachable; in spool mode
+    /// the spool must be below its pressure mark (a Kafka outage alone keeps it ready: the
+    /// spool exists to ride it out).
+    pub fn readiness(&self) -> Readiness {
         match self {
-            Sink::Jsonl(s) => s.is_ready(),
+            Sink::Direct(output) => {
+                let reachable = output.is_reachable();
+                Readiness {
+                    ready: reachable,
+                    detail: json!({ "mode": "direct", "output_reachable": reachable }),
+                }
+            }
+            Sink::Spooled {
+                spool,
+                output,
+                ready_below_percent,
+            } => {
+                let stats = spool.stats();
+                let percent = stats.used_bytes.saturating_mul(100) / stats.max_bytes.max(1);
+                Readiness {
+                    ready: percent < u64::from(*ready_below_percent),
+                    detail: json!({
+                        "mode": "spool",
+                        "output_reachable": output.is_reachable(),
+                        "spool_used_percent": percent,
+                        "spool_pending_records": stats.pending_records,
+                    }),
+                }
+            }
         }
     }
 
-    /// Flushes and syncs whatever is buffered (shutdown).
+    /// Flushes what is buffered (shutdown): the producer's queue, and the spool writer (which
+    /// finishes its queue, syncs and stops). Call after the forwarder stopped.
     pub async fn flush(&self) -> Result<(), SinkError> {
-        match self {
-            Sink::Jsonl(s) => s.flush().await,
+        let output = match self {
+            Sink::Direct(output) => output,
+            Sink::Spooled { spool, output, .. } => {
+                spool.close();
+                output
+            }
+        };
+        match &**output {
+            Output::Jsonl(s) => s.flush().await,
+            Output::Kafka(k) => Ok(k.flush(Duration::from_secs(10)).await?),
+        }
+    }
+}
+
+/// Probes Kafka every few seconds until `stop`, so readiness follows reachability even when
+/// no traffic flows.
+pub async fn watch_reachability(output: Arc<Output>, stop: CancellationToken) {
+    let Output::Kafka(kafka) = &*output else {
+        return;
+    };
+    loop {
+        let was = kafka.is_reachable();
+        let now = kafka.probe().await;
+        if was != now {
+            if now {
+                tracing::info!("Kafka is reachable");
+            } else {
+                tracing::warn!("Kafka is unreachable");
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(5)) => {}
+            () = stop.cancelled() => return,
         }
     }
 }

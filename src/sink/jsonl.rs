@@ -1,6 +1,6 @@
 //! The embedded default sink: one JSON object per line, to standard output or a file.
 //!
-//! A file is appended to and synced (`fdatasync`) before `deliver` returns, so a 2xx means the
+//! A file is appended to and synced (`fdatasync`) before `send` returns, so a 2xx means the
 //! lines are on disk. Dead letters are lines of the form
 //! `{"dead_letter":true,"source":…,"vendor":…,"request_id":…,"uid":…,"reason_code":…,"reason":…,"raw_data":…}`.
 //!
@@ -20,7 +20,8 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Batch, Record, SinkBuildError, SinkError};
+use super::envelope::{Envelope, Kind};
+use super::{SinkBuildError, SinkError};
 use crate::config::SinkConfig;
 
 /// Appends waiting for the writer. Bounded so a stalled disk pushes back on requests (they
@@ -95,26 +96,30 @@ impl JsonlSink {
         })
     }
 
-    /// Writes and syncs the batch; returns once the sync covering it has returned.
-    pub async fn deliver(&self, batch: Batch) -> Result<(), SinkError> {
+    /// Writes and syncs `envelopes`, marking them all done; returns once the sync covering
+    /// them has returned.
+    pub async fn send(&self, envelopes: &[Envelope], done: &mut [bool]) -> Result<(), SinkError> {
         let mut event_lines = Vec::new();
         let mut dead_lines = Vec::new();
-        for record in batch.records {
-            match record {
-                Record::Event(e) => {
-                    event_lines.extend_from_slice(&e.json);
+        for e in envelopes {
+            match &e.kind {
+                Kind::Event { .. } => {
+                    event_lines.extend_from_slice(&e.body);
                     event_lines.push(b'\n');
                 }
-                Record::DeadLetter(d) => {
+                Kind::DeadLetter {
+                    reason_code,
+                    reason,
+                } => {
                     let line = json!({
                         "dead_letter": true,
-                        "source": &*batch.source,
-                        "vendor": &*batch.vendor,
-                        "request_id": batch.request_id,
-                        "uid": d.uid,
-                        "reason_code": d.reason_code,
-                        "reason": d.reason,
-                        "raw_data": String::from_utf8_lossy(&d.raw),
+                        "source": e.source,
+                        "vendor": e.vendor,
+                        "request_id": e.request_id,
+                        "uid": e.uid,
+                        "reason_code": reason_code,
+                        "reason": reason,
+                        "raw_data": String::from_utf8_lossy(&e.body),
                     });
                     let target = if self.separate_dead_letters {
                         &mut dead_lines
@@ -126,7 +131,9 @@ impl JsonlSink {
                 }
             }
         }
-        self.commit(event_lines, dead_lines).await
+        self.commit(event_lines, dead_lines).await?;
+        done.iter_mut().for_each(|d| *d = true);
+        Ok(())
     }
 
     /// Queues `events` and `dead` lines for the writer and waits for the sync that covers them.
@@ -216,7 +223,16 @@ mod tests {
 
     use super::*;
     use crate::normalize::OcsfEvent;
-    use crate::sink::DeadLetter;
+    use crate::sink::{envelope, Batch, DeadLetter, Record};
+
+    /// Sends a request's batch the way the sink does, checking every envelope is marked done.
+    async fn deliver(sink: &JsonlSink, batch: Batch) -> Result<(), SinkError> {
+        let envelopes = envelope::from_batch(batch);
+        let mut done = vec![false; envelopes.len()];
+        sink.send(&envelopes, &mut done).await?;
+        assert!(done.iter().all(|d| *d));
+        Ok(())
+    }
 
     fn event(uid: &str) -> Record {
         Record::Event(OcsfEvent {
@@ -254,7 +270,7 @@ mod tests {
             tasks.push(tokio::spawn(async move {
                 for n in 0..50 {
                     let records = vec![event(&format!("{t}-{n}-a")), event(&format!("{t}-{n}-b"))];
-                    sink.deliver(batch(records)).await.unwrap();
+                    deliver(&sink, batch(records)).await.unwrap();
                 }
             }));
         }
@@ -277,7 +293,7 @@ mod tests {
     async fn bytes_are_in_the_file_when_deliver_returns() {
         let dir = tempfile::tempdir().unwrap();
         let sink = sink_in(dir.path(), false);
-        sink.deliver(batch(vec![event("x")])).await.unwrap();
+        deliver(&sink, batch(vec![event("x")])).await.unwrap();
         let text = std::fs::read_to_string(dir.path().join("events.jsonl")).unwrap();
         assert_eq!(text, "{\"uid\":\"x\"}\n");
         sink.flush().await.unwrap();
@@ -293,7 +309,7 @@ mod tests {
             reason: "no".to_owned(),
             raw: bytes::Bytes::from_static(b"{}"),
         });
-        sink.deliver(batch(vec![event("x"), dead])).await.unwrap();
+        deliver(&sink, batch(vec![event("x"), dead])).await.unwrap();
         let events = std::fs::read_to_string(dir.path().join("events.jsonl")).unwrap();
         let dead = std::fs::read_to_string(dir.path().join("dead.jsonl")).unwrap();
         assert_eq!(events.lines().count(), 1);

@@ -8,8 +8,10 @@
 )]
 
 mod auth;
+mod delivery;
 mod example_config;
 mod foundation;
 mod harness;
+mod kafka;
 mod ops;
 mod parsers;

@@ -1,0 +1,82 @@
+//! `[dedup]`: how repeated events are recognized.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::Secret;
+
+/// Where dedup keys live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DedupBackend {
+    /// In this process (bounded; persisted to a journal so it survives a restart).
+    Memory,
+    /// In Redis, shared by every instance behind one load balancer.
+    Redis,
+}
+
+/// `[dedup]`: the duplicate window and its store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DedupConfig {
+    /// `"memory"` or `"redis"`. Default `"memory"`.
+    #[serde(default = "default_backend")]
+    pub backend: DedupBackend,
+    /// How long a delivered event id counts as a duplicate, in seconds. A parser may ask for a
+    /// longer window for its events; the longer one applies. Default 172800 (48 h: longer than
+    /// any vendor's retry schedule; Hyprwatch gives up after about 2.5 h).
+    #[serde(default = "default_window_s")]
+    pub window_s: u64,
+    /// How long an id stays reserved while its request is being delivered, in seconds. A
+    /// crash mid-request frees the id after this. Default 120.
+    #[serde(default = "default_reservation_ttl_s")]
+    pub reservation_ttl_s: u64,
+    /// Memory backend: most ids held. When full, the id whose window ends soonest is dropped
+    /// first (an event older than that could then be published again). Default 1000000
+    /// (about 150 MB).
+    #[serde(default = "default_max_entries")]
+    pub max_entries: usize,
+    /// Memory backend: file where delivered ids are journaled so a restart remembers them.
+    /// Default: `dedup.journal` in `[spool] dir` when the spool is used; otherwise none (ids
+    /// are forgotten on restart). Example: `"/var/lib/hookgate/dedup.journal"`.
+    #[serde(default)]
+    pub journal_path: Option<PathBuf>,
+    /// Redis backend: connection URL (a secret: it may hold a password). Required for
+    /// `backend = "redis"`. Example: `"${HOOKGATE_REDIS_URL}"` = `redis://:pw@redis:6379/0`.
+    #[serde(default)]
+    pub redis_url: Option<Secret>,
+    /// Redis backend: prefix of every key. Default `"hookgate:dedup:"`.
+    #[serde(default = "default_redis_prefix")]
+    pub redis_prefix: String,
+}
+
+impl Default for DedupConfig {
+    fn default() -> Self {
+        DedupConfig {
+            backend: default_backend(),
+            window_s: default_window_s(),
+            reservation_ttl_s: default_reservation_ttl_s(),
+            max_entries: default_max_entries(),
+            journal_path: None,
+            redis_url: None,
+            redis_prefix: default_redis_prefix(),
+        }
+    }
+}
+
+fn default_backend() -> DedupBackend {
+    DedupBackend::Memory
+}
+fn default_window_s() -> u64 {
+    48 * 3600
+}
+fn default_reservation_ttl_s() -> u64 {
+    120
+}
+fn default_max_entries() -> usize {
+    1_000_000
+}
+fn default_redis_prefix() -> String {
+    "hookgate:dedup:".to_owned()
+}

@@ -1,0 +1,109 @@
+//! `[delivery]`: when a request is acknowledged.
+
+use serde::Deserialize;
+
+/// When hookgate answers 2xx.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryMode {
+    /// 2xx once the events are appended to the local spool and fsynced; a background
+    /// forwarder publishes them. Keeps accepting while Kafka is down (until the spool is full).
+    Spool,
+    /// 2xx once Kafka acknowledged every event (or the JSON-lines file is synced). A Kafka
+    /// outage turns into 503 + `Retry-After` at once.
+    Direct,
+}
+
+/// `[delivery]`: how durable a 2xx is.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryConfig {
+    /// `"spool"` or `"direct"`. Default: `"spool"` when `[kafka]` is configured, `"direct"`
+    /// otherwise (the JSON-lines file is already synced before each answer, so a spool in front
+    /// of it adds nothing). Example: `mode = "direct"`.
+    #[serde(default)]
+    pub mode: Option<DeliveryMode>,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::{Config, DeliveryMode};
+
+    const SOURCE: &str = r#"
+[[source]]
+name = "hw"
+vendor = "hyprwatch"
+path = "/ingest/hyprwatch"
+auth = [{ kind = "hmac", secrets = ["whsec_test"] }]
+"#;
+
+    fn load(extra: &str) -> Result<Config, String> {
+        Config::from_toml(
+            &format!("{extra}\n{SOURCE}"),
+            Path::new("t.toml"),
+            &["hyprwatch".to_owned()],
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn mode_defaults_to_direct_without_kafka_and_spool_with_it() {
+        assert_eq!(load("").unwrap().delivery_mode(), DeliveryMode::Direct);
+        let c = load("[kafka]\nbrokers = \"k:9092\"\n").unwrap();
+        assert_eq!(c.delivery_mode(), DeliveryMode::Spool);
+        assert_eq!(c.dedup.window_s, 48 * 3600);
+        let c = load("[delivery]\nmode = \"direct\"\n[kafka]\nbrokers = \"k:9092\"\n").unwrap();
+        assert_eq!(c.delivery_mode(), DeliveryMode::Direct);
+    }
+
+    #[test]
+    fn every_delivery_problem_is_reported_with_its_key() {
+        let err = load(
+            r#"
+[kafka]
+brokers = " "
+topic = "ocsf.{tenant}"
+dead_letter_topic = "dead letters"
+topic_partitions = 0
+topic_replication = 0
+[spool]
+segment_bytes = 100
+max_bytes = 150
+ready_below_percent = 0
+[dedup]
+backend = "redis"
+window_s = 0
+max_entries = 0
+"#,
+        )
+        .unwrap_err();
+        for key in [
+            "kafka.brokers",
+            "kafka.topic",
+            "kafka.dead_letter_topic",
+            "kafka.topic_partitions",
+            "kafka.topic_replication",
+            "spool.segment_bytes",
+            "spool.max_bytes",
+            "spool.ready_below_percent",
+            "dedup.redis_url",
+            "dedup.window_s",
+            "dedup.max_entries",
+        ] {
+            assert!(err.contains(key), "missing {key} in {err}");
+        }
+    }
+
+    #[test]
+    fn kafka_properties_are_secrets_and_unknown_keys_are_refused() {
+        let c =
+            load("[kafka]\nbrokers = \"k:9092\"\n[kafka.properties]\n\"sasl.password\" = \"pw\"\n")
+                .unwrap();
+        let kafka = c.kafka.unwrap();
+        assert!(!format!("{kafka:?}").contains("pw"));
+        assert!(load("[kafka]\nbrokers = \"k\"\nbroker = \"x\"\n").is_err());
+        assert!(load("[kafka]\nbrokers = \"k\"\ncompression = \"brotli\"\n").is_err());
+    }
+}

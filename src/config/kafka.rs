@@ -1,0 +1,107 @@
+//! `[kafka]`: the Kafka cluster events are published to.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::Secret;
+
+/// Compression codec for produced batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// No compression.
+    None,
+    /// gzip.
+    Gzip,
+    /// Snappy.
+    Snappy,
+    /// LZ4: cheapest CPU.
+    Lz4,
+    /// Zstandard: best ratio for JSON.
+    Zstd,
+}
+
+impl Compression {
+    /// librdkafka's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Snappy => "snappy",
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
+
+/// `[kafka]`: absent = no Kafka; events go to the JSON-lines `[sink]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap brokers, comma-separated `host:port`. Required. Example:
+    /// `"kafka-1:9092,kafka-2:9092"`.
+    pub brokers: String,
+    /// Topic for OCSF events: a name or a template over `{source}`, `{vendor}`, `{class_uid}`
+    /// and `{class}` (class name in lowercase, spaces as `_`). Default `"ocsf.{vendor}"`.
+    /// Example: `"ocsf.{class}"`.
+    #[serde(default = "default_topic")]
+    pub topic: String,
+    /// Topic for events that could not be parsed or mapped: raw bytes as the value, the reason
+    /// in headers. Same template fields except the class ones. Default `"hookgate.dead-letter"`.
+    #[serde(default = "default_dead_letter_topic")]
+    pub dead_letter_topic: String,
+    /// `"zstd"`, `"lz4"`, `"gzip"`, `"snappy"` or `"none"`. Default `"zstd"`.
+    #[serde(default = "default_compression")]
+    pub compression: Compression,
+    /// How long the producer waits to fill a batch, in milliseconds. Low keeps request latency
+    /// low in direct mode. Default 5. Example: `20` for more throughput.
+    #[serde(default = "default_linger_ms")]
+    pub linger_ms: u32,
+    /// How long one message may wait for Kafka's acknowledgement before it counts as failed,
+    /// in milliseconds (direct mode answers 503; the spool forwarder retries it). Default 30000.
+    #[serde(default = "default_message_timeout_ms")]
+    pub message_timeout_ms: u32,
+    /// Create missing topics at startup and on first use. When false, hookgate only checks
+    /// that they exist. Default true.
+    #[serde(default = "default_true")]
+    pub create_topics: bool,
+    /// Partitions for topics hookgate creates. Default 3.
+    #[serde(default = "default_topic_partitions")]
+    pub topic_partitions: i32,
+    /// Replication factor for topics hookgate creates; `-1` = the broker's default. Default 1
+    /// (suits a single broker; use 3 on a production cluster).
+    #[serde(default = "default_topic_replication")]
+    pub topic_replication: i32,
+    /// Extra librdkafka properties passed through verbatim, e.g. `"security.protocol" =
+    /// "SASL_SSL"`, `"sasl.mechanism" = "SCRAM-SHA-512"`, `"sasl.password" = "${KAFKA_PASSWORD}"`.
+    /// Values are secrets (`"${ENV}"` or `{ file = ".." }` work) and are never logged. They are
+    /// applied after hookgate's own settings, so they can override them. Default: none.
+    #[serde(default)]
+    pub properties: BTreeMap<String, Secret>,
+}
+
+fn default_topic() -> String {
+    "ocsf.{vendor}".to_owned()
+}
+fn default_dead_letter_topic() -> String {
+    "hookgate.dead-letter".to_owned()
+}
+fn default_compression() -> Compression {
+    Compression::Zstd
+}
+fn default_linger_ms() -> u32 {
+    5
+}
+fn default_message_timeout_ms() -> u32 {
+    30_000
+}
+fn default_true() -> bool {
+    true
+}
+fn default_topic_partitions() -> i32 {
+    3
+}
+fn default_topic_replication() -> i32 {
+    1
+}

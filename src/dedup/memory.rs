@@ -1,0 +1,202 @@
+//! The in-process dedup store: bounded, with an optional journal so a restart remembers.
+//!
+//! Input: scoped keys (`source` + id). Output: [`Dedup`] outcomes. Bounded in entries: when
+//! full, expired entries go first, then the entry whose expiry is soonest (a reservation, or
+//! the oldest delivered id). Committed keys are appended to the journal (one `write`, no fsync:
+//! it survives a process crash; after a power loss a few ids may be forgotten, so a vendor's
+//! retry of those would be published again). Never blocks on I/O while holding the key map.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::journal::Journal;
+use super::{Dedup, DedupError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Reserved,
+    Committed,
+}
+
+#[derive(Debug)]
+struct Entry {
+    state: State,
+    expires: Instant,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    entries: HashMap<String, Entry>,
+    /// (expiry, key) in expiry order, for eviction and expiry sweeps.
+    by_expiry: BTreeSet<(Instant, String)>,
+}
+
+/// The in-process dedup store.
+#[derive(Debug)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+    max_entries: usize,
+    /// How long a reservation holds when its request never finishes (a crash mid-request).
+    reservation_ttl: Duration,
+    journal: Option<Journal>,
+}
+
+impl MemoryStore {
+    /// A store holding at most `max_entries` keys, without a journal.
+    pub fn new(max_entries: usize, reservation_ttl: Duration) -> MemoryStore {
+        MemoryStore {
+            inner: Mutex::new(Inner::default()),
+            max_entries,
+            reservation_ttl,
+            journal: None,
+        }
+    }
+
+    /// A store that replays `journal` (committed keys still in their window) and appends to it.
+    pub fn with_journal(
+        max_entries: usize,
+        reservation_ttl: Duration,
+        journal: Journal,
+    ) -> MemoryStore {
+        let mut store = MemoryStore::new(max_entries, reservation_ttl);
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        let mut loaded = 0usize;
+        if let Ok(inner) = store.inner.get_mut() {
+            for (key, expires_at) in journal.entries() {
+                if let Ok(left) = expires_at.duration_since(wall) {
+                    inner.insert(key, State::Committed, now + left, max_entries, now);
+                    loaded += 1;
+                }
+            }
+            let live = inner
+                .entries
+                .iter()
+                .filter(|(_, e)| e.state == State::Committed)
+                .map(|(k, e)| (k.clone(), wall + e.expires.saturating_duration_since(now)));
+            if let Err(e) = journal.rewrite(live) {
+                tracing::warn!(error = %e, "cannot compact the dedup journal");
+            }
+        }
+        tracing::info!(loaded, "dedup journal replayed");
+        store.journal = Some(journal);
+        store
+    }
+
+    /// Reserves `key` unless it is in flight or seen.
+    pub fn reserve(&self, key: &str) -> Result<Dedup, DedupError> {
+        let now = Instant::now();
+        let mut inner = self.inner.lock().map_err(|_| DedupError::Unavailable)?;
+        if let Some(entry) = inner.entries.get(key) {
+            if entry.expires > now {
+                return Ok(match entry.state {
+                    State::Reserved => Dedup::InFlight,
+                    State::Committed => Dedup::Seen,
+                });
+            }
+        }
+        let expires = now + self.reservation_ttl;
+        inner.insert(
+            key.to_owned(),
+            State::Reserved,
+            expires,
+            self.max_entries,
+            now,
+        );
+        Ok(Dedup::New)
+    }
+
+    /// Marks `key` delivered for `window`.
+    pub fn commit(&self, key: &str, window: Duration) -> Result<(), DedupError> {
+        let now = Instant::now();
+        let compact = {
+            let mut inner = self.inner.lock().map_err(|_| DedupError::Unavailable)?;
+            inner.insert(
+                key.to_owned(),
+                State::Committed,
+                now + window,
+                self.max_entries,
+                now,
+            );
+            self.journal
+                .as_ref()
+                .is_some_and(|j| j.needs_compaction(self.max_entries))
+        };
+        if let Some(journal) = &self.journal {
+            if let Err(e) = journal.append(key, SystemTime::now() + window) {
+                tracing::error!(error = %e, "cannot journal a dedup key; a restart may forget it");
+            }
+            if compact {
+                let live = self.committed();
+                if let Err(e) = journal.rewrite(live.into_iter()) {
+                    tracing::warn!(error = %e, "cannot compact the dedup journal");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn committed(&self) -> Vec<(String, SystemTime)> {
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        match self.inner.lock() {
+            Ok(inner) => inner
+                .entries
+                .iter()
+                .filter(|(_, e)| e.state == State::Committed && e.expires > now)
+                .map(|(k, e)| (k.clone(), wall + e.expires.saturating_duration_since(now)))
+                .collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Forgets a reservation whose delivery failed, so the vendor's retry is accepted.
+    pub fn release(&self, key: &str) -> Result<(), DedupError> {
+        let mut inner = self.inner.lock().map_err(|_| DedupError::Unavailable)?;
+        if let Some(entry) = inner.entries.get(key) {
+            if entry.state == State::Reserved {
+                let expires = entry.expires;
+                inner.entries.remove(key);
+                inner.by_expiry.remove(&(expires, key.to_owned()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Number of keys held.
+    pub fn len(&self) -> usize {
+        self.inner.lock().map(|i| i.entries.len()).unwrap_or(0)
+    }
+
+    /// True when no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Inner {
+    fn insert(
+        &mut self,
+        key: String,
+        state: State,
+        expires: Instant,
+        max_entries: usize,
+        now: Instant,
+    ) {
+        if let Some(old) = self.entries.remove(&key) {
+            self.by_expiry.remove(&(old.expires, key.clone()));
+        }
+        // Drop expired entries, then the soonest-expiring ones while over the cap.
+        while let Some((first_expiry, _)) = self.by_expiry.first() {
+            if *first_expiry > now && self.entries.len() < max_entries {
+                break;
+            }
+            if let Some((_, evicted)) = self.by_expiry.pop_first() {
+                self.entries.remove(&evicted);
+            }
+        }
+        self.by_expiry.insert((expires, key.clone()));
+        self.entries.insert(key, Entry { state, expires });
+    }
+}

@@ -1,0 +1,122 @@
+//! The Redis dedup store, shared by several hookgate instances.
+//!
+//! Input: scoped keys. Output: [`Dedup`] outcomes. Reserve = `SET key r NX PX <reservation
+//! ttl>`; when that fails, `GET` tells in flight (`r`) from seen (`c`). Commit = `SET key c PX
+//! <window>`. Release deletes the key only while it is still a reservation (a Lua script, so
+//! a commit by another request in between is never undone). Fails with
+//! [`DedupError::Redis`] (→ 503, the vendor retries). Never logs the URL (it may hold a
+//! password).
+
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::Script;
+
+use super::{Dedup, DedupError};
+
+/// Longest a Redis call may take before the request gets 503.
+const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+const RESERVED: &str = "r";
+const COMMITTED: &str = "c";
+
+/// Redis-backed dedup.
+pub struct RedisStore {
+    conn: ConnectionManager,
+    prefix: String,
+    reservation_ttl: Duration,
+    release: Script,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+async fn bounded<T>(
+    call: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> Result<T, DedupError> {
+    match tokio::time::timeout(CALL_TIMEOUT, call).await {
+        Ok(r) => r.map_err(DedupError::Redis),
+        Err(_) => Err(DedupError::Timeout),
+    }
+}
+
+impl RedisStore {
+    /// Connects to `url`.
+    pub async fn connect(
+        url: &str,
+        prefix: String,
+        reservation_ttl: Duration,
+    ) -> Result<RedisStore, DedupError> {
+        let client = redis::Client::open(url).map_err(DedupError::Redis)?;
+        let conn = bounded(ConnectionManager::new(client)).await?;
+        Ok(RedisStore {
+            conn,
+            prefix,
+            reservation_ttl,
+            release: Script::new(
+                "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
+            ),
+        })
+    }
+
+    fn key(&self, scoped: &str) -> String {
+        format!("{}{}", self.prefix, scoped)
+    }
+
+    /// Reserves `key` unless it is in flight or seen.
+    pub async fn reserve(&self, key: &str) -> Result<Dedup, DedupError> {
+        let key = self.key(key);
+        let mut conn = self.conn.clone();
+        let set: Option<String> = bounded(
+            redis::cmd("SET")
+                .arg(&key)
+                .arg(RESERVED)
+                .arg("NX")
+                .arg("PX")
+                .arg(self.reservation_ttl.as_millis() as u64)
+                .query_async(&mut conn),
+        )
+        .await?;
+        if set.is_some() {
+            return Ok(Dedup::New);
+        }
+        let state: Option<String> =
+            bounded(redis::cmd("GET").arg(&key).query_async(&mut conn)).await?;
+        Ok(match state.as_deref() {
+            Some(COMMITTED) => Dedup::Seen,
+            // A reservation, or a key that expired between the two calls: the sender retries.
+            _ => Dedup::InFlight,
+        })
+    }
+
+    /// Marks `key` delivered for `window`.
+    pub async fn commit(&self, key: &str, window: Duration) -> Result<(), DedupError> {
+        let mut conn = self.conn.clone();
+        bounded(
+            redis::cmd("SET")
+                .arg(self.key(key))
+                .arg(COMMITTED)
+                .arg("PX")
+                .arg(window.as_millis() as u64)
+                .query_async::<()>(&mut conn),
+        )
+        .await
+    }
+
+    /// Deletes `key` if it is still only reserved.
+    pub async fn release(&self, key: &str) -> Result<(), DedupError> {
+        let mut conn = self.conn.clone();
+        bounded(
+            self.release
+                .key(self.key(key))
+                .arg(RESERVED)
+                .invoke_async::<i64>(&mut conn),
+        )
+        .await
+        .map(|_| ())
+    }
+}

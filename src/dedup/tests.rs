@@ -1,0 +1,183 @@
+//! Dedup behaviour: reserve/commit/release, scoping, exemption, the cap, the journal, and
+//! (with `HOOKGATE_TEST_REDIS`) the Redis backend.
+
+use super::*;
+
+fn key(id: &str) -> EventKey {
+    EventKey {
+        id: id.to_owned(),
+        window: Some(Duration::from_secs(3600)),
+    }
+}
+
+fn memory(max: usize) -> DedupStore {
+    DedupStore::new(
+        Backend::Memory(MemoryStore::new(max, Duration::from_secs(120))),
+        Duration::from_secs(24 * 3600),
+    )
+}
+
+async fn reserve_commit_release_semantics(s: &DedupStore, source: &str) {
+    assert_eq!(s.reserve(source, &key("1")).await.unwrap(), Dedup::New);
+    assert_eq!(s.reserve(source, &key("1")).await.unwrap(), Dedup::InFlight);
+    s.commit(source, &key("1")).await.unwrap();
+    assert_eq!(s.reserve(source, &key("1")).await.unwrap(), Dedup::Seen);
+    // A committed key is not undone by a late release.
+    s.release(source, &key("1")).await.unwrap();
+    assert_eq!(s.reserve(source, &key("1")).await.unwrap(), Dedup::Seen);
+
+    assert_eq!(s.reserve(source, &key("2")).await.unwrap(), Dedup::New);
+    s.release(source, &key("2")).await.unwrap();
+    assert_eq!(s.reserve(source, &key("2")).await.unwrap(), Dedup::New);
+}
+
+#[tokio::test]
+async fn reserve_then_commit_makes_repeats_seen_and_release_lets_the_retry_through() {
+    reserve_commit_release_semantics(&memory(10), "a").await;
+}
+
+#[tokio::test]
+async fn keys_are_scoped_by_source() {
+    let s = memory(10);
+    s.reserve("a", &key("1")).await.unwrap();
+    s.commit("a", &key("1")).await.unwrap();
+    assert_eq!(s.reserve("b", &key("1")).await.unwrap(), Dedup::New);
+}
+
+#[tokio::test]
+async fn exempt_keys_are_never_held() {
+    let s = memory(10);
+    let k = EventKey {
+        id: "x".into(),
+        window: None,
+    };
+    assert_eq!(s.reserve("a", &k).await.unwrap(), Dedup::Exempt);
+    s.commit("a", &k).await.unwrap();
+    assert_eq!(s.reserve("a", &k).await.unwrap(), Dedup::Exempt);
+}
+
+#[test]
+fn the_memory_store_stays_within_its_entry_cap_and_evicts_the_soonest_expiry() {
+    let s = MemoryStore::new(3, Duration::from_secs(120));
+    for i in 0..10 {
+        s.reserve(&i.to_string()).unwrap();
+        s.commit(&i.to_string(), Duration::from_secs(3600 + i))
+            .unwrap();
+    }
+    assert!(s.len() <= 3, "{}", s.len());
+    assert_eq!(s.reserve("9").unwrap(), Dedup::Seen);
+    assert_eq!(s.reserve("0").unwrap(), Dedup::New);
+}
+
+#[test]
+fn the_longer_of_config_and_parser_window_applies() {
+    let s = memory(10);
+    let short = EventKey {
+        id: "x".into(),
+        window: Some(Duration::from_secs(60)),
+    };
+    assert_eq!(s.window(&short), Some(Duration::from_secs(24 * 3600)));
+    let long = EventKey {
+        id: "x".into(),
+        window: Some(Duration::from_secs(72 * 3600)),
+    };
+    assert_eq!(s.window(&long), Some(Duration::from_secs(72 * 3600)));
+}
+
+#[test]
+fn committed_keys_survive_a_restart_through_the_journal_but_reservations_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dedup.journal");
+    {
+        let s = MemoryStore::with_journal(
+            100,
+            Duration::from_secs(120),
+            journal::Journal::open(path.clone()).unwrap(),
+        );
+        s.reserve("a\u{1f}1").unwrap();
+        s.commit("a\u{1f}1", Duration::from_secs(3600)).unwrap();
+        s.reserve("a\u{1f}expired").unwrap();
+        s.commit("a\u{1f}expired", Duration::from_millis(1))
+            .unwrap();
+        s.reserve("a\u{1f}2").unwrap();
+    }
+    // A torn last line (crash mid-write) is skipped.
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    std::io::Write::write_all(&mut f, b"[\"a\\u001f3\", 99").unwrap();
+    drop(f);
+    std::thread::sleep(Duration::from_millis(5));
+    let s = MemoryStore::with_journal(
+        100,
+        Duration::from_secs(120),
+        journal::Journal::open(path.clone()).unwrap(),
+    );
+    assert_eq!(s.reserve("a\u{1f}1").unwrap(), Dedup::Seen);
+    assert_eq!(s.reserve("a\u{1f}2").unwrap(), Dedup::New);
+    assert_eq!(s.reserve("a\u{1f}expired").unwrap(), Dedup::New);
+    // Compacted at startup: only the live key is left in the file.
+    let lines = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(lines.lines().count(), 1, "{lines}");
+}
+
+#[test]
+fn the_journal_is_compacted_when_it_grows_past_twice_the_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dedup.journal");
+    let s = MemoryStore::with_journal(
+        5,
+        Duration::from_secs(120),
+        journal::Journal::open(path.clone()).unwrap(),
+    );
+    for i in 0..40 {
+        s.reserve(&i.to_string()).unwrap();
+        s.commit(&i.to_string(), Duration::from_secs(3600)).unwrap();
+    }
+    let lines = std::fs::read_to_string(&path).unwrap().lines().count();
+    assert!(lines <= 11, "journal has {lines} lines");
+}
+
+fn redis_url() -> Option<String> {
+    let url = std::env::var("HOOKGATE_TEST_REDIS").ok();
+    if url.is_none() {
+        eprintln!("SKIPPED (no HOOKGATE_TEST_REDIS): Redis dedup backend");
+    }
+    url
+}
+
+async fn redis_store(prefix: &str) -> DedupStore {
+    let url = redis_url().unwrap();
+    DedupStore::new(
+        Backend::Redis(
+            RedisStore::connect(&url, prefix.to_owned(), Duration::from_secs(120))
+                .await
+                .unwrap(),
+        ),
+        Duration::from_secs(3600),
+    )
+}
+
+#[tokio::test]
+async fn the_redis_store_has_the_same_semantics() {
+    if redis_url().is_none() {
+        return;
+    }
+    let prefix = format!("hookgate-test:{}:", uuid::Uuid::new_v4());
+    reserve_commit_release_semantics(&redis_store(&prefix).await, "a").await;
+}
+
+#[tokio::test]
+async fn two_redis_backed_instances_see_each_others_keys() {
+    if redis_url().is_none() {
+        return;
+    }
+    let prefix = format!("hookgate-test:{}:", uuid::Uuid::new_v4());
+    let one = redis_store(&prefix).await;
+    let two = redis_store(&prefix).await;
+    assert_eq!(one.reserve("a", &key("x")).await.unwrap(), Dedup::New);
+    assert_eq!(two.reserve("a", &key("x")).await.unwrap(), Dedup::InFlight);
+    one.commit("a", &key("x")).await.unwrap();
+    assert_eq!(two.reserve("a", &key("x")).await.unwrap(), Dedup::Seen);
+}

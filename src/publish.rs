@@ -1,0 +1,363 @@
+//! Stage 10, publish: envelopes → Kafka, acknowledged.
+//!
+//! Input: [`Envelope`]s (from the request in direct mode, from the spool in spool mode).
+//! Output: each envelope marked done once Kafka acknowledged it (idempotent producer,
+//! `acks=all`). Message key = the dedup id, so a vendor's retries land on one partition;
+//! headers carry source, vendor, OCSF class and version, request id (and a dead letter's
+//! reason). Fails with [`PublishError`] (always a downstream fault: the caller answers 503 or
+//! retries). Never reports an envelope done before its delivery report said so.
+
+mod topics;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+
+pub use self::topics::TopicTemplate;
+use crate::config::KafkaConfig;
+use crate::normalize::OCSF_VERSION;
+use crate::sink::envelope::{Envelope, Kind};
+
+/// How long metadata and admin calls may take.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why envelopes were not acknowledged by Kafka.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// Downstream fault: the producer could not be built from the config.
+    #[error("cannot create Kafka client")]
+    Build(#[source] KafkaError),
+    /// Downstream fault: the topic does not exist and could not be created.
+    #[error("Kafka topic {topic:?} is missing and could not be created: {reason}")]
+    Topic {
+        /// The topic.
+        topic: String,
+        /// What the broker or client said.
+        reason: String,
+    },
+    /// Downstream fault: the topic does not exist and `kafka.create_topics` is false.
+    #[error("Kafka topic {topic:?} does not exist (kafka.create_topics = false)")]
+    TopicMissing {
+        /// The topic.
+        topic: String,
+    },
+    /// Downstream fault: the cluster's metadata could not be fetched (unreachable).
+    #[error("cannot fetch Kafka metadata")]
+    Metadata(#[source] KafkaError),
+    /// Downstream fault: the producer refused or Kafka did not acknowledge in time.
+    #[error("Kafka did not acknowledge the message")]
+    Produce(#[source] KafkaError),
+    /// Gateway fault: the producer dropped the delivery report.
+    #[error("Kafka delivery report was lost")]
+    Canceled,
+}
+
+impl PublishError {
+    /// Bounded label for logs and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            PublishError::Build(_) => "kafka_client",
+            PublishError::Topic { .. } => "kafka_topic",
+            PublishError::TopicMissing { .. } => "kafka_topic_missing",
+            PublishError::Metadata(_) => "kafka_unreachable",
+            PublishError::Produce(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
+                "kafka_queue_full"
+            }
+            PublishError::Produce(_) => "kafka_produce",
+            PublishError::Canceled => "kafka_canceled",
+        }
+    }
+
+    /// True when the broker answered and refused (as opposed to being unreachable).
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            PublishError::TopicMissing { .. } | PublishError::Topic { .. }
+        )
+    }
+}
+
+/// The Kafka producer with its routing and topic bookkeeping.
+pub struct Kafka {
+    producer: FutureProducer,
+    admin: AdminClient<DefaultClientContext>,
+    topic: TopicTemplate,
+    dead_letter_topic: TopicTemplate,
+    create_topics: bool,
+    partitions: i32,
+    replication: i32,
+    /// Topics known to exist.
+    ensured: Mutex<HashSet<String>>,
+    /// Last known reachability (delivery reports and probes).
+    reachable: AtomicBool,
+}
+
+impl std::fmt::Debug for Kafka {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kafka")
+            .field("topic", &self.topic)
+            .field("reachable", &self.reachable)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Kafka {
+    /// Builds the producer and admin client (connects lazily).
+    pub fn build(config: &KafkaConfig) -> Result<Kafka, PublishError> {
+        let mut client = ClientConfig::new();
+        client
+            .set("bootstrap.servers", &config.brokers)
+            .set("client.id", "hookgate")
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("compression.type", config.compression.as_str())
+            .set("linger.ms", config.linger_ms.to_string())
+            .set("message.timeout.ms", config.message_timeout_ms.to_string());
+        for (key, value) in &config.properties {
+            client.set(key, value.expose());
+        }
+        let producer: FutureProducer = client.create().map_err(PublishError::Build)?;
+        let admin: AdminClient<DefaultClientContext> =
+            client.create().map_err(PublishError::Build)?;
+        let template = |t: &str| {
+            TopicTemplate::parse(t).map_err(|reason| PublishError::Topic {
+                topic: t.to_owned(),
+                reason,
+            })
+        };
+        Ok(Kafka {
+            producer,
+            admin,
+            topic: template(&config.topic)?,
+            dead_letter_topic: template(&config.dead_letter_topic)?,
+            create_topics: config.create_topics,
+            partitions: config.topic_partitions,
+            replication: config.topic_replication,
+            ensured: Mutex::new(HashSet::new()),
+            reachable: AtomicBool::new(false),
+        })
+    }
+
+    /// Ensures the topics whose names do not depend on the event (startup check).
+    pub async fn ensure_fixed_topics(&self) -> Result<(), PublishError> {
+        for template in [&self.topic, &self.dead_letter_topic] {
+            if let Some(name) = template.fixed() {
+                self.ensure(name).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes sure `topic` exists: checks metadata, creates it when allowed.
+    async fn ensure(&self, topic: &str) -> Result<(), PublishError> {
+        if self.ensured.lock().is_ok_and(|s| s.contains(topic)) {
+            return Ok(());
+        }
+        let producer = self.producer.clone();
+        let name = topic.to_owned();
+        let exists = tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(Some(&name), ADMIN_TIMEOUT)
+                .map(|m| {
+                    m.topics().iter().any(|t| {
+                        t.name() == name && t.error().is_none() && !t.partitions().is_empty()
+                    })
+                })
+        })
+        .await
+        .map_err(|_| PublishError::Canceled)?
+        .map_err(PublishError::Metadata)?;
+        self.reachable.store(true, Ordering::Relaxed);
+        if !exists {
+            if !self.create_topics {
+                return Err(PublishError::TopicMissing {
+                    topic: topic.to_owned(),
+                });
+            }
+            let new = NewTopic::new(
+                topic,
+                self.partitions,
+                TopicReplication::Fixed(self.replication),
+            );
+            let opts = AdminOptions::new().request_timeout(Some(ADMIN_TIMEOUT));
+            let results =
+                self.admin
+                    .create_topics([&new], &opts)
+                    .await
+                    .map_err(|e| PublishError::Topic {
+                        topic: topic.to_owned(),
+                        reason: e.to_string(),
+                    })?;
+            for result in results {
+                match result {
+                    Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                    Err((_, code)) => {
+                        return Err(PublishError::Topic {
+                            topic: topic.to_owned(),
+                            reason: code.to_string(),
+                        })
+                    }
+                }
+            }
+            tracing::info!(topic, partitions = self.partitions, "created Kafka topic");
+        }
+        if let Ok(mut set) = self.ensured.lock() {
+            set.insert(topic.to_owned());
+        }
+        Ok(())
+    }
+
+    /// The topic `envelope` goes to.
+    pub fn topic_for(&self, envelope: &Envelope) -> String {
+        match envelope.kind {
+            Kind::Event { .. } => self.topic.render(envelope),
+            Kind::DeadLetter { .. } => self.dead_letter_topic.render(envelope),
+        }
+    }
+
+    /// Publishes every envelope not yet `done`, marking each one Kafka acknowledged. Returns the
+    /// first error when any is left undone; the caller retries the rest (or answers 503).
+    pub async fn send(
+        &self,
+        envelopes: &[Envelope],
+        done: &mut [bool],
+    ) -> Result<(), PublishError> {
+        let mut first_error = None;
+        let mut pending = Vec::with_capacity(envelopes.len());
+        for (i, envelope) in envelopes.iter().enumerate() {
+            if done.get(i).copied().unwrap_or(true) {
+                continue;
+            }
+            let topic = self.topic_for(envelope);
+            if let Err(e) = self.ensure(&topic).await {
+                first_error.get_or_insert(e);
+                break;
+            }
+            let record = FutureRecord::to(&topic)
+                .key(envelope.uid.as_bytes())
+                .payload(envelope.body.as_ref())
+                .headers(headers(envelope));
+            match self.producer.send_result(record) {
+                Ok(delivery) => pending.push((i, delivery)),
+                Err((e, _)) => {
+                    first_error.get_or_insert(PublishError::Produce(e));
+                    break;
+                }
+            }
+        }
+        for (i, delivery) in pending {
+            match delivery.await {
+                Ok(Ok(_)) => {
+                    if let Some(d) = done.get_mut(i) {
+                        *d = true;
+                    }
+                    self.reachable.store(true, Ordering::Relaxed);
+                }
+                Ok(Err((e, _))) => {
+                    first_error.get_or_insert(PublishError::Produce(e));
+                }
+                Err(_) => {
+                    first_error.get_or_insert(PublishError::Canceled);
+                }
+            }
+        }
+        match first_error {
+            None => Ok(()),
+            Some(e) => {
+                if !e.is_refusal() {
+                    self.reachable.store(false, Ordering::Relaxed);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Asks the cluster for metadata; updates and returns reachability.
+    pub async fn probe(&self) -> bool {
+        let producer = self.producer.clone();
+        let ok = tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(None, Duration::from_secs(3))
+                .is_ok()
+        })
+        .await
+        .unwrap_or(false);
+        self.reachable.store(ok, Ordering::Relaxed);
+        ok
+    }
+
+    /// Last known reachability.
+    pub fn is_reachable(&self) -> bool {
+        self.reachable.load(Ordering::Relaxed)
+    }
+
+    /// Waits (up to `timeout`) for queued messages to be delivered (shutdown).
+    pub async fn flush(&self, timeout: Duration) -> Result<(), PublishError> {
+        let producer = self.producer.clone();
+        tokio::task::spawn_blocking(move || producer.flush(timeout))
+            .await
+            .map_err(|_| PublishError::Canceled)?
+            .map_err(PublishError::Produce)
+    }
+}
+
+fn headers(envelope: &Envelope) -> OwnedHeaders {
+    let mut h = OwnedHeaders::new()
+        .insert(Header {
+            key: "source",
+            value: Some(envelope.source.as_str()),
+        })
+        .insert(Header {
+            key: "vendor",
+            value: Some(envelope.vendor.as_str()),
+        })
+        .insert(Header {
+            key: "request_id",
+            value: Some(envelope.request_id.as_str()),
+        });
+    match &envelope.kind {
+        Kind::Event {
+            class_uid,
+            class_name,
+        } => {
+            h = h
+                .insert(Header {
+                    key: "ocsf.class_uid",
+                    value: Some(class_uid.to_string().as_str()),
+                })
+                .insert(Header {
+                    key: "ocsf.class_name",
+                    value: Some(class_name.as_str()),
+                })
+                .insert(Header {
+                    key: "ocsf.version",
+                    value: Some(OCSF_VERSION),
+                });
+        }
+        Kind::DeadLetter {
+            reason_code,
+            reason,
+        } => {
+            h = h
+                .insert(Header {
+                    key: "dead_letter.reason_code",
+                    value: Some(reason_code.as_str()),
+                })
+                .insert(Header {
+                    key: "dead_letter.reason",
+                    value: Some(reason.as_str()),
+                });
+        }
+    }
+    h
+}

@@ -1,0 +1,122 @@
+//! The spool forwarder: drains the spool, in order, to the output (Kafka).
+//!
+//! Input: durable spool records. Output: each batch published and acknowledged, then
+//! `spool.ack` (which trims whole segments). While the output fails it retries the batch's
+//! unacknowledged envelopes with capped backoff, and never skips one; on shutdown it stops
+//! without acknowledging the batch in hand, so it is forwarded again after restart
+//! (at-least-once; Kafka consumers see the dedup id as the message key).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::envelope::Envelope;
+use super::Output;
+use crate::spool::Spool;
+
+/// Most records published per batch.
+const BATCH_RECORDS: usize = 500;
+/// About the most payload bytes per batch.
+const BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// Longest wait between retries while the output is down.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Drains a spool to an output. Run with [`Forwarder::run`].
+#[derive(Debug)]
+pub struct Forwarder {
+    spool: Spool,
+    output: Arc<Output>,
+}
+
+impl Forwarder {
+    /// A forwarder from `spool` to `output`.
+    pub fn new(spool: Spool, output: Arc<Output>) -> Forwarder {
+        Forwarder { spool, output }
+    }
+
+    /// Forwards until `stop` is cancelled.
+    pub async fn run(self, stop: CancellationToken) {
+        let mut reader = self.spool.reader();
+        let mut forwarded = 0u64;
+        loop {
+            if stop.is_cancelled() {
+                break;
+            }
+            let records = match reader.read(BATCH_RECORDS, BATCH_BYTES) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the spool; retrying");
+                    if sleep_or_stop(Duration::from_secs(1), &stop).await {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            let Some(&(last_seq, _)) = records.last() else {
+                tokio::select! {
+                    () = self.spool.appended() => {}
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    () = stop.cancelled() => break,
+                }
+                continue;
+            };
+            let mut envelopes = Vec::with_capacity(records.len());
+            for (seq, payload) in &records {
+                match Envelope::decode(payload) {
+                    Ok(e) => envelopes.push(e),
+                    Err(e) => {
+                        tracing::error!(seq, error = %e, "spool record is not an envelope; skipping it")
+                    }
+                }
+            }
+            if !self.publish(&envelopes, &stop).await {
+                break;
+            }
+            forwarded += envelopes.len() as u64;
+            if let Err(e) = self.spool.ack(last_seq) {
+                tracing::error!(error = %e, "cannot record forwarded spool position; records may be forwarded again");
+            }
+        }
+        tracing::info!(forwarded, "spool forwarder stopped");
+    }
+
+    /// Publishes the batch, retrying what is left; false when stopped before it was all done.
+    async fn publish(&self, envelopes: &[Envelope], stop: &CancellationToken) -> bool {
+        let mut done = vec![false; envelopes.len()];
+        let mut backoff = Duration::from_millis(100);
+        let mut failures = 0u32;
+        loop {
+            let result = tokio::select! {
+                r = self.output.send(envelopes, &mut done) => r,
+                () = stop.cancelled() => return false,
+            };
+            match result {
+                Ok(()) => {
+                    if failures > 0 {
+                        tracing::info!(failures, "forwarding resumed");
+                    }
+                    return true;
+                }
+                Err(e) => {
+                    failures += 1;
+                    if failures == 1 || failures % 20 == 0 {
+                        tracing::warn!(error = %e, code = e.code(), failures, "forwarding failed; retrying");
+                    }
+                    if sleep_or_stop(backoff, stop).await {
+                        return false;
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+}
+
+/// Sleeps `d`; true when `stop` fired first.
+async fn sleep_or_stop(d: Duration, stop: &CancellationToken) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(d) => false,
+        () = stop.cancelled() => true,
+    }
+}

@@ -1,0 +1,357 @@
+//! Stage 9, spool: hookgate's local, append-only, crash-safe queue.
+//!
+//! Input: encoded records (one per event, see `sink::envelope`). Output: a sequence number once
+//! the records are appended **and fsynced**; the request path answers 2xx only after that.
+//! A forwarder reads records back in order ([`SpoolReader`]) and calls [`Spool::ack`] once
+//! Kafka acknowledged them; whole segments below the acknowledged point are deleted.
+//! Fails with [`SpoolError`]: `Full` (→ 503 + `Retry-After`) or `Io` (→ 503).
+//! Never: acknowledges a record before its fsync returned; reads past the fsynced length;
+//! deletes a segment holding an unacknowledged record.
+//!
+//! # Invariants
+//!
+//! 1. Sequence numbers start at 1 and increase by exactly one per record, across segments.
+//! 2. A record is *durable* once the group it belongs to was written and `fdatasync`ed; only
+//!    then is its caller answered and only then may the reader see it (`durable_len`).
+//! 3. Group commit: one writer thread owns the open segment. It takes every append queued
+//!    while it was busy, writes them in arrival order, syncs once, then answers them all.
+//!    A failed write or sync answers the whole group with an error and truncates the segment
+//!    back to where the group started, so the file never holds an unanswered record.
+//! 4. Bounded: bytes on disk plus bytes queued never exceed `max_bytes`; an append that would
+//!    is refused with `Full` before it is queued (the vendor retries later).
+//! 5. Trim: only whole segments are deleted, never the open one, and only when every record in
+//!    them is `<=` the acknowledged sequence. The acknowledged sequence is kept in the `acked`
+//!    file (written to a temporary file, then renamed). A stale or unreadable `acked` file only
+//!    causes records to be forwarded again (at-least-once), never lost.
+//! 6. Recovery at startup: every segment is scanned. At the first record whose header is
+//!    incomplete, whose length is implausible, whose checksum fails or whose sequence number is
+//!    not the expected next one, the segment is truncated there (a torn write from a crash:
+//!    such a record was never fsynced, so never acknowledged) and the truncation is logged.
+//!    Writing then continues in a fresh segment.
+//!
+//! # On-disk layout
+//!
+//! A directory holding `acked` and segment files named `<first sequence, 20 digits>.seg`.
+//! A segment is a series of records, nothing else (no file header):
+//!
+//! ```text
+//! offset  size  field
+//! 0       4     payload length N, u32 little-endian (at most MAX_RECORD_BYTES)
+//! 4       4     CRC-32 (IEEE) over bytes 8..16+N (sequence number and payload), u32 LE
+//! 8       8     sequence number, u64 little-endian
+//! 16      N     payload (opaque here)
+//! ```
+//!
+//! `acked` is 12 bytes: the acknowledged sequence number (u64 LE), then its CRC-32 (u32 LE).
+
+mod format;
+mod reader;
+mod writer;
+
+use std::collections::VecDeque;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+
+use tokio::sync::{oneshot, Notify};
+
+pub use self::format::{MAX_RECORD_BYTES, RECORD_HEADER_BYTES};
+pub use self::reader::SpoolReader;
+pub use self::writer::Writer;
+
+/// Why the spool refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    /// Downstream fault (Kafka is behind): the spool holds `max_bytes` already.
+    #[error("spool is full ({used_bytes} of {max_bytes} bytes)")]
+    Full {
+        /// Bytes held or queued.
+        used_bytes: u64,
+        /// The configured cap.
+        max_bytes: u64,
+    },
+    /// Sender's fault in size: one record is larger than a spool record may be.
+    #[error("record of {bytes} bytes exceeds the spool record limit")]
+    TooLarge {
+        /// Its size.
+        bytes: usize,
+    },
+    /// Downstream fault (disk): a read, write, sync or rename failed.
+    #[error("spool i/o failed: {context}")]
+    Io {
+        /// What was being done.
+        context: &'static str,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Gateway fault: the writer thread is gone or the state lock was poisoned.
+    #[error("spool is closed")]
+    Closed,
+}
+
+impl SpoolError {
+    /// Bounded label for logs and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            SpoolError::Full { .. } => "spool_full",
+            SpoolError::TooLarge { .. } => "spool_record_too_large",
+            SpoolError::Io { .. } => "spool_io",
+            SpoolError::Closed => "spool_closed",
+        }
+    }
+
+    fn io(context: &'static str) -> impl FnOnce(std::io::Error) -> SpoolError {
+        move |source| SpoolError::Io { context, source }
+    }
+}
+
+/// How the spool is sized.
+#[derive(Debug, Clone)]
+pub struct SpoolSettings {
+    /// Directory holding segments and the `acked` file (created when missing).
+    pub dir: PathBuf,
+    /// Cap on bytes held (segments on disk plus queued appends).
+    pub max_bytes: u64,
+    /// A segment is closed and a new one started once it reaches this many bytes.
+    pub segment_bytes: u64,
+}
+
+/// One segment as the shared state knows it.
+#[derive(Debug, Clone)]
+struct Segment {
+    first_seq: u64,
+    path: PathBuf,
+    /// Bytes written and synced; the reader never reads past this.
+    durable_len: u64,
+    /// Sequence of the last durable record; `first_seq - 1` while empty.
+    last_seq: u64,
+}
+
+#[derive(Debug)]
+struct Shared {
+    /// Oldest first; the last one is the writer's open segment.
+    segments: VecDeque<Segment>,
+    durable_seq: u64,
+    acked_seq: u64,
+    /// Bytes of all segments' durable lengths.
+    used_bytes: u64,
+    /// Bytes accepted into the writer's queue but not yet written.
+    queued_bytes: u64,
+    /// Group commits (fsyncs of appended data) so far.
+    syncs: u64,
+    /// Set once the writer hit an error it could not undo; every later append fails.
+    broken: bool,
+}
+
+#[derive(Debug)]
+struct Inner {
+    settings: SpoolSettings,
+    shared: Mutex<Shared>,
+    /// Woken after each group commit (the forwarder waits on it).
+    appended: Notify,
+}
+
+impl Inner {
+    fn lock(&self) -> Result<MutexGuard<'_, Shared>, SpoolError> {
+        self.shared.lock().map_err(|_| SpoolError::Closed)
+    }
+}
+
+/// A queued append: encoded payloads and where to answer.
+#[derive(Debug)]
+enum Job {
+    Append {
+        payloads: Vec<Vec<u8>>,
+        bytes: u64,
+        reply: oneshot::Sender<Result<u64, SpoolError>>,
+    },
+    Close,
+}
+
+/// The spool handle used by the request path and the forwarder (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct Spool {
+    inner: Arc<Inner>,
+    jobs: mpsc::Sender<Job>,
+}
+
+/// Point-in-time figures for readiness and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpoolStats {
+    /// Bytes held or queued.
+    pub used_bytes: u64,
+    /// The cap.
+    pub max_bytes: u64,
+    /// Records durable but not yet acknowledged downstream.
+    pub pending_records: u64,
+    /// Number of segment files.
+    pub segments: usize,
+    /// Group commits (one fsync each) since start.
+    pub syncs: u64,
+}
+
+impl Spool {
+    /// Opens (recovering) the spool in `settings.dir`. Returns the handle and the writer, which
+    /// the caller runs on a blocking thread (`Writer::run`) — `app.rs` owns background work.
+    pub fn open(settings: SpoolSettings) -> Result<(Spool, Writer), SpoolError> {
+        fs::create_dir_all(&settings.dir).map_err(SpoolError::io("create spool dir"))?;
+        let acked_seq = format::read_acked(&settings.dir.join(format::ACKED_FILE));
+        let recovered = format::recover(&settings.dir, acked_seq)?;
+        let next_seq = recovered.next_seq;
+        let mut segments: VecDeque<Segment> = recovered.segments.into();
+        let used_bytes = segments.iter().map(|s| s.durable_len).sum();
+        // Writing always continues in a fresh segment, so a repaired tail is never appended to.
+        let open = match segments.back() {
+            Some(last) if last.durable_len == 0 => last.clone(),
+            _ => {
+                let seg = Segment {
+                    first_seq: next_seq,
+                    path: format::segment_path(&settings.dir, next_seq),
+                    durable_len: 0,
+                    last_seq: next_seq - 1,
+                };
+                segments.push_back(seg.clone());
+                seg
+            }
+        };
+        let file = format::open_segment(&open.path, &settings.dir)?;
+        let shared = Shared {
+            segments,
+            durable_seq: next_seq - 1,
+            acked_seq: acked_seq.min(next_seq - 1),
+            used_bytes,
+            queued_bytes: 0,
+            syncs: 0,
+            broken: false,
+        };
+        let inner = Arc::new(Inner {
+            settings,
+            shared: Mutex::new(shared),
+            appended: Notify::new(),
+        });
+        let (jobs, rx) = mpsc::channel();
+        let writer = Writer::new(Arc::clone(&inner), rx, file, open, next_seq);
+        Ok((Spool { inner, jobs }, writer))
+    }
+
+    /// Appends `payloads` as consecutive records; returns the last sequence number once they
+    /// are fsynced. Refuses with `Full` before queuing when the cap would be passed.
+    pub async fn append(&self, payloads: Vec<Vec<u8>>) -> Result<u64, SpoolError> {
+        let mut bytes = 0u64;
+        for p in &payloads {
+            if p.len() > MAX_RECORD_BYTES {
+                return Err(SpoolError::TooLarge { bytes: p.len() });
+            }
+            bytes += (RECORD_HEADER_BYTES + p.len()) as u64;
+        }
+        {
+            let mut shared = self.inner.lock()?;
+            if shared.broken {
+                return Err(SpoolError::Closed);
+            }
+            let used = shared.used_bytes + shared.queued_bytes;
+            if used + bytes > self.inner.settings.max_bytes {
+                return Err(SpoolError::Full {
+                    used_bytes: used,
+                    max_bytes: self.inner.settings.max_bytes,
+                });
+            }
+            shared.queued_bytes += bytes;
+        }
+        let (reply, answer) = oneshot::channel();
+        let job = Job::Append {
+            payloads,
+            bytes,
+            reply,
+        };
+        if self.jobs.send(job).is_err() {
+            self.unqueue(bytes);
+            return Err(SpoolError::Closed);
+        }
+        answer.await.map_err(|_| SpoolError::Closed)?
+    }
+
+    fn unqueue(&self, bytes: u64) {
+        if let Ok(mut shared) = self.inner.lock() {
+            shared.queued_bytes = shared.queued_bytes.saturating_sub(bytes);
+        }
+    }
+
+    /// A reader positioned at the first unacknowledged record.
+    pub fn reader(&self) -> SpoolReader {
+        SpoolReader::new(Arc::clone(&self.inner))
+    }
+
+    /// Waits until something new was appended (or returns at once if it already was since the
+    /// last call).
+    pub async fn appended(&self) {
+        self.inner.appended.notified().await;
+    }
+
+    /// Records everything up to `seq` as delivered downstream: persists the mark and deletes
+    /// segments that hold nothing newer.
+    pub fn ack(&self, seq: u64) -> Result<(), SpoolError> {
+        let (acked, doomed) = {
+            let mut shared = self.inner.lock()?;
+            if seq <= shared.acked_seq {
+                return Ok(());
+            }
+            // Never past what is durable: a record not yet synced cannot have been forwarded.
+            shared.acked_seq = seq.min(shared.durable_seq);
+            let mut doomed = Vec::new();
+            while shared.segments.len() > 1 {
+                match shared.segments.front() {
+                    Some(front) if front.last_seq <= shared.acked_seq => {
+                        if let Some(seg) = shared.segments.pop_front() {
+                            shared.used_bytes = shared.used_bytes.saturating_sub(seg.durable_len);
+                            doomed.push(seg);
+                        }
+                    }
+                    _ => break,
+                }
+            }
+            (shared.acked_seq, doomed)
+        };
+        format::write_acked(&self.inner.settings.dir, acked)?;
+        for seg in doomed {
+            if let Err(e) = fs::remove_file(&seg.path) {
+                tracing::warn!(path = %seg.path.display(), error = %e, "cannot delete trimmed spool segment");
+            }
+        }
+        Ok(())
+    }
+
+    /// Current figures.
+    pub fn stats(&self) -> SpoolStats {
+        match self.inner.lock() {
+            Ok(s) => SpoolStats {
+                used_bytes: s.used_bytes + s.queued_bytes,
+                max_bytes: self.inner.settings.max_bytes,
+                pending_records: s.durable_seq.saturating_sub(s.acked_seq),
+                segments: s.segments.len(),
+                syncs: s.syncs,
+            },
+            Err(_) => SpoolStats {
+                used_bytes: self.inner.settings.max_bytes,
+                max_bytes: self.inner.settings.max_bytes,
+                pending_records: 0,
+                segments: 0,
+                syncs: 0,
+            },
+        }
+    }
+
+    /// Asks the writer to finish what is queued and stop (shutdown). Appends after this fail.
+    pub fn close(&self) {
+        let _ = self.jobs.send(Job::Close);
+    }
+
+    /// The spool directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.settings.dir
+    }
+}
+
+#[cfg(test)]
+mod tests;

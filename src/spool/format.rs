@@ -1,0 +1,213 @@
+//! The spool's bytes on disk: record framing, segment names, the `acked` file, and the
+//! startup scan that truncates a torn tail. Layout and invariants: see `spool.rs`.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use super::{Segment, SpoolError};
+
+/// Bytes before each payload: length, checksum, sequence number.
+pub const RECORD_HEADER_BYTES: usize = 16;
+/// Largest payload a record may hold (16 MiB). A larger length field marks a torn header.
+pub const MAX_RECORD_BYTES: usize = 16 * 1024 * 1024;
+/// Name of the file holding the acknowledged sequence number.
+pub const ACKED_FILE: &str = "acked";
+const SEGMENT_SUFFIX: &str = ".seg";
+
+/// Appends one framed record to `out`.
+pub fn encode(seq: u64, payload: &[u8], out: &mut Vec<u8>) {
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&seq.to_le_bytes());
+    crc.update(payload);
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc.finalize().to_le_bytes());
+    out.extend_from_slice(&seq.to_le_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// What decoding the front of a buffer found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decoded<'a> {
+    /// A whole, valid record and its framed length.
+    Record {
+        /// Sequence number.
+        seq: u64,
+        /// Payload bytes.
+        payload: &'a [u8],
+        /// Header plus payload.
+        len: usize,
+    },
+    /// The buffer is empty.
+    End,
+    /// The bytes do not form a valid record (torn or corrupt).
+    Invalid,
+}
+
+fn le_u32(bytes: &[u8], at: usize) -> Option<u32> {
+    let b: [u8; 4] = bytes.get(at..at + 4)?.try_into().ok()?;
+    Some(u32::from_le_bytes(b))
+}
+
+fn le_u64(bytes: &[u8], at: usize) -> Option<u64> {
+    let b: [u8; 8] = bytes.get(at..at + 8)?.try_into().ok()?;
+    Some(u64::from_le_bytes(b))
+}
+
+/// Decodes the record at the front of `buf`.
+pub fn decode(buf: &[u8]) -> Decoded<'_> {
+    if buf.is_empty() {
+        return Decoded::End;
+    }
+    let (Some(len), Some(crc), Some(seq)) = (le_u32(buf, 0), le_u32(buf, 4), le_u64(buf, 8)) else {
+        return Decoded::Invalid;
+    };
+    let len = len as usize;
+    if len > MAX_RECORD_BYTES {
+        return Decoded::Invalid;
+    }
+    let Some(payload) = buf.get(RECORD_HEADER_BYTES..RECORD_HEADER_BYTES + len) else {
+        return Decoded::Invalid;
+    };
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&seq.to_le_bytes());
+    hasher.update(payload);
+    if hasher.finalize() != crc {
+        return Decoded::Invalid;
+    }
+    Decoded::Record {
+        seq,
+        payload,
+        len: RECORD_HEADER_BYTES + len,
+    }
+}
+
+/// `dir/<first_seq:020>.seg`.
+pub fn segment_path(dir: &Path, first_seq: u64) -> PathBuf {
+    dir.join(format!("{first_seq:020}{SEGMENT_SUFFIX}"))
+}
+
+/// Opens (creating) a segment for appending and syncs the directory so the name survives.
+pub fn open_segment(path: &Path, dir: &Path) -> Result<File, SpoolError> {
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(SpoolError::io("open segment"))?;
+    sync_dir(dir)?;
+    Ok(file)
+}
+
+/// Syncs a directory's entries (new or renamed files).
+pub fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(SpoolError::io("sync spool dir"))
+}
+
+/// The acknowledged sequence, or 0 when the file is missing or does not check out.
+pub fn read_acked(path: &Path) -> u64 {
+    let Ok(bytes) = fs::read(path) else {
+        return 0;
+    };
+    match (le_u64(&bytes, 0), le_u32(&bytes, 8)) {
+        (Some(seq), Some(crc))
+            if bytes.len() == 12 && crc32fast::hash(&seq.to_le_bytes()) == crc =>
+        {
+            seq
+        }
+        _ => {
+            tracing::warn!(path = %path.display(), "spool acked file unreadable; forwarding every record again");
+            0
+        }
+    }
+}
+
+/// Persists the acknowledged sequence (temporary file, then rename).
+pub fn write_acked(dir: &Path, seq: u64) -> Result<(), SpoolError> {
+    let tmp = dir.join("acked.tmp");
+    let mut bytes = Vec::with_capacity(12);
+    bytes.extend_from_slice(&seq.to_le_bytes());
+    bytes.extend_from_slice(&crc32fast::hash(&seq.to_le_bytes()).to_le_bytes());
+    let mut f = File::create(&tmp).map_err(SpoolError::io("write acked"))?;
+    f.write_all(&bytes).map_err(SpoolError::io("write acked"))?;
+    fs::rename(&tmp, dir.join(ACKED_FILE)).map_err(SpoolError::io("rename acked"))
+}
+
+/// What the startup scan found.
+#[derive(Debug)]
+pub struct Recovered {
+    /// Segments that still hold records, oldest first.
+    pub segments: Vec<Segment>,
+    /// The sequence number the next record gets.
+    pub next_seq: u64,
+}
+
+/// Scans every segment, truncates torn or corrupt tails, deletes segments that are empty or
+/// fully acknowledged, and finds the next sequence number.
+pub fn recover(dir: &Path, acked_seq: u64) -> Result<Recovered, SpoolError> {
+    let mut firsts: Vec<u64> = Vec::new();
+    for entry in fs::read_dir(dir).map_err(SpoolError::io("list spool dir"))? {
+        let entry = entry.map_err(SpoolError::io("list spool dir"))?;
+        let name = entry.file_name();
+        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(SEGMENT_SUFFIX)) else {
+            continue;
+        };
+        if let Ok(first) = stem.parse::<u64>() {
+            firsts.push(first);
+        }
+    }
+    firsts.sort_unstable();
+    let mut segments = Vec::new();
+    let mut next_seq = acked_seq + 1;
+    for first in firsts {
+        let path = segment_path(dir, first);
+        let mut bytes = Vec::new();
+        File::open(&path)
+            .and_then(|mut f| f.read_to_end(&mut bytes))
+            .map_err(SpoolError::io("read segment"))?;
+        let mut offset = 0usize;
+        let mut expected = first;
+        let mut rest = bytes.as_slice();
+        loop {
+            match decode(rest) {
+                Decoded::Record { seq, len, .. } if seq == expected => {
+                    offset += len;
+                    expected += 1;
+                    rest = rest.get(len..).unwrap_or_default();
+                }
+                Decoded::End => break,
+                Decoded::Record { .. } | Decoded::Invalid => {
+                    tracing::warn!(
+                        segment = %path.display(),
+                        valid_bytes = offset,
+                        dropped_bytes = bytes.len() - offset,
+                        "spool segment has a torn or corrupt tail; truncating (those records were never acknowledged)"
+                    );
+                    let f = OpenOptions::new()
+                        .write(true)
+                        .open(&path)
+                        .map_err(SpoolError::io("open segment for repair"))?;
+                    f.set_len(offset as u64)
+                        .and_then(|()| f.sync_all())
+                        .map_err(SpoolError::io("truncate torn segment"))?;
+                    break;
+                }
+            }
+        }
+        let last_seq = expected - 1;
+        if offset == 0 || last_seq <= acked_seq {
+            fs::remove_file(&path).map_err(SpoolError::io("delete spent segment"))?;
+            next_seq = next_seq.max(expected);
+            continue;
+        }
+        next_seq = next_seq.max(expected);
+        segments.push(Segment {
+            first_seq: first,
+            path,
+            durable_len: offset as u64,
+            last_seq,
+        });
+    }
+    Ok(Recovered { segments, next_seq })
+}

@@ -1,0 +1,242 @@
+//! Spool format and behaviour: checksum, torn tail, segment roll, trim, cap, group commit.
+
+use super::format::{decode, encode, Decoded};
+use super::*;
+use std::fs::OpenOptions;
+
+fn settings(dir: &Path) -> SpoolSettings {
+    SpoolSettings {
+        dir: dir.to_owned(),
+        max_bytes: 1024 * 1024,
+        segment_bytes: 64 * 1024,
+    }
+}
+
+fn start(settings: SpoolSettings) -> (Spool, std::thread::JoinHandle<()>) {
+    let (spool, writer) = Spool::open(settings).unwrap();
+    let handle = std::thread::spawn(move || writer.run());
+    (spool, handle)
+}
+
+fn stop(spool: Spool, handle: std::thread::JoinHandle<()>) {
+    spool.close();
+    handle.join().unwrap();
+}
+
+fn read_all(reader: &mut SpoolReader) -> Vec<(u64, Vec<u8>)> {
+    let mut all = Vec::new();
+    loop {
+        let batch = reader.read(7, 1000).unwrap();
+        if batch.is_empty() {
+            return all;
+        }
+        all.extend(batch);
+    }
+}
+
+fn segment_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_record_decodes_and_a_flipped_bit_fails_its_checksum() {
+    let mut buf = Vec::new();
+    encode(7, b"hello", &mut buf);
+    assert_eq!(
+        decode(&buf),
+        Decoded::Record {
+            seq: 7,
+            payload: b"hello",
+            len: 21
+        }
+    );
+    for i in 0..buf.len() {
+        let mut bad = buf.clone();
+        bad[i] ^= 0x01;
+        assert!(
+            !matches!(
+                decode(&bad),
+                Decoded::Record {
+                    seq: 7,
+                    payload: b"hello",
+                    ..
+                }
+            ),
+            "flip at byte {i} went unnoticed"
+        );
+    }
+    assert_eq!(decode(&buf[..buf.len() - 1]), Decoded::Invalid);
+    assert_eq!(decode(&[]), Decoded::End);
+}
+
+#[tokio::test]
+async fn appends_are_read_back_in_order_with_increasing_sequence() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, h) = start(settings(dir.path()));
+    for i in 0..20u32 {
+        let seq = spool.append(vec![i.to_le_bytes().to_vec()]).await.unwrap();
+        assert_eq!(seq, u64::from(i) + 1);
+    }
+    let got = read_all(&mut spool.reader());
+    assert_eq!(got.len(), 20);
+    for (i, (seq, payload)) in got.iter().enumerate() {
+        assert_eq!(*seq, i as u64 + 1);
+        assert_eq!(payload, &(i as u32).to_le_bytes().to_vec());
+    }
+    stop(spool, h);
+}
+
+#[tokio::test]
+async fn a_torn_tail_is_truncated_at_startup_and_writing_continues() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, h) = start(settings(dir.path()));
+    spool
+        .append(vec![b"one".to_vec(), b"two".to_vec()])
+        .await
+        .unwrap();
+    stop(spool, h);
+    let seg = segment_files(dir.path()).pop().unwrap();
+    let good_len = fs::metadata(&seg).unwrap().len();
+    // A crash in the middle of the next write: a header and half a payload.
+    let mut torn = Vec::new();
+    encode(3, b"three-three-three", &mut torn);
+    torn.truncate(torn.len() - 5);
+    let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
+    std::io::Write::write_all(&mut f, &torn).unwrap();
+    drop(f);
+
+    let (spool, h) = start(settings(dir.path()));
+    assert_eq!(fs::metadata(&seg).unwrap().len(), good_len);
+    let seq = spool.append(vec![b"three".to_vec()]).await.unwrap();
+    assert_eq!(seq, 3);
+    let got: Vec<Vec<u8>> = read_all(&mut spool.reader())
+        .into_iter()
+        .map(|r| r.1)
+        .collect();
+    assert_eq!(
+        got,
+        vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]
+    );
+    stop(spool, h);
+}
+
+#[tokio::test]
+async fn garbage_after_valid_records_is_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, h) = start(settings(dir.path()));
+    spool.append(vec![b"a".to_vec()]).await.unwrap();
+    stop(spool, h);
+    let seg = segment_files(dir.path()).pop().unwrap();
+    let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
+    std::io::Write::write_all(&mut f, &[0xff; 40]).unwrap();
+    drop(f);
+    let (spool, h) = start(settings(dir.path()));
+    assert_eq!(read_all(&mut spool.reader()).len(), 1);
+    stop(spool, h);
+}
+
+#[tokio::test]
+async fn segments_roll_and_acknowledged_ones_are_trimmed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(dir.path());
+    s.segment_bytes = 256;
+    let (spool, h) = start(s.clone());
+    for _ in 0..40 {
+        spool.append(vec![vec![b'x'; 50]]).await.unwrap();
+    }
+    let before = segment_files(dir.path()).len();
+    assert!(before >= 5, "expected several segments, got {before}");
+    let mut reader = spool.reader();
+    let first = reader.read(20, usize::MAX).unwrap();
+    assert_eq!(first.len(), 20);
+    spool.ack(20).unwrap();
+    let after = segment_files(dir.path()).len();
+    assert!(after < before, "ack trimmed nothing: {before} → {after}");
+    assert_eq!(spool.stats().pending_records, 20);
+    let rest = read_all(&mut reader);
+    assert_eq!(rest.first().map(|r| r.0), Some(21));
+    assert_eq!(rest.len(), 20);
+    stop(spool, h);
+
+    // After a restart the acknowledged records are not read again.
+    let (spool, h) = start(s);
+    let again = read_all(&mut spool.reader());
+    assert_eq!(again.first().map(|r| r.0), Some(21));
+    assert_eq!(again.len(), 20);
+    spool.ack(40).unwrap();
+    stop(spool, h);
+    let (spool, h) = start(settings(dir.path()));
+    assert!(read_all(&mut spool.reader()).is_empty());
+    assert_eq!(spool.append(vec![b"n".to_vec()]).await.unwrap(), 41);
+    stop(spool, h);
+}
+
+#[tokio::test]
+async fn a_full_spool_refuses_and_frees_space_after_ack() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(dir.path());
+    s.max_bytes = 1000;
+    s.segment_bytes = 200;
+    let (spool, h) = start(s);
+    let mut accepted = 0u64;
+    let err = loop {
+        match spool.append(vec![vec![0u8; 84]]).await {
+            Ok(seq) => accepted = seq,
+            Err(e) => break e,
+        }
+    };
+    assert!(matches!(err, SpoolError::Full { .. }), "{err:?}");
+    assert_eq!(err.code(), "spool_full");
+    assert!(accepted >= 8, "accepted only {accepted}");
+    let got = read_all(&mut spool.reader());
+    assert_eq!(got.len() as u64, accepted);
+    spool.ack(accepted).unwrap();
+    spool.append(vec![vec![0u8; 84]]).await.unwrap();
+    stop(spool, h);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_appends_share_fsyncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, h) = start(settings(dir.path()));
+    let mut tasks = Vec::new();
+    for i in 0..200u32 {
+        let spool = spool.clone();
+        tasks.push(tokio::spawn(async move {
+            spool.append(vec![i.to_le_bytes().to_vec()]).await.unwrap()
+        }));
+    }
+    let mut seqs = Vec::new();
+    for t in tasks {
+        seqs.push(t.await.unwrap());
+    }
+    seqs.sort_unstable();
+    seqs.dedup();
+    assert_eq!(seqs.len(), 200);
+    let syncs = spool.stats().syncs;
+    assert!(
+        syncs < 200,
+        "no group commit: {syncs} syncs for 200 appends"
+    );
+    stop(spool, h);
+}
+
+#[tokio::test]
+async fn an_oversized_record_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(dir.path());
+    s.max_bytes = 64 * 1024 * 1024;
+    let (spool, h) = start(s);
+    let err = spool
+        .append(vec![vec![0u8; MAX_RECORD_BYTES + 1]])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SpoolError::TooLarge { .. }));
+    stop(spool, h);
+}
