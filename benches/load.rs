@@ -636,6 +636,9 @@ fn kafka_keys(
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("hookgate-load-verify-{topic}"))
         .set("enable.auto.commit", "false")
+        // tansu answers a fetch with few records; ask again at once rather than after the
+        // default 500 ms wait, or reading back a run takes minutes.
+        .set("fetch.wait.max.ms", "10")
         .create()
         .unwrap();
     let metadata = consumer
