@@ -7,8 +7,12 @@
 //! - `LOAD_STEP_SECS` seconds per step (default 10);
 //! - `LOAD_CONCURRENCY` comma list (default `1,8,64,256`);
 //! - `LOAD_RATES` open-loop requests/s comma list (default `1000,5000`);
-//! - `LOAD_MODE` `jsonl` (default; events to a file) — more modes as sinks land;
-//! - `LOAD_MIX` `all` (default: the five vendors) or one vendor name.
+//! - `LOAD_MODE` comma list of `jsonl` (default: the JSON-lines file), `spool` and `direct`
+//!   (Kafka: a tansu broker is started on a free loopback port, one topic per mode, and the
+//!   topic is consumed from offset 0 afterwards to check exactly-once);
+//! - `LOAD_PARTITIONS` partitions of each Kafka topic (default 3);
+//! - `LOAD_MIX` `all` (default: the five vendors) or one vendor name;
+//! - `LOAD_BIN` path of the `hookgate` binary to drive (default: this build's).
 //!
 //! Latency of an open-loop request is measured from its *intended* send time, so a stalled
 //! server cannot hide its queueing (no coordinated omission).
@@ -43,6 +47,8 @@ struct Req {
     body: bytes::Bytes,
     /// The id the event must carry downstream (`metadata.uid`).
     uid: String,
+    /// The whole request as sent (see [`wire`]); filled in after building.
+    wire: bytes::Bytes,
 }
 
 fn hmac_hex(key: &[u8], data: &[u8]) -> String {
@@ -115,6 +121,7 @@ fn build_request(vendor: &str, n: usize, run: &str) -> Req {
                 headers: vec![("x-hyprwatch-signature".into(), sig)],
                 body: body.into(),
                 uid,
+                wire: bytes::Bytes::new(),
             }
         }
         "hoop" => {
@@ -133,6 +140,7 @@ fn build_request(vendor: &str, n: usize, run: &str) -> Req {
                 ],
                 body: body.into(),
                 uid,
+                wire: bytes::Bytes::new(),
             }
         }
         "hypr" => {
@@ -148,6 +156,7 @@ fn build_request(vendor: &str, n: usize, run: &str) -> Req {
                 )],
                 body: body.into(),
                 uid,
+                wire: bytes::Bytes::new(),
             }
         }
         "connectsecure" => {
@@ -159,6 +168,7 @@ fn build_request(vendor: &str, n: usize, run: &str) -> Req {
                 headers: vec![("x-api-key".into(), "load-header-secret-0123".into())],
                 body: body.into(),
                 uid: String::new(),
+                wire: bytes::Bytes::new(),
             }
         }
         _ => {
@@ -170,6 +180,7 @@ fn build_request(vendor: &str, n: usize, run: &str) -> Req {
                 headers: vec![],
                 body: body.into(),
                 uid: String::new(),
+                wire: bytes::Bytes::new(),
             }
         }
     }
@@ -192,13 +203,18 @@ impl Drop for Gateway {
 fn start_gateway(sources: &str, extra: &str) -> Gateway {
     let dir = tempfile::tempdir().unwrap();
     let events_path = dir.path().join("events.jsonl");
+    // `{dir}` in `extra` is this gateway's own temporary directory (e.g. for the spool).
+    let extra = extra.replace("{dir}", &dir.path().display().to_string());
     let config = format!(
         "[listener]\naddress = \"127.0.0.1:0\"\n[admin]\naddress = \"127.0.0.1:0\"\n[sink]\npath = {:?}\n[telemetry]\nlog_level = \"warn,hookgate::app=info\"\n{extra}\n{sources}",
         events_path.display().to_string()
     );
     let config_path = dir.path().join("hookgate.toml");
     std::fs::write(&config_path, config).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+    // `LOAD_BIN` runs another build (e.g. a saved binary of an older commit, for a before/after).
+    let bin =
+        std::env::var("LOAD_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_hookgate").to_owned());
+    let mut child = Command::new(bin)
         .arg("serve")
         .arg("--config")
         .arg(&config_path)
@@ -282,26 +298,115 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[idx.min(sorted.len() - 1)] as f64 / 1000.0
 }
 
-async fn send(client: &reqwest::Client, base: &str, req: &Req) -> Result<u16, ()> {
-    let mut rb = client
-        .post(format!("{base}{}", req.path))
-        .header("content-type", "application/json");
+/// The request's exact HTTP/1.1 bytes (head and body), built once before the run so the
+/// generator spends its CPU on sending, not on formatting. hookgate routes by path only, so the
+/// `Host` value does not matter.
+fn wire(req: &Req) -> bytes::Bytes {
+    let mut head = format!(
+        "POST {} HTTP/1.1\r\nhost: hookgate\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
+        req.path,
+        req.body.len()
+    );
     for (k, v) in &req.headers {
-        rb = rb.header(k, v);
+        head.push_str(k);
+        head.push_str(": ");
+        head.push_str(v);
+        head.push_str("\r\n");
     }
-    match rb.body(req.body.clone()).send().await {
-        Ok(resp) => {
-            let status = resp.status().as_u16();
-            let _ = resp.bytes().await;
-            Ok(status)
+    head.push_str("\r\n");
+    let mut out = Vec::with_capacity(head.len() + req.body.len());
+    out.extend_from_slice(head.as_bytes());
+    out.extend_from_slice(&req.body);
+    out.into()
+}
+
+/// One keep-alive HTTP/1.1 connection speaking just enough of the protocol for hookgate's
+/// answers (status line, `content-length` body). A much cheaper client than a general one,
+/// which matters when generator and gateway share two cores.
+struct Conn {
+    stream: tokio::net::TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    async fn open(addr: &str) -> std::io::Result<Conn> {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Conn {
+            stream,
+            buf: Vec::with_capacity(1024),
+        })
+    }
+
+    /// Sends one request and reads its answer; returns the status code.
+    async fn send(&mut self, wire: &[u8]) -> std::io::Result<u16> {
+        use tokio::io::AsyncWriteExt;
+        self.stream.write_all(wire).await?;
+        self.buf.clear();
+        loop {
+            if let Some(end) = find(&self.buf, b"\r\n\r\n") {
+                let head = std::str::from_utf8(&self.buf[..end]).unwrap_or_default();
+                let status: u16 = head
+                    .split(' ')
+                    .nth(1)
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse().ok())?
+                    })
+                    .unwrap_or(0);
+                let total = end + 4 + length;
+                while self.buf.len() < total {
+                    self.read_more().await?;
+                }
+                // Keep-alive: nothing else is in flight on this connection, so the buffer ends
+                // exactly at this answer.
+                return Ok(status);
+            }
+            self.read_more().await?;
         }
-        Err(_) => Err(()),
     }
+
+    async fn read_more(&mut self) -> std::io::Result<()> {
+        use tokio::io::AsyncReadExt;
+        let mut chunk = [0u8; 4096];
+        let n = self.stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(())
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Sends `req` on `conn`, reconnecting once if the server closed the connection.
+async fn send(conn: &mut Option<Conn>, addr: &str, req: &Req) -> Result<u16, ()> {
+    for _ in 0..2 {
+        if conn.is_none() {
+            *conn = Conn::open(addr).await.ok();
+        }
+        let Some(c) = conn.as_mut() else {
+            return Err(());
+        };
+        match c.send(&req.wire).await {
+            Ok(status) => return Ok(status),
+            Err(_) => *conn = None,
+        }
+    }
+    Err(())
 }
 
 /// Closed loop: `concurrency` workers, each on its own keep-alive connection, for `secs`.
 async fn closed_loop(
-    base: &str,
+    addr: &str,
     requests: Arc<Vec<Req>>,
     next: Arc<AtomicUsize>,
     concurrency: usize,
@@ -314,18 +419,15 @@ async fn closed_loop(
         let requests = Arc::clone(&requests);
         let next = Arc::clone(&next);
         let result = Arc::clone(&result);
-        let base = base.to_owned();
+        let addr = addr.to_owned();
         tasks.push(tokio::spawn(async move {
-            let client = reqwest::Client::builder()
-                .pool_max_idle_per_host(1)
-                .build()
-                .unwrap();
+            let mut conn = None;
             let mut local = StepResult::default();
             while Instant::now() < deadline {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(req) = requests.get(i) else { break };
                 let started = Instant::now();
-                let status = send(&client, &base, req).await;
+                let status = send(&mut conn, &addr, req).await;
                 local
                     .latencies_us
                     .push(started.elapsed().as_micros() as u64);
@@ -340,39 +442,53 @@ async fn closed_loop(
     Arc::try_unwrap(result).ok().unwrap().into_inner().unwrap()
 }
 
+/// Most requests an open-loop step keeps in flight (one connection each). Past this many the
+/// server is far behind; later requests then start late, and their latency, measured from the
+/// intended send time, shows it.
+const OPEN_LOOP_CONNECTIONS: usize = 512;
+
 /// Open loop: requests issued at a fixed `rate` per second for `secs`, whatever the answers.
+/// Request k is due at `start + k/rate`; its latency counts from then, not from when a
+/// connection was free to send it (no coordinated omission).
 async fn open_loop(
-    base: &str,
+    addr: &str,
     requests: Arc<Vec<Req>>,
     next: Arc<AtomicUsize>,
     rate: u64,
     secs: u64,
 ) -> StepResult {
     let result = Arc::new(Mutex::new(StepResult::default()));
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(512)
-        .build()
-        .unwrap();
     let start = Instant::now();
     let total = rate * secs;
-    let mut tasks = Vec::with_capacity(total as usize);
-    for k in 0..total {
-        let intended = start + Duration::from_nanos(k * 1_000_000_000 / rate);
-        tokio::time::sleep_until(intended.into()).await;
-        let i = next.fetch_add(1, Ordering::Relaxed);
-        let Some(req) = requests.get(i).cloned() else {
-            break;
-        };
-        let client = client.clone();
-        let result = Arc::clone(&result);
-        let base = base.to_owned();
+    let slot = Arc::new(AtomicUsize::new(0));
+    let workers = OPEN_LOOP_CONNECTIONS.min(total as usize).max(1);
+    let mut tasks = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        let (requests, next, result, slot) = (
+            Arc::clone(&requests),
+            Arc::clone(&next),
+            Arc::clone(&result),
+            Arc::clone(&slot),
+        );
+        let addr = addr.to_owned();
         tasks.push(tokio::spawn(async move {
-            let status = send(&client, &base, &req).await;
+            let mut conn = None;
             let mut local = StepResult::default();
-            local
-                .latencies_us
-                .push(intended.elapsed().as_micros() as u64);
-            record(&mut local, &req, status);
+            loop {
+                let k = slot.fetch_add(1, Ordering::Relaxed) as u64;
+                if k >= total {
+                    break;
+                }
+                let intended = start + Duration::from_nanos(k * 1_000_000_000 / rate);
+                tokio::time::sleep_until(intended.into()).await;
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(req) = requests.get(i) else { break };
+                let status = send(&mut conn, &addr, req).await;
+                local
+                    .latencies_us
+                    .push(intended.elapsed().as_micros() as u64);
+                record(&mut local, req, status);
+            }
             merge(&result, local);
         }));
     }
@@ -418,7 +534,147 @@ fn env_list(name: &str, default: &str) -> Vec<u64> {
         .collect()
 }
 
-fn verify_exactly_once(events_path: &Path, accepted: &[String]) -> (usize, usize, usize) {
+/// Where accepted events must show up, and how the harness reads them back.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Mode {
+    /// `[sink]` JSON-lines file, synced per group commit (the embedded default).
+    Jsonl,
+    /// `[delivery] mode = "spool"`: 2xx once in the local spool; a forwarder publishes to Kafka.
+    Spool,
+    /// `[delivery] mode = "direct"`: 2xx once Kafka acknowledged.
+    Direct,
+}
+
+impl Mode {
+    fn parse(name: &str) -> Mode {
+        match name.trim() {
+            "jsonl" => Mode::Jsonl,
+            "spool" => Mode::Spool,
+            "direct" => Mode::Direct,
+            other => panic!("LOAD_MODE: unknown mode {other:?} (jsonl, spool, direct)"),
+        }
+    }
+
+    fn uses_kafka(self) -> bool {
+        self != Mode::Jsonl
+    }
+}
+
+/// A tansu broker (Kafka protocol, SQLite storage) on a free loopback port, killed on drop.
+struct Broker {
+    child: Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_broker() -> Broker {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let url = format!("tcp://{addr}");
+    // tansu resolves the sqlite:// path against its working directory: run it in the temp dir.
+    let child = Command::new("tansu")
+        .current_dir(dir.path())
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ])
+        .args(["--storage-engine", "sqlite://tansu.db"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("tansu must be on PATH for the Kafka modes");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(Instant::now() < deadline, "tansu did not start on {addr}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Broker {
+        child,
+        addr,
+        _dir: dir,
+    }
+}
+
+fn create_topic(broker: &Broker, name: &str, partitions: u64) {
+    let status = Command::new("tansu")
+        .args(["topic", "create", name, "--broker"])
+        .arg(format!("tcp://{}", broker.addr))
+        .args(["--partitions", &partitions.to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "tansu topic create {name} failed");
+}
+
+/// Every message key of `topic` from offset 0, with its count. Reads until at least
+/// `at_least` messages arrived and nothing new came for 3 s (so late duplicates are seen
+/// too), or `timeout` passed.
+fn kafka_keys(
+    brokers: &str,
+    topic: &str,
+    at_least: usize,
+    timeout: Duration,
+) -> HashMap<String, usize> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("hookgate-load-verify-{topic}"))
+        .set("enable.auto.commit", "false")
+        // tansu answers a fetch with few records; ask again at once rather than after the
+        // default 500 ms wait, or reading back a run takes minutes.
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let partitions = metadata.topics()[0].partitions().len();
+    let mut assignment = TopicPartitionList::new();
+    for p in 0..partitions {
+        assignment
+            .add_partition_offset(topic, p as i32, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    let mut keys: HashMap<String, usize> = HashMap::new();
+    let mut total = 0usize;
+    let deadline = Instant::now() + timeout;
+    let mut last_new = Instant::now();
+    while Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
+                *keys.entry(key).or_default() += 1;
+                total += 1;
+                last_new = Instant::now();
+            }
+            Some(Err(e)) => eprintln!("  consumer: {e}"),
+            None => {}
+        }
+        if total >= at_least && last_new.elapsed() > Duration::from_secs(3) {
+            break;
+        }
+    }
+    keys
+}
+
+fn jsonl_uids(events_path: &Path) -> HashMap<String, usize> {
     let mut seen: HashMap<String, usize> = HashMap::new();
     let text = std::fs::read_to_string(events_path).unwrap_or_default();
     for line in text.lines() {
@@ -428,6 +684,11 @@ fn verify_exactly_once(events_path: &Path, accepted: &[String]) -> (usize, usize
             }
         }
     }
+    seen
+}
+
+/// (distinct events downstream, accepted ids missing, ids delivered more than once).
+fn exactly_once(seen: &HashMap<String, usize>, accepted: &[String]) -> (usize, usize, usize) {
     let missing = accepted.iter().filter(|u| !seen.contains_key(*u)).count();
     let duplicated = seen.values().filter(|n| **n > 1).count();
     (seen.len(), missing, duplicated)
@@ -445,6 +706,15 @@ fn main() {
         .unwrap_or(10);
     let concurrencies = env_list("LOAD_CONCURRENCY", "1,8,64,256");
     let rates = env_list("LOAD_RATES", "1000,5000");
+    let partitions = env_list("LOAD_PARTITIONS", "3")
+        .first()
+        .copied()
+        .unwrap_or(3);
+    let modes: Vec<Mode> = std::env::var("LOAD_MODE")
+        .unwrap_or_else(|_| "jsonl".to_owned())
+        .split(',')
+        .map(Mode::parse)
+        .collect();
     let mix = std::env::var("LOAD_MIX").unwrap_or_else(|_| "all".to_owned());
     let vendors: Vec<(&str, String)> = vendors()
         .into_iter()
@@ -455,13 +725,10 @@ fn main() {
         .map(|(_, block)| block.as_str())
         .collect::<Vec<_>>()
         .join("\n");
-    let gw = start_gateway(&sources, "");
-    let base = format!("http://{}", gw.addr);
-    let pid = gw.child.id();
 
-    // Enough unique requests for the whole run at a generous rate.
-    let budget =
-        (concurrencies.len() as u64 * secs * 60_000 + rates.iter().sum::<u64>() * secs) as usize;
+    // Enough unique requests for every step of every mode at a generous rate.
+    let per_mode = concurrencies.len() as u64 * secs * 30_000 + rates.iter().sum::<u64>() * secs;
+    let budget = (per_mode * modes.len() as u64) as usize;
     let run = format!("{:x}", now_secs());
     eprintln!(
         "prebuilding {budget} signed requests for {:?}",
@@ -469,7 +736,13 @@ fn main() {
     );
     let requests: Arc<Vec<Req>> = Arc::new(
         (0..budget)
-            .map(|n| build_request(vendors[n % vendors.len()].0, n, &run))
+            .map(|n| {
+                let mut req = build_request(vendors[n % vendors.len()].0, n, &run);
+                req.wire = wire(&req);
+                // Only the wire bytes are sent; don't hold the body twice.
+                req.body = bytes::Bytes::new();
+                req
+            })
             .collect(),
     );
     let next = Arc::new(AtomicUsize::new(0));
@@ -478,66 +751,100 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    let broker = modes.iter().any(|m| m.uses_kafka()).then(start_broker);
 
-    println!("| load | requests/s | ok | failed | p50 ms | p99 ms | p99.9 ms | max ms | hookgate CPU s / 1000 req |");
-    println!("|---|---|---|---|---|---|---|---|---|");
-    let mut all_accepted = Vec::new();
-    let mut steps: Vec<(String, u64)> = concurrencies
-        .iter()
-        .map(|c| (format!("closed c={c}"), *c))
-        .collect();
-    steps.extend(rates.iter().map(|r| (format!("open {r}/s"), *r)));
-    for (label, n) in steps {
-        let cpu_before = cpu_seconds(pid);
-        let started = Instant::now();
-        let mut result = if label.starts_with("closed") {
-            rt.block_on(closed_loop(
-                &base,
-                Arc::clone(&requests),
-                Arc::clone(&next),
-                n as usize,
-                secs,
-            ))
-        } else {
-            rt.block_on(open_loop(
-                &base,
-                Arc::clone(&requests),
-                Arc::clone(&next),
-                n,
-                secs,
-            ))
+    for mode in modes {
+        let topic = format!("load.{run}.{mode:?}").to_lowercase();
+        let extra = match (&broker, mode) {
+            (Some(b), Mode::Spool | Mode::Direct) => {
+                create_topic(b, &topic, partitions);
+                create_topic(b, &format!("{topic}.dlq"), 1);
+                format!(
+                    "[delivery]\nmode = {:?}\n[kafka]\nbrokers = {:?}\ntopic = {topic:?}\ndead_letter_topic = \"{topic}.dlq\"\n[spool]\ndir = \"{{dir}}/spool\"\n",
+                    format!("{mode:?}").to_lowercase(),
+                    b.addr
+                )
+            }
+            _ => String::new(),
         };
-        let elapsed = started.elapsed().as_secs_f64();
-        let cpu = cpu_seconds(pid) - cpu_before;
-        result.latencies_us.sort_unstable();
-        let l = &result.latencies_us;
-        println!(
-            "| {label} | {:.0} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.3} |",
-            result.ok as f64 / elapsed,
-            result.ok,
-            result.failed,
-            percentile(l, 0.50),
-            percentile(l, 0.99),
-            percentile(l, 0.999),
-            percentile(l, 1.0),
-            if result.ok > 0 {
-                cpu / result.ok as f64 * 1000.0
+        let gw = start_gateway(&sources, &extra);
+        let pid = gw.child.id();
+        eprintln!("mode {mode:?}: hookgate pid {pid} on {}", gw.addr);
+        let broker_pid = broker.as_ref().map(|b| b.child.id());
+        println!("\n### mode: {mode:?}\n");
+        println!("| load | requests/s | ok | failed | p50 ms | p99 ms | p99.9 ms | max ms | hookgate CPU ms / 1000 req | broker CPU ms / 1000 req |");
+        println!("|---|---|---|---|---|---|---|---|---|---|");
+        let mut accepted_ids = Vec::new();
+        let mut accepted = 0usize;
+        let mut steps: Vec<(String, u64)> = concurrencies
+            .iter()
+            .map(|c| (format!("closed c={c}"), *c))
+            .collect();
+        steps.extend(rates.iter().map(|r| (format!("open {r}/s"), *r)));
+        for (label, n) in steps {
+            let cpu_before = cpu_seconds(pid);
+            let broker_before = broker_pid.map(cpu_seconds).unwrap_or(0.0);
+            let started = Instant::now();
+            let requests = Arc::clone(&requests);
+            let next = Arc::clone(&next);
+            let mut result = if label.starts_with("closed") {
+                rt.block_on(closed_loop(&gw.addr, requests, next, n as usize, secs))
             } else {
-                0.0
-            },
-        );
-        if result.failed > 0 {
-            eprintln!("  statuses: {:?}", result.statuses);
+                rt.block_on(open_loop(&gw.addr, requests, next, n, secs))
+            };
+            let elapsed = started.elapsed().as_secs_f64();
+            let cpu = cpu_seconds(pid) - cpu_before;
+            let broker_cpu = broker_pid.map(cpu_seconds).unwrap_or(0.0) - broker_before;
+            result.latencies_us.sort_unstable();
+            let l = &result.latencies_us;
+            let per_1000 = |s: f64| {
+                if result.ok > 0 {
+                    s / result.ok as f64 * 1_000_000.0
+                } else {
+                    0.0
+                }
+            };
+            println!(
+                "| {label} | {:.0} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} | {} |",
+                result.ok as f64 / elapsed,
+                result.ok,
+                result.failed,
+                percentile(l, 0.50),
+                percentile(l, 0.99),
+                percentile(l, 0.999),
+                percentile(l, 1.0),
+                per_1000(cpu),
+                if broker_pid.is_some() {
+                    format!("{:.0}", per_1000(broker_cpu))
+                } else {
+                    "–".to_owned()
+                },
+            );
+            if result.failed > 0 {
+                eprintln!("  statuses: {:?}", result.statuses);
+            }
+            accepted += result.ok;
+            accepted_ids.extend(result.accepted_uids);
         }
-        all_accepted.extend(result.accepted_uids);
+        println!("\npeak RSS of hookgate: {:.1} MB", peak_rss_mb(pid));
+        let drain_started = Instant::now();
+        let seen = match (&broker, mode) {
+            (Some(b), Mode::Spool | Mode::Direct) => {
+                kafka_keys(&b.addr, &topic, accepted, Duration::from_secs(300))
+            }
+            _ => {
+                // The file is complete once the last answer came: every 2xx was synced first.
+                jsonl_uids(&gw.events_path)
+            }
+        };
+        let (distinct, missing, duplicated) = exactly_once(&seen, &accepted_ids);
+        println!(
+            "downstream check ({mode:?}): {distinct} distinct events for {accepted} accepted requests (read back in {:.1} s); of {} accepted id-carrying events, {missing} missing, {duplicated} duplicated",
+            drain_started.elapsed().as_secs_f64(),
+            accepted_ids.len()
+        );
+        assert_eq!(missing, 0, "accepted events missing downstream");
+        assert_eq!(duplicated, 0, "events delivered more than once");
+        drop(gw);
     }
-    println!("\npeak RSS of hookgate: {:.1} MB", peak_rss_mb(pid));
-    std::thread::sleep(Duration::from_millis(500));
-    let (distinct, missing, duplicated) = verify_exactly_once(&gw.events_path, &all_accepted);
-    println!(
-        "downstream check: {distinct} distinct events; of {} accepted id-carrying events, {missing} missing, {duplicated} duplicated",
-        all_accepted.len()
-    );
-    assert_eq!(missing, 0, "accepted events missing downstream");
-    assert_eq!(duplicated, 0, "events delivered more than once");
 }

@@ -179,17 +179,31 @@ pub async fn read(
 }
 
 async fn collect_capped(mut body: hyper::body::Incoming, max: u64) -> Result<Bytes, BodyError> {
+    // Issue #7: a small body usually arrives as one frame, which hyper hands over as a slice
+    // of its read buffer. That frame is kept as it is (no copy); only a body of several
+    // frames is gathered into one buffer.
+    let mut first: Option<Bytes> = None;
     let mut buf = BytesMut::new();
+    let mut len = 0u64;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(BodyError::Incomplete)?;
         if let Ok(data) = frame.into_data() {
-            if (buf.len() + data.len()) as u64 > max {
+            len = len.saturating_add(data.len() as u64);
+            if len > max {
                 return Err(BodyError::TooLarge { limit: max });
             }
-            buf.extend_from_slice(&data);
+            match first.take() {
+                None if buf.is_empty() => first = Some(data),
+                None => buf.extend_from_slice(&data),
+                Some(earlier) => {
+                    buf.reserve(earlier.len() + data.len());
+                    buf.extend_from_slice(&earlier);
+                    buf.extend_from_slice(&data);
+                }
+            }
         }
     }
-    Ok(buf.freeze())
+    Ok(first.unwrap_or_else(|| buf.freeze()))
 }
 
 /// Decodes at most `max` bytes; one byte more means the body is over the cap.
