@@ -18,6 +18,10 @@ command -v promtool >/dev/null || apt_pkgs+=(prometheus)
 command -v chromium >/dev/null || apt_pkgs+=(chromium)
 command -v systemd-analyze >/dev/null || apt_pkgs+=(systemd)
 command -v cmake >/dev/null || apt_pkgs+=(cmake)
+command -v pkg-config >/dev/null || apt_pkgs+=(pkg-config)
+command -v cc >/dev/null || apt_pkgs+=(build-essential)
+[ -f /usr/include/openssl/ssl.h ] || apt_pkgs+=(libssl-dev)
+[ -f /usr/include/zlib.h ] || apt_pkgs+=(zlib1g-dev)
 if [ ${#apt_pkgs[@]} -gt 0 ]; then
   log "installing Debian packages: ${apt_pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -58,6 +58,24 @@ pub struct Runtime {
     pub protection: Protection,
 }
 
+/// Reads the config file and the parsers it names (built-ins plus `[parsers] dir`), then
+/// validates the config against them. Used at startup, by `check` and by SIGHUP reloads, so
+/// all three judge a file the same way. `Err` lists every problem.
+pub fn load_config(path: &std::path::Path) -> Result<(Config, Catalog), String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+    // The parser directory must be known before vendor names can be validated against it.
+    let dir = toml::from_str::<toml::Value>(&text).ok().and_then(|v| {
+        v.get("parsers")?
+            .get("dir")?
+            .as_str()
+            .map(std::path::PathBuf::from)
+    });
+    let catalog = Catalog::load(dir.as_deref()).map_err(|e| e.to_string())?;
+    let config = Config::from_toml(&text, path, &catalog.names()).map_err(|e| e.to_string())?;
+    Ok((config, catalog))
+}
+
 /// Builds routes (with compiled verifiers and parsers) from `config`.
 pub fn build_runtime(config: &Config, catalog: &Catalog) -> anyhow::Result<Runtime> {
     let trust = Trust::build(config).context("trust")?;
@@ -162,7 +180,7 @@ pub async fn run(
         .map(|w| tokio::task::spawn_blocking(move || w.run()));
     let forwarder_task = tasks
         .forwarder
-        .map(|f| tokio::spawn(f.run(background_stop.clone())));
+        .map(|f| tokio::spawn(f.run(background_stop.clone(), MetricsOf(Arc::clone(&state)))));
     let probe_task = tasks
         .kafka
         .map(|k| tokio::spawn(sink::watch_reachability(k, background_stop.clone())));
@@ -203,4 +221,13 @@ pub async fn run(
     reload_task.abort();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Lends the forwarder the state's metrics registry without a second registry.
+struct MetricsOf(Arc<State>);
+
+impl AsRef<Metrics> for MetricsOf {
+    fn as_ref(&self) -> &Metrics {
+        &self.0.metrics
+    }
 }

@@ -36,23 +36,7 @@ fn main() -> ExitCode {
 }
 
 fn load(path: &Path) -> Result<(Config, Catalog), String> {
-    // Parsers named in the config's [parsers] dir are only known after a first read; load the
-    // built-ins, then reload with the directory if one is set.
-    let builtin = Catalog::load(None).map_err(|e| e.to_string())?;
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
-    let dir = toml::from_str::<toml::Value>(&text).ok().and_then(|v| {
-        v.get("parsers")?
-            .get("dir")?
-            .as_str()
-            .map(std::path::PathBuf::from)
-    });
-    let catalog = match dir {
-        Some(d) => Catalog::load(Some(&d)).map_err(|e| e.to_string())?,
-        None => builtin,
-    };
-    let config = Config::from_toml(&text, path, &catalog.names()).map_err(|e| e.to_string())?;
-    Ok((config, catalog))
+    hookgate::app::load_config(path)
 }
 
 fn check(path: &Path) -> ExitCode {

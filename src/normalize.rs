@@ -118,7 +118,6 @@ pub fn to_ocsf(parsed: ParsedEvent, ctx: &EventContext<'_>) -> Result<OcsfEvent,
         "type_name",
         Value::from(format!("{}: {caption}", class.name)),
     );
-    put("raw_data", Value::from(ctx.raw));
 
     let status_id = fields.get("status_id").and_then(Value::as_i64);
     if let Some(id) = status_id {
@@ -180,7 +179,20 @@ pub fn to_ocsf(parsed: ParsedEvent, ctx: &EventContext<'_>) -> Result<OcsfEvent,
     );
     fields.insert("unmapped".into(), Value::Object(unmapped));
 
-    let json = serde_json::to_vec(&fields).map_err(NormalizeError::Serialize)?;
+    // `raw_data` is appended as the last member straight from the borrowed bytes: no copy of
+    // the (possibly large) body into the map. One buffer, sized up front.
+    let mut json = Vec::with_capacity(2 * ctx.raw.len() + 1024);
+    serde_json::to_writer(&mut json, &fields).map_err(NormalizeError::Serialize)?;
+    if json.last() == Some(&b'}') {
+        json.pop();
+        if fields.is_empty() {
+            json.extend_from_slice(b"\"raw_data\":");
+        } else {
+            json.extend_from_slice(b",\"raw_data\":");
+        }
+        serde_json::to_writer(&mut json, ctx.raw).map_err(NormalizeError::Serialize)?;
+        json.push(b'}');
+    }
     Ok(OcsfEvent {
         uid: key.id,
         class_uid: class.uid,

@@ -9,12 +9,13 @@
 //! hot path re-reads them. The engine is generic: every vendor specific lives in the data.
 
 pub mod compile;
+pub mod compiled;
 pub mod definition;
 pub mod eval;
 pub mod path;
 pub mod session_cache;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -309,19 +310,44 @@ pub fn content_hash(prefix: &str, event: &Value) -> String {
     hex::encode(hasher.finalize())
 }
 
-/// Keys sorted by code point at every level, compact separators.
+/// Keys sorted by code point at every level, compact separators, non-ASCII unescaped.
+/// Written without cloning the event (hashing is on the hot path for hash-keyed vendors).
 pub fn canonical_json(v: &Value) -> String {
-    fn sorted(v: &Value) -> Value {
-        match v {
-            Value::Object(m) => {
-                let b: BTreeMap<&String, Value> = m.iter().map(|(k, v)| (k, sorted(v))).collect();
-                Value::Object(b.into_iter().map(|(k, v)| (k.clone(), v)).collect())
+    let mut out = String::new();
+    write_canonical(v, &mut out);
+    out
+}
+
+fn write_canonical(v: &Value, out: &mut String) {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort_unstable();
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                if let Some(inner) = m.get(k) {
+                    write_canonical(inner, out);
+                }
             }
-            Value::Array(a) => Value::Array(a.iter().map(sorted).collect()),
-            other => other.clone(),
+            out.push('}');
         }
+        Value::Array(a) => {
+            out.push('[');
+            for (i, inner) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(inner, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
     }
-    sorted(v).to_string()
 }
 
 /// Applies `parser` to one event: pick the route, run its extractions, mappings, lists,
@@ -437,17 +463,24 @@ pub fn apply(
         .as_ref()
         .and_then(|s| eval::value(s, &scope, &fields))
         .map(|v| compile::scalar_text(&v));
+    let mut event = event;
     let mut unmapped = Map::new();
     for path in &route.unmapped {
         if let Some(v) = path.get(&event) {
             unmapped.insert(path.last_key().to_owned(), v.clone());
         }
     }
+    // Leftovers are moved out of the event (it is not needed any more), not cloned.
     for (path, read) in &route.leftovers {
-        if let Some(Value::Object(obj)) = path.get(&event) {
-            for (k, v) in obj {
-                if !read.contains(k) && !unmapped.contains_key(k) {
-                    unmapped.insert(k.clone(), v.clone());
+        if let Some(Value::Object(obj)) = path.get_mut(&mut event) {
+            let keys: Vec<String> = obj
+                .keys()
+                .filter(|k| !read.contains(*k) && !unmapped.contains_key(*k))
+                .cloned()
+                .collect();
+            for k in keys {
+                if let Some(v) = obj.remove(&k) {
+                    unmapped.insert(k, v);
                 }
             }
         }
@@ -468,3 +501,6 @@ pub fn apply(
 fn cache_key(ctx: &EventContext<'_>, k: &Value) -> String {
     format!("{}\n{}", ctx.source, compile::scalar_text(k))
 }
+
+#[cfg(test)]
+mod tests;

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -87,7 +88,10 @@ impl PublishError {
 
 /// The Kafka producer with its routing and topic bookkeeping.
 pub struct Kafka {
-    producer: FutureProducer,
+    /// Replaced whole when librdkafka reports a fatal error (an idempotent producer that lost
+    /// its sequence state cannot continue; a new one can).
+    producer: ArcSwap<FutureProducer>,
+    client_config: ClientConfig,
     admin: AdminClient<DefaultClientContext>,
     topic: TopicTemplate,
     dead_letter_topic: TopicTemplate,
@@ -134,7 +138,8 @@ impl Kafka {
             })
         };
         Ok(Kafka {
-            producer,
+            producer: ArcSwap::from_pointee(producer),
+            client_config: client,
             admin,
             topic: template(&config.topic)?,
             dead_letter_topic: template(&config.dead_letter_topic)?,
@@ -161,7 +166,7 @@ impl Kafka {
         if self.ensured.lock().is_ok_and(|s| s.contains(topic)) {
             return Ok(());
         }
-        let producer = self.producer.clone();
+        let producer = self.producer.load_full();
         let name = topic.to_owned();
         let exists = tokio::task::spawn_blocking(move || {
             producer
@@ -246,7 +251,7 @@ impl Kafka {
                 .key(envelope.uid.as_bytes())
                 .payload(envelope.body.as_ref())
                 .headers(headers(envelope));
-            match self.producer.send_result(record) {
+            match self.producer.load().send_result(record) {
                 Ok(delivery) => pending.push((i, delivery)),
                 Err((e, _)) => {
                     first_error.get_or_insert(PublishError::Produce(e));
@@ -273,6 +278,7 @@ impl Kafka {
         match first_error {
             None => Ok(()),
             Some(e) => {
+                self.replace_if_fatal();
                 if !e.is_refusal() {
                     self.reachable.store(false, Ordering::Relaxed);
                 }
@@ -281,9 +287,22 @@ impl Kafka {
         }
     }
 
+    /// Builds a fresh producer when the current one reported a fatal error; the caller's retry
+    /// then goes through the new one.
+    fn replace_if_fatal(&self) {
+        let Some((code, reason)) = self.producer.load().client().fatal_error() else {
+            return;
+        };
+        tracing::error!(%code, reason, "Kafka producer hit a fatal error; replacing it");
+        match self.client_config.create::<FutureProducer>() {
+            Ok(fresh) => self.producer.store(std::sync::Arc::new(fresh)),
+            Err(e) => tracing::error!(error = %e, "cannot create a new Kafka producer"),
+        }
+    }
+
     /// Asks the cluster for metadata; updates and returns reachability.
     pub async fn probe(&self) -> bool {
-        let producer = self.producer.clone();
+        let producer = self.producer.load_full();
         let ok = tokio::task::spawn_blocking(move || {
             producer
                 .client()
@@ -303,7 +322,7 @@ impl Kafka {
 
     /// Waits (up to `timeout`) for queued messages to be delivered (shutdown).
     pub async fn flush(&self, timeout: Duration) -> Result<(), PublishError> {
-        let producer = self.producer.clone();
+        let producer = self.producer.load_full();
         tokio::task::spawn_blocking(move || producer.flush(timeout))
             .await
             .map_err(|_| PublishError::Canceled)?

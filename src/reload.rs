@@ -19,7 +19,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::{build_runtime, Runtime, State};
 use crate::config::Config;
-use crate::parse::Catalog;
 use crate::tls;
 
 /// Installs the SIGHUP handler (replacing the default action, which would end the process).
@@ -69,17 +68,7 @@ struct Next {
 /// Reads, validates and compiles everything a reload swaps; `Err` names the first problem
 /// (or lists all config problems).
 fn load(path: &Path, with_tls: bool) -> Result<Next, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
-    // Same order as startup: parser directory first, so vendor names validate against it.
-    let dir = toml::from_str::<toml::Value>(&text).ok().and_then(|v| {
-        v.get("parsers")?
-            .get("dir")?
-            .as_str()
-            .map(std::path::PathBuf::from)
-    });
-    let catalog = Catalog::load(dir.as_deref()).map_err(|e| e.to_string())?;
-    let config = Config::from_toml(&text, path, &catalog.names()).map_err(|e| e.to_string())?;
+    let (config, catalog) = crate::app::load_config(path)?;
     let runtime = build_runtime(&config, &catalog).map_err(|e| format!("{e:#}"))?;
     let tls = match (&config.listener.tls, with_tls) {
         (Some(t), true) => Some(tls::server_config(t).map_err(|e| format!("listener.tls: {e}"))?),

@@ -128,7 +128,7 @@ pub enum Output {
     /// JSON lines to standard output or a file (the embedded default).
     Jsonl(jsonl::JsonlSink),
     /// A Kafka cluster.
-    Kafka(Kafka),
+    Kafka(Box<Kafka>),
 }
 
 impl Output {
@@ -207,7 +207,7 @@ impl Sink {
                     }
                     Err(e) => return Err(kafka_error(e)),
                 }
-                Output::Kafka(kafka)
+                Output::Kafka(Box::new(kafka))
             }
         };
         let output = Arc::new(output);

@@ -88,6 +88,14 @@ pub fn holds(cond: &Cond, scope: &Scope<'_>, out: &Map<String, Value>) -> bool {
             let Some(t) = value.and_then(text) else {
                 return false;
             };
+            // Operands are pre-lowered; ASCII text compares without allocating.
+            if *case_insensitive && t.is_ascii() {
+                match test {
+                    Test::Equals(s) => return t.eq_ignore_ascii_case(s),
+                    Test::In(list) => return list.iter().any(|s| t.eq_ignore_ascii_case(s)),
+                    _ => {}
+                }
+            }
             let t = if *case_insensitive {
                 std::borrow::Cow::Owned(t.to_lowercase())
             } else {

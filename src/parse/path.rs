@@ -114,6 +114,25 @@ impl InPath {
     }
 }
 
+impl InPath {
+    /// The value at this path in `root`, mutable (only key and index steps; a filter step
+    /// yields `None`).
+    pub fn get_mut<'v>(&self, root: &'v mut Value) -> Option<&'v mut Value> {
+        let mut cur = root;
+        for step in &self.steps {
+            cur = match step {
+                Step::Key(key, index) => match cur {
+                    Value::Object(map) => map.get_mut(key)?,
+                    Value::Array(items) => items.get_mut((*index)?)?,
+                    _ => return None,
+                },
+                Step::Find { .. } => return None,
+            };
+        }
+        Some(cur)
+    }
+}
+
 /// Splits on dots outside `[...]` (filter values may contain dots).
 fn split_dots(text: &str) -> Vec<&str> {
     let mut parts = Vec::new();

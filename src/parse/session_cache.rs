@@ -46,6 +46,12 @@ impl SessionCache {
         };
         inner.order.push_back((now, key.clone()));
         inner.entries.insert(key, (now, fields));
+        // A key stored again leaves a stale order record behind; compact before the records
+        // outgrow the entries, so the order queue stays bounded too.
+        if inner.order.len() > 2 * self.max_entries {
+            let Inner { entries, order } = &mut *inner;
+            order.retain(|(at, k)| entries.get(k).is_some_and(|(t, _)| t == at));
+        }
         // Evict expired and over-cap entries, oldest first; stale order records (a key stored
         // again later) are skipped.
         while let Some((at, k)) = inner.order.front().cloned() {
@@ -90,6 +96,22 @@ mod tests {
         assert!(c.load_at("s1", t0 + Duration::from_secs(5)).is_some());
         assert!(c.load_at("s1", t0 + Duration::from_secs(11)).is_none());
         assert!(c.load_at("s2", t0).is_none());
+    }
+
+    #[test]
+    fn storing_one_key_again_and_again_stays_bounded() {
+        let c = SessionCache::new(Duration::from_secs(100), 4);
+        let t0 = Instant::now();
+        for i in 0..1000u64 {
+            c.store_at("same".into(), Map::new(), t0 + Duration::from_millis(i));
+        }
+        let inner = c.inner.lock().unwrap();
+        assert!(
+            inner.order.len() <= 8,
+            "order grew to {}",
+            inner.order.len()
+        );
+        assert_eq!(inner.entries.len(), 1);
     }
 
     #[test]

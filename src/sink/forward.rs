@@ -7,12 +7,13 @@
 //! (at-least-once; Kafka consumers see the dedup id as the message key).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
 use super::envelope::Envelope;
 use super::Output;
+use crate::metrics::Metrics;
 use crate::spool::Spool;
 
 /// Most records published per batch.
@@ -35,11 +36,20 @@ impl Forwarder {
         Forwarder { spool, output }
     }
 
-    /// Forwards until `stop` is cancelled.
-    pub async fn run(self, stop: CancellationToken) {
+    /// Forwards until `stop` is cancelled, keeping the spool gauges and Kafka delivery
+    /// metrics in `metrics` current.
+    pub async fn run(self, stop: CancellationToken, metrics: impl AsRef<Metrics>) {
+        let metrics = metrics.as_ref();
+        metrics.spool_capacity(self.spool.stats().max_bytes);
         let mut reader = self.spool.reader();
         let mut forwarded = 0u64;
+        // Since when records have been waiting without progress (see `report`).
+        let mut waiting_since: Option<Instant> = None;
         loop {
+            if self.spool.stats().pending_records == 0 {
+                waiting_since = None;
+            }
+            self.report(metrics, waiting_since);
             if stop.is_cancelled() {
                 break;
             }
@@ -61,6 +71,7 @@ impl Forwarder {
                 }
                 continue;
             };
+            let since = *waiting_since.get_or_insert_with(Instant::now);
             let mut envelopes = Vec::with_capacity(records.len());
             for (seq, payload) in &records {
                 match Envelope::decode(payload) {
@@ -70,9 +81,10 @@ impl Forwarder {
                     }
                 }
             }
-            if !self.publish(&envelopes, &stop).await {
+            if !self.publish(&envelopes, &stop, metrics, since).await {
                 break;
             }
+            waiting_since = Some(Instant::now());
             forwarded += envelopes.len() as u64;
             if let Err(e) = self.spool.ack(last_seq) {
                 tracing::error!(error = %e, "cannot record forwarded spool position; records may be forwarded again");
@@ -81,16 +93,35 @@ impl Forwarder {
         tracing::info!(forwarded, "spool forwarder stopped");
     }
 
+    /// Sets the spool gauges; the oldest-record age is how long records have waited without
+    /// progress (an upper bound on the oldest pending record's wait).
+    fn report(&self, metrics: &Metrics, waiting_since: Option<Instant>) {
+        let stats = self.spool.stats();
+        let age = waiting_since.map_or(Duration::ZERO, |t| t.elapsed());
+        metrics.spool_gauge(stats.pending_records, stats.used_bytes, age);
+    }
+
     /// Publishes the batch, retrying what is left; false when stopped before it was all done.
-    async fn publish(&self, envelopes: &[Envelope], stop: &CancellationToken) -> bool {
+    async fn publish(
+        &self,
+        envelopes: &[Envelope],
+        stop: &CancellationToken,
+        metrics: &Metrics,
+        waiting_since: Instant,
+    ) -> bool {
         let mut done = vec![false; envelopes.len()];
         let mut backoff = Duration::from_millis(100);
         let mut failures = 0u32;
         loop {
+            let started = Instant::now();
             let result = tokio::select! {
                 r = self.output.send(envelopes, &mut done) => r,
                 () = stop.cancelled() => return false,
             };
+            if matches!(*self.output, Output::Kafka(_)) {
+                let outcome = result.as_ref().map(|_| ()).map_err(|e| e.code());
+                metrics.kafka_delivery(started.elapsed(), outcome);
+            }
             match result {
                 Ok(()) => {
                     if failures > 0 {
@@ -99,6 +130,7 @@ impl Forwarder {
                     return true;
                 }
                 Err(e) => {
+                    self.report(metrics, Some(waiting_since));
                     failures += 1;
                     if failures == 1 || failures % 20 == 0 {
                         tracing::warn!(error = %e, code = e.code(), failures, "forwarding failed; retrying");

@@ -114,6 +114,10 @@ fn direct_mode_publishes_each_event_keyed_by_its_id_with_headers() {
     let event: serde_json::Value = serde_json::from_slice(&m.value).unwrap();
     assert_eq!(event["metadata"]["uid"], m.key.as_str());
     assert_eq!(m.headers["ocsf.class_uid"], event["class_uid"].to_string());
+    assert_eq!(
+        m.headers["ocsf.class_name"],
+        event["class_name"].as_str().unwrap()
+    );
 }
 
 #[test]
@@ -423,9 +427,19 @@ fn throughput() {
             }
         });
         let accepted_in = started.elapsed();
+        // In Kafka: direct mode's 2xx already means acknowledged; spool mode waits until the
+        // forwarder has drained the spool (Kafka acknowledged every record).
+        assert!(wait_until(Duration::from_secs(120), || {
+            let r: serde_json::Value = reqwest::blocking::get(gw.admin_url("/readyz"))
+                .unwrap()
+                .json()
+                .unwrap();
+            r["sink"]["spool_pending_records"].as_u64().unwrap_or(0) == 0
+        }));
+        let in_kafka = started.elapsed();
         let total = workers * per_worker;
         let got = consume(&brokers, &topic, total, Duration::from_secs(120));
-        let in_kafka = started.elapsed();
+        assert_eq!(counts(&got).len(), total);
         let mut l = latencies.lock().unwrap().clone();
         l.sort();
         let p = |q: f64| l[((l.len() as f64 * q) as usize).min(l.len() - 1)];
@@ -465,6 +479,12 @@ fn unforwarded_events_survive_a_clean_stop_and_a_torn_tail_and_are_forwarded_aft
         .unwrap();
     assert_eq!(ready["sink"]["output_reachable"], false, "{ready}");
     assert_eq!(ready["sink"]["spool_pending_records"], 5, "{ready}");
+    // The forwarder keeps the spool gauges current (it wakes at least once a second).
+    assert!(wait_until(Duration::from_secs(10), || {
+        reqwest::blocking::get(gw.admin_url("/metrics"))
+            .and_then(|r| r.text())
+            .is_ok_and(|m| m.lines().any(|l| l == "hookgate_spool_records 5"))
+    }));
     let spool = gw.dir.path().join("spool");
     let config = gw.dir.path().join("hookgate.toml");
     // SIGTERM: the gateway stops cleanly, leaving the spool consistent.

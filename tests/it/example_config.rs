@@ -62,6 +62,7 @@ fn example_config_passes_check() {
         .env("CONNECTSECURE_PASSWORD", "example-password")
         .env("HYPERPROOF_PATH_TOKEN", "0f5c2b8e9a7d4c1e8b3a6f9d2c5e8b1a")
         .env("HOOKGATE_STATUS_TOKEN", "example-status-token")
+        .env("KAFKA_PASSWORD", "example-kafka-password")
         .output()
         .unwrap();
     assert!(

@@ -1,0 +1,332 @@
+//! The compiled (runtime) form of a parser definition: what [`super::compile`] builds once at
+//! load and the hot path reads. Plain data: regexes already compiled, paths resolved, tables
+//! shared, class captions looked up.
+//!
+//! Input: none (types only). Output: the types. Never holds definition text.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderName;
+use regex::Regex;
+use serde_json::Value;
+
+use super::path::{InPath, OutPath};
+use super::session_cache::SessionCache;
+use crate::normalize::ocsf::ClassInfo;
+
+/// `metadata.product`.
+#[derive(Debug, Clone)]
+pub struct Product {
+    /// `name`.
+    pub name: String,
+    /// `vendor_name`.
+    pub vendor_name: String,
+}
+
+/// A compiled parser definition.
+#[derive(Debug)]
+pub struct Compiled {
+    /// `metadata.product`.
+    pub product: Arc<Product>,
+    /// Repair stray backslashes.
+    pub lenient_json: bool,
+    /// Empty body = heartbeat.
+    pub heartbeat_on_empty: bool,
+    /// Object body matching this = heartbeat.
+    pub heartbeat: Option<Cond>,
+    /// Event id rule.
+    pub id: IdRule,
+    /// Session cache, when the definition has one.
+    pub cache: Option<SessionCache>,
+    /// Routes in order.
+    pub routes: Vec<Route>,
+}
+
+/// Where the event id comes from.
+#[derive(Debug)]
+pub struct IdRule {
+    /// Headers, first present wins.
+    pub headers: Vec<HeaderName>,
+    /// Body paths, first present wins.
+    pub from: Vec<InPath>,
+    /// Content-hash prefix.
+    pub hash: Option<String>,
+    /// Default dedup window (`None` = never).
+    pub window: Option<Duration>,
+}
+
+/// One compiled route.
+#[derive(Debug)]
+pub struct Route {
+    /// Name.
+    pub name: String,
+    /// Condition (`None` = always).
+    pub when: Option<Cond>,
+    /// OCSF class.
+    pub class: &'static ClassInfo,
+    /// `activity_id`.
+    pub activity: Activity,
+    /// `activity_name` source for activity 99.
+    pub activity_name: Option<Spec>,
+    /// Dedup window override (`Some(None)` = never dedup).
+    pub window: Option<Option<Duration>>,
+    /// Regex extractions.
+    pub extract: Vec<Extract>,
+    /// Field mappings.
+    pub maps: Vec<Mapping>,
+    /// List builders.
+    pub lists: Vec<List>,
+    /// Paths copied to `unmapped`.
+    pub unmapped: Vec<InPath>,
+    /// Objects whose unread keys go to `unmapped`, with the keys that are read.
+    pub leftovers: Vec<(InPath, BTreeSet<String>)>,
+    /// Session cache store.
+    pub cache_store: Option<CacheUse>,
+    /// Session cache load.
+    pub cache_load: Option<CacheUse>,
+}
+
+/// `activity_id` rule.
+#[derive(Debug)]
+pub enum Activity {
+    /// Fixed id.
+    Fixed(i64),
+    /// Computed.
+    Spec(Box<Spec>),
+}
+
+/// A session cache use.
+#[derive(Debug)]
+pub struct CacheUse {
+    /// Key.
+    pub key: Spec,
+    /// OCSF top-level fields.
+    pub fields: Vec<String>,
+    /// Mappings on a miss.
+    pub on_miss: Vec<Mapping>,
+}
+
+/// A regex extraction.
+#[derive(Debug)]
+pub struct Extract {
+    /// Text source.
+    pub from: InPath,
+    /// Regex.
+    pub regex: Regex,
+    /// Every match.
+    pub all: bool,
+}
+
+/// A list builder.
+#[derive(Debug)]
+pub struct List {
+    /// Output array.
+    pub to: OutPath,
+    /// Source array or text.
+    pub from: InPath,
+    /// Text segment separator.
+    pub split: Option<Regex>,
+    /// Segment filter with captures.
+    pub matches: Option<Regex>,
+    /// Most items.
+    pub limit: Option<usize>,
+    /// Declared total.
+    pub count: Option<InPath>,
+    /// Vendor truncation flag.
+    pub truncated: Option<InPath>,
+    /// Where to write the truncation verdict.
+    pub truncated_to: Option<OutPath>,
+    /// Item fields.
+    pub item: Vec<Mapping>,
+}
+
+/// A field mapping.
+#[derive(Debug)]
+pub struct Mapping {
+    /// Output path.
+    pub to: OutPath,
+    /// Value (its `when` guards the mapping).
+    pub spec: Spec,
+    /// Missing → dead letter.
+    pub required: bool,
+}
+
+/// A value spec.
+#[derive(Debug)]
+pub struct Spec {
+    /// Where the value comes from.
+    pub source: Source,
+    /// Conversions in order.
+    pub converts: Vec<Convert>,
+    /// Lookup.
+    pub lookup: Option<(Arc<Table>, LookupMode)>,
+    /// Array reduction.
+    pub aggregate: Option<Aggregate>,
+    /// Value when absent.
+    pub default: Option<Value>,
+    /// Object: keys that must be present.
+    pub require: Vec<String>,
+    /// Guard (inside objects and items).
+    pub when: Option<Cond>,
+}
+
+/// Value sources.
+#[derive(Debug)]
+pub enum Source {
+    /// Body paths.
+    From(Vec<InPath>),
+    /// The current list item (path inside it).
+    Item(InPath),
+    /// Headers.
+    Header(Vec<HeaderName>),
+    /// Named capture.
+    Capture(String),
+    /// Gateway context.
+    Context(ContextField),
+    /// Constant.
+    Const(Value),
+    /// Template pieces.
+    Template(Vec<Piece>),
+    /// Object of specs.
+    Object(Vec<(String, Spec)>),
+}
+
+/// Gateway values.
+#[derive(Debug, Clone, Copy)]
+pub enum ContextField {
+    /// Receive time, epoch ms.
+    ReceivedAtMs,
+    /// The event id (dedup key).
+    EventUid,
+    /// Tenant.
+    Tenant,
+    /// Source name.
+    Source,
+}
+
+/// A template piece.
+#[derive(Debug)]
+pub enum Piece {
+    /// Literal text.
+    Text(String),
+    /// Body path.
+    Path(InPath),
+    /// Capture.
+    Capture(String),
+}
+
+/// A conversion.
+#[derive(Debug)]
+pub enum Convert {
+    /// Number or numeric string, epoch ms.
+    EpochMs,
+    /// Epoch seconds → ms.
+    EpochS,
+    /// RFC 3339 → ms (sub-ms digits truncated).
+    Rfc3339Ms,
+    /// `YYYY-MM-DD HH:MM:SS[ UTC]` → ms.
+    DatetimeUtcMs,
+    /// Valid IP address (else absent).
+    Ip,
+    /// Valid MAC address, lower-cased with colons (else absent).
+    Mac,
+    /// Valid OCSF `email_t` (else absent).
+    Email(Regex),
+    /// Lower-case.
+    Lowercase,
+    /// Upper-case.
+    Uppercase,
+    /// Strip one trailing dot and surrounding space.
+    TrimDot,
+    /// Any scalar → string.
+    Text,
+    /// Integer (from number or string).
+    Int,
+    /// Parse a JSON string.
+    Json,
+    /// Number > 0 → true.
+    Positive,
+}
+
+/// A lookup table.
+#[derive(Debug)]
+pub struct Table {
+    /// Entries.
+    pub entries: HashMap<String, Value>,
+    /// `"*"`: any other key.
+    pub other: Option<Value>,
+}
+
+/// How a lookup matches.
+#[derive(Debug, Clone, Copy)]
+pub enum LookupMode {
+    /// Whole value.
+    Exact,
+    /// First lower-cased word of the text found in the table.
+    FirstWord,
+}
+
+/// Array reductions.
+#[derive(Debug, Clone, Copy)]
+pub enum Aggregate {
+    /// Largest number.
+    Max,
+    /// Smallest number.
+    Min,
+    /// First element.
+    First,
+}
+
+/// A compiled condition.
+#[derive(Debug)]
+pub enum Cond {
+    /// One test.
+    Test {
+        /// What is tested.
+        subject: Subject,
+        /// The test.
+        test: Test,
+        /// Text tests ignore case (operands pre-lowered).
+        case_insensitive: bool,
+    },
+    /// All hold.
+    All(Vec<Cond>),
+    /// Any holds.
+    Any(Vec<Cond>),
+    /// Does not hold.
+    Not(Box<Cond>),
+}
+
+/// Condition subjects.
+#[derive(Debug)]
+pub enum Subject {
+    /// Body paths.
+    Field(Vec<InPath>),
+    /// Capture.
+    Capture(String),
+    /// Header.
+    Header(HeaderName),
+    /// Output so far.
+    Out(OutPath),
+}
+
+/// Condition tests.
+#[derive(Debug)]
+pub enum Test {
+    /// Equal.
+    Equals(String),
+    /// One of.
+    In(Vec<String>),
+    /// Substring.
+    Contains(String),
+    /// Prefix.
+    Prefix(String),
+    /// Suffix.
+    Suffix(String),
+    /// Regex.
+    Regex(Regex),
+    /// Presence.
+    Exists(bool),
+}

@@ -1,0 +1,142 @@
+//! Unit tests of the engine through small inline definitions: one per `ParseError` variant,
+//! plus routing, id and window rules.
+
+use http::HeaderMap;
+use serde_json::{json, Value};
+
+use super::*;
+
+const HEAD: &str = "[parser]\nproduct = \"P\"\nvendor_name = \"V\"\n";
+
+fn parser(body: &str) -> Result<Parser, ParseError> {
+    Parser::from_toml("t", &format!("{HEAD}{body}"), "t.toml")
+}
+
+fn ctx<'a>(headers: &'a HeaderMap) -> EventContext<'a> {
+    EventContext {
+        source: "s",
+        vendor: "t",
+        tenant: "tenant",
+        request_id: "r",
+        received_at_ms: 1_000,
+        auth_scheme: "none",
+        headers,
+        raw: "{}",
+    }
+}
+
+fn run(p: &Parser, event: Value) -> Result<ParsedEvent, ParseError> {
+    let headers = HeaderMap::new();
+    let key = p.event_key(&event, &headers);
+    apply(p, event, key, &ctx(&headers))
+}
+
+const ROUTES: &str = r#"
+[id]
+from = ["id"]
+hash = "t"
+window = "1h"
+
+[[route]]
+name = "login"
+when = { field = "kind", equals = "LOGIN", case_insensitive = true }
+class = 3002
+activity = 1
+window = "none"
+map = [ { to = "user.name", from = "who", required = true } ]
+
+[[route]]
+name = "other"
+class = 0
+activity = 99
+activity_name = { from = "kind", default = "unknown" }
+leftovers = [""]
+"#;
+
+#[test]
+fn routes_first_match_and_falls_back() {
+    let p = parser(ROUTES).unwrap();
+    let e = run(&p, json!({"kind": "login", "who": "ann"})).unwrap();
+    assert_eq!(
+        (e.class.uid, e.activity_id, e.route.as_str()),
+        (3002, 1, "login")
+    );
+    assert_eq!(e.fields["user"]["name"], "ann");
+    let e = run(&p, json!({"kind": "noise", "x": 1})).unwrap();
+    assert_eq!(
+        (e.class.uid, e.activity_name.as_deref()),
+        (0, Some("noise"))
+    );
+    assert_eq!(e.unmapped["x"], 1);
+}
+
+#[test]
+fn event_key_uses_body_id_else_content_hash_and_route_window() {
+    let p = parser(ROUTES).unwrap();
+    let headers = HeaderMap::new();
+    let k = p.event_key(&json!({"id": "e1", "kind": "x"}), &headers);
+    assert_eq!(k.id, "e1");
+    assert_eq!(k.window, Some(Duration::from_secs(3600)));
+    let k = p.event_key(&json!({"kind": "LOGIN", "b": 2, "a": "é"}), &headers);
+    assert_eq!(k.window, None, "the login route never deduplicates");
+    let want = hex::encode(Sha256::digest(
+        "t\n{\"a\":\"é\",\"b\":2,\"kind\":\"LOGIN\"}".as_bytes(),
+    ));
+    assert_eq!(k.id, want);
+}
+
+#[test]
+fn missing_required_field_is_a_missing_field_error() {
+    let p = parser(ROUTES).unwrap();
+    let err = run(&p, json!({"kind": "LOGIN"})).unwrap_err();
+    assert_eq!(err.code(), "missing_field");
+    assert!(err.to_string().contains("user.name"), "{err}");
+}
+
+#[test]
+fn non_object_event_is_unmappable() {
+    let p = parser(ROUTES).unwrap();
+    let err = run(&p, json!([1, 2])).unwrap_err();
+    assert_eq!(err.code(), "unmappable");
+}
+
+#[test]
+fn no_matching_route_without_fallback_is_unmappable() {
+    let p = parser(
+        "[id]\nhash = \"t\"\nwindow = \"1h\"\n[[route]]\nname = \"a\"\nwhen = { field = \"k\", equals = \"a\" }\nclass = 0\nactivity = 99\n",
+    )
+    .unwrap();
+    let err = run(&p, json!({"k": "b"})).unwrap_err();
+    assert_eq!(err.code(), "unmappable");
+}
+
+#[test]
+fn invalid_definitions_name_the_line() {
+    for (body, line, needle) in [
+        ("[id]\nhash = \"t\"\nwindow = \"1h\"\n[[route]]\nname = \"a\"\nclass = 4242\nactivity = 1\n", 7, "unknown class"),
+        ("[id]\nhash = \"t\"\nwindow = \"1h\"\n[[route]]\nname = \"a\"\nclass = 3002\nactivity = 77\n", 7, "no activity 77"),
+        ("[id]\nhash = \"t\"\nwindow = \"soon\"\n[[route]]\nname = \"a\"\nclass = 0\nactivity = 99\n", 1, "window"),
+        ("[id]\nhash = \"t\"\nwindow = \"1h\"\n[[route]]\nname = \"a\"\nclass = 0\nactivity = 99\nmap = [\n { to = \"x\", lookup = \"nope\", from = \"a\" },\n]\n", 12, "unknown table"),
+        ("[id]\nhash = \"t\"\nwindow = \"1h\"\nbogus = 1\n", 7, "unknown field"),
+    ] {
+        let err = parser(body).unwrap_err();
+        assert_eq!(err.code(), "definition_invalid");
+        let text = err.to_string();
+        assert!(text.contains(&format!("line {line}")) && text.contains(needle), "{text}");
+    }
+}
+
+#[test]
+fn unreadable_directory_is_a_read_error() {
+    let err = Catalog::load(Some(Path::new("/nonexistent/hookgate/parsers"))).unwrap_err();
+    assert_eq!(err.code(), "definition_unreadable");
+}
+
+#[test]
+fn built_in_catalog_has_the_five_vendors() {
+    let c = Catalog::load(None).unwrap();
+    assert_eq!(
+        c.names(),
+        ["connectsecure", "hoop", "hyperproof", "hypr", "hyprwatch"]
+    );
+}
