@@ -50,12 +50,18 @@ const SIZES: [usize; 3] = [256, 1024, 64 * 1024];
 /// Allocations per operation, one row per benchmark.
 #[derive(Default)]
 struct AllocTable {
+    /// False under `cargo test --all-targets` (no `--bench` argument): criterion then runs each
+    /// benchmark once as a smoke test, and counting is skipped too.
+    enabled: bool,
     rows: Vec<(String, f64, f64)>,
 }
 
 impl AllocTable {
     /// Runs `op` `n` times (untimed) and records allocations and bytes per call.
     fn count(&mut self, name: &str, n: usize, mut op: impl FnMut()) {
+        if !self.enabled {
+            return;
+        }
         op(); // warm lazily-initialised state (thread locals, caches) before counting
         let region = Region::new(GLOBAL);
         for _ in 0..n {
@@ -71,6 +77,9 @@ impl AllocTable {
     }
 
     fn print(&self) {
+        if !self.enabled {
+            return;
+        }
         println!("\n| benchmark | allocations / op | bytes allocated / op |");
         println!("|---|---|---|");
         for (name, allocs, bytes) in &self.rows {
@@ -296,7 +305,10 @@ fn main() {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2))
         .configure_from_args();
-    let mut allocs = AllocTable::default();
+    let mut allocs = AllocTable {
+        enabled: std::env::args().any(|a| a == "--bench"),
+        ..AllocTable::default()
+    };
     auth(&mut c, &mut allocs);
     dedup(&mut c, &mut allocs);
     split_bench(&mut c, &mut allocs);
