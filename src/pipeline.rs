@@ -66,7 +66,11 @@ pub async fn handle(
                     state.health.rejected(source, failure.code(), failure.is_auth());
                 }
                 let status = response.status().as_u16();
-                if status >= 500 {
+                // Shedding is the gateway working as designed; logging each shed request at
+                // error would cost most exactly when the gateway is overloaded.
+                if matches!(failure, Failure::Limited(_)) {
+                    tracing::debug!(status, reason = failure.code(), "request shed");
+                } else if status >= 500 {
                     tracing::error!(status, reason = failure.code(), error = %failure, "request failed");
                 } else {
                     tracing::info!(status, reason = failure.code(), "request rejected");
