@@ -93,7 +93,8 @@ fn run(case: &Case) -> usize {
             headers: &case.headers,
             raw,
         };
-        let parsed = parse::apply(&case.parser, event.value, event.key, &ctx).unwrap();
+        let parsed =
+            parse::apply_routed(&case.parser, event.value, event.key, event.route, &ctx).unwrap();
         let ocsf = normalize::to_ocsf(parsed, &ctx).unwrap();
         n += ocsf.json.len().min(1);
     }
