@@ -26,6 +26,10 @@ use hookgate::preview;
 use hookgate::split::{self, Split};
 use http::HeaderMap;
 
+/// The binary's allocator (src/main.rs), so the figures are the gateway's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Case {
     parser: std::sync::Arc<Parser>,
     headers: HeaderMap,
