@@ -26,6 +26,10 @@ use hookgate::preview;
 use hookgate::split::{self, Split};
 use http::HeaderMap;
 
+/// The binary's allocator (src/main.rs), so the figures are the gateway's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Case {
     parser: std::sync::Arc<Parser>,
     headers: HeaderMap,
@@ -93,7 +97,8 @@ fn run(case: &Case) -> usize {
             headers: &case.headers,
             raw,
         };
-        let parsed = parse::apply(&case.parser, event.value, event.key, &ctx).unwrap();
+        let parsed =
+            parse::apply_routed(&case.parser, event.value, event.key, event.route, &ctx).unwrap();
         let ocsf = normalize::to_ocsf(parsed, &ctx).unwrap();
         n += ocsf.json.len().min(1);
     }

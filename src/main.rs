@@ -13,6 +13,11 @@ use tokio_util::sync::CancellationToken;
 
 const EX_USAGE: u8 = 64;
 
+/// mimalloc serves the many small, short-lived allocations of parse and normalize faster than
+/// the system allocator (issue #7; `cargo bench --bench parse`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {

@@ -63,6 +63,11 @@ pub struct EventKey {
     pub window: Option<Duration>,
 }
 
+/// The route an event matched, chosen once (with its key, in [`Parser::key_and_route`]) so
+/// that [`apply_routed`] does not evaluate the route conditions again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteChoice(Option<usize>);
+
 /// A parsed event, ready for normalization.
 #[derive(Debug)]
 pub struct ParsedEvent {
@@ -257,20 +262,29 @@ impl Parser {
         }
     }
 
-    fn route_for(&self, event: &Value, headers: &HeaderMap) -> Option<&Route> {
+    fn route_for(&self, event: &Value, headers: &HeaderMap) -> RouteChoice {
         let captures = HashMap::new();
         let scope = Parser::bare_scope(event, headers, &captures);
         let empty = Map::new();
-        self.compiled.routes.iter().find(|r| {
+        RouteChoice(self.compiled.routes.iter().position(|r| {
             r.when
                 .as_ref()
                 .is_none_or(|c| eval::holds(c, &scope, &empty))
-        })
+        }))
+    }
+
+    fn route(&self, choice: RouteChoice) -> Option<&Route> {
+        choice.0.and_then(|i| self.compiled.routes.get(i))
     }
 
     /// The dedup identity of `event`: a header, a body field or a content hash, as the
     /// definition's `[id]` says; the window comes from the matched route or `[id]`.
     pub fn event_key(&self, event: &Value, headers: &HeaderMap) -> EventKey {
+        self.key_and_route(event, headers).0
+    }
+
+    /// [`Parser::event_key`] plus the route the event matches, for [`apply_routed`].
+    pub fn key_and_route(&self, event: &Value, headers: &HeaderMap) -> (EventKey, RouteChoice) {
         let rule = &self.compiled.id;
         let from_header = rule
             .headers
@@ -292,62 +306,52 @@ impl Parser {
         let id = from_header
             .or_else(from_body)
             .unwrap_or_else(|| content_hash(rule.hash.as_deref().unwrap_or(&self.name), event));
-        let window = match self.route_for(event, headers).and_then(|r| r.window) {
+        let choice = self.route_for(event, headers);
+        let window = match self.route(choice).and_then(|r| r.window) {
             Some(w) => w,
             None => rule.window,
         };
-        EventKey { id, window }
+        (EventKey { id, window }, choice)
     }
 }
 
 /// `sha256_hex(prefix + "\n" + canonical_json(event))`; canonical = keys sorted by code point,
 /// no whitespace, non-ASCII unescaped (serde_json's sorted map gives exactly that).
+/// The canonical text is streamed into the hasher, never built as one string.
 pub fn content_hash(prefix: &str, event: &Value) -> String {
     let mut hasher = Sha256::new();
     hasher.update(prefix.as_bytes());
     hasher.update(b"\n");
-    hasher.update(canonical_json(event).as_bytes());
+    write_canonical(event, &mut HashSink(&mut hasher));
     hex::encode(hasher.finalize())
 }
 
 /// Keys sorted by code point at every level, compact separators, non-ASCII unescaped.
 /// Written without cloning the event (hashing is on the hot path for hash-keyed vendors).
 pub fn canonical_json(v: &Value) -> String {
-    let mut out = String::new();
+    let mut out = Vec::new();
     write_canonical(v, &mut out);
-    out
+    String::from_utf8(out).unwrap_or_default()
 }
 
-fn write_canonical(v: &Value, out: &mut String) {
-    match v {
-        Value::Object(m) => {
-            let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort_unstable();
-            out.push('{');
-            for (i, k) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push(':');
-                if let Some(inner) = m.get(k) {
-                    write_canonical(inner, out);
-                }
-            }
-            out.push('}');
-        }
-        Value::Array(a) => {
-            out.push('[');
-            for (i, inner) in a.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_canonical(inner, out);
-            }
-            out.push(']');
-        }
-        scalar => out.push_str(&scalar.to_string()),
+/// An `io::Write` that feeds a SHA-256 (writing never fails).
+struct HashSink<'a>(&'a mut Sha256);
+
+impl std::io::Write for HashSink<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
     }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Writes `v` canonically. serde_json's map is sorted by key (code point order), so its own
+/// compact writer already gives the canonical form; writing into a `Vec` or a hasher cannot
+/// fail, so the result is ignored.
+fn write_canonical(v: &Value, out: &mut impl std::io::Write) {
+    let _ = serde_json::to_writer(out, v);
 }
 
 /// Applies `parser` to one event: pick the route, run its extractions, mappings, lists,
@@ -358,18 +362,29 @@ pub fn apply(
     key: EventKey,
     ctx: &EventContext<'_>,
 ) -> Result<ParsedEvent, ParseError> {
+    let choice = parser.route_for(&event, ctx.headers);
+    apply_routed(parser, event, key, choice, ctx)
+}
+
+/// [`apply`] with the route already chosen by [`Parser::key_and_route`] for this event and
+/// these headers (the split stage does that once per event).
+pub fn apply_routed(
+    parser: &Parser,
+    event: Value,
+    key: EventKey,
+    choice: RouteChoice,
+    ctx: &EventContext<'_>,
+) -> Result<ParsedEvent, ParseError> {
     if !event.is_object() {
         return Err(ParseError::Unmappable {
             parser: parser.name.clone(),
             reason: "event is not a JSON object",
         });
     }
-    let route = parser
-        .route_for(&event, ctx.headers)
-        .ok_or_else(|| ParseError::Unmappable {
-            parser: parser.name.clone(),
-            reason: "no route matches and the definition has no fallback route",
-        })?;
+    let route = parser.route(choice).ok_or_else(|| ParseError::Unmappable {
+        parser: parser.name.clone(),
+        reason: "no route matches and the definition has no fallback route",
+    })?;
     let mut captures: HashMap<String, Value> = HashMap::new();
     for ex in &route.extract {
         // A string is searched as is; any other value as its JSON text (e.g. a whole card).
@@ -470,16 +485,15 @@ pub fn apply(
             unmapped.insert(path.last_key().to_owned(), v.clone());
         }
     }
-    // Leftovers are moved out of the event (it is not needed any more), not cloned.
+    // Leftovers are moved out of the event (it is not needed any more), not cloned; the map
+    // is taken apart once and the read keys put back, without copying any key.
     for (path, read) in &route.leftovers {
         if let Some(Value::Object(obj)) = path.get_mut(&mut event) {
-            let keys: Vec<String> = obj
-                .keys()
-                .filter(|k| !read.contains(*k) && !unmapped.contains_key(*k))
-                .cloned()
-                .collect();
-            for k in keys {
-                if let Some(v) = obj.remove(&k) {
+            let all = std::mem::take(obj);
+            for (k, v) in all {
+                if read.contains(&k) || unmapped.contains_key(&k) {
+                    obj.insert(k, v);
+                } else {
                     unmapped.insert(k, v);
                 }
             }

@@ -184,11 +184,12 @@ async fn trip(
             raw: raw_text,
         };
         let uid = event.key.id.clone();
-        let normalized = parse::apply(&source.parser, event.value, event.key, &ctx)
-            .map_err(|e| (e.code(), e.to_string()))
-            .and_then(|parsed| {
-                normalize::to_ocsf(parsed, &ctx).map_err(|e| (e.code(), e.to_string()))
-            });
+        let normalized =
+            parse::apply_routed(&source.parser, event.value, event.key, event.route, &ctx)
+                .map_err(|e| (e.code(), e.to_string()))
+                .and_then(|parsed| {
+                    normalize::to_ocsf(parsed, &ctx).map_err(|e| (e.code(), e.to_string()))
+                });
         match normalized {
             Ok(ocsf) => {
                 published.push((ocsf.class_name, ocsf.json.clone()));

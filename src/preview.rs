@@ -93,7 +93,7 @@ pub fn render(
             headers,
             raw: &raw,
         };
-        let result = parse::apply(parser, event.value, event.key, &ctx)
+        let result = parse::apply_routed(parser, event.value, event.key, event.route, &ctx)
             .map_err(|e| (e.code(), e.to_string()))
             .and_then(|p| normalize::to_ocsf(p, &ctx).map_err(|e| (e.code(), e.to_string())));
         match result {

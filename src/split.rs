@@ -10,7 +10,7 @@ use http::HeaderMap;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use crate::parse::{EventKey, Parser};
+use crate::parse::{EventKey, Parser, RouteChoice};
 
 /// One vendor event.
 #[derive(Debug)]
@@ -21,6 +21,8 @@ pub struct RawEvent {
     pub value: Value,
     /// Its dedup identity.
     pub key: EventKey,
+    /// The parser route it matched (chosen once, with the key).
+    pub route: RouteChoice,
 }
 
 /// What a body holds.
@@ -155,8 +157,13 @@ pub fn events(
         if !value.is_object() {
             return Err(SplitError::NotObject { index });
         }
-        let key = parser.event_key(&value, headers);
-        events.push(RawEvent { raw, value, key });
+        let (key, route) = parser.key_and_route(&value, headers);
+        events.push(RawEvent {
+            raw,
+            value,
+            key,
+            route,
+        });
     }
     Ok(Split::Events(events))
 }

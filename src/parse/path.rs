@@ -223,11 +223,14 @@ fn set_in(map: &mut Map<String, Value>, steps: &[OutStep], value: Value) {
     let Some((step, rest)) = steps.split_first() else {
         return;
     };
+    // Look the key up before inserting: the key text is only copied when the slot is new.
     if step.append {
-        let slot = map
-            .entry(step.key.clone())
-            .or_insert_with(|| Value::Array(Vec::new()));
-        let Value::Array(items) = slot else { return };
+        if !map.contains_key(&step.key) {
+            map.insert(step.key.clone(), Value::Array(Vec::new()));
+        }
+        let Some(Value::Array(items)) = map.get_mut(&step.key) else {
+            return;
+        };
         if rest.is_empty() {
             items.push(value);
         } else {
@@ -238,13 +241,18 @@ fn set_in(map: &mut Map<String, Value>, steps: &[OutStep], value: Value) {
         return;
     }
     if rest.is_empty() {
-        map.insert(step.key.clone(), value);
+        match map.get_mut(&step.key) {
+            Some(slot) => *slot = value,
+            None => {
+                map.insert(step.key.clone(), value);
+            }
+        }
         return;
     }
-    let slot = map
-        .entry(step.key.clone())
-        .or_insert_with(|| Value::Object(Map::new()));
-    if let Value::Object(inner) = slot {
+    if !map.contains_key(&step.key) {
+        map.insert(step.key.clone(), Value::Object(Map::new()));
+    }
+    if let Some(Value::Object(inner)) = map.get_mut(&step.key) {
         set_in(inner, rest, value);
     }
 }
