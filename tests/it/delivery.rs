@@ -519,3 +519,57 @@ fn unforwarded_events_survive_a_clean_stop_and_a_torn_tail_and_are_forwarded_aft
         assert_eq!(counts.get(&format!("u{i}")), Some(&1), "{counts:?}");
     }
 }
+
+/// A backlog of several thousand events built while the broker is down drains to the broker
+/// (tansu, SQLite storage) once it is up: every id exactly once, within bounded time.
+#[test]
+fn a_large_spool_backlog_drains_to_the_broker_exactly_once() {
+    if !have_tansu("a_large_spool_backlog_drains_to_the_broker_exactly_once") {
+        return;
+    }
+    let port = free_port();
+    let brokers = format!("127.0.0.1:{port}");
+    let topic = topic();
+    // Default producer settings (no `linger_ms` override), a spool big enough for the backlog.
+    let gw = Gateway::start_with(|dir| {
+        kafka_config(dir, &brokers, &topic, "spool", "")
+            .replace("linger_ms = 1\n", "")
+            .replace("max_bytes = 8388608", "max_bytes = 67108864")
+    });
+    let url = gw.url("/ingest/hyprwatch");
+    let (workers, per_worker) = (16, 200);
+    std::thread::scope(|s| {
+        for w in 0..workers {
+            let url = url.clone();
+            s.spawn(move || {
+                let c = client();
+                for i in 0..per_worker {
+                    let r = send(&c, &url, &format!("bl-{w}-{i}")).unwrap();
+                    assert_eq!(r.0, 200, "spool mode accepts while the broker is down");
+                }
+            });
+        }
+    });
+    let total = workers * per_worker;
+    let broker_dir = tempfile::tempdir().unwrap();
+    let _tansu = Tansu::start(broker_dir.path(), port);
+    let started = Instant::now();
+    let drained = wait_until(Duration::from_secs(90), || {
+        reqwest::blocking::get(gw.admin_url("/readyz"))
+            .ok()
+            .and_then(|r| r.json::<serde_json::Value>().ok())
+            .is_some_and(|r| r["sink"]["spool_pending_records"].as_u64() == Some(0))
+    });
+    let took = started.elapsed();
+    eprintln!(
+        "backlog of {total} forwarded in {took:?} ({:.0} events/s)",
+        total as f64 / took.as_secs_f64()
+    );
+    assert!(drained, "spool not drained in 90 s:\n{}", gw.logs());
+    let got = consume(&brokers, &topic, total, Duration::from_secs(120));
+    let c = counts(&got);
+    assert_eq!(c.len(), total, "distinct ids on the topic");
+    let twice: Vec<_> = c.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "published more than once: {twice:?}");
+    assert_eq!(got.len(), total);
+}
