@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use crate::config::{DedupBackend, DedupConfig};
 use crate::parse::EventKey;
+use crate::split::RawEvent;
 
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
@@ -177,6 +178,84 @@ impl DedupStore {
         match &self.backend {
             Backend::Memory(m) => m.release(&scoped),
             Backend::Redis(r) => r.release(&scoped).await,
+        }
+    }
+}
+
+/// What dedup decided for one request's events.
+#[derive(Debug)]
+pub enum Reservation {
+    /// Every new event's key is reserved for this request.
+    Held {
+        /// Events to deliver (new, or exempt from dedup), in request order.
+        fresh: Vec<RawEvent>,
+        /// Their keys: commit them once the events are durable, release them on failure.
+        keys: Vec<EventKey>,
+        /// Events already delivered, or repeated within this request: answered 2xx, not
+        /// published again.
+        duplicates: usize,
+    },
+    /// Another request is delivering one of these events right now; nothing is held, and the
+    /// sender should retry (its retry is then a duplicate or, if that delivery failed, new).
+    InFlight,
+}
+
+/// Stage 6: reserves every event's key, scoped by `source`.
+pub async fn check(
+    store: &DedupStore,
+    source: &str,
+    events: Vec<RawEvent>,
+) -> Result<Reservation, DedupError> {
+    let mut fresh: Vec<RawEvent> = Vec::with_capacity(events.len());
+    let mut duplicates = 0usize;
+    let mut in_flight = false;
+    for event in events {
+        match store.reserve(source, &event.key).await {
+            Ok(Dedup::New | Dedup::Exempt) => fresh.push(event),
+            Ok(Dedup::Seen) => duplicates += 1,
+            // Reserved by this very request: the same event twice in one batch.
+            Ok(Dedup::InFlight) if fresh.iter().any(|f| f.key == event.key) => duplicates += 1,
+            Ok(Dedup::InFlight) => in_flight = true,
+            Err(e) => {
+                release_all(store, source, fresh.iter().map(|f| &f.key)).await;
+                return Err(e);
+            }
+        }
+    }
+    if in_flight {
+        release_all(store, source, fresh.iter().map(|f| &f.key)).await;
+        return Ok(Reservation::InFlight);
+    }
+    let keys = fresh.iter().map(|e| e.key.clone()).collect();
+    Ok(Reservation::Held {
+        fresh,
+        keys,
+        duplicates,
+    })
+}
+
+/// Marks every key delivered; call only once the events are durable.
+pub async fn commit_all(
+    store: &DedupStore,
+    source: &str,
+    keys: &[EventKey],
+) -> Result<(), DedupError> {
+    for key in keys {
+        store.commit(source, key).await?;
+    }
+    Ok(())
+}
+
+/// Forgets reservations whose delivery failed, so the vendor's retry is accepted. A failure
+/// here is logged: the reservation then lapses after its short TTL.
+pub async fn release_all<'a>(
+    store: &DedupStore,
+    source: &str,
+    keys: impl Iterator<Item = &'a EventKey>,
+) {
+    for key in keys {
+        if let Err(e) = store.release(source, key).await {
+            tracing::error!(error = %e, "dedup release failed");
         }
     }
 }

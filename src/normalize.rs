@@ -15,7 +15,9 @@ use bytes::Bytes;
 use http::HeaderMap;
 use serde_json::{json, Map, Value};
 
-use crate::parse::ParsedEvent;
+use crate::parse::{self, ParsedEvent, Parser};
+use crate::sink::{DeadLetter, Record};
+use crate::split::RawEvent;
 
 /// OCSF schema version every event is written against.
 pub const OCSF_VERSION: &str = "1.8.0";
@@ -39,6 +41,56 @@ pub struct EventContext<'a> {
     pub headers: &'a HeaderMap,
     /// The event's exact bytes as received.
     pub raw: &'a str,
+}
+
+/// One request's events after parse and normalize, in request order.
+#[derive(Debug)]
+pub struct Normalized {
+    /// What goes to the sink: OCSF events and dead letters.
+    pub records: Vec<Record>,
+    /// (class name, JSON) of each OCSF event, for metrics and the status lookback once durable.
+    pub published: Vec<(&'static str, Bytes)>,
+    /// How many events became dead letters.
+    pub dead_lettered: u64,
+}
+
+/// Stages 7–8 for a whole request: parse and normalize each event with `parser`. An event
+/// that cannot be mapped becomes a dead letter with its raw bytes and the reason, never a drop.
+/// `request` is the request-wide context; each event's own raw bytes are filled in here.
+pub fn events(parser: &Parser, fresh: Vec<RawEvent>, request: &EventContext<'_>) -> Normalized {
+    let mut records = Vec::with_capacity(fresh.len());
+    let mut published = Vec::with_capacity(fresh.len());
+    let mut dead_lettered = 0u64;
+    for event in fresh {
+        // split produced `raw` from a JSON document serde_json accepted, so it is UTF-8.
+        let raw = std::str::from_utf8(&event.raw).unwrap_or_default();
+        let ctx = EventContext { raw, ..*request };
+        let uid = event.key.id.clone();
+        let normalized = parse::apply_routed(parser, event.value, event.key, event.route, &ctx)
+            .map_err(|e| (e.code(), e.to_string()))
+            .and_then(|parsed| to_ocsf(parsed, &ctx).map_err(|e| (e.code(), e.to_string())));
+        match normalized {
+            Ok(ocsf) => {
+                published.push((ocsf.class_name, ocsf.json.clone()));
+                records.push(Record::Event(ocsf));
+            }
+            Err((reason_code, reason)) => {
+                tracing::warn!(reason = reason_code, "event dead-lettered");
+                dead_lettered += 1;
+                records.push(Record::DeadLetter(DeadLetter {
+                    uid,
+                    reason_code,
+                    reason,
+                    raw: event.raw,
+                }));
+            }
+        }
+    }
+    Normalized {
+        records,
+        published,
+        dead_lettered,
+    }
 }
 
 /// One normalized event, serialized.

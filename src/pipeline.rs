@@ -16,13 +16,12 @@ use tracing::{field, info_span, Instrument};
 use crate::app::State;
 use crate::auth::{self, Head};
 use crate::body::{self, BodyLimits};
-use crate::dedup::Dedup;
+use crate::dedup::{self, Reservation};
 use crate::metrics::{EventOutcome, UNMATCHED};
-use crate::normalize::{self, EventContext};
-use crate::parse;
+use crate::normalize::{self, EventContext, Normalized};
 use crate::respond::{self, Failure, Outcome};
 use crate::route::{self, Incoming, Routed};
-use crate::sink::{Batch, DeadLetter, Record};
+use crate::sink::Batch;
 use crate::split::{self, Split};
 
 /// Metrics label of the OAuth2 token endpoint.
@@ -143,70 +142,36 @@ async fn trip(
         Split::Events(events) => events,
     };
 
-    // 6. dedup: reserve every key; a duplicate within the batch counts as seen.
-    let mut fresh = Vec::with_capacity(events.len());
-    let mut duplicates = 0usize;
-    let mut in_flight = false;
-    for event in events {
-        match state.dedup.reserve(&source.name, &event.key).await? {
-            Dedup::New | Dedup::Exempt => fresh.push(event),
-            Dedup::Seen => duplicates += 1,
-            Dedup::InFlight if fresh.iter().any(|f| f.key == event.key) => duplicates += 1,
-            Dedup::InFlight => in_flight = true,
-        }
-    }
-    if in_flight {
-        release_all(state, &source.name, fresh.iter().map(|e| &e.key)).await;
-        return Err(Failure::InFlight);
-    }
-    let keys: Vec<parse::EventKey> = fresh.iter().map(|e| e.key.clone()).collect();
+    // 6. dedup: reserve every event's key (committed below only once durable).
+    let (fresh, keys, duplicates) = match dedup::check(&state.dedup, &source.name, events).await? {
+        Reservation::Held {
+            fresh,
+            keys,
+            duplicates,
+        } => (fresh, keys, duplicates),
+        Reservation::InFlight => return Err(Failure::InFlight),
+    };
 
     // 7–8. parse and normalize; what cannot be mapped becomes a dead letter, never a drop.
-    let received_at_ms = incoming
-        .received_at
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
-    let mut records = Vec::with_capacity(fresh.len());
-    let mut dead_lettered = 0u64;
-    // (class, event JSON) of each event, for metrics and the status lookback once durable.
-    let mut published = Vec::with_capacity(fresh.len());
-    for event in fresh {
-        let raw_text = std::str::from_utf8(&event.raw).unwrap_or_default();
-        let ctx = EventContext {
-            source: &source.name,
-            vendor: &source.vendor,
-            tenant: &source.tenant,
-            request_id: &incoming.request_id.0,
-            received_at_ms,
-            auth_scheme: authenticated.scheme,
-            headers: &incoming.parts.headers,
-            raw: raw_text,
-        };
-        let uid = event.key.id.clone();
-        let normalized =
-            parse::apply_routed(&source.parser, event.value, event.key, event.route, &ctx)
-                .map_err(|e| (e.code(), e.to_string()))
-                .and_then(|parsed| {
-                    normalize::to_ocsf(parsed, &ctx).map_err(|e| (e.code(), e.to_string()))
-                });
-        match normalized {
-            Ok(ocsf) => {
-                published.push((ocsf.class_name, ocsf.json.clone()));
-                records.push(Record::Event(ocsf));
-            }
-            Err((reason_code, reason)) => {
-                tracing::warn!(reason = reason_code, "event dead-lettered");
-                dead_lettered += 1;
-                records.push(Record::DeadLetter(DeadLetter {
-                    uid,
-                    reason_code,
-                    reason,
-                    raw: event.raw,
-                }));
-            }
-        }
-    }
+    let request = EventContext {
+        source: &source.name,
+        vendor: &source.vendor,
+        tenant: &source.tenant,
+        request_id: &incoming.request_id.0,
+        received_at_ms: incoming
+            .received_at
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0),
+        auth_scheme: authenticated.scheme,
+        headers: &incoming.parts.headers,
+        raw: "",
+    };
+    let Normalized {
+        records,
+        published,
+        dead_lettered,
+    } = normalize::events(&source.parser, fresh, &request);
     let events = records.len();
 
     // 9–10. spool / publish: only a durable batch is acknowledged.
@@ -218,7 +183,7 @@ async fn trip(
             records,
         };
         if let Err(e) = state.sink.deliver(batch).await {
-            release_all(state, &source.name, keys.iter()).await;
+            dedup::release_all(&state.dedup, &source.name, keys.iter()).await;
             let (name, vendor, n) = (&source.name, &source.vendor, events as u64);
             state
                 .metrics
@@ -226,9 +191,7 @@ async fn trip(
             return Err(e.into());
         }
     }
-    for key in &keys {
-        state.dedup.commit(&source.name, key).await?;
-    }
+    dedup::commit_all(&state.dedup, &source.name, &keys).await?;
     // Counted once durable, once per batch; the status keeps the latest for its lookback.
     let (classes, lookback): (Vec<&'static str>, Vec<Bytes>) = published.into_iter().unzip();
     let (name, vendor) = (&source.name, &source.vendor);
@@ -239,16 +202,4 @@ async fn trip(
 
     // 11. respond (the caller builds the answer from this outcome)
     Ok(Outcome::Accepted { events, duplicates })
-}
-
-async fn release_all<'a>(
-    state: &State,
-    source: &str,
-    keys: impl Iterator<Item = &'a parse::EventKey>,
-) {
-    for key in keys {
-        if let Err(e) = state.dedup.release(source, key).await {
-            tracing::error!(error = %e, "dedup release failed");
-        }
-    }
 }

@@ -15,7 +15,8 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::json;
 
 use crate::normalize::{self, EventContext};
-use crate::parse::{self, Catalog, Parser};
+use crate::parse::{Catalog, Parser};
+use crate::sink::Record;
 use crate::split::{self, Split};
 
 /// Context values the preview reports as the gateway's (source, tenant, request id).
@@ -80,28 +81,29 @@ pub fn render(
             Split::Heartbeat => return Ok(vec![json!({"heartbeat": true}).to_string()]),
             Split::Events(events) => events,
         };
-    let mut out = Vec::with_capacity(events.len());
-    for event in events {
-        let raw = String::from_utf8_lossy(&event.raw);
-        let ctx = EventContext {
-            source: PREVIEW_SOURCE,
-            vendor: parser.name(),
-            tenant: PREVIEW_SOURCE,
-            request_id: PREVIEW_SOURCE,
-            received_at_ms,
-            auth_scheme: "none",
-            headers,
-            raw: &raw,
-        };
-        let result = parse::apply_routed(parser, event.value, event.key, event.route, &ctx)
-            .map_err(|e| (e.code(), e.to_string()))
-            .and_then(|p| normalize::to_ocsf(p, &ctx).map_err(|e| (e.code(), e.to_string())));
-        match result {
-            Ok(ocsf) => out.push(String::from_utf8_lossy(&ocsf.json).into_owned()),
-            Err((code, reason)) => out.push(
-                json!({"dead_letter": true, "reason_code": code, "reason": reason}).to_string(),
-            ),
-        }
-    }
+    let request = EventContext {
+        source: PREVIEW_SOURCE,
+        vendor: parser.name(),
+        tenant: PREVIEW_SOURCE,
+        request_id: PREVIEW_SOURCE,
+        received_at_ms,
+        auth_scheme: "none",
+        headers,
+        raw: "",
+    };
+    // The same stage call as the pipeline, so the preview cannot drift from the gateway.
+    let out = normalize::events(parser, events, &request)
+        .records
+        .into_iter()
+        .map(|record| match record {
+            Record::Event(ocsf) => String::from_utf8_lossy(&ocsf.json).into_owned(),
+            Record::DeadLetter(d) => json!({
+                "dead_letter": true,
+                "reason_code": d.reason_code,
+                "reason": d.reason,
+            })
+            .to_string(),
+        })
+        .collect();
     Ok(out)
 }
