@@ -17,6 +17,7 @@ command -v redis-server >/dev/null || apt_pkgs+=(redis-server)
 command -v promtool >/dev/null || apt_pkgs+=(prometheus)
 command -v chromium >/dev/null || apt_pkgs+=(chromium)
 command -v systemd-analyze >/dev/null || apt_pkgs+=(systemd)
+# cmake: some crates of the tansu broker build may need it (hookgate itself does not).
 command -v cmake >/dev/null || apt_pkgs+=(cmake)
 command -v pkg-config >/dev/null || apt_pkgs+=(pkg-config)
 command -v cc >/dev/null || apt_pkgs+=(build-essential)
