@@ -204,17 +204,7 @@ impl Gateway {
 
     /// Sends SIGTERM, waits for the exit status, and keeps the temp dir (for restart tests).
     pub fn stop_keep_dir(mut self) -> (ExitStatus, tempfile::TempDir, PathBuf) {
-        self.signal("TERM");
-        let mut child = self.child.take().expect("child");
-        let mut status = None;
-        wait_until(Duration::from_secs(30), || {
-            status = child.try_wait().ok().flatten();
-            status.is_some()
-        });
-        let status = status.unwrap_or_else(|| {
-            let _ = child.kill();
-            child.wait().expect("wait")
-        });
+        let status = self.stop();
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
         (status, dir, self.events_path.clone())
     }
