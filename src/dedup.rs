@@ -234,16 +234,28 @@ pub async fn check(
     })
 }
 
-/// Marks every key delivered; call only once the events are durable.
+/// Marks every key delivered; call only once the events are durable. The in-process store
+/// takes its lock once and appends the whole request to its journal in one write.
 pub async fn commit_all(
     store: &DedupStore,
     source: &str,
     keys: &[EventKey],
 ) -> Result<(), DedupError> {
-    for key in keys {
-        store.commit(source, key).await?;
+    match &store.backend {
+        Backend::Memory(m) => {
+            let windowed: Vec<(String, Duration)> = keys
+                .iter()
+                .filter_map(|key| Some((DedupStore::scoped(source, key), store.window(key)?)))
+                .collect();
+            m.commit_many(&windowed)
+        }
+        Backend::Redis(_) => {
+            for key in keys {
+                store.commit(source, key).await?;
+            }
+            Ok(())
+        }
     }
-    Ok(())
 }
 
 /// Forgets reservations whose delivery failed, so the vendor's retry is accepted. A failure

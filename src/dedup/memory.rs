@@ -109,22 +109,36 @@ impl MemoryStore {
 
     /// Marks `key` delivered for `window`.
     pub fn commit(&self, key: &str, window: Duration) -> Result<(), DedupError> {
+        self.commit_many(&[(key.to_owned(), window)])
+    }
+
+    /// Marks each `(key, window)` delivered: one lock, one journal write for all of them.
+    pub fn commit_many(&self, keys: &[(String, Duration)]) -> Result<(), DedupError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
         let now = Instant::now();
         let compact = {
             let mut inner = self.inner.lock().map_err(|_| DedupError::Unavailable)?;
-            inner.insert(
-                key.to_owned(),
-                State::Committed,
-                now + window,
-                self.max_entries,
-                now,
-            );
+            for (key, window) in keys {
+                inner.insert(
+                    key.clone(),
+                    State::Committed,
+                    now + *window,
+                    self.max_entries,
+                    now,
+                );
+            }
             self.journal
                 .as_ref()
                 .is_some_and(|j| j.needs_compaction(self.max_entries))
         };
         if let Some(journal) = &self.journal {
-            if let Err(e) = journal.append(key, SystemTime::now() + window) {
+            let wall = SystemTime::now();
+            let entries = keys
+                .iter()
+                .map(|(key, window)| (key.as_str(), wall + *window));
+            if let Err(e) = journal.append_many(entries) {
                 tracing::error!(error = %e, "cannot journal a dedup key; a restart may forget it");
             }
             if compact {

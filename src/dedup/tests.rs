@@ -122,6 +122,46 @@ fn committed_keys_survive_a_restart_through_the_journal_but_reservations_do_not(
     assert_eq!(lines.lines().count(), 1, "{lines}");
 }
 
+#[tokio::test]
+async fn a_request_committed_at_once_is_journaled_key_by_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dedup.journal");
+    let open = || {
+        DedupStore::new(
+            Backend::Memory(MemoryStore::with_journal(
+                100,
+                Duration::from_secs(120),
+                journal::Journal::open(path.clone()).unwrap(),
+            )),
+            Duration::from_secs(3600),
+        )
+    };
+    let exempt = EventKey {
+        id: "api".to_owned(),
+        window: None,
+    };
+    let keys = [key("x"), key("y"), exempt.clone(), key("z")];
+    {
+        let s = open();
+        for k in &keys {
+            s.reserve("src", k).await.unwrap();
+        }
+        commit_all(&s, "src", &keys).await.unwrap();
+        for k in &keys[..2] {
+            assert_eq!(s.reserve("src", k).await.unwrap(), Dedup::Seen);
+        }
+    }
+    // One line per windowed key (the exempt one is never stored), each readable on replay.
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(text.lines().count(), 3, "{text}");
+    let s = open();
+    for k in [&keys[0], &keys[1], &keys[3]] {
+        assert_eq!(s.reserve("src", k).await.unwrap(), Dedup::Seen, "{}", k.id);
+    }
+    assert_eq!(s.reserve("src", &exempt).await.unwrap(), Dedup::Exempt);
+    assert_eq!(s.reserve("other", &keys[0]).await.unwrap(), Dedup::New);
+}
+
 #[test]
 fn the_journal_is_compacted_when_it_grows_past_twice_the_cap() {
     let dir = tempfile::tempdir().unwrap();
