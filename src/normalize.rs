@@ -13,7 +13,7 @@ pub mod ocsf;
 
 use bytes::Bytes;
 use http::HeaderMap;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use crate::parse::{self, ParsedEvent, Parser};
 use crate::sink::{DeadLetter, Record};
@@ -132,7 +132,26 @@ impl NormalizeError {
     }
 }
 
+/// Top-level members the gateway writes itself; a parser value under one of these names is
+/// replaced (or, for `status`, kept), never emitted twice.
+const GATEWAY_MEMBERS: &[&str] = &[
+    "activity_id",
+    "activity_name",
+    "category_name",
+    "category_uid",
+    "class_name",
+    "class_uid",
+    "raw_data",
+    "type_name",
+    "type_uid",
+];
+
 /// Maps `parsed` to OCSF.
+///
+/// The members every event has (class, category, activity and type with their captions,
+/// severity, time, `metadata`, `unmapped.hookgate`, `raw_data`) are written straight into the
+/// output buffer, not inserted into the parser's map first: no key or caption is copied into
+/// a `String` just to be serialized and dropped again.
 pub fn to_ocsf(parsed: ParsedEvent, ctx: &EventContext<'_>) -> Result<OcsfEvent, NormalizeError> {
     let ParsedEvent {
         key,
@@ -149,50 +168,39 @@ pub fn to_ocsf(parsed: ParsedEvent, ctx: &EventContext<'_>) -> Result<OcsfEvent,
             class_uid: class.uid,
             activity_id,
         })?;
-    let activity_text = match (activity_id, activity_name) {
+    let activity_text: &str = match (activity_id, &activity_name) {
         (99, Some(word)) => word,
-        _ => caption.to_owned(),
+        _ => caption,
     };
-    let mut put = |k: &str, v: Value| {
-        fields.insert(k.to_owned(), v);
-    };
-    put("class_uid", Value::from(class.uid));
-    put("class_name", Value::from(class.name));
-    put("category_uid", Value::from(class.category_uid));
-    put("category_name", Value::from(class.category_name));
-    put("activity_id", Value::from(activity_id));
-    put("activity_name", Value::from(activity_text));
-    put(
-        "type_uid",
-        Value::from(i64::from(class.uid) * 100 + activity_id),
-    );
-    put(
-        "type_name",
-        Value::from(format!("{}: {caption}", class.name)),
-    );
+    for name in GATEWAY_MEMBERS {
+        fields.remove(*name);
+    }
 
     let status_id = fields.get("status_id").and_then(Value::as_i64);
-    if let Some(id) = status_id {
-        if !fields.contains_key("status") {
-            if let Some(s) = ocsf::status_name(class, id) {
-                fields.insert("status".into(), Value::from(s));
-            }
-        }
-    }
+    let status = match status_id {
+        Some(id) if !fields.contains_key("status") => ocsf::status_name(class, id),
+        _ => None,
+    };
     // Activity classes: Informational, or Low for a failure. Findings: the vendor's severity
     // (mapped by the definition), Informational when it gives none.
-    let severity_id = match fields.get("severity_id").and_then(Value::as_i64) {
+    let severity_id = match fields
+        .remove("severity_id")
+        .as_ref()
+        .and_then(Value::as_i64)
+    {
         Some(s) => s,
         None if !class.finding && status_id == Some(2) => 2,
         None => 1,
     };
-    fields.insert("severity_id".into(), Value::from(severity_id));
-    if let Some(s) = ocsf::severity_name(severity_id) {
-        fields.insert("severity".into(), Value::from(s));
+    // A severity id without a caption keeps whatever caption the parser mapped.
+    let severity = ocsf::severity_name(severity_id);
+    if severity.is_some() {
+        fields.remove("severity");
     }
-    if !fields.get("time").is_some_and(Value::is_i64) {
-        fields.insert("time".into(), Value::from(ctx.received_at_ms));
-    }
+    let time = match fields.remove("time") {
+        Some(Value::Number(n)) if n.is_i64() => n.as_i64().unwrap_or(ctx.received_at_ms),
+        _ => ctx.received_at_ms,
+    };
 
     let mut metadata = match fields.remove("metadata") {
         Some(Value::Object(m)) => m,
@@ -213,42 +221,265 @@ pub fn to_ocsf(parsed: ParsedEvent, ctx: &EventContext<'_>) -> Result<OcsfEvent,
     metadata
         .entry("tenant_uid")
         .or_insert_with(|| Value::from(ctx.tenant));
-    fields.insert("metadata".into(), Value::Object(metadata));
 
     if let Some(Value::Object(extra)) = fields.remove("unmapped") {
         for (k, v) in extra {
             unmapped.entry(k).or_insert(v);
         }
     }
-    unmapped.insert(
-        "hookgate".into(),
-        json!({
-            "source": ctx.source,
-            "request_id": ctx.request_id,
-            "received_time": ctx.received_at_ms,
-            "auth_scheme": ctx.auth_scheme,
-        }),
-    );
-    fields.insert("unmapped".into(), Value::Object(unmapped));
+    unmapped.remove("hookgate");
 
-    // `raw_data` is appended as the last member straight from the borrowed bytes: no copy of
-    // the (possibly large) body into the map. One buffer, sized up front.
+    // One buffer, sized up front; `raw_data` is written last straight from the borrowed bytes.
     let mut json = Vec::with_capacity(2 * ctx.raw.len() + 1024);
-    serde_json::to_writer(&mut json, &fields).map_err(NormalizeError::Serialize)?;
-    if json.last() == Some(&b'}') {
-        json.pop();
-        if fields.is_empty() {
-            json.extend_from_slice(b"\"raw_data\":");
-        } else {
-            json.extend_from_slice(b",\"raw_data\":");
-        }
-        serde_json::to_writer(&mut json, ctx.raw).map_err(NormalizeError::Serialize)?;
-        json.push(b'}');
+    let mut out = Members::open(&mut json);
+    out.member("activity_id", &activity_id)?;
+    out.member("activity_name", activity_text)?;
+    out.member("category_name", class.category_name)?;
+    out.member("category_uid", &class.category_uid)?;
+    out.member("class_name", class.name)?;
+    out.member("class_uid", &class.uid)?;
+    for (k, v) in &fields {
+        out.member(k, v)?;
     }
+    out.member("metadata", &metadata)?;
+    if let Some(s) = severity {
+        out.member("severity", s)?;
+    }
+    out.member("severity_id", &severity_id)?;
+    if let Some(s) = status {
+        out.member("status", s)?;
+    }
+    out.member("time", &time)?;
+    out.member("type_name", &format!("{}: {caption}", class.name))?;
+    out.member("type_uid", &(i64::from(class.uid) * 100 + activity_id))?;
+    out.member(
+        "unmapped",
+        &Unmapped {
+            vendor: &unmapped,
+            gateway: Gateway {
+                source: ctx.source,
+                request_id: ctx.request_id,
+                received_time: ctx.received_at_ms,
+                auth_scheme: ctx.auth_scheme,
+            },
+        },
+    )?;
+    out.member("raw_data", ctx.raw)?;
+    out.close();
     Ok(OcsfEvent {
         uid: key.id,
         class_uid: class.uid,
         class_name: class.name,
         json: Bytes::from(json),
     })
+}
+
+/// Writes the members of one JSON object into a buffer, in the order given.
+struct Members<'b> {
+    out: &'b mut Vec<u8>,
+    first: bool,
+}
+
+impl<'b> Members<'b> {
+    fn open(out: &'b mut Vec<u8>) -> Members<'b> {
+        out.push(b'{');
+        Members { out, first: true }
+    }
+
+    fn member<V: serde::Serialize + ?Sized>(
+        &mut self,
+        key: &str,
+        value: &V,
+    ) -> Result<(), NormalizeError> {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        serde_json::to_writer(&mut *self.out, key).map_err(NormalizeError::Serialize)?;
+        self.out.push(b':');
+        serde_json::to_writer(&mut *self.out, value).map_err(NormalizeError::Serialize)
+    }
+
+    fn close(self) {
+        self.out.push(b'}');
+    }
+}
+
+/// `unmapped`: the vendor's leftovers plus the gateway's own context under `hookgate`.
+struct Unmapped<'a> {
+    vendor: &'a Map<String, Value>,
+    gateway: Gateway<'a>,
+}
+
+/// `unmapped.hookgate`.
+#[derive(serde::Serialize)]
+struct Gateway<'a> {
+    source: &'a str,
+    request_id: &'a str,
+    received_time: i64,
+    auth_scheme: &'a str,
+}
+
+impl serde::Serialize for Unmapped<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.vendor.len() + 1))?;
+        for (k, v) in self.vendor {
+            map.serialize_entry(k, v)?;
+        }
+        map.serialize_entry("hookgate", &self.gateway)?;
+        map.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use http::HeaderMap;
+    use serde_json::{json, Value};
+
+    use super::*;
+
+    /// Top-level member names in order, duplicates included (a `Value` would hide them).
+    fn top_level_keys(json: &[u8]) -> Vec<String> {
+        struct Keys(Vec<String>);
+        impl<'de> serde::Deserialize<'de> for Keys {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Keys, D::Error> {
+                struct V;
+                impl<'de> serde::de::Visitor<'de> for V {
+                    type Value = Keys;
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str("an object")
+                    }
+                    fn visit_map<A: serde::de::MapAccess<'de>>(
+                        self,
+                        mut map: A,
+                    ) -> Result<Keys, A::Error> {
+                        let mut keys = Vec::new();
+                        while let Some((k, _)) =
+                            map.next_entry::<String, serde::de::IgnoredAny>()?
+                        {
+                            keys.push(k);
+                        }
+                        Ok(Keys(keys))
+                    }
+                }
+                d.deserialize_map(V)
+            }
+        }
+        serde_json::from_slice::<Keys>(json).unwrap().0
+    }
+
+    fn normalize(definition: &str, event: Value, raw: &str) -> Value {
+        let text = format!("[parser]\nproduct = \"P\"\nvendor_name = \"V\"\n{definition}");
+        let parser = Parser::from_toml("t", &text, "t.toml").unwrap();
+        let headers = HeaderMap::new();
+        let key = parser.event_key(&event, &headers);
+        let ctx = EventContext {
+            source: "src",
+            vendor: "t",
+            tenant: "tenant-1",
+            request_id: "req-1",
+            received_at_ms: 1_700_000_000_000,
+            auth_scheme: "hmac",
+            headers: &headers,
+            raw,
+        };
+        let parsed = parse::apply(&parser, event, key, &ctx).unwrap();
+        let ocsf = to_ocsf(parsed, &ctx).unwrap();
+        let keys = top_level_keys(&ocsf.json);
+        let mut seen = BTreeMap::new();
+        for k in &keys {
+            *seen.entry(k.clone()).or_insert(0) += 1;
+        }
+        assert!(
+            seen.values().all(|n| *n == 1),
+            "duplicate members: {keys:?}"
+        );
+        serde_json::from_slice(&ocsf.json).unwrap()
+    }
+
+    #[test]
+    fn gateway_members_win_over_parser_values_and_appear_once() {
+        let definition = r#"
+[id]
+from = ["id"]
+window = "1h"
+
+[[route]]
+name = "login"
+class = 3002
+activity = 1
+map = [
+  { to = "class_name", const = "spoofed" },
+  { to = "raw_data", const = "spoofed" },
+  { to = "type_uid", const = 1 },
+  { to = "time", from = "when" },
+  { to = "status_id", const = 2 },
+  { to = "unmapped.hookgate", const = "spoofed" },
+  { to = "unmapped.extra", from = "extra" },
+  { to = "metadata.event_code", from = "code" },
+  { to = "user.name", from = "who" },
+]
+"#;
+        let raw = r#"{"id":"e1","when":"yesterday","extra":"x","code":"LOGIN","who":"ann"}"#;
+        let e = normalize(definition, serde_json::from_str(raw).unwrap(), raw);
+        assert_eq!(e["class_uid"], 3002);
+        assert_eq!(e["class_name"], "Authentication");
+        assert_eq!(e["category_uid"], 3);
+        assert_eq!(e["activity_id"], 1);
+        assert_eq!(e["activity_name"], "Logon");
+        assert_eq!(e["type_uid"], 300201);
+        assert_eq!(e["type_name"], "Authentication: Logon");
+        assert_eq!(e["raw_data"], raw);
+        // Not an epoch-ms integer: the receive time instead.
+        assert_eq!(e["time"], 1_700_000_000_000i64);
+        // A failure with no vendor severity is Low; its status caption is added.
+        assert_eq!(
+            (e["severity_id"].clone(), e["severity"].clone()),
+            (json!(2), json!("Low"))
+        );
+        assert_eq!(e["status"], "Failure");
+        assert_eq!(e["user"]["name"], "ann");
+        assert_eq!(e["metadata"]["uid"], "e1");
+        assert_eq!(e["metadata"]["event_code"], "LOGIN");
+        assert_eq!(e["metadata"]["tenant_uid"], "tenant-1");
+        assert_eq!(e["metadata"]["version"], OCSF_VERSION);
+        assert_eq!(
+            e["metadata"]["product"],
+            json!({"name": "P", "vendor_name": "V"})
+        );
+        assert_eq!(e["unmapped"]["extra"], "x");
+        assert_eq!(
+            e["unmapped"]["hookgate"],
+            json!({"source": "src", "request_id": "req-1", "received_time": 1_700_000_000_000i64, "auth_scheme": "hmac"})
+        );
+    }
+
+    #[test]
+    fn a_vendor_severity_and_an_epoch_time_are_kept() {
+        let definition = r#"
+[id]
+from = ["id"]
+window = "1h"
+
+[[route]]
+name = "finding"
+class = 2004
+activity = 1
+map = [
+  { to = "severity_id", const = 4 },
+  { to = "time", from = "at", convert = "epoch_ms" },
+  { to = "finding_info.title", from = "title" },
+  { to = "finding_info.uid", from = "id" },
+]
+"#;
+        let raw = r#"{"id":"f1","at":1700000000123,"title":"Port opened"}"#;
+        let e = normalize(definition, serde_json::from_str(raw).unwrap(), raw);
+        assert_eq!(e["severity_id"], 4);
+        assert_eq!(e["severity"], "High");
+        assert_eq!(e["time"], 1_700_000_000_123i64);
+        assert!(e.get("status").is_none());
+    }
 }
