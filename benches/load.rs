@@ -12,7 +12,11 @@
 //!   topic is consumed from offset 0 afterwards to check exactly-once);
 //! - `LOAD_PARTITIONS` partitions of each Kafka topic (default 3);
 //! - `LOAD_MIX` `all` (default: the five vendors) or one vendor name;
-//! - `LOAD_BIN` path of the `hookgate` binary to drive (default: this build's).
+//! - `LOAD_BIN` path of the `hookgate` binary to drive (default: this build's);
+//! - `LOAD_VERIFY=0` skips the downstream read-back (e.g. a long soak, where reading millions
+//!   of records back from tansu would take longer than the run);
+//! - `LOAD_KAFKA` extra `[kafka]` config lines for the Kafka modes, e.g. `linger_ms = 20`
+//!   (a literal `\n` separates lines).
 //!
 //! Latency of an open-loop request is measured from its *intended* send time, so a stalled
 //! server cannot hide its queueing (no coordinated omission).
@@ -309,6 +313,46 @@ fn cpu_seconds(pid: u32) -> f64 {
             .and_then(|v| v.parse::<f64>().ok())
             .unwrap_or(0.0);
     ticks / 100.0
+}
+
+/// Current resident set of `pid` in MB (`VmRSS`).
+fn rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+/// Samples `pid`'s RSS ten times over a step of `secs` (so a soak shows whether memory is
+/// flat) until the returned flag is set; join the handle for the `(seconds, MB)` series.
+fn sample_rss(
+    pid: u32,
+    secs: u64,
+) -> (
+    Arc<std::sync::atomic::AtomicBool>,
+    std::thread::JoinHandle<Vec<(f64, f64)>>,
+) {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    let every = Duration::from_millis((secs * 100).max(500));
+    let handle = std::thread::spawn(move || {
+        let started = Instant::now();
+        let mut series = Vec::new();
+        let mut next = started;
+        while !flag.load(Ordering::Relaxed) {
+            if Instant::now() >= next {
+                series.push((started.elapsed().as_secs_f64(), rss_mb(pid)));
+                next += every;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        series
+    });
+    (stop, handle)
 }
 
 fn peak_rss_mb(pid: u32) -> f64 {
@@ -788,6 +832,11 @@ fn main() {
         .map(Mode::parse)
         .collect();
     let mix = std::env::var("LOAD_MIX").unwrap_or_else(|_| "all".to_owned());
+    let verify = !matches!(std::env::var("LOAD_VERIFY").as_deref(), Ok("0"));
+    // Extra `[kafka]` lines, e.g. `linger_ms = 20` (`\n` separates several).
+    let kafka_extra = std::env::var("LOAD_KAFKA")
+        .unwrap_or_default()
+        .replace("\\n", "\n");
     let vendors: Vec<(&str, String)> = vendors()
         .into_iter()
         .filter(|(name, _)| mix == "all" || mix == *name)
@@ -832,7 +881,7 @@ fn main() {
                 create_topic(b, &topic, partitions);
                 create_topic(b, &format!("{topic}.dlq"), 1);
                 format!(
-                    "[delivery]\nmode = {:?}\n[kafka]\nbrokers = {:?}\ntopic = {topic:?}\ndead_letter_topic = \"{topic}.dlq\"\n[spool]\ndir = \"{{dir}}/spool\"\n",
+                    "[delivery]\nmode = {:?}\n[kafka]\nbrokers = {:?}\ntopic = {topic:?}\ndead_letter_topic = \"{topic}.dlq\"\n{kafka_extra}\n[spool]\ndir = \"{{dir}}/spool\"\n",
                     format!("{mode:?}").to_lowercase(),
                     b.addr
                 )
@@ -857,6 +906,7 @@ fn main() {
             let cpu_before = cpu_seconds(pid);
             let broker_before = broker_pid.map(cpu_seconds).unwrap_or(0.0);
             let started = Instant::now();
+            let (rss_stop, rss_series) = sample_rss(pid, secs);
             let requests = Arc::clone(&requests);
             let next = Arc::clone(&next);
             let mut result = if label.starts_with("closed") {
@@ -895,14 +945,30 @@ fn main() {
             if result.failed > 0 {
                 eprintln!("  statuses: {:?}", result.statuses);
             }
+            rss_stop.store(true, Ordering::Relaxed);
+            let series = rss_series.join().unwrap_or_default();
+            if secs >= 60 {
+                let points: Vec<String> = series
+                    .iter()
+                    .map(|(t, mb)| format!("{t:.0} s: {mb:.1} MB"))
+                    .collect();
+                println!("  RSS over {label}: {}", points.join(", "));
+            }
             accepted += result.ok;
             accepted_ids.extend(result.accepted_uids);
         }
         println!("\npeak RSS of hookgate: {:.1} MB", peak_rss_mb(pid));
+        if !verify {
+            println!("downstream check ({mode:?}): skipped (LOAD_VERIFY=0)");
+            drop(gw);
+            continue;
+        }
         let drain_started = Instant::now();
         let seen = match (&broker, mode) {
             (Some(b), Mode::Spool | Mode::Direct) => {
-                kafka_keys(&b.addr, &topic, accepted, Duration::from_secs(300))
+                // tansu serves a read-back at a few thousand records/s: allow for the run's size.
+                let limit = Duration::from_secs(300 + accepted as u64 / 1000);
+                kafka_keys(&b.addr, &topic, accepted, limit)
             }
             _ => {
                 // The file is complete once the last answer came: every 2xx was synced first.
