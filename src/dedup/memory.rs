@@ -1,6 +1,8 @@
 //! The in-process dedup store: bounded, with an optional journal so a restart remembers.
 //!
-//! Input: scoped keys (`source` + id). Output: [`Dedup`] outcomes. Bounded in entries: when
+//! Input: scoped keys (`source` + id). Output: [`Dedup`] outcomes. Each key is held as its
+//! [`Fingerprint`] (16 bytes, once), not as text (tens of bytes, twice: map and expiry index),
+//! which keeps a full store of the default million ids near 100 MB. Bounded in entries: when
 //! full, expired entries go first, then the entry whose expiry is soonest (a reservation, or
 //! the oldest delivered id). Committed keys are appended to the journal (one `write`, no fsync:
 //! it survives a process crash; after a power loss a few ids may be forgotten, so a vendor's
@@ -10,8 +12,40 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
+use sha2::{Digest, Sha256};
+
 use super::journal::Journal;
 use super::{Dedup, DedupError};
+
+/// A scoped key's identity in the store: the first 128 bits of its SHA-256. Two different
+/// keys share one only by a SHA-256 collision on 128 bits (a vendor cannot choose ids that
+/// silence another event's). Journaled as 32 lowercase hex digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Fingerprint(u128);
+
+impl Fingerprint {
+    /// The fingerprint of a scoped key.
+    pub fn of(scoped: &str) -> Fingerprint {
+        let digest = Sha256::digest(scoped.as_bytes());
+        let head = digest.first_chunk::<16>().copied().unwrap_or_default();
+        Fingerprint(u128::from_be_bytes(head))
+    }
+
+    /// A journal entry: 32 hex digits as written by this version, or (a journal written
+    /// before fingerprints) the scoped key's text.
+    fn from_journal(entry: &str) -> Fingerprint {
+        if entry.len() == 32 && entry.bytes().all(|b| b.is_ascii_hexdigit()) {
+            if let Ok(n) = u128::from_str_radix(entry, 16) {
+                return Fingerprint(n);
+            }
+        }
+        Fingerprint::of(entry)
+    }
+
+    fn to_hex(self) -> String {
+        format!("{:032x}", self.0)
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -27,9 +61,9 @@ struct Entry {
 
 #[derive(Debug, Default)]
 struct Inner {
-    entries: HashMap<String, Entry>,
+    entries: HashMap<Fingerprint, Entry>,
     /// (expiry, key) in expiry order, for eviction and expiry sweeps.
-    by_expiry: BTreeSet<(Instant, String)>,
+    by_expiry: BTreeSet<(Instant, Fingerprint)>,
 }
 
 /// The in-process dedup store.
@@ -66,6 +100,7 @@ impl MemoryStore {
         if let Ok(inner) = store.inner.get_mut() {
             for (key, expires_at) in journal.entries() {
                 if let Ok(left) = expires_at.duration_since(wall) {
+                    let key = Fingerprint::from_journal(&key);
                     inner.insert(key, State::Committed, now + left, max_entries, now);
                     loaded += 1;
                 }
@@ -74,7 +109,7 @@ impl MemoryStore {
                 .entries
                 .iter()
                 .filter(|(_, e)| e.state == State::Committed)
-                .map(|(k, e)| (k.clone(), wall + e.expires.saturating_duration_since(now)));
+                .map(|(k, e)| (k.to_hex(), wall + e.expires.saturating_duration_since(now)));
             if let Err(e) = journal.rewrite(live) {
                 tracing::warn!(error = %e, "cannot compact the dedup journal");
             }
@@ -86,9 +121,10 @@ impl MemoryStore {
 
     /// Reserves `key` unless it is in flight or seen.
     pub fn reserve(&self, key: &str) -> Result<Dedup, DedupError> {
+        let key = Fingerprint::of(key);
         let now = Instant::now();
         let mut inner = self.inner.lock().map_err(|_| DedupError::Unavailable)?;
-        if let Some(entry) = inner.entries.get(key) {
+        if let Some(entry) = inner.entries.get(&key) {
             if entry.expires > now {
                 return Ok(match entry.state {
                     State::Reserved => Dedup::InFlight,
@@ -97,13 +133,7 @@ impl MemoryStore {
             }
         }
         let expires = now + self.reservation_ttl;
-        inner.insert(
-            key.to_owned(),
-            State::Reserved,
-            expires,
-            self.max_entries,
-            now,
-        );
+        inner.insert(key, State::Reserved, expires, self.max_entries, now);
         Ok(Dedup::New)
     }
 
@@ -117,17 +147,15 @@ impl MemoryStore {
         if keys.is_empty() {
             return Ok(());
         }
+        let keys: Vec<(Fingerprint, Duration)> = keys
+            .iter()
+            .map(|(key, window)| (Fingerprint::of(key), *window))
+            .collect();
         let now = Instant::now();
         let compact = {
             let mut inner = self.inner.lock().map_err(|_| DedupError::Unavailable)?;
-            for (key, window) in keys {
-                inner.insert(
-                    key.clone(),
-                    State::Committed,
-                    now + *window,
-                    self.max_entries,
-                    now,
-                );
+            for (key, window) in &keys {
+                inner.insert(*key, State::Committed, now + *window, self.max_entries, now);
             }
             self.journal
                 .as_ref()
@@ -135,9 +163,11 @@ impl MemoryStore {
         };
         if let Some(journal) = &self.journal {
             let wall = SystemTime::now();
-            let entries = keys
+            let lines: Vec<(String, SystemTime)> = keys
                 .iter()
-                .map(|(key, window)| (key.as_str(), wall + *window));
+                .map(|(key, window)| (key.to_hex(), wall + *window))
+                .collect();
+            let entries = lines.iter().map(|(key, at)| (key.as_str(), *at));
             if let Err(e) = journal.append_many(entries) {
                 tracing::error!(error = %e, "cannot journal a dedup key; a restart may forget it");
             }
@@ -159,7 +189,7 @@ impl MemoryStore {
                 .entries
                 .iter()
                 .filter(|(_, e)| e.state == State::Committed && e.expires > now)
-                .map(|(k, e)| (k.clone(), wall + e.expires.saturating_duration_since(now)))
+                .map(|(k, e)| (k.to_hex(), wall + e.expires.saturating_duration_since(now)))
                 .collect(),
             Err(_) => Vec::new(),
         }
@@ -167,12 +197,13 @@ impl MemoryStore {
 
     /// Forgets a reservation whose delivery failed, so the vendor's retry is accepted.
     pub fn release(&self, key: &str) -> Result<(), DedupError> {
+        let key = Fingerprint::of(key);
         let mut inner = self.inner.lock().map_err(|_| DedupError::Unavailable)?;
-        if let Some(entry) = inner.entries.get(key) {
+        if let Some(entry) = inner.entries.get(&key) {
             if entry.state == State::Reserved {
                 let expires = entry.expires;
-                inner.entries.remove(key);
-                inner.by_expiry.remove(&(expires, key.to_owned()));
+                inner.entries.remove(&key);
+                inner.by_expiry.remove(&(expires, key));
             }
         }
         Ok(())
@@ -192,14 +223,14 @@ impl MemoryStore {
 impl Inner {
     fn insert(
         &mut self,
-        key: String,
+        key: Fingerprint,
         state: State,
         expires: Instant,
         max_entries: usize,
         now: Instant,
     ) {
         if let Some(old) = self.entries.remove(&key) {
-            self.by_expiry.remove(&(old.expires, key.clone()));
+            self.by_expiry.remove(&(old.expires, key));
         }
         // Drop expired entries, then the soonest-expiring ones while over the cap.
         while let Some((first_expiry, _)) = self.by_expiry.first() {
@@ -210,7 +241,7 @@ impl Inner {
                 self.entries.remove(&evicted);
             }
         }
-        self.by_expiry.insert((expires, key.clone()));
+        self.by_expiry.insert((expires, key));
         self.entries.insert(key, Entry { state, expires });
     }
 }

@@ -122,6 +122,36 @@ fn committed_keys_survive_a_restart_through_the_journal_but_reservations_do_not(
     assert_eq!(lines.lines().count(), 1, "{lines}");
 }
 
+#[test]
+fn a_journal_written_before_fingerprints_still_replays() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dedup.journal");
+    let later = std::time::SystemTime::now() + Duration::from_secs(3600);
+    let ms = later
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    // The earlier format: the scoped key's text.
+    std::fs::write(&path, format!("[\"a\\u001f1\",{ms}]\n")).unwrap();
+    let s = MemoryStore::with_journal(
+        100,
+        Duration::from_secs(120),
+        journal::Journal::open(path.clone()).unwrap(),
+    );
+    assert_eq!(s.reserve("a\u{1f}1").unwrap(), Dedup::Seen);
+    assert_eq!(s.reserve("a\u{1f}2").unwrap(), Dedup::New);
+    // Compacted at startup into the fingerprint form, which replays too.
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(!text.contains("a\\u001f1"), "{text}");
+    drop(s);
+    let s = MemoryStore::with_journal(
+        100,
+        Duration::from_secs(120),
+        journal::Journal::open(path.clone()).unwrap(),
+    );
+    assert_eq!(s.reserve("a\u{1f}1").unwrap(), Dedup::Seen);
+}
+
 #[tokio::test]
 async fn a_request_committed_at_once_is_journaled_key_by_key() {
     let dir = tempfile::tempdir().unwrap();
