@@ -4,9 +4,11 @@
 //! Input: a key and the OCSF fields to remember. Output: those fields on a later lookup, or
 //! nothing once expired or evicted. Bounded in entries (oldest insertion evicted first) and
 //! age. A poisoned lock behaves as a miss: the event is still published, flagged unresolved.
+//! Fields are held as their compact JSON text and the key once (shared by the map and the
+//! eviction queue): an entry costs a few hundred bytes, not a tree of `Value`s.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
@@ -21,8 +23,8 @@ pub struct SessionCache {
 
 #[derive(Debug, Default)]
 struct Inner {
-    entries: HashMap<String, (Instant, Map<String, Value>)>,
-    order: VecDeque<(Instant, String)>,
+    entries: HashMap<Arc<str>, (Instant, Box<[u8]>)>,
+    order: VecDeque<(Instant, Arc<str>)>,
 }
 
 impl SessionCache {
@@ -41,11 +43,16 @@ impl SessionCache {
     }
 
     fn store_at(&self, key: String, fields: Map<String, Value>, now: Instant) {
+        // Serializing a map of JSON values cannot fail.
+        let Ok(text) = serde_json::to_vec(&fields) else {
+            return;
+        };
+        let key: Arc<str> = Arc::from(key);
         let Ok(mut inner) = self.inner.lock() else {
             return;
         };
-        inner.order.push_back((now, key.clone()));
-        inner.entries.insert(key, (now, fields));
+        inner.order.push_back((now, Arc::clone(&key)));
+        inner.entries.insert(key, (now, text.into_boxed_slice()));
         // A key stored again leaves a stale order record behind; compact before the records
         // outgrow the entries, so the order queue stays bounded too.
         if inner.order.len() > 2 * self.max_entries {
@@ -74,8 +81,11 @@ impl SessionCache {
 
     fn load_at(&self, key: &str, now: Instant) -> Option<Map<String, Value>> {
         let inner = self.inner.lock().ok()?;
-        let (at, fields) = inner.entries.get(key)?;
-        (now.duration_since(*at) <= self.ttl).then(|| fields.clone())
+        let (at, text) = inner.entries.get(key)?;
+        if now.duration_since(*at) > self.ttl {
+            return None;
+        }
+        serde_json::from_slice(text).ok()
     }
 }
 
