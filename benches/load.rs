@@ -472,8 +472,35 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
+/// Svix refuses a timestamp more than 5 minutes old; a prebuilt Hoop request older than this
+/// is signed again just before it is sent (long soaks only).
+const SVIX_RESIGN_AFTER_SECS: u64 = 240;
+
+/// `req` itself, or for a Hoop request whose Svix timestamp is getting stale, the same
+/// request signed now.
+fn fresh(req: &Req) -> std::borrow::Cow<'_, Req> {
+    let stale = req.headers.iter().any(|(k, v)| {
+        k == "svix-timestamp"
+            && v.parse::<u64>()
+                .is_ok_and(|ts| now_secs().saturating_sub(ts) > SVIX_RESIGN_AFTER_SECS)
+    });
+    if !stale {
+        return std::borrow::Cow::Borrowed(req);
+    }
+    let ts = now_secs();
+    let mut again = req.clone();
+    again.headers = vec![
+        ("svix-id".into(), req.uid.clone()),
+        ("svix-timestamp".into(), ts.to_string()),
+        ("svix-signature".into(), svix_sign(&req.uid, ts, &req.body)),
+    ];
+    again.wire = wire(&again);
+    std::borrow::Cow::Owned(again)
+}
+
 /// Sends `req` on `conn`, reconnecting once if the server closed the connection.
 async fn send(conn: &mut Option<Conn>, addr: &str, req: &Req) -> Result<u16, ()> {
+    let req = fresh(req);
     for _ in 0..2 {
         if conn.is_none() {
             *conn = Conn::open(addr).await.ok();
@@ -860,8 +887,11 @@ fn main() {
             .map(|n| {
                 let mut req = build_request(vendors[n % vendors.len()].0, n, &run);
                 req.wire = wire(&req);
-                // Only the wire bytes are sent; don't hold the body twice.
-                req.body = bytes::Bytes::new();
+                // Only the wire bytes are sent; don't hold the body twice (except Hoop's,
+                // which a long run signs again, see `fresh`).
+                if !req.headers.iter().any(|(k, _)| k == "svix-id") {
+                    req.body = bytes::Bytes::new();
+                }
                 req
             })
             .collect(),
