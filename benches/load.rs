@@ -315,16 +315,21 @@ fn cpu_seconds(pid: u32) -> f64 {
     ticks / 100.0
 }
 
-/// Current resident set of `pid` in MB (`VmRSS`).
-fn rss_mb(pid: u32) -> f64 {
+/// A memory field of `/proc/<pid>/status` (`VmRSS`, `VmHWM`, …) in MB.
+fn status_mb(pid: u32, field: &str) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|rest| rest.split_whitespace().next())
         .and_then(|kb| kb.parse::<f64>().ok())
         .unwrap_or(0.0)
         / 1024.0
+}
+
+/// Current resident set of `pid` in MB.
+fn rss_mb(pid: u32) -> f64 {
+    status_mb(pid, "VmRSS")
 }
 
 /// Samples `pid`'s RSS ten times over a step of `secs` (so a soak shows whether memory is
@@ -355,15 +360,9 @@ fn sample_rss(
     (stop, handle)
 }
 
+/// Peak resident set of `pid` in MB.
 fn peak_rss_mb(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
+    status_mb(pid, "VmHWM")
 }
 
 #[derive(Default)]
