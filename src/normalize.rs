@@ -132,8 +132,10 @@ impl NormalizeError {
     }
 }
 
-/// Top-level members the gateway writes itself; a parser value under one of these names is
-/// replaced (or, for `status`, kept), never emitted twice.
+/// Top-level members the gateway always writes itself; a parser value under one of these
+/// names is dropped, so none is emitted twice. (`severity`, `severity_id`, `status`, `time`,
+/// `metadata` and `unmapped` combine the parser's value with the gateway's and are handled
+/// one by one in [`to_ocsf`].)
 const GATEWAY_MEMBERS: &[&str] = &[
     "activity_id",
     "activity_name",
@@ -197,10 +199,11 @@ pub fn to_ocsf(parsed: ParsedEvent, ctx: &EventContext<'_>) -> Result<OcsfEvent,
     if severity.is_some() {
         fields.remove("severity");
     }
-    let time = match fields.remove("time") {
-        Some(Value::Number(n)) if n.is_i64() => n.as_i64().unwrap_or(ctx.received_at_ms),
-        _ => ctx.received_at_ms,
-    };
+    let time = fields
+        .remove("time")
+        .as_ref()
+        .and_then(Value::as_i64)
+        .unwrap_or(ctx.received_at_ms);
 
     let mut metadata = match fields.remove("metadata") {
         Some(Value::Object(m)) => m,
