@@ -60,14 +60,14 @@ impl Journal {
 
     /// Appends committed keys, one line each, in a single write (so a request's keys cost
     /// one system call, and a crash tears at most the last line, which replay skips).
-    pub fn append_many<'k>(
+    pub fn append_many<K: AsRef<str>>(
         &self,
-        entries: impl Iterator<Item = (&'k str, SystemTime)>,
+        entries: impl Iterator<Item = (K, SystemTime)>,
     ) -> std::io::Result<()> {
         let mut buf = Vec::with_capacity(128);
         let mut count = 0usize;
         for (key, expires) in entries {
-            serde_json::to_writer(&mut buf, &(key, unix_ms(expires)))?;
+            serde_json::to_writer(&mut buf, &(key.as_ref(), unix_ms(expires)))?;
             buf.push(b'\n');
             count += 1;
         }

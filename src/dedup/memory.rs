@@ -163,11 +163,9 @@ impl MemoryStore {
         };
         if let Some(journal) = &self.journal {
             let wall = SystemTime::now();
-            let lines: Vec<(String, SystemTime)> = keys
+            let entries = keys
                 .iter()
-                .map(|(key, window)| (key.to_hex(), wall + *window))
-                .collect();
-            let entries = lines.iter().map(|(key, at)| (key.as_str(), *at));
+                .map(|(key, window)| (key.to_hex(), wall + *window));
             if let Err(e) = journal.append_many(entries) {
                 tracing::error!(error = %e, "cannot journal a dedup key; a restart may forget it");
             }
