@@ -10,6 +10,15 @@ fn key(id: &str) -> EventKey {
     }
 }
 
+/// A memory store of `max` ids journaled to `path` (replaying what the file holds).
+fn journaled(path: &std::path::Path, max: usize) -> MemoryStore {
+    MemoryStore::with_journal(
+        max,
+        Duration::from_secs(120),
+        journal::Journal::open(path.to_path_buf()).unwrap(),
+    )
+}
+
 fn memory(max: usize) -> DedupStore {
     DedupStore::new(
         Backend::Memory(MemoryStore::new(max, Duration::from_secs(120))),
@@ -89,11 +98,7 @@ fn committed_keys_survive_a_restart_through_the_journal_but_reservations_do_not(
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("dedup.journal");
     {
-        let s = MemoryStore::with_journal(
-            100,
-            Duration::from_secs(120),
-            journal::Journal::open(path.clone()).unwrap(),
-        );
+        let s = journaled(&path, 100);
         s.reserve("a\u{1f}1").unwrap();
         s.commit("a\u{1f}1", Duration::from_secs(3600)).unwrap();
         s.reserve("a\u{1f}expired").unwrap();
@@ -109,11 +114,7 @@ fn committed_keys_survive_a_restart_through_the_journal_but_reservations_do_not(
     std::io::Write::write_all(&mut f, b"[\"a\\u001f3\", 99").unwrap();
     drop(f);
     std::thread::sleep(Duration::from_millis(5));
-    let s = MemoryStore::with_journal(
-        100,
-        Duration::from_secs(120),
-        journal::Journal::open(path.clone()).unwrap(),
-    );
+    let s = journaled(&path, 100);
     assert_eq!(s.reserve("a\u{1f}1").unwrap(), Dedup::Seen);
     assert_eq!(s.reserve("a\u{1f}2").unwrap(), Dedup::New);
     assert_eq!(s.reserve("a\u{1f}expired").unwrap(), Dedup::New);
@@ -133,22 +134,14 @@ fn a_journal_written_before_fingerprints_still_replays() {
         .as_millis();
     // The earlier format: the scoped key's text.
     std::fs::write(&path, format!("[\"a\\u001f1\",{ms}]\n")).unwrap();
-    let s = MemoryStore::with_journal(
-        100,
-        Duration::from_secs(120),
-        journal::Journal::open(path.clone()).unwrap(),
-    );
+    let s = journaled(&path, 100);
     assert_eq!(s.reserve("a\u{1f}1").unwrap(), Dedup::Seen);
     assert_eq!(s.reserve("a\u{1f}2").unwrap(), Dedup::New);
     // Compacted at startup into the fingerprint form, which replays too.
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(!text.contains("a\\u001f1"), "{text}");
     drop(s);
-    let s = MemoryStore::with_journal(
-        100,
-        Duration::from_secs(120),
-        journal::Journal::open(path.clone()).unwrap(),
-    );
+    let s = journaled(&path, 100);
     assert_eq!(s.reserve("a\u{1f}1").unwrap(), Dedup::Seen);
 }
 
@@ -158,11 +151,7 @@ async fn a_request_committed_at_once_is_journaled_key_by_key() {
     let path = dir.path().join("dedup.journal");
     let open = || {
         DedupStore::new(
-            Backend::Memory(MemoryStore::with_journal(
-                100,
-                Duration::from_secs(120),
-                journal::Journal::open(path.clone()).unwrap(),
-            )),
+            Backend::Memory(journaled(&path, 100)),
             Duration::from_secs(3600),
         )
     };
@@ -196,11 +185,7 @@ async fn a_request_committed_at_once_is_journaled_key_by_key() {
 fn the_journal_is_compacted_when_it_grows_past_twice_the_cap() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("dedup.journal");
-    let s = MemoryStore::with_journal(
-        5,
-        Duration::from_secs(120),
-        journal::Journal::open(path.clone()).unwrap(),
-    );
+    let s = journaled(&path, 5);
     for i in 0..40 {
         s.reserve(&i.to_string()).unwrap();
         s.commit(&i.to_string(), Duration::from_secs(3600)).unwrap();
