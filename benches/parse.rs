@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, Criterion, Throughput};
 use hookgate::normalize::{self, EventContext};
 use hookgate::parse::{self, Catalog, Parser};
 use hookgate::preview;
@@ -144,4 +144,27 @@ fn bench(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+/// With `PARSE_ROUNDS=N` set, runs the fixture mix N times and exits, without criterion: a
+/// fixed amount of work for an instruction count that does not depend on the machine's
+/// noise (`PARSE_ROUNDS=200 valgrind --tool=cachegrind --cache-sim=no <bench binary>`).
+fn main() {
+    if let Some(rounds) = std::env::var("PARSE_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse::<u64>().ok())
+    {
+        let catalog = Catalog::load(None).unwrap();
+        let mix = cases(&catalog, None);
+        let mut events = 0;
+        for _ in 0..rounds {
+            events += std::hint::black_box(mix.iter().map(run).sum::<usize>());
+        }
+        println!(
+            "{events} events over {rounds} rounds of {} bodies",
+            mix.len()
+        );
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
