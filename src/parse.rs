@@ -485,14 +485,16 @@ pub fn apply_routed(
             unmapped.insert(path.last_key().to_owned(), v.clone());
         }
     }
-    // Leftovers are moved out of the event (it is not needed any more), not cloned; the map
-    // is taken apart once and the read keys put back, without copying any key.
-    for (path, read) in &route.leftovers {
-        if let Some(Value::Object(obj)) = path.get_mut(&mut event) {
+    // Leftovers are moved out of the event (it is not needed any more), not cloned. The map is
+    // taken apart once; a read key goes back only when a later leftover path needs it.
+    for left in &route.leftovers {
+        if let Some(Value::Object(obj)) = left.path.get_mut(&mut event) {
             let all = std::mem::take(obj);
             for (k, v) in all {
-                if read.contains(&k) || unmapped.contains_key(&k) {
-                    obj.insert(k, v);
+                if left.read.contains(&k) || unmapped.contains_key(&k) {
+                    if left.keep_read {
+                        obj.insert(k, v);
+                    }
                 } else {
                     unmapped.insert(k, v);
                 }

@@ -15,8 +15,8 @@ use serde_json::Value;
 use toml::Spanned;
 
 pub use super::compiled::{
-    Activity, Aggregate, CacheUse, Compiled, Cond, ContextField, Convert, Extract, IdRule, List,
-    LookupMode, Mapping, Piece, Product, Route, Source, Spec, Subject, Table, Test,
+    Activity, Aggregate, CacheUse, Compiled, Cond, ContextField, Convert, Extract, IdRule,
+    Leftover, List, LookupMode, Mapping, Piece, Product, Route, Source, Spec, Subject, Table, Test,
 };
 use super::definition::{CacheDef, CondDef, Definition, ListDef, MapDef, RouteDef};
 use super::path::{InPath, OutPath};
@@ -224,14 +224,26 @@ impl Ctx<'_> {
         if let Activity::Spec(s) = &activity {
             reads_of_spec(s, &mut read);
         }
-        let mut leftovers = Vec::new();
-        for p in &r.leftovers {
-            let path = InPath::parse(p)?;
+        let paths = r
+            .leftovers
+            .iter()
+            .map(|p| InPath::parse(p))
+            .collect::<Res<Vec<_>>>()?;
+        let mut leftovers = Vec::with_capacity(paths.len());
+        for (i, path) in paths.iter().enumerate() {
             let keys = read
                 .iter()
-                .filter_map(|r| r.child_key_under(&path).map(str::to_owned))
+                .filter_map(|r| r.child_key_under(path).map(str::to_owned))
                 .collect();
-            leftovers.push((path, keys));
+            let keep_read = paths
+                .iter()
+                .skip(i + 1)
+                .any(|later| later.child_key_under(path).is_some());
+            leftovers.push(Leftover {
+                path: path.clone(),
+                read: keys,
+                keep_read,
+            });
         }
         let cache_store = r.cache_store.as_ref().map(|c| self.cache(c)).transpose()?;
         let cache_load = r.cache_load.as_ref().map(|c| self.cache(c)).transpose()?;

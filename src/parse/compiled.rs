@@ -80,12 +80,24 @@ pub struct Route {
     pub lists: Vec<List>,
     /// Paths copied to `unmapped`.
     pub unmapped: Vec<InPath>,
-    /// Objects whose unread keys go to `unmapped`, with the keys that are read.
-    pub leftovers: Vec<(InPath, BTreeSet<String>)>,
+    /// Objects whose unread keys go to `unmapped`, in the order written.
+    pub leftovers: Vec<Leftover>,
     /// Session cache store.
     pub cache_store: Option<CacheUse>,
     /// Session cache load.
     pub cache_load: Option<CacheUse>,
+}
+
+/// One `leftovers` object of a route.
+#[derive(Debug)]
+pub struct Leftover {
+    /// Where the object is in the event.
+    pub path: InPath,
+    /// Its keys that the route reads (they are not leftovers).
+    pub read: BTreeSet<String>,
+    /// Whether a later leftover path lies under this one, so the read keys must stay in the
+    /// event for it; otherwise they are dropped, not put back (the event is not used again).
+    pub keep_read: bool,
 }
 
 /// `activity_id` rule.

@@ -140,3 +140,33 @@ fn built_in_catalog_has_the_five_vendors() {
         ["connectsecure", "hoop", "hyperproof", "hypr", "hyprwatch"]
     );
 }
+
+#[test]
+fn leftovers_are_the_same_whichever_order_the_levels_are_listed_in() {
+    let event = json!({
+        "id": "e1", "top": 1,
+        "detail": {"data": {"who": "ann", "extra": "x"}, "note": "n"}
+    });
+    let mut seen = Vec::new();
+    for order in [
+        r#"["detail.data", "detail", ""]"#,
+        r#"["", "detail", "detail.data"]"#,
+        r#"["detail", "", "detail.data"]"#,
+    ] {
+        let p = parser(&format!(
+            "[id]\nfrom = [\"id\"]\nwindow = \"1h\"\n[[route]]\nname = \"a\"\nclass = 3002\n\
+             activity = 1\nmap = [ {{ to = \"user.name\", from = \"detail.data.who\" }} ]\n\
+             leftovers = {order}\n"
+        ))
+        .unwrap();
+        let e = run(&p, event.clone()).unwrap();
+        assert_eq!(e.fields["user"]["name"], "ann");
+        seen.push(Value::Object(e.unmapped));
+    }
+    // Only the mapped `who` is read; every other key is a leftover, under its own name.
+    assert_eq!(
+        seen[0],
+        json!({"id": "e1", "top": 1, "note": "n", "extra": "x"})
+    );
+    assert!(seen.iter().all(|u| *u == seen[0]), "{seen:?}");
+}
