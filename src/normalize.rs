@@ -9,6 +9,7 @@
 //! Fails with [`NormalizeError`]; the pipeline dead-letters such an event. Never adds a
 //! top-level attribute the class does not define.
 
+pub mod json_text;
 pub mod ocsf;
 
 use bytes::Bytes;
@@ -242,9 +243,9 @@ pub fn to_ocsf(parsed: ParsedEvent, ctx: &EventContext<'_>) -> Result<OcsfEvent,
     out.member("class_name", class.name)?;
     out.member("class_uid", &class.uid)?;
     for (k, v) in &fields {
-        out.member(k, v)?;
+        out.member_value(k, v)?;
     }
-    out.member("metadata", &metadata)?;
+    out.member_object("metadata", &metadata, |_| Ok(()))?;
     if let Some(s) = severity {
         out.member("severity", s)?;
     }
@@ -255,18 +256,19 @@ pub fn to_ocsf(parsed: ParsedEvent, ctx: &EventContext<'_>) -> Result<OcsfEvent,
     out.member("time", &time)?;
     out.member("type_name", &format!("{}: {caption}", class.name))?;
     out.member("type_uid", &(i64::from(class.uid) * 100 + activity_id))?;
-    out.member(
-        "unmapped",
-        &Unmapped {
-            vendor: &unmapped,
-            gateway: Gateway {
-                source: ctx.source,
-                request_id: ctx.request_id,
-                received_time: ctx.received_at_ms,
-                auth_scheme: ctx.auth_scheme,
-            },
-        },
-    )?;
+    let gateway = Gateway {
+        source: ctx.source,
+        request_id: ctx.request_id,
+        received_time: ctx.received_at_ms,
+        auth_scheme: ctx.auth_scheme,
+    };
+    out.member_object("unmapped", &unmapped, |json| {
+        if !unmapped.is_empty() {
+            json.push(b',');
+        }
+        json.extend_from_slice(b"\"hookgate\":");
+        serde_json::to_writer(json, &gateway)
+    })?;
     out.member_escaped("raw_data", ctx.raw)?;
     out.close();
     Ok(OcsfEvent {
@@ -295,7 +297,7 @@ impl<'b> Members<'b> {
             self.out.push(b',');
         }
         self.first = false;
-        serde_json::to_writer(&mut *self.out, key).map_err(NormalizeError::Serialize)?;
+        json_text::write_str(self.out, key);
         self.out.push(b':');
         Ok(())
     }
@@ -307,6 +309,28 @@ impl<'b> Members<'b> {
     ) -> Result<(), NormalizeError> {
         self.key(key)?;
         serde_json::to_writer(&mut *self.out, value).map_err(NormalizeError::Serialize)
+    }
+
+    /// A member whose value is a parser-built `Value` (strings escaped with SIMD).
+    fn member_value(&mut self, key: &str, value: &Value) -> Result<(), NormalizeError> {
+        self.key(key)?;
+        json_text::write_value(self.out, value);
+        Ok(())
+    }
+
+    /// An object member: the entries of `map`, then what `more` appends before the brace.
+    fn member_object(
+        &mut self,
+        key: &str,
+        map: &Map<String, Value>,
+        more: impl FnOnce(&mut Vec<u8>) -> Result<(), serde_json::Error>,
+    ) -> Result<(), NormalizeError> {
+        self.key(key)?;
+        self.out.push(b'{');
+        json_text::write_members(self.out, map);
+        more(self.out).map_err(NormalizeError::Serialize)?;
+        self.out.push(b'}');
+        Ok(())
     }
 
     /// A string member escaped with SIMD: for `raw_data`, the longest string of every event
@@ -324,12 +348,6 @@ impl<'b> Members<'b> {
     }
 }
 
-/// `unmapped`: the vendor's leftovers plus the gateway's own context under `hookgate`.
-struct Unmapped<'a> {
-    vendor: &'a Map<String, Value>,
-    gateway: Gateway<'a>,
-}
-
 /// `unmapped.hookgate`.
 #[derive(serde::Serialize)]
 struct Gateway<'a> {
@@ -337,18 +355,6 @@ struct Gateway<'a> {
     request_id: &'a str,
     received_time: i64,
     auth_scheme: &'a str,
-}
-
-impl serde::Serialize for Unmapped<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut map = serializer.serialize_map(Some(self.vendor.len() + 1))?;
-        for (k, v) in self.vendor {
-            map.serialize_entry(k, v)?;
-        }
-        map.serialize_entry("hookgate", &self.gateway)?;
-        map.end()
-    }
 }
 
 #[cfg(test)]
