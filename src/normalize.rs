@@ -134,7 +134,7 @@ impl NormalizeError {
 }
 
 /// Top-level members the gateway always writes itself; a parser value under one of these
-/// names is dropped, so none is emitted twice. (`severity`, `severity_id`, `status`, `time`,
+/// names is skipped, so none is emitted twice. (`severity`, `severity_id`, `status`, `time`,
 /// `metadata` and `unmapped` combine the parser's value with the gateway's and are handled
 /// one by one in [`to_ocsf`].)
 const GATEWAY_MEMBERS: &[&str] = &[
@@ -175,9 +175,6 @@ pub fn to_ocsf(parsed: ParsedEvent, ctx: &EventContext<'_>) -> Result<OcsfEvent,
         (99, Some(word)) => word,
         _ => caption,
     };
-    for name in GATEWAY_MEMBERS {
-        fields.remove(*name);
-    }
 
     let status_id = fields.get("status_id").and_then(Value::as_i64);
     let status = match status_id {
@@ -242,7 +239,12 @@ pub fn to_ocsf(parsed: ParsedEvent, ctx: &EventContext<'_>) -> Result<OcsfEvent,
     out.member("category_uid", &class.category_uid)?;
     out.member_str("class_name", class.name);
     out.member("class_uid", &class.uid)?;
-    for (k, v) in &fields {
+    // A parser value under a gateway member's name is skipped, not removed from the map
+    // first: a slice of nine names compares lengths before bytes, a map removal does not.
+    for (k, v) in fields
+        .iter()
+        .filter(|(k, _)| !GATEWAY_MEMBERS.contains(&k.as_str()))
+    {
         out.member_value(k, v);
     }
     out.member_object("metadata", &metadata, |_| Ok(()))?;
