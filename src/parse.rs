@@ -490,8 +490,13 @@ pub fn apply_routed(
     for left in &route.leftovers {
         if let Some(Value::Object(obj)) = left.path.get_mut(&mut event) {
             let all = std::mem::take(obj);
+            // Both the object (a `BTreeMap`) and the read keys come in key order: one walk
+            // finds the read keys, without a set lookup per key.
+            let mut read = left.read.iter().peekable();
             for (k, v) in all {
-                if left.read.contains(&k) || unmapped.contains_key(&k) {
+                while read.next_if(|r| r.as_str() < k.as_str()).is_some() {}
+                let is_read = read.peek().is_some_and(|r| **r == k);
+                if is_read || unmapped.contains_key(&k) {
                     if left.keep_read {
                         obj.insert(k, v);
                     }

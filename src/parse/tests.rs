@@ -170,3 +170,12 @@ fn leftovers_are_the_same_whichever_order_the_levels_are_listed_in() {
     );
     assert!(seen.iter().all(|u| *u == seen[0]), "{seen:?}");
 }
+
+#[test]
+fn event_objects_iterate_in_key_order() {
+    // The leftovers walk and the canonical JSON of the content hash rely on it: serde_json's
+    // `preserve_order` feature would break both, and this test says so first.
+    let v: Value = serde_json::from_str(r#"{"b": 1, "a": 2, "c": {"z": 0, "y": 1}}"#).unwrap();
+    let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(keys, ["a", "b", "c"]);
+}
