@@ -55,6 +55,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn strings_are_escaped_exactly_as_serde_json_escapes_them() {
+        let mut cases: Vec<String> = vec![
+            String::new(),
+            "{\n  \"id\": \"a\\\\b\",\r\n\t\"x\": \"\u{1}\u{1f}\u{7f}/\"\n}".into(),
+            "é ü 中文 🙂 \u{2028}\u{fffd}".into(),
+        ];
+        // Every ASCII byte at every offset of a 32-byte block, and long runs around it.
+        for byte in 0u8..0x80 {
+            for offset in 0..33 {
+                let mut s = "a".repeat(offset);
+                s.push(char::from(byte));
+                s.push_str(&"b".repeat(40));
+                cases.push(s);
+            }
+        }
+        for case in &cases {
+            let mut out = Vec::new();
+            write_str(&mut out, case);
+            assert_eq!(out, serde_json::to_vec(case).unwrap(), "{case:?}");
+        }
+    }
+
+    #[test]
     fn values_are_written_as_serde_json_writes_them() {
         let value: Value = serde_json::from_str(
             r#"{"a":[1,-2,3.5,1e300,true,false,null,"x\ny\u0001\"\\/"],"b":{"c":{},"d":[]},
