@@ -671,7 +671,34 @@ impl Mode {
     }
 }
 
-/// A tansu broker (Kafka protocol, SQLite storage) on a free loopback port, killed on drop.
+/// Where the test broker keeps records (`LOAD_BROKER_STORAGE`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Storage {
+    /// `sqlite` (default): tansu's SQLite engine, one file, statements per record and header.
+    Sqlite,
+    /// `memory`: tansu's in-memory engine; records live in the broker process, as a Kafka
+    /// broker's appends live in the page cache until flushed.
+    Memory,
+}
+
+impl Storage {
+    fn url(self) -> &'static str {
+        match self {
+            Storage::Sqlite => "sqlite://tansu.db",
+            Storage::Memory => "memory://tansu/",
+        }
+    }
+}
+
+fn broker_storage() -> Storage {
+    match std::env::var("LOAD_BROKER_STORAGE").as_deref() {
+        Err(_) | Ok("") | Ok("sqlite") => Storage::Sqlite,
+        Ok("memory") => Storage::Memory,
+        Ok(other) => panic!("LOAD_BROKER_STORAGE: unknown storage {other:?} (sqlite, memory)"),
+    }
+}
+
+/// A tansu broker (Kafka protocol) on a free loopback port, killed on drop.
 struct Broker {
     child: Child,
     addr: String,
@@ -704,7 +731,7 @@ fn start_broker() -> Broker {
             "--advertised-listener-url",
             &url,
         ])
-        .args(["--storage-engine", "sqlite://tansu.db"])
+        .args(["--storage-engine", broker_storage().url()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -714,7 +741,9 @@ fn start_broker() -> Broker {
         assert!(Instant::now() < deadline, "tansu did not start on {addr}");
         std::thread::sleep(Duration::from_millis(50));
     }
-    index_tansu_headers(&dir.path().join("tansu.db"));
+    if broker_storage() == Storage::Sqlite {
+        index_tansu_headers(&dir.path().join("tansu.db"));
+    }
     Broker {
         child,
         addr,

@@ -148,13 +148,16 @@ criterion_group!(benches, bench);
 /// With `PARSE_ROUNDS=N` set, runs the fixture mix N times and exits, without criterion: a
 /// fixed amount of work for an instruction count that does not depend on the machine's
 /// noise (`PARSE_ROUNDS=200 valgrind --tool=cachegrind --cache-sim=no <bench binary>`).
+/// `PARSE_VENDOR` narrows it to one vendor's fixtures.
 fn main() {
     if let Some(rounds) = std::env::var("PARSE_ROUNDS")
         .ok()
         .and_then(|r| r.parse::<u64>().ok())
     {
         let catalog = Catalog::load(None).unwrap();
-        let mix = cases(&catalog, None);
+        // `PARSE_VENDOR=hypr` limits the rounds to one vendor's fixtures.
+        let vendor = std::env::var("PARSE_VENDOR").ok();
+        let mix = cases(&catalog, vendor.as_deref());
         let mut events = 0;
         for _ in 0..rounds {
             events += std::hint::black_box(mix.iter().map(run).sum::<usize>());

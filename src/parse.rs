@@ -319,11 +319,13 @@ impl Parser {
 /// no whitespace, non-ASCII unescaped (serde_json's sorted map gives exactly that).
 /// The canonical text is streamed into the hasher, never built as one string.
 pub fn content_hash(prefix: &str, event: &Value) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(prefix.as_bytes());
-    hasher.update(b"\n");
-    write_canonical(event, &mut HashSink(&mut hasher));
-    hex::encode(hasher.finalize())
+    // The canonical text is written whole, then hashed in one call: feeding the hasher piece
+    // by piece cost more than the writing.
+    let mut text = Vec::with_capacity(512);
+    text.extend_from_slice(prefix.as_bytes());
+    text.push(b'\n');
+    write_canonical(event, &mut text);
+    hex::encode(Sha256::digest(&text))
 }
 
 /// Keys sorted by code point at every level, compact separators, non-ASCII unescaped.
@@ -334,24 +336,10 @@ pub fn canonical_json(v: &Value) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
-/// An `io::Write` that feeds a SHA-256 (writing never fails).
-struct HashSink<'a>(&'a mut Sha256);
-
-impl std::io::Write for HashSink<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Writes `v` canonically. serde_json's map is sorted by key (code point order), so its own
-/// compact writer already gives the canonical form; writing into a `Vec` or a hasher cannot
-/// fail, so the result is ignored.
-fn write_canonical(v: &Value, out: &mut impl std::io::Write) {
-    let _ = serde_json::to_writer(out, v);
+/// Writes `v` canonically. serde_json's map is sorted by key (code point order), so compact
+/// JSON of it is the canonical form; `json_text` writes serde_json's exact bytes.
+fn write_canonical(v: &Value, out: &mut Vec<u8>) {
+    crate::normalize::json_text::write_value(out, v);
 }
 
 /// Applies `parser` to one event: pick the route, run its extractions, mappings, lists,

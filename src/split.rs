@@ -93,11 +93,15 @@ pub fn events(
             Err(SplitError::Empty)
         };
     };
+    // One UTF-8 check of the whole body; the JSON parser then reads it as text and does not
+    // validate each string again. A body that is not UTF-8 takes the byte parser, which
+    // reports where it fails.
+    let text = std::str::from_utf8(body).ok();
     let mut raws: Vec<Bytes> = Vec::new();
     let mut values: Vec<Value> = Vec::new();
     match body.get(start) {
         Some(b'[') => {
-            match serde_json::from_slice::<Vec<&RawValue>>(body) {
+            match elements_of(body, text) {
                 Ok(elements) => {
                     check_count(elements.len(), max_events)?;
                     for element in elements {
@@ -120,7 +124,7 @@ pub fn events(
                 }
             }
         }
-        _ => match serde_json::from_slice::<Value>(body).or_else(|e| repaired(body, parser, &e)) {
+        _ => match value_of(body, text).or_else(|e| repaired(body, parser, &e)) {
             Ok(value) => {
                 if parser.is_heartbeat(Some(&value)) {
                     return Ok(Split::Heartbeat);
@@ -142,9 +146,11 @@ pub fn events(
                 }
                 for (n, line) in lines.into_iter().enumerate() {
                     let value: Value =
-                        serde_json::from_slice(line).map_err(|e| SplitError::Malformed {
-                            line: n + 1,
-                            column: e.column(),
+                        value_of(line, std::str::from_utf8(line).ok()).map_err(|e| {
+                            SplitError::Malformed {
+                                line: n + 1,
+                                column: e.column(),
+                            }
                         })?;
                     raws.push(body.slice_ref(line));
                     values.push(value);
@@ -166,6 +172,26 @@ pub fn events(
         });
     }
     Ok(Split::Events(events))
+}
+
+/// `bytes` parsed as one JSON value; from `text` (the same bytes, already known to be UTF-8)
+/// when there is one.
+fn value_of(bytes: &[u8], text: Option<&str>) -> serde_json::Result<Value> {
+    match text {
+        Some(t) => serde_json::from_str(t),
+        None => serde_json::from_slice(bytes),
+    }
+}
+
+/// The elements of the JSON array `bytes`, each borrowed as its exact text.
+fn elements_of<'b>(
+    bytes: &'b [u8],
+    text: Option<&'b str>,
+) -> serde_json::Result<Vec<&'b RawValue>> {
+    match text {
+        Some(t) => serde_json::from_str(t),
+        None => serde_json::from_slice(bytes),
+    }
 }
 
 fn check_count(n: usize, max_events: usize) -> Result<(), SplitError> {
@@ -237,6 +263,59 @@ fn slice_of(body: &Bytes, part: &str) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn hash_keyed() -> Parser {
+        Parser::from_toml(
+            "t",
+            "[parser]\nproduct = \"T\"\nvendor_name = \"T\"\n[id]\nfrom = [\"id\"]\nhash = \"t\"\nwindow = \"1h\"\n[[route]]\nname = \"any\"\nclass = 0\nactivity = 99\n",
+            "t.toml",
+        )
+        .unwrap()
+    }
+
+    fn split(body: &[u8]) -> Result<Vec<RawEvent>, SplitError> {
+        match events(
+            &Bytes::copy_from_slice(body),
+            &hash_keyed(),
+            &HeaderMap::new(),
+            100,
+        )? {
+            Split::Events(events) => Ok(events),
+            Split::Heartbeat => panic!("no heartbeat rule"),
+        }
+    }
+
+    #[test]
+    fn text_bodies_keep_each_event_exact_bytes_and_non_ascii_values() {
+        let array = "[{\"id\":\"é1\",\"m\":\"naïve\"} , {\"id\":\"2\",\"m\":\"\\u00e9\"}]";
+        let events = split(array.as_bytes()).unwrap();
+        assert_eq!(events.len(), 2);
+        assert_eq!(
+            &events[0].raw[..],
+            "{\"id\":\"é1\",\"m\":\"naïve\"}".as_bytes()
+        );
+        assert_eq!(events[0].value["m"], "naïve");
+        assert_eq!(events[1].value["m"], "é");
+        let ndjson = "{\"id\":\"a\",\"m\":\"ü\"}\n{\"id\":\"b\"}\n";
+        let events = split(ndjson.as_bytes()).unwrap();
+        assert_eq!(events[0].value["m"], "ü");
+        assert_eq!(&events[1].raw[..], b"{\"id\":\"b\"}");
+    }
+
+    #[test]
+    fn a_body_that_is_not_utf8_is_malformed_where_the_bad_byte_is() {
+        let mut body = b"{\"id\":\"x\",\"m\":\"".to_vec();
+        body.extend_from_slice(&[0xff, 0xfe]);
+        body.extend_from_slice(b"\"}");
+        match split(&body) {
+            Err(SplitError::Malformed { line, column }) => assert_eq!((line, column), (1, 16)),
+            other => panic!("expected malformed, got {other:?}"),
+        }
+        let mut array = b"[{\"id\":\"x\"},{\"m\":\"".to_vec();
+        array.extend_from_slice(&[0xc3]);
+        array.extend_from_slice(b"\"}]");
+        assert!(matches!(split(&array), Err(SplitError::Malformed { .. })));
+    }
 
     #[test]
     fn escapes_only_stray_backslashes() {
