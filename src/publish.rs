@@ -23,7 +23,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
 pub use self::topics::TopicTemplate;
-use crate::config::KafkaConfig;
+use crate::config::{DeliveryMode, KafkaConfig};
 use crate::normalize::OCSF_VERSION;
 use crate::sink::envelope::{Envelope, Kind};
 
@@ -115,7 +115,7 @@ impl std::fmt::Debug for Kafka {
 
 impl Kafka {
     /// Builds the producer and admin client (connects lazily).
-    pub fn build(config: &KafkaConfig) -> Result<Kafka, PublishError> {
+    pub fn build(config: &KafkaConfig, mode: DeliveryMode) -> Result<Kafka, PublishError> {
         let mut client = ClientConfig::new();
         client
             .set("bootstrap.servers", &config.brokers)
@@ -123,8 +123,11 @@ impl Kafka {
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("compression.type", config.compression.as_str())
-            .set("linger.ms", config.linger_ms.to_string())
+            .set("linger.ms", config.linger_ms_in(mode).to_string())
             .set("message.timeout.ms", config.message_timeout_ms.to_string());
+        if let Some(n) = config.max_in_flight_in(mode) {
+            client.set("max.in.flight.requests.per.connection", n.to_string());
+        }
         for (key, value) in &config.properties {
             client.set(key, value.expose());
         }

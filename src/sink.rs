@@ -199,7 +199,7 @@ impl Sink {
                     brokers: k.brokers.clone(),
                     source,
                 };
-                let kafka = Kafka::build(k).map_err(kafka_error)?;
+                let kafka = Kafka::build(k, mode).map_err(kafka_error)?;
                 match kafka.ensure_fixed_topics().await {
                     Ok(()) => {}
                     Err(e) if mode == DeliveryMode::Spool && !e.is_refusal() => {

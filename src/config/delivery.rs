@@ -59,6 +59,20 @@ auth = [{ kind = "hmac", secrets = ["whsec_test"] }]
     }
 
     #[test]
+    fn the_producer_sends_at_once_in_direct_mode_and_lingers_in_spool_mode() {
+        let c = load("[kafka]\nbrokers = \"k:9092\"\n").unwrap();
+        let kafka = c.kafka.unwrap();
+        assert_eq!(kafka.linger_ms_in(DeliveryMode::Direct), 0);
+        assert_eq!(kafka.max_in_flight_in(DeliveryMode::Direct), Some(1));
+        assert_eq!(kafka.linger_ms_in(DeliveryMode::Spool), 5);
+        assert_eq!(kafka.max_in_flight_in(DeliveryMode::Spool), None);
+        let c = load("[kafka]\nbrokers = \"k:9092\"\nlinger_ms = 20\n").unwrap();
+        let kafka = c.kafka.unwrap();
+        assert_eq!(kafka.linger_ms_in(DeliveryMode::Direct), 20);
+        assert_eq!(kafka.linger_ms_in(DeliveryMode::Spool), 20);
+    }
+
+    #[test]
     fn every_delivery_problem_is_reported_with_its_key() {
         let err = load(
             r#"

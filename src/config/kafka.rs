@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::Secret;
+use super::{DeliveryMode, Secret};
 
 /// Compression codec for produced batches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -54,10 +54,12 @@ pub struct KafkaConfig {
     /// `"zstd"`, `"lz4"`, `"gzip"`, `"snappy"` or `"none"`. Default `"zstd"`.
     #[serde(default = "default_compression")]
     pub compression: Compression,
-    /// How long the producer waits to fill a batch, in milliseconds. Low keeps request latency
-    /// low in direct mode. Default 5. Example: `20` for more throughput.
-    #[serde(default = "default_linger_ms")]
-    pub linger_ms: u32,
+    /// How long the producer waits to fill a batch, in milliseconds. Default: 0 in direct mode
+    /// (every request waits for its acknowledgement, so a batch is sent at once and the next
+    /// one fills while it is in flight: batches grow with load, not with a timer), 5 in spool
+    /// mode (no request waits on the forwarder). Example: `20` for fewer, larger batches.
+    #[serde(default)]
+    pub linger_ms: Option<u32>,
     /// How long one message may wait for Kafka's acknowledgement before it counts as failed,
     /// in milliseconds (direct mode answers 503; the spool forwarder retries it). Default 30000.
     #[serde(default = "default_message_timeout_ms")]
@@ -81,6 +83,24 @@ pub struct KafkaConfig {
     pub properties: BTreeMap<String, Secret>,
 }
 
+impl KafkaConfig {
+    /// `linger.ms` for the producer in `mode` (see [`KafkaConfig::linger_ms`]).
+    pub fn linger_ms_in(&self, mode: DeliveryMode) -> u32 {
+        self.linger_ms.unwrap_or(match mode {
+            DeliveryMode::Direct => 0,
+            DeliveryMode::Spool => 5,
+        })
+    }
+
+    /// `max.in.flight.requests.per.connection` in `mode`: 1 in direct mode, so that while one
+    /// produce request waits for the broker the next requests' events gather into one batch
+    /// (librdkafka's default of 5 sends them as up to five small requests, each acknowledged
+    /// separately); librdkafka's default in spool mode. `[kafka.properties]` overrides it.
+    pub fn max_in_flight_in(&self, mode: DeliveryMode) -> Option<u32> {
+        (mode == DeliveryMode::Direct).then_some(1)
+    }
+}
+
 fn default_topic() -> String {
     "ocsf.{vendor}".to_owned()
 }
@@ -89,9 +109,6 @@ fn default_dead_letter_topic() -> String {
 }
 fn default_compression() -> Compression {
     Compression::Zstd
-}
-fn default_linger_ms() -> u32 {
-    5
 }
 fn default_message_timeout_ms() -> u32 {
     30_000
