@@ -125,6 +125,9 @@ impl Kafka {
             .set("compression.type", config.compression.as_str())
             .set("linger.ms", config.linger_ms_in(mode).to_string())
             .set("message.timeout.ms", config.message_timeout_ms.to_string());
+        if let Some(level) = config.compression_level() {
+            client.set("compression.level", level.to_string());
+        }
         if let Some(n) = config.max_in_flight_in(mode) {
             client.set("max.in.flight.requests.per.connection", n.to_string());
         }

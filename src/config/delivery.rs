@@ -66,10 +66,17 @@ auth = [{ kind = "hmac", secrets = ["whsec_test"] }]
         assert_eq!(kafka.max_in_flight_in(DeliveryMode::Direct), Some(1));
         assert_eq!(kafka.linger_ms_in(DeliveryMode::Spool), 5);
         assert_eq!(kafka.max_in_flight_in(DeliveryMode::Spool), None);
+        assert_eq!(
+            kafka.compression_level(),
+            Some(1),
+            "zstd at its cheapest level"
+        );
         let c = load("[kafka]\nbrokers = \"k:9092\"\nlinger_ms = 20\n").unwrap();
         let kafka = c.kafka.unwrap();
         assert_eq!(kafka.linger_ms_in(DeliveryMode::Direct), 20);
         assert_eq!(kafka.linger_ms_in(DeliveryMode::Spool), 20);
+        let c = load("[kafka]\nbrokers = \"k:9092\"\ncompression = \"lz4\"\n").unwrap();
+        assert_eq!(c.kafka.unwrap().compression_level(), None);
     }
 
     #[test]
