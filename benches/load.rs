@@ -16,7 +16,9 @@
 //! - `LOAD_VERIFY=0` skips the downstream read-back (e.g. a long soak, where reading millions
 //!   of records back from tansu would take longer than the run);
 //! - `LOAD_KAFKA` extra `[kafka]` config lines for the Kafka modes, e.g. `linger_ms = 20`
-//!   (a literal `\n` separates lines).
+//!   (a literal `\n` separates lines); `LOAD_SPOOL` the same for `[spool]`;
+//! - `LOAD_BROKER_STORAGE` `sqlite` (default) or `memory`: tansu's storage engine (`memory`
+//!   needs tansu built with its `dynostore` feature; see BENCHMARKS.md);
 //!
 //! Latency of an open-loop request is measured from its *intended* send time, so a stalled
 //! server cannot hide its queueing (no coordinated omission).
@@ -892,6 +894,10 @@ fn main() {
     let kafka_extra = std::env::var("LOAD_KAFKA")
         .unwrap_or_default()
         .replace("\\n", "\n");
+    // Extra `[spool]` lines, e.g. `segment_bytes = 1073741824`.
+    let spool_extra = std::env::var("LOAD_SPOOL")
+        .unwrap_or_default()
+        .replace("\\n", "\n");
     let vendors: Vec<(&str, String)> = vendors()
         .into_iter()
         .filter(|(name, _)| mix == "all" || mix == *name)
@@ -939,7 +945,7 @@ fn main() {
                 create_topic(b, &topic, partitions);
                 create_topic(b, &format!("{topic}.dlq"), 1);
                 format!(
-                    "[delivery]\nmode = {:?}\n[kafka]\nbrokers = {:?}\ntopic = {topic:?}\ndead_letter_topic = \"{topic}.dlq\"\n{kafka_extra}\n[spool]\ndir = \"{{dir}}/spool\"\n",
+                    "[delivery]\nmode = {:?}\n[kafka]\nbrokers = {:?}\ntopic = {topic:?}\ndead_letter_topic = \"{topic}.dlq\"\n{kafka_extra}\n[spool]\ndir = \"{{dir}}/spool\"\n{spool_extra}\n",
                     format!("{mode:?}").to_lowercase(),
                     b.addr
                 )

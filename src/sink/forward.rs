@@ -53,7 +53,25 @@ impl Forwarder {
             if stop.is_cancelled() {
                 break;
             }
-            let records = match reader.read(BATCH_RECORDS, BATCH_BYTES) {
+            // Segment files are opened and read on a blocking thread, never on a request worker.
+            let read = tokio::task::spawn_blocking(move || {
+                let records = reader.read(BATCH_RECORDS, BATCH_BYTES);
+                (reader, records)
+            })
+            .await;
+            let records = match read {
+                Ok((r, records)) => {
+                    reader = r;
+                    records
+                }
+                Err(e) => {
+                    // The read panicked (a bug): nothing was acknowledged, so stop forwarding
+                    // rather than skip records; a restart resumes from the acknowledged mark.
+                    tracing::error!(error = %e, "spool read task failed; forwarder stops");
+                    break;
+                }
+            };
+            let records = match records {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot read the spool; retrying");
@@ -86,8 +104,16 @@ impl Forwarder {
             }
             waiting_since = Some(Instant::now());
             forwarded += envelopes.len() as u64;
-            if let Err(e) = self.spool.ack(last_seq) {
-                tracing::error!(error = %e, "cannot record forwarded spool position; records may be forwarded again");
+            // The mark is a file write and rename, and trimming deletes segment files (64 MiB
+            // by default): a blocking thread's work, not a request worker's.
+            let spool = self.spool.clone();
+            let error = match tokio::task::spawn_blocking(move || spool.ack(last_seq)).await {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(error) = error {
+                tracing::error!(%error, "cannot record forwarded spool position; records may be forwarded again");
             }
         }
         tracing::info!(forwarded, "spool forwarder stopped");
