@@ -317,10 +317,9 @@ impl Parser {
 
 /// `sha256_hex(prefix + "\n" + canonical_json(event))`; canonical = keys sorted by code point,
 /// no whitespace, non-ASCII unescaped (serde_json's sorted map gives exactly that).
-/// The canonical text is streamed into the hasher, never built as one string.
+/// The canonical text is written into one buffer, then hashed in one call.
 pub fn content_hash(prefix: &str, event: &Value) -> String {
-    // The canonical text is written whole, then hashed in one call: feeding the hasher piece
-    // by piece cost more than the writing.
+    // Feeding the hasher piece by piece (one call per token) cost more than the writing.
     let mut text = Vec::with_capacity(512);
     text.extend_from_slice(prefix.as_bytes());
     text.push(b'\n');

@@ -53,7 +53,7 @@ pub struct KafkaConfig {
     pub dead_letter_topic: String,
     /// `"zstd"`, `"lz4"`, `"gzip"`, `"snappy"` or `"none"`. Default `"zstd"`, at level 1: on
     /// the fixtures' OCSF events it keeps 97 % of level 3's saving (9.5× against 9.9×) and
-    /// cost 13 % less gateway CPU per request in direct mode (BENCHMARKS.md). Set
+    /// cost 9–13 % less gateway CPU per request in direct mode (BENCHMARKS.md). Set
     /// `"compression.level"` in `[kafka.properties]` for another level.
     #[serde(default = "default_compression")]
     pub compression: Compression,
