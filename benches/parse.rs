@@ -155,7 +155,6 @@ fn main() {
         .and_then(|r| r.parse::<u64>().ok())
     {
         let catalog = Catalog::load(None).unwrap();
-        // `PARSE_VENDOR=hypr` limits the rounds to one vendor's fixtures.
         let vendor = std::env::var("PARSE_VENDOR").ok();
         let mix = cases(&catalog, vendor.as_deref());
         let mut events = 0;

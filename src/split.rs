@@ -101,7 +101,7 @@ pub fn events(
     let mut values: Vec<Value> = Vec::new();
     match body.get(start) {
         Some(b'[') => {
-            match elements_of(body, text) {
+            match json_of::<Vec<&RawValue>>(body, text) {
                 Ok(elements) => {
                     check_count(elements.len(), max_events)?;
                     for element in elements {
@@ -124,7 +124,7 @@ pub fn events(
                 }
             }
         }
-        _ => match value_of(body, text).or_else(|e| repaired(body, parser, &e)) {
+        _ => match json_of(body, text).or_else(|e| repaired(body, parser, &e)) {
             Ok(value) => {
                 if parser.is_heartbeat(Some(&value)) {
                     return Ok(Split::Heartbeat);
@@ -146,7 +146,7 @@ pub fn events(
                 }
                 for (n, line) in lines.into_iter().enumerate() {
                     let value: Value =
-                        value_of(line, std::str::from_utf8(line).ok()).map_err(|e| {
+                        json_of(line, std::str::from_utf8(line).ok()).map_err(|e| {
                             SplitError::Malformed {
                                 line: n + 1,
                                 column: e.column(),
@@ -174,20 +174,12 @@ pub fn events(
     Ok(Split::Events(events))
 }
 
-/// `bytes` parsed as one JSON value; from `text` (the same bytes, already known to be UTF-8)
-/// when there is one.
-fn value_of(bytes: &[u8], text: Option<&str>) -> serde_json::Result<Value> {
-    match text {
-        Some(t) => serde_json::from_str(t),
-        None => serde_json::from_slice(bytes),
-    }
-}
-
-/// The elements of the JSON array `bytes`, each borrowed as its exact text.
-fn elements_of<'b>(
+/// `bytes` parsed as JSON; from `text` (the same bytes, already known to be UTF-8) when there
+/// is one, so serde_json does not validate each string again.
+fn json_of<'b, T: serde::Deserialize<'b>>(
     bytes: &'b [u8],
     text: Option<&'b str>,
-) -> serde_json::Result<Vec<&'b RawValue>> {
+) -> serde_json::Result<T> {
     match text {
         Some(t) => serde_json::from_str(t),
         None => serde_json::from_slice(bytes),
