@@ -571,12 +571,20 @@ async fn open_loop(
     secs: u64,
 ) -> StepResult {
     let result = Arc::new(Mutex::new(StepResult::default()));
-    let start = Instant::now();
     let total = rate * secs;
     let slot = Arc::new(AtomicUsize::new(0));
     let workers = OPEN_LOOP_CONNECTIONS.min(total as usize).max(1);
-    let mut tasks = Vec::with_capacity(workers);
+    // Connections are opened before the clock starts, as wrk2 does: vendors' senders keep
+    // theirs alive, and 512 handshakes in the first 100 ms would otherwise be most of the
+    // step's p99.
+    let mut conns = Vec::with_capacity(workers);
     for _ in 0..workers {
+        conns.push(Conn::open(addr).await.ok());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(workers);
+    for mut conn in conns {
         let (requests, next, result, slot) = (
             Arc::clone(&requests),
             Arc::clone(&next),
@@ -585,7 +593,6 @@ async fn open_loop(
         );
         let addr = addr.to_owned();
         tasks.push(tokio::spawn(async move {
-            let mut conn = None;
             let mut local = StepResult::default();
             loop {
                 let k = slot.fetch_add(1, Ordering::Relaxed) as u64;
@@ -596,10 +603,19 @@ async fn open_loop(
                 tokio::time::sleep_until(intended.into()).await;
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(req) = requests.get(i) else { break };
+                let sent = Instant::now();
                 let status = send(&mut conn, &addr, req).await;
-                local
-                    .latencies_us
-                    .push(intended.elapsed().as_micros() as u64);
+                let lat = intended.elapsed().as_micros() as u64;
+                if lat > 8000 && std::env::var_os("LOAD_TRACE").is_some() {
+                    eprintln!(
+                        "SLOW at {:.1} ms lat {:.1} ms late {:.1} ms st {:?}",
+                        (intended - start).as_secs_f64() * 1e3,
+                        lat as f64 / 1e3,
+                        (sent - intended).as_secs_f64() * 1e3,
+                        status
+                    );
+                }
+                local.latencies_us.push(lat);
                 record(&mut local, req, status);
             }
             merge(&result, local);

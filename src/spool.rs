@@ -21,8 +21,10 @@
 //!    is refused with `Full` before it is queued (the vendor retries later).
 //! 5. Trim: only whole segments are deleted, never the open one, and only when every record in
 //!    them is `<=` the acknowledged sequence. The acknowledged sequence is kept in the `acked`
-//!    file (written to a temporary file, then renamed). A stale or unreadable `acked` file only
-//!    causes records to be forwarded again (at-least-once), never lost.
+//!    file (written to a temporary file, then renamed; synced before any segment is deleted).
+//!    A stale or unreadable `acked` file only causes records to be forwarded again
+//!    (at-least-once), never lost. Deletion shrinks the file a step at a time on its own
+//!    thread (`trim.rs`), so it never stalls an append's sync.
 //! 6. Recovery at startup: every segment is scanned. At the first record whose header is
 //!    incomplete, whose length is implausible, whose checksum fails or whose sequence number is
 //!    not the expected next one, the segment is truncated there (a torn write from a crash:
@@ -46,6 +48,7 @@
 
 mod format;
 mod reader;
+mod trim;
 mod writer;
 
 use std::collections::VecDeque;
@@ -174,6 +177,8 @@ enum Job {
 pub struct Spool {
     inner: Arc<Inner>,
     jobs: mpsc::Sender<Job>,
+    /// Spent segments to delete, a step at a time (`trim.rs`).
+    trim: mpsc::Sender<PathBuf>,
 }
 
 /// Point-in-time figures for readiness and metrics.
@@ -232,7 +237,8 @@ impl Spool {
         });
         let (jobs, rx) = mpsc::channel();
         let writer = Writer::new(Arc::clone(&inner), rx, file, open, next_seq);
-        Ok((Spool { inner, jobs }, writer))
+        let trim = trim::start().map_err(SpoolError::io("start spool trimmer"))?;
+        Ok((Spool { inner, jobs, trim }, writer))
     }
 
     /// Appends `payloads` as consecutive records; returns the last sequence number once they
@@ -289,8 +295,10 @@ impl Spool {
         self.inner.appended.notified().await;
     }
 
-    /// Records everything up to `seq` as delivered downstream: persists the mark and deletes
-    /// segments that hold nothing newer.
+    /// Records everything up to `seq` as delivered downstream: persists the mark and hands
+    /// segments that hold nothing newer to the trimmer, which deletes them in the background.
+    /// The mark is made durable before a segment is touched, so a crash mid-deletion leaves a
+    /// file that recovery knows to be spent.
     pub fn ack(&self, seq: u64) -> Result<(), SpoolError> {
         let (acked, doomed) = {
             let mut shared = self.inner.lock()?;
@@ -313,10 +321,10 @@ impl Spool {
             }
             (shared.acked_seq, doomed)
         };
-        format::write_acked(&self.inner.settings.dir, acked)?;
+        format::write_acked(&self.inner.settings.dir, acked, !doomed.is_empty())?;
         for seg in doomed {
-            if let Err(e) = fs::remove_file(&seg.path) {
-                tracing::warn!(path = %seg.path.display(), error = %e, "cannot delete trimmed spool segment");
+            if self.trim.send(seg.path).is_err() {
+                tracing::warn!("spool trimmer has stopped; spent segments stay until restart");
             }
         }
         Ok(())

@@ -123,15 +123,23 @@ pub fn read_acked(path: &Path) -> u64 {
     }
 }
 
-/// Persists the acknowledged sequence (temporary file, then rename).
-pub fn write_acked(dir: &Path, seq: u64) -> Result<(), SpoolError> {
+/// Persists the acknowledged sequence (temporary file, then rename); with `durable`, the file
+/// and the rename are synced before returning.
+pub fn write_acked(dir: &Path, seq: u64, durable: bool) -> Result<(), SpoolError> {
     let tmp = dir.join("acked.tmp");
     let mut bytes = Vec::with_capacity(12);
     bytes.extend_from_slice(&seq.to_le_bytes());
     bytes.extend_from_slice(&crc32fast::hash(&seq.to_le_bytes()).to_le_bytes());
     let mut f = File::create(&tmp).map_err(SpoolError::io("write acked"))?;
     f.write_all(&bytes).map_err(SpoolError::io("write acked"))?;
-    fs::rename(&tmp, dir.join(ACKED_FILE)).map_err(SpoolError::io("rename acked"))
+    if durable {
+        f.sync_all().map_err(SpoolError::io("sync acked"))?;
+    }
+    fs::rename(&tmp, dir.join(ACKED_FILE)).map_err(SpoolError::io("rename acked"))?;
+    if durable {
+        sync_dir(dir)?;
+    }
+    Ok(())
 }
 
 /// What the startup scan found.
@@ -160,8 +168,15 @@ pub fn recover(dir: &Path, acked_seq: u64) -> Result<Recovered, SpoolError> {
     firsts.sort_unstable();
     let mut segments = Vec::new();
     let mut next_seq = acked_seq + 1;
-    for first in firsts {
+    for (i, &first) in firsts.iter().enumerate() {
         let path = segment_path(dir, first);
+        // Sequences run on across segments (invariant 1), so a segment whose successor starts
+        // at or below `acked_seq + 1` holds only acknowledged records: delete it unread. Its
+        // tail may be cut short by a deletion the process did not live to finish (`trim.rs`).
+        if firsts.get(i + 1).is_some_and(|&next| next <= acked_seq + 1) {
+            fs::remove_file(&path).map_err(SpoolError::io("delete spent segment"))?;
+            continue;
+        }
         let mut bytes = Vec::new();
         File::open(&path)
             .and_then(|mut f| f.read_to_end(&mut bytes))
