@@ -19,6 +19,9 @@
 //!   (a literal `\n` separates lines); `LOAD_SPOOL` the same for `[spool]`;
 //! - `LOAD_BROKER_STORAGE` `sqlite` (default) or `memory`: tansu's storage engine (`memory`
 //!   needs tansu built with its `dynostore` feature; see BENCHMARKS.md);
+//! - `LOAD_SLOW_MS` prints each open-loop request slower than this many milliseconds to
+//!   stderr (when it was due, how late it was sent, when it was answered): stalls show as
+//!   runs of requests due close together and answered together;
 //!
 //! Latency of an open-loop request is measured from its *intended* send time, so a stalled
 //! server cannot hide its queueing (no coordinated omission).
@@ -574,14 +577,17 @@ async fn open_loop(
     let total = rate * secs;
     let slot = Arc::new(AtomicUsize::new(0));
     let workers = OPEN_LOOP_CONNECTIONS.min(total as usize).max(1);
-    // Connections are opened before the clock starts, as wrk2 does: vendors' senders keep
-    // theirs alive, and 512 handshakes in the first 100 ms would otherwise be most of the
-    // step's p99.
+    // Connections are opened before the clock starts, as wrk2 does, and given a moment to be
+    // accepted: vendors' senders keep theirs alive, so a step measures requests, not handshakes.
     let mut conns = Vec::with_capacity(workers);
     for _ in 0..workers {
         conns.push(Conn::open(addr).await.ok());
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
+    let slow_us = std::env::var("LOAD_SLOW_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(|ms| ms * 1000);
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(workers);
     for mut conn in conns {
@@ -605,17 +611,16 @@ async fn open_loop(
                 let Some(req) = requests.get(i) else { break };
                 let sent = Instant::now();
                 let status = send(&mut conn, &addr, req).await;
-                let lat = intended.elapsed().as_micros() as u64;
-                if lat > 8000 && std::env::var_os("LOAD_TRACE").is_some() {
+                let latency_us = intended.elapsed().as_micros() as u64;
+                if slow_us.is_some_and(|slow| latency_us > slow) {
                     eprintln!(
-                        "SLOW at {:.1} ms lat {:.1} ms late {:.1} ms st {:?}",
+                        "slow: due at {:.1} ms, sent {:.1} ms late, answered after {:.1} ms: {status:?}",
                         (intended - start).as_secs_f64() * 1e3,
-                        lat as f64 / 1e3,
                         (sent - intended).as_secs_f64() * 1e3,
-                        status
+                        latency_us as f64 / 1e3,
                     );
                 }
-                local.latencies_us.push(lat);
+                local.latencies_us.push(latency_us);
                 record(&mut local, req, status);
             }
             merge(&result, local);
