@@ -21,7 +21,8 @@
 //!
 //! Around the trip: [`app`] (wiring, shutdown order), [`config`], [`admin`] (health, metrics,
 //! status), [`metrics`], [`limits`] (rate limits, load shedding), [`health`] and [`status`]
-//! (source health), [`telemetry`], [`tls`], [`reload`] (SIGHUP), [`shutdown`], [`cli`].
+//! (source health), [`telemetry`], [`tls`], [`reload`] (SIGHUP), [`shutdown`], [`cli`],
+//! [`slow_delete`] (freeing large files without stalling syncs).
 
 pub mod admin;
 pub mod app;
@@ -45,6 +46,7 @@ pub mod respond;
 pub mod route;
 pub mod shutdown;
 pub mod sink;
+pub mod slow_delete;
 pub mod split;
 pub mod spool;
 pub mod status;

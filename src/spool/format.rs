@@ -142,6 +142,17 @@ pub fn write_acked(dir: &Path, seq: u64, durable: bool) -> Result<(), SpoolError
     Ok(())
 }
 
+/// Deletes a spent segment; one already gone is fine (a spool reopened in the same process
+/// while its previous trimmer thread is still deleting, as tests do).
+fn remove_spent(path: &Path) -> Result<(), SpoolError> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(SpoolError::io("delete spent segment")(e))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// What the startup scan found.
 #[derive(Debug)]
 pub struct Recovered {
@@ -174,13 +185,16 @@ pub fn recover(dir: &Path, acked_seq: u64) -> Result<Recovered, SpoolError> {
         // at or below `acked_seq + 1` holds only acknowledged records: delete it unread. Its
         // tail may be cut short by a deletion the process did not live to finish (`trim.rs`).
         if firsts.get(i + 1).is_some_and(|&next| next <= acked_seq + 1) {
-            fs::remove_file(&path).map_err(SpoolError::io("delete spent segment"))?;
+            remove_spent(&path)?;
             continue;
         }
         let mut bytes = Vec::new();
-        File::open(&path)
-            .and_then(|mut f| f.read_to_end(&mut bytes))
-            .map_err(SpoolError::io("read segment"))?;
+        match File::open(&path).and_then(|mut f| f.read_to_end(&mut bytes)) {
+            Ok(_) => {}
+            // Listed a moment ago, deleted since: only a trimmer deletes, and only spent ones.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(SpoolError::io("read segment")(e)),
+        }
         let mut offset = 0usize;
         let mut expected = first;
         let mut rest = bytes.as_slice();
@@ -212,7 +226,7 @@ pub fn recover(dir: &Path, acked_seq: u64) -> Result<Recovered, SpoolError> {
         }
         let last_seq = expected - 1;
         if offset == 0 || last_seq <= acked_seq {
-            fs::remove_file(&path).map_err(SpoolError::io("delete spent segment"))?;
+            remove_spent(&path)?;
             next_seq = next_seq.max(expected);
             continue;
         }
