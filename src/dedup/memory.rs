@@ -9,7 +9,7 @@
 //! retry of those would be published again). Never blocks on I/O while holding the key map.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use sha2::{Digest, Sha256};
@@ -73,7 +73,7 @@ pub struct MemoryStore {
     max_entries: usize,
     /// How long a reservation holds when its request never finishes (a crash mid-request).
     reservation_ttl: Duration,
-    journal: Option<Journal>,
+    journal: Option<Arc<Journal>>,
 }
 
 impl MemoryStore {
@@ -115,7 +115,7 @@ impl MemoryStore {
             }
         }
         tracing::info!(loaded, "dedup journal replayed");
-        store.journal = Some(journal);
+        store.journal = Some(Arc::new(journal));
         store
     }
 
@@ -170,16 +170,38 @@ impl MemoryStore {
                 tracing::error!(error = %e, "cannot journal a dedup key; a restart may forget it");
             }
             if compact {
-                let live = self.committed();
-                if let Err(e) = journal.rewrite(live.into_iter()) {
-                    tracing::warn!(error = %e, "cannot compact the dedup journal");
-                }
+                self.compact_in_background(journal);
             }
         }
         Ok(())
     }
 
-    fn committed(&self) -> Vec<(String, SystemTime)> {
+    /// Snapshots the live keys and hands them to a thread that rewrites the journal, so the
+    /// committing request does not wait for a file of up to `2 * max_entries` lines.
+    fn compact_in_background(&self, journal: &Arc<Journal>) {
+        if !journal.begin_compaction() {
+            return;
+        }
+        // Taken after `begin_compaction`: a key committed from now on is kept aside.
+        let live = self.committed();
+        let for_thread = Arc::clone(journal);
+        let spawned = std::thread::Builder::new()
+            .name("dedup-compact".to_owned())
+            .spawn(move || {
+                let live = live.into_iter().map(|(k, t)| (k.to_hex(), t));
+                if let Err(e) = for_thread.finish_compaction(live) {
+                    tracing::warn!(error = %e, "cannot compact the dedup journal");
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start the dedup journal compaction");
+            journal.cancel_compaction();
+        }
+    }
+
+    /// The committed keys still in their window, with their wall-clock expiry (16 + 16 bytes
+    /// each: the text is formatted by the compaction thread, not under the store's lock).
+    fn committed(&self) -> Vec<(Fingerprint, SystemTime)> {
         let now = Instant::now();
         let wall = SystemTime::now();
         match self.inner.lock() {
@@ -187,7 +209,7 @@ impl MemoryStore {
                 .entries
                 .iter()
                 .filter(|(_, e)| e.state == State::Committed && e.expires > now)
-                .map(|(k, e)| (k.to_hex(), wall + e.expires.saturating_duration_since(now)))
+                .map(|(k, e)| (*k, wall + e.expires.saturating_duration_since(now)))
                 .collect(),
             Err(_) => Vec::new(),
         }
@@ -205,6 +227,11 @@ impl MemoryStore {
             }
         }
         Ok(())
+    }
+
+    /// True while a journal compaction runs in the background.
+    pub fn compacting(&self) -> bool {
+        self.journal.as_ref().is_some_and(|j| j.is_compacting())
     }
 
     /// Number of keys held.
