@@ -16,7 +16,9 @@
 //! - `LOAD_VERIFY=0` skips the downstream read-back (e.g. a long soak, where reading millions
 //!   of records back from tansu would take longer than the run);
 //! - `LOAD_KAFKA` extra `[kafka]` config lines for the Kafka modes, e.g. `linger_ms = 20`
-//!   (a literal `\n` separates lines); `LOAD_SPOOL` the same for `[spool]`;
+//!   (a literal `\n` separates lines); `LOAD_SPOOL` the same for `[spool]`, `LOAD_DEDUP` for
+//!   `[dedup]` in every mode (e.g. `max_entries = 50000\njournal_path = "{dir}/dedup.journal"`:
+//!   `{dir}` is the gateway's temporary directory);
 //! - `LOAD_BROKER_STORAGE` `sqlite` (default) or `memory`: tansu's storage engine (`memory`
 //!   needs tansu built with its `dynostore` feature; see BENCHMARKS.md);
 //! - `LOAD_SLOW_MS` prints each open-loop request slower than this many milliseconds to
@@ -919,6 +921,11 @@ fn main() {
     let spool_extra = std::env::var("LOAD_SPOOL")
         .unwrap_or_default()
         .replace("\\n", "\n");
+    // Extra `[dedup]` lines, every mode.
+    let dedup_extra = match std::env::var("LOAD_DEDUP") {
+        Ok(lines) => format!("[dedup]\n{}\n", lines.replace("\\n", "\n")),
+        Err(_) => String::new(),
+    };
     let vendors: Vec<(&str, String)> = vendors()
         .into_iter()
         .filter(|(name, _)| mix == "all" || mix == *name)
@@ -972,7 +979,7 @@ fn main() {
                 )
             }
             _ => String::new(),
-        };
+        } + &dedup_extra;
         let gw = start_gateway(&sources, &extra);
         let pid = gw.child.id();
         eprintln!("mode {mode:?}: hookgate pid {pid} on {}", gw.addr);
