@@ -3,6 +3,10 @@
 //!
 //! `cargo bench --bench spool`. Each iteration appends `PER_ITER` records in total; criterion
 //! reports time per iteration (→ records/s), and the bench prints the fsyncs it took.
+//! `SPOOL_SEGMENT_BYTES` sets the segment size (default 64 MiB, which these runs never fill):
+//! with e.g. 1048576 the spool rolls every thousand records and, after the first ack, writes
+//! into reused segments, so the two runs compare appending to a growing file with
+//! overwriting one.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -23,12 +27,16 @@ fn bench_append(c: &mut Criterion) {
     group.throughput(Throughput::Elements(PER_ITER as u64));
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(5));
+    let segment_bytes = std::env::var("SPOOL_SEGMENT_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64 * 1024 * 1024);
     for concurrency in [1usize, 16, 64] {
         let dir = tempfile::tempdir().unwrap();
         let (spool, writer) = Spool::open(SpoolSettings {
             dir: dir.path().to_owned(),
             max_bytes: 64 * 1024 * 1024 * 1024,
-            segment_bytes: 64 * 1024 * 1024,
+            segment_bytes,
         })
         .unwrap();
         let writer = std::thread::spawn(move || writer.run());

@@ -237,7 +237,8 @@ impl Spool {
         });
         let (jobs, rx) = mpsc::channel();
         let writer = Writer::new(Arc::clone(&inner), rx, file, open, next_seq);
-        let trim = trim::start().map_err(SpoolError::io("start spool trimmer"))?;
+        let trim = trim::start(inner.settings.dir.clone())
+            .map_err(SpoolError::io("start spool trimmer"))?;
         Ok((Spool { inner, jobs, trim }, writer))
     }
 

@@ -1,6 +1,6 @@
 //! Spool format and behaviour: checksum, torn tail, segment roll, trim, cap, group commit.
 
-use super::format::{decode, encode, Decoded};
+use super::format::{decode, encode, segment_path, Decoded};
 use super::*;
 use std::fs::OpenOptions;
 
@@ -214,6 +214,48 @@ async fn a_spent_segment_cut_short_by_an_interrupted_deletion_is_removed_at_star
     assert_eq!(rest.first().map(|r| r.0), Some(21));
     assert_eq!(rest.len(), 20);
     assert_eq!(spool.append(vec![b"n".to_vec()]).await.unwrap(), 41);
+    stop(spool, h);
+}
+
+#[tokio::test]
+async fn a_spent_segment_is_reused_and_its_old_records_are_never_read_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(dir.path());
+    s.segment_bytes = 256;
+    let (spool, h) = start(s.clone());
+    // 66 bytes a record: four fill a segment, so 1-4 and 5-8.
+    for _ in 0..8 {
+        spool.append(vec![vec![b'o'; 50]]).await.unwrap();
+    }
+    let mut reader = spool.reader();
+    assert_eq!(read_all(&mut reader).len(), 8);
+    spool.ack(8).unwrap();
+    let spare = format::spare_path(dir.path());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !spare.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(
+        spare.exists(),
+        "the spent segment was not kept as the spare"
+    );
+
+    // The next roll takes the spare: record 9 overwrites the start of old records 1-4.
+    assert_eq!(spool.append(vec![vec![b'n'; 50]]).await.unwrap(), 9);
+    assert!(!spare.exists(), "the roll did not reuse the spare");
+    let reused = segment_path(dir.path(), 9);
+    assert_eq!(fs::metadata(&reused).unwrap().len(), 4 * 66);
+    let fresh = read_all(&mut reader);
+    assert_eq!(fresh.len(), 1);
+    assert_eq!((fresh[0].0, fresh[0].1[0]), (9, b'n'));
+    stop(spool, h);
+
+    // Recovery stops at the first leftover (sequence 2, older than the segment's 9).
+    let (spool, h) = start(s);
+    let again = read_all(&mut spool.reader());
+    assert_eq!(again.iter().map(|r| r.0).collect::<Vec<_>>(), [9]);
+    assert_eq!(fs::metadata(&reused).unwrap().len(), 66);
+    assert_eq!(spool.append(vec![b"m".to_vec()]).await.unwrap(), 10);
     stop(spool, h);
 }
 

@@ -6,7 +6,7 @@
 //! before the sync returned.
 
 use std::fs::File;
-use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::sync::{mpsc, Arc};
 
 use tokio::sync::oneshot;
@@ -100,9 +100,10 @@ impl Writer {
             }
             answers.push((self.next_seq - 1, reply));
         }
+        // At an explicit offset: a reused segment is longer than what it holds.
         let result = result.and_then(|()| {
             self.file
-                .write_all(&buf)
+                .write_all_at(&buf, start_len)
                 .and_then(|()| self.file.sync_data())
                 .map_err(SpoolError::io("append to spool"))
         });
