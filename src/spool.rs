@@ -23,17 +23,22 @@
 //!    them is `<=` the acknowledged sequence. The acknowledged sequence is kept in the `acked`
 //!    file (written to a temporary file, then renamed; synced before any segment is deleted).
 //!    A stale or unreadable `acked` file only causes records to be forwarded again
-//!    (at-least-once), never lost. Deletion shrinks the file a step at a time on its own
-//!    thread (`trim.rs`), so it never stalls an append's sync.
+//!    (at-least-once), never lost. A spent segment becomes the spare when there is none, else
+//!    it is shrunk a step at a time and deleted on the trimmer's thread (`trim.rs`), so
+//!    neither stalls an append's sync.
 //! 6. Recovery at startup: every segment is scanned. At the first record whose header is
 //!    incomplete, whose length is implausible, whose checksum fails or whose sequence number is
 //!    not the expected next one, the segment is truncated there (a torn write from a crash:
-//!    such a record was never fsynced, so never acknowledged) and the truncation is logged.
+//!    such a record was never fsynced, so never acknowledged) and the truncation is logged;
+//!    a valid record older than the segment's first is a reused file's leftover, cut off
+//!    quietly. A segment whose successor starts at or below `acked + 1` is deleted unread.
 //!    Writing then continues in a fresh segment.
 //!
 //! # On-disk layout
 //!
-//! A directory holding `acked` and segment files named `<first sequence, 20 digits>.seg`.
+//! A directory holding `acked`, segment files named `<first sequence, 20 digits>.seg`, and at
+//! most one spare (`spare.seg-recycled`: a spent segment the next roll renames into place and
+//! overwrites; records past a segment's durable length may be such leftovers).
 //! A segment is a series of records, nothing else (no file header):
 //!
 //! ```text

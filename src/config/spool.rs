@@ -15,7 +15,8 @@ pub struct SpoolConfig {
     pub dir: PathBuf,
     /// Cap on bytes held (unforwarded events plus framing). When reached, requests get 503
     /// with `Retry-After` until the forwarder catches up. Default 1 GiB (1073741824). At a
-    /// typical 2 KiB per event that is about half a million events of Kafka outage.
+    /// typical 2 KiB per event that is about half a million events of Kafka outage. The
+    /// directory holds up to one segment more: a spent segment kept for reuse.
     #[serde(default = "default_max_bytes")]
     pub max_bytes: u64,
     /// Size at which a segment file is closed and a new one begun; space is reclaimed one whole
