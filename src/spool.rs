@@ -21,7 +21,8 @@
 //!    is refused with `Full` before it is queued (the vendor retries later).
 //! 5. Trim: only whole segments are deleted, never the open one, and only when every record in
 //!    them is `<=` the acknowledged sequence. The acknowledged sequence is kept in the `acked`
-//!    file (written to a temporary file, then renamed; synced before any segment is deleted).
+//!    file (overwritten in place, alternating between two checksummed slots; synced before
+//!    any segment is deleted).
 //!    A stale or unreadable `acked` file only causes records to be forwarded again
 //!    (at-least-once), never lost. A spent segment becomes the spare when there is none, else
 //!    it is shrunk a step at a time and deleted on the trimmer's thread (`trim.rs`), so
@@ -49,9 +50,11 @@
 //! 16      N     payload (opaque here)
 //! ```
 //!
-//! `acked` is 12 bytes: the acknowledged sequence number (u64 LE), then its CRC-32 (u32 LE).
+//! `acked` is two 16-byte slots written in turn, each the acknowledged sequence number (u64
+//! LE), its CRC-32 (u32 LE) and 4 zero bytes; the larger valid slot counts (`mark.rs`).
 
 mod format;
+mod mark;
 mod reader;
 mod trim;
 mod writer;
@@ -156,6 +159,8 @@ struct Shared {
 struct Inner {
     settings: SpoolSettings,
     shared: Mutex<Shared>,
+    /// The `acked` file (written by `Spool::ack` only).
+    mark: Mutex<mark::Mark>,
     /// Woken after each group commit (the forwarder waits on it).
     appended: Notify,
 }
@@ -206,7 +211,7 @@ impl Spool {
     /// the caller runs on a blocking thread (`Writer::run`) — `app.rs` owns background work.
     pub fn open(settings: SpoolSettings) -> Result<(Spool, Writer), SpoolError> {
         fs::create_dir_all(&settings.dir).map_err(SpoolError::io("create spool dir"))?;
-        let acked_seq = format::read_acked(&settings.dir.join(format::ACKED_FILE));
+        let (mark, acked_seq) = mark::Mark::open(&settings.dir)?;
         let recovered = format::recover(&settings.dir, acked_seq)?;
         let next_seq = recovered.next_seq;
         let mut segments: VecDeque<Segment> = recovered.segments.into();
@@ -238,6 +243,7 @@ impl Spool {
         let inner = Arc::new(Inner {
             settings,
             shared: Mutex::new(shared),
+            mark: Mutex::new(mark),
             appended: Notify::new(),
         });
         let (jobs, rx) = mpsc::channel();
@@ -327,7 +333,11 @@ impl Spool {
             }
             (shared.acked_seq, doomed)
         };
-        format::write_acked(&self.inner.settings.dir, acked, !doomed.is_empty())?;
+        self.inner
+            .mark
+            .lock()
+            .map_err(|_| SpoolError::Closed)?
+            .write(acked, !doomed.is_empty())?;
         for seg in doomed {
             if self.trim.send(seg.path).is_err() {
                 tracing::warn!("spool trimmer has stopped; spent segments stay until restart");

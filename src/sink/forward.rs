@@ -89,8 +89,9 @@ impl Forwarder {
             }
             waiting_since = Some(Instant::now());
             forwarded += envelopes.len() as u64;
-            // The mark is a file write and rename (synced when a segment is spent): a blocking
-            // thread's work, not a request worker's. The spool's own thread deletes segments.
+            // The mark is one small positional write, but synced when a segment is spent: a
+            // blocking thread's work, not a request worker's. The spool's own thread deletes
+            // segments.
             let spool = self.spool.clone();
             let error = match tokio::task::spawn_blocking(move || spool.ack(last_seq)).await {
                 Ok(Ok(())) => None,

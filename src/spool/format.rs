@@ -1,8 +1,8 @@
-//! The spool's bytes on disk: record framing, segment names, the `acked` file, and the
+//! The spool's bytes on disk: record framing, segment names, the spare, and the
 //! startup scan that truncates a torn tail. Layout and invariants: see `spool.rs`.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::{Segment, SpoolError};
@@ -11,8 +11,6 @@ use super::{Segment, SpoolError};
 pub const RECORD_HEADER_BYTES: usize = 16;
 /// Largest payload a record may hold (16 MiB). A larger length field marks a torn header.
 pub const MAX_RECORD_BYTES: usize = 16 * 1024 * 1024;
-/// Name of the file holding the acknowledged sequence number.
-pub const ACKED_FILE: &str = "acked";
 const SEGMENT_SUFFIX: &str = ".seg";
 
 /// Appends one framed record to `out`.
@@ -125,43 +123,6 @@ pub fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(SpoolError::io("sync spool dir"))
-}
-
-/// The acknowledged sequence, or 0 when the file is missing or does not check out.
-pub fn read_acked(path: &Path) -> u64 {
-    let Ok(bytes) = fs::read(path) else {
-        return 0;
-    };
-    match (le_u64(&bytes, 0), le_u32(&bytes, 8)) {
-        (Some(seq), Some(crc))
-            if bytes.len() == 12 && crc32fast::hash(&seq.to_le_bytes()) == crc =>
-        {
-            seq
-        }
-        _ => {
-            tracing::warn!(path = %path.display(), "spool acked file unreadable; forwarding every record again");
-            0
-        }
-    }
-}
-
-/// Persists the acknowledged sequence (temporary file, then rename); with `durable`, the file
-/// and the rename are synced before returning.
-pub fn write_acked(dir: &Path, seq: u64, durable: bool) -> Result<(), SpoolError> {
-    let tmp = dir.join("acked.tmp");
-    let mut bytes = Vec::with_capacity(12);
-    bytes.extend_from_slice(&seq.to_le_bytes());
-    bytes.extend_from_slice(&crc32fast::hash(&seq.to_le_bytes()).to_le_bytes());
-    let mut f = File::create(&tmp).map_err(SpoolError::io("write acked"))?;
-    f.write_all(&bytes).map_err(SpoolError::io("write acked"))?;
-    if durable {
-        f.sync_all().map_err(SpoolError::io("sync acked"))?;
-    }
-    fs::rename(&tmp, dir.join(ACKED_FILE)).map_err(SpoolError::io("rename acked"))?;
-    if durable {
-        sync_dir(dir)?;
-    }
-    Ok(())
 }
 
 /// Cuts a segment to its valid `offset` bytes, durably.

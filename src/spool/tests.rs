@@ -201,7 +201,11 @@ async fn a_spent_segment_cut_short_by_an_interrupted_deletion_is_removed_at_star
     stop(spool, h);
     // What a crash half way through trimming leaves: the mark says 20, and the oldest
     // segment (all of it acknowledged) has lost the end of its last record.
-    format::write_acked(dir.path(), 20, true).unwrap();
+    mark::Mark::open(dir.path())
+        .unwrap()
+        .0
+        .write(20, true)
+        .unwrap();
     let files = segment_files(dir.path());
     let oldest = OpenOptions::new().write(true).open(&files[0]).unwrap();
     let len = oldest.metadata().unwrap().len();
