@@ -44,16 +44,37 @@ fn segment_files(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
-/// Segment files left once the background trimmer deleted some of `before` (or after 10 s).
-fn wait_for_trim(dir: &Path, before: usize) -> usize {
+/// Polls `done` until it holds or 10 s passed (the trimmer works on its own thread); returns
+/// its last answer.
+fn eventually(mut done: impl FnMut() -> bool) -> bool {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let now = segment_files(dir).len();
-        if now < before || std::time::Instant::now() > deadline {
-            return now;
+    while !done() {
+        if std::time::Instant::now() > deadline {
+            return false;
         }
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
+    true
+}
+
+/// A running spool of 256-byte segments in a fresh directory, holding `n` records of 50 bytes
+/// (66 with framing: four fill a segment).
+async fn small_segments(
+    n: usize,
+) -> (
+    tempfile::TempDir,
+    SpoolSettings,
+    Spool,
+    std::thread::JoinHandle<()>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(dir.path());
+    s.segment_bytes = 256;
+    let (spool, h) = start(s.clone());
+    for _ in 0..n {
+        spool.append(vec![vec![b'x'; 50]]).await.unwrap();
+    }
+    (dir, s, spool, h)
 }
 
 #[test]
@@ -155,21 +176,15 @@ async fn garbage_after_valid_records_is_cut_off() {
 
 #[tokio::test]
 async fn segments_roll_and_acknowledged_ones_are_trimmed() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut s = settings(dir.path());
-    s.segment_bytes = 256;
-    let (spool, h) = start(s.clone());
-    for _ in 0..40 {
-        spool.append(vec![vec![b'x'; 50]]).await.unwrap();
-    }
+    let (dir, s, spool, h) = small_segments(40).await;
     let before = segment_files(dir.path()).len();
     assert!(before >= 5, "expected several segments, got {before}");
     let mut reader = spool.reader();
     let first = reader.read(20, usize::MAX).unwrap();
     assert_eq!(first.len(), 20);
     spool.ack(20).unwrap();
-    let after = wait_for_trim(dir.path(), before);
-    assert!(after < before, "ack trimmed nothing: {before} → {after}");
+    let trimmed = eventually(|| segment_files(dir.path()).len() < before);
+    assert!(trimmed, "ack trimmed nothing: {before} segments stay");
     assert_eq!(spool.stats().pending_records, 20);
     let rest = read_all(&mut reader);
     assert_eq!(rest.first().map(|r| r.0), Some(21));
@@ -191,13 +206,7 @@ async fn segments_roll_and_acknowledged_ones_are_trimmed() {
 
 #[tokio::test]
 async fn a_spent_segment_cut_short_by_an_interrupted_deletion_is_removed_at_startup() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut s = settings(dir.path());
-    s.segment_bytes = 256;
-    let (spool, h) = start(s.clone());
-    for _ in 0..40 {
-        spool.append(vec![vec![b'x'; 50]]).await.unwrap();
-    }
+    let (dir, s, spool, h) = small_segments(40).await;
     stop(spool, h);
     // What a crash half way through trimming leaves: the mark says 20, and the oldest
     // segment (all of it acknowledged) has lost the end of its last record.
@@ -223,24 +232,14 @@ async fn a_spent_segment_cut_short_by_an_interrupted_deletion_is_removed_at_star
 
 #[tokio::test]
 async fn a_spent_segment_is_reused_and_its_old_records_are_never_read_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut s = settings(dir.path());
-    s.segment_bytes = 256;
-    let (spool, h) = start(s.clone());
-    // 66 bytes a record: four fill a segment, so 1-4 and 5-8.
-    for _ in 0..8 {
-        spool.append(vec![vec![b'o'; 50]]).await.unwrap();
-    }
+    // Records 1-4 and 5-8 fill two segments.
+    let (dir, s, spool, h) = small_segments(8).await;
     let mut reader = spool.reader();
     assert_eq!(read_all(&mut reader).len(), 8);
     spool.ack(8).unwrap();
     let spare = format::spare_path(dir.path());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !spare.exists() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
     assert!(
-        spare.exists(),
+        eventually(|| spare.exists()),
         "the spent segment was not kept as the spare"
     );
 
