@@ -187,7 +187,7 @@ enum Job {
 pub struct Spool {
     inner: Arc<Inner>,
     jobs: mpsc::Sender<Job>,
-    /// Spent segments to delete, a step at a time (`trim.rs`).
+    /// Spent segments to keep as the spare or delete a step at a time (`trim.rs`).
     trim: mpsc::Sender<PathBuf>,
 }
 
@@ -308,7 +308,8 @@ impl Spool {
     }
 
     /// Records everything up to `seq` as delivered downstream: persists the mark and hands
-    /// segments that hold nothing newer to the trimmer, which deletes them in the background.
+    /// segments that hold nothing newer to the trimmer, which keeps one as the spare and
+    /// deletes the others in the background.
     /// The mark is made durable before a segment is touched, so a crash mid-deletion leaves a
     /// file that recovery knows to be spent.
     pub fn ack(&self, seq: u64) -> Result<(), SpoolError> {
