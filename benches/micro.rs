@@ -242,6 +242,37 @@ fn dedup(c: &mut Criterion, allocs: &mut AllocTable) {
     });
 }
 
+/// Filling a memory store to its default cap of 1,000,000 ids: the slowest single reserve +
+/// commit shows whether growing the key map ever stalls a request (it holds the store's
+/// lock). Printed, not a criterion figure: one pass, about two seconds.
+fn dedup_growth() {
+    const IDS: usize = 1_000_000;
+    let store = MemoryStore::new(IDS, Duration::from_secs(120));
+    let window = Duration::from_secs(24 * 3600);
+    let keys: Vec<String> = (0..IDS).map(|n| format!("growth:{n:012}")).collect();
+    let mut slowest = (Duration::ZERO, 0);
+    let mut over_1ms = 0;
+    let started = Instant::now();
+    for (n, k) in keys.iter().enumerate() {
+        let t = Instant::now();
+        store.reserve(k).unwrap();
+        store.commit(k, window).unwrap();
+        let took = t.elapsed();
+        if took > Duration::from_millis(1) {
+            over_1ms += 1;
+        }
+        if took > slowest.0 {
+            slowest = (took, n);
+        }
+    }
+    println!(
+        "\ndedup growth to {IDS} ids: {:.2} s in all, slowest reserve + commit {:.2} ms (id {}), {over_1ms} over 1 ms",
+        started.elapsed().as_secs_f64(),
+        slowest.0.as_secs_f64() * 1e3,
+        slowest.1
+    );
+}
+
 fn hyprwatch_event(n: usize) -> String {
     format!(
         r#"{{"id":"evt_bench_{n}","event":"host.online","timestamp":"2024-01-15T10:35:00Z","data":{{"host_id":"h_{n}","hostname":"server-{n}","platform":"linux","last_seen":"2024-01-15T10:35:00Z","previous_state":"offline","offline_duration_seconds":3600}}}}"#
@@ -316,4 +347,7 @@ fn main() {
     ocsf_json(&mut c, &mut allocs);
     c.final_summary();
     allocs.print();
+    if allocs.enabled {
+        dedup_growth();
+    }
 }

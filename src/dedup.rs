@@ -12,6 +12,7 @@
 //! eviction rule) or Redis (several instances; `dedup/redis.rs`). Fails with [`DedupError`].
 
 pub mod journal;
+mod key_map;
 pub mod memory;
 pub mod redis;
 

@@ -8,13 +8,14 @@
 //! it survives a process crash; after a power loss a few ids may be forgotten, so a vendor's
 //! retry of those would be published again). Never blocks on I/O while holding the key map.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use sha2::{Digest, Sha256};
 
 use super::journal::Journal;
+use super::key_map::KeyMap;
 use super::{Dedup, DedupError};
 
 /// A scoped key's identity in the store: the first 128 bits of its SHA-256. Two different
@@ -42,6 +43,11 @@ impl Fingerprint {
         Fingerprint::of(entry)
     }
 
+    /// The low 64 bits (the key map's shard index).
+    pub(super) fn low_bits(self) -> u64 {
+        self.0 as u64
+    }
+
     fn to_hex(self) -> String {
         format!("{:032x}", self.0)
     }
@@ -61,7 +67,7 @@ struct Entry {
 
 #[derive(Debug, Default)]
 struct Inner {
-    entries: HashMap<Fingerprint, Entry>,
+    entries: KeyMap<Entry>,
     /// (expiry, key) in expiry order, for eviction and expiry sweeps.
     by_expiry: BTreeSet<(Instant, Fingerprint)>,
 }
