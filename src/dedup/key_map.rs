@@ -13,9 +13,6 @@ use std::collections::HashMap;
 
 use super::memory::Fingerprint;
 
-/// Number of shards: a power of two.
-const SHARDS: usize = 64;
-
 /// A map from fingerprint to `V`, sharded.
 #[derive(Debug)]
 pub struct KeyMap<V> {
@@ -26,19 +23,22 @@ pub struct KeyMap<V> {
 impl<V> Default for KeyMap<V> {
     fn default() -> Self {
         KeyMap {
-            shards: (0..SHARDS).map(|_| HashMap::new()).collect(),
+            shards: (0..Self::SHARDS).map(|_| HashMap::new()).collect(),
             len: 0,
         }
     }
 }
 
 impl<V> KeyMap<V> {
+    /// Number of shards: a power of two.
+    pub const SHARDS: usize = 64;
+
     fn shard(&self, key: &Fingerprint) -> Option<&HashMap<Fingerprint, V>> {
-        self.shards.get(key.low_bits() as usize % SHARDS)
+        self.shards.get(key.low_bits() as usize % Self::SHARDS)
     }
 
     fn shard_mut(&mut self, key: &Fingerprint) -> Option<&mut HashMap<Fingerprint, V>> {
-        self.shards.get_mut(key.low_bits() as usize % SHARDS)
+        self.shards.get_mut(key.low_bits() as usize % Self::SHARDS)
     }
 
     /// The value under `key`.
@@ -73,6 +73,11 @@ impl<V> KeyMap<V> {
     pub fn iter(&self) -> impl Iterator<Item = (&Fingerprint, &V)> {
         self.shards.iter().flat_map(|s| s.iter())
     }
+
+    /// The entries of shard `index` (`0..SHARDS`; none past it).
+    pub fn shard_iter(&self, index: usize) -> impl Iterator<Item = (&Fingerprint, &V)> {
+        self.shards.get(index).into_iter().flat_map(|s| s.iter())
+    }
 }
 
 #[cfg(test)]
@@ -94,6 +99,10 @@ mod tests {
         assert_eq!(map.get(&keys[3]), None);
         assert_eq!(map.len(), 999);
         assert_eq!(map.iter().count(), 999);
+        let by_shard: usize = (0..KeyMap::<usize>::SHARDS)
+            .map(|i| map.shard_iter(i).count())
+            .sum();
+        assert_eq!(by_shard, 999);
         // The keys spread over every shard.
         assert!(map.shards.iter().all(|s| !s.is_empty()));
     }
