@@ -389,6 +389,12 @@ fn delivery_problems(config: &Config, add: &mut impl FnMut(String, String)) {
                 "must be between 1 and 100".into(),
             );
         }
+        if spool.forward_wait_ms > 10_000 {
+            add(
+                "spool.forward_wait_ms".into(),
+                "must be at most 10000 (events would wait that long to reach Kafka)".into(),
+            );
+        }
     }
     let dedup = &config.dedup;
     if dedup.window_s == 0 {

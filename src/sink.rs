@@ -238,7 +238,11 @@ impl Sink {
                     used_bytes = stats.used_bytes,
                     "spool opened"
                 );
-                let forwarder = forward::Forwarder::new(spool.clone(), Arc::clone(&output));
+                let forwarder = forward::Forwarder::new(
+                    spool.clone(),
+                    Arc::clone(&output),
+                    Duration::from_millis(config.spool.forward_wait_ms),
+                );
                 Ok((
                     Sink::Spooled {
                         spool,

@@ -93,6 +93,7 @@ topic_replication = 0
 segment_bytes = 100
 max_bytes = 150
 ready_below_percent = 0
+forward_wait_ms = 60000
 [dedup]
 backend = "redis"
 window_s = 0
@@ -109,6 +110,7 @@ max_entries = 0
             "spool.segment_bytes",
             "spool.max_bytes",
             "spool.ready_below_percent",
+            "spool.forward_wait_ms",
             "dedup.redis_url",
             "dedup.window_s",
             "dedup.max_entries",

@@ -28,12 +28,19 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 pub struct Forwarder {
     spool: Spool,
     output: Arc<Output>,
+    /// How long a batch may fill while fewer than [`BATCH_RECORDS`] are waiting
+    /// (`[spool] forward_wait_ms`).
+    fill_wait: Duration,
 }
 
 impl Forwarder {
-    /// A forwarder from `spool` to `output`.
-    pub fn new(spool: Spool, output: Arc<Output>) -> Forwarder {
-        Forwarder { spool, output }
+    /// A forwarder from `spool` to `output` that lets a batch fill for up to `fill_wait`.
+    pub fn new(spool: Spool, output: Arc<Output>, fill_wait: Duration) -> Forwarder {
+        Forwarder {
+            spool,
+            output,
+            fill_wait,
+        }
     }
 
     /// Forwards until `stop` is cancelled, keeping the spool gauges and Kafka delivery
@@ -45,13 +52,27 @@ impl Forwarder {
         let mut forwarded = 0u64;
         // Since when records have been waiting without progress (see `report`).
         let mut waiting_since: Option<Instant> = None;
+        // When the last batch was read: the next one may fill until `fill_wait` after it.
+        let mut last_read: Option<Instant> = None;
         loop {
-            if self.spool.stats().pending_records == 0 {
+            let pending = self.spool.stats().pending_records;
+            if pending == 0 {
                 waiting_since = None;
             }
             self.report(metrics, waiting_since);
             if stop.is_cancelled() {
                 break;
+            }
+            // Let a partial batch fill: at most one produce request per `fill_wait` unless full
+            // batches are waiting. A record arriving longer than that after the last read
+            // (the first after a quiet spell) goes at once.
+            if pending > 0 && pending < BATCH_RECORDS as u64 {
+                let left = last_read.map_or(Duration::ZERO, |t| {
+                    self.fill_wait.saturating_sub(t.elapsed())
+                });
+                if !left.is_zero() && sleep_or_stop(left, &stop).await {
+                    break;
+                }
             }
             // Read on the worker, not a blocking thread: the read buffers (up to 4 MiB) then
             // stay in the workers' allocator heaps. Read on blocking threads, the spool sweep's
@@ -74,6 +95,7 @@ impl Forwarder {
                 }
                 continue;
             };
+            last_read = Some(Instant::now());
             let since = *waiting_since.get_or_insert_with(Instant::now);
             let mut envelopes = Vec::with_capacity(records.len());
             for (seq, payload) in &records {

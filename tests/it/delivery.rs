@@ -573,3 +573,48 @@ fn a_large_spool_backlog_drains_to_the_broker_exactly_once() {
     assert!(twice.is_empty(), "published more than once: {twice:?}");
     assert_eq!(got.len(), total);
 }
+
+/// Kafka produce requests made by the forwarder so far (successful deliveries).
+fn forwarded_batches(gw: &Gateway) -> u64 {
+    let text = reqwest::blocking::get(gw.admin_url("/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("hookgate_kafka_delivery_duration_seconds_count "))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
+#[test]
+fn the_forwarder_lets_a_partial_batch_fill_for_forward_wait_ms() {
+    let Some(brokers) = shared_broker("the_forwarder_lets_a_partial_batch_fill") else {
+        return;
+    };
+    // 20 events sent one by one, 20 ms apart: with no wait each goes in its own produce
+    // request; with a 2 s wait the first goes at once and the rest together.
+    for (wait_ms, fewest, most) in [(0, 6, 20), (2000, 1, 3)] {
+        let topic = topic();
+        let gw = Gateway::start_with(|dir| {
+            kafka_config(dir, &brokers, &topic, "spool", "").replace(
+                "[spool]\n",
+                &format!("[spool]\nforward_wait_ms = {wait_ms}\n"),
+            )
+        });
+        let (c, url) = (client(), gw.url("/ingest/hyprwatch"));
+        for i in 0..20 {
+            let id = format!("fw-{wait_ms}-{i}");
+            assert_eq!(send(&c, &url, &id).unwrap().0, 200);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let got = consume(&brokers, &topic, 20, Duration::from_secs(30));
+        assert_eq!(counts(&got).len(), 20, "{}", gw.logs());
+        // The delivery metric is recorded just after the acknowledgement the consumer saw.
+        wait_until(Duration::from_secs(5), || forwarded_batches(&gw) >= fewest);
+        let batches = forwarded_batches(&gw);
+        eprintln!("forward_wait_ms = {wait_ms}: {batches} produce requests for 20 events");
+        assert!(
+            (fewest..=most).contains(&batches),
+            "forward_wait_ms = {wait_ms}: {batches} produce requests for 20 events"
+        );
+    }
+}
