@@ -1,5 +1,7 @@
 //! Spool append throughput with group commit: records/s and fsyncs/s for 1, 16 and 64
-//! concurrent appenders, each appending one 1 KiB record at a time.
+//! concurrent appenders, each appending one 1 KiB record at a time. And the forwarder's side:
+//! reading 20,000 spooled envelopes (2 KiB OCSF bodies) back and decoding them, in the
+//! forwarder's batches (`spool_read_envelopes`).
 //!
 //! `cargo bench --bench spool`. Each iteration appends `PER_ITER` records in total; criterion
 //! reports time per iteration (→ records/s), and the bench prints the fsyncs it took.
@@ -12,7 +14,9 @@
 
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use hookgate::sink::envelope::{Envelope, Kind};
 use hookgate::spool::{Spool, SpoolSettings};
 
 const PER_ITER: usize = 256;
@@ -84,5 +88,66 @@ fn bench_append(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_append);
+/// Records read back per iteration of the read bench.
+const READ_RECORDS: usize = 20_000;
+
+fn bench_read(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, writer) = Spool::open(SpoolSettings {
+        dir: dir.path().to_owned(),
+        max_bytes: 64 * 1024 * 1024 * 1024,
+        segment_bytes: 16 * 1024 * 1024,
+    })
+    .unwrap();
+    let writer = std::thread::spawn(move || writer.run());
+    let envelope = |i: usize| Envelope {
+        kind: Kind::Event {
+            class_uid: 3002,
+            class_name: "Authentication".into(),
+        },
+        source: "hw".into(),
+        vendor: "hyprwatch".into(),
+        request_id: format!("req-{i}"),
+        uid: format!("evt-{i}"),
+        body: Bytes::from(vec![b'x'; 2048]),
+    };
+    rt.block_on(async {
+        for start in (0..READ_RECORDS).step_by(500) {
+            let payloads = (start..start + 500).map(|i| envelope(i).encode()).collect();
+            spool.append(payloads).await.unwrap();
+        }
+    });
+    let mut group = c.benchmark_group("spool_read_envelopes");
+    group.throughput(Throughput::Elements(READ_RECORDS as u64));
+    group.sample_size(10);
+    group.bench_function("2KiB", |b| {
+        b.iter(|| {
+            // A fresh reader starts after the acknowledged mark (none here): all of them.
+            let mut reader = spool.reader();
+            let mut n = 0usize;
+            loop {
+                // The forwarder's batch limits (src/sink/forward.rs).
+                let batch = reader.read(500, 4 * 1024 * 1024).unwrap();
+                if batch.is_empty() {
+                    break;
+                }
+                for (_, payload) in &batch {
+                    let e = Envelope::decode(payload).unwrap();
+                    n += e.body.len();
+                }
+            }
+            assert_eq!(n, READ_RECORDS * 2048);
+        });
+    });
+    group.finish();
+    spool.close();
+    writer.join().unwrap();
+}
+
+criterion_group!(benches, bench_append, bench_read);
 criterion_main!(benches);

@@ -151,8 +151,8 @@ impl Envelope {
         out
     }
 
-    /// Reads spool payload bytes back.
-    pub fn decode(bytes: &[u8]) -> Result<Envelope, EnvelopeError> {
+    /// Reads spool payload bytes back; the body is a slice of `bytes`, not a copy.
+    pub fn decode(bytes: &Bytes) -> Result<Envelope, EnvelopeError> {
         let mut c = Cursor(bytes);
         if c.take(1)? != [VERSION] {
             return Err(EnvelopeError::Malformed);
@@ -165,7 +165,7 @@ impl Envelope {
         let uid = c.text()?;
         let label = c.text()?;
         let reason = c.text()?;
-        let body = Bytes::copy_from_slice(c.field()?);
+        let body = bytes.slice_ref(c.field()?);
         let kind = match kind {
             [0] => Kind::Event {
                 class_uid,
@@ -212,7 +212,7 @@ mod tests {
                 uid: "evt_1".into(),
                 body: Bytes::from_static(b"{\"a\":1}"),
             };
-            assert_eq!(Envelope::decode(&e.encode()).unwrap(), e);
+            assert_eq!(Envelope::decode(&Bytes::from(e.encode())).unwrap(), e);
         }
     }
 
@@ -231,7 +231,8 @@ mod tests {
         };
         let bytes = e.encode();
         for n in 0..bytes.len() {
-            assert!(Envelope::decode(&bytes[..n]).is_err(), "prefix {n} decoded");
+            let prefix = Bytes::copy_from_slice(&bytes[..n]);
+            assert!(Envelope::decode(&prefix).is_err(), "prefix {n} decoded");
         }
     }
 }

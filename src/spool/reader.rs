@@ -9,6 +9,8 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use super::format::{self, Decoded};
 use super::{Inner, SpoolError, MAX_RECORD_BYTES, RECORD_HEADER_BYTES};
 
@@ -75,12 +77,13 @@ impl SpoolReader {
     }
 
     /// Up to `max_records` records (and about `max_bytes` of payload) after the last returned.
-    /// Empty when nothing new is durable.
+    /// Empty when nothing new is durable. Each chunk is read once, without zero-filling the
+    /// buffer first, and the payloads are slices of it (no copy per record).
     pub fn read(
         &mut self,
         max_records: usize,
         max_bytes: usize,
-    ) -> Result<Vec<(u64, Vec<u8>)>, SpoolError> {
+    ) -> Result<Vec<(u64, Bytes)>, SpoolError> {
         let mut out = Vec::new();
         let mut out_bytes = 0usize;
         // Read in chunks of about `max_bytes`; a record larger than a chunk gets one read of
@@ -108,12 +111,18 @@ impl SpoolReader {
             };
             let want = (chunk as u64).min(remaining);
             let truncated = want < remaining;
-            let mut buf = vec![0u8; want as usize];
+            let mut buf = Vec::with_capacity(want as usize);
             let mut file = File::open(&pos.path).map_err(SpoolError::io("open segment to read"))?;
             file.seek(SeekFrom::Start(self.offset))
-                .and_then(|_| file.read_exact(&mut buf))
+                .and_then(|_| file.take(want).read_to_end(&mut buf))
                 .map_err(SpoolError::io("read segment"))?;
-            let mut rest = buf.as_slice();
+            if (buf.len() as u64) < want {
+                return Err(SpoolError::io("read segment")(std::io::Error::from(
+                    std::io::ErrorKind::UnexpectedEof,
+                )));
+            }
+            let chunk = Bytes::from(buf);
+            let mut rest: &[u8] = &chunk;
             let mut decoded_any = false;
             loop {
                 if out.len() >= max_records || (out_bytes >= max_bytes && !out.is_empty()) {
@@ -126,7 +135,7 @@ impl SpoolReader {
                         if seq > self.after {
                             self.after = seq;
                             out_bytes += payload.len();
-                            out.push((seq, payload.to_vec()));
+                            out.push((seq, chunk.slice_ref(payload)));
                         }
                         rest = rest.get(len..).unwrap_or_default();
                     }

@@ -30,7 +30,7 @@ fn read_all(reader: &mut SpoolReader) -> Vec<(u64, Vec<u8>)> {
         if batch.is_empty() {
             return all;
         }
-        all.extend(batch);
+        all.extend(batch.into_iter().map(|(seq, p)| (seq, p.to_vec())));
     }
 }
 
