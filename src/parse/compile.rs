@@ -5,6 +5,7 @@
 //! Input: a parsed definition and its text (for line numbers). Output: [`Compiled`]. Fails
 //! with a message and the line of the offending entry; the caller names the file.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +32,9 @@ struct Ctx<'a> {
     text: &'a str,
     groups: &'a BTreeMap<String, Vec<Spanned<MapDef>>>,
     tables: HashMap<String, Arc<Table>>,
+    /// Compiled regexes by pattern. A pattern several routes use (ConnectSecure's repeat
+    /// theirs) is compiled once: clones of a `Regex` share its compiled program.
+    regexes: RefCell<HashMap<String, Regex>>,
 }
 
 /// A compile failure at a line.
@@ -67,6 +71,7 @@ pub fn compile(def: Definition, text: &str) -> Result<Compiled, CompileError> {
         text,
         groups: &def.groups,
         tables,
+        regexes: RefCell::default(),
     };
     let heartbeat = def
         .parser
@@ -188,8 +193,9 @@ impl Ctx<'_> {
             let d = e.get_ref();
             extract.push(Extract {
                 from: InPath::parse(&d.from).map_err(|m| self.at(e, "extract", m))?,
-                regex: Regex::new(&d.regex)
-                    .map_err(|m| self.at(e, "extract regex", m.to_string()))?,
+                regex: self
+                    .regex(&d.regex)
+                    .map_err(|m| self.at(e, "extract regex", m))?,
                 all: d.all,
             });
         }
@@ -302,8 +308,8 @@ impl Ctx<'_> {
         Ok(List {
             to: OutPath::parse(&d.to)?,
             from: InPath::parse(&d.from)?,
-            split: d.split.as_deref().map(regex).transpose()?,
-            matches: d.matches.as_deref().map(regex).transpose()?,
+            split: d.split.as_deref().map(|r| self.regex(r)).transpose()?,
+            matches: d.matches.as_deref().map(|r| self.regex(r)).transpose()?,
             limit: d.limit,
             count: opt_in(&d.count)?,
             truncated: opt_in(&d.truncated)?,
@@ -374,7 +380,7 @@ impl Ctx<'_> {
         let mut converts = Vec::new();
         if let Some(c) = &d.convert {
             for name in c.items() {
-                converts.push(convert(name)?);
+                converts.push(self.convert(name)?);
             }
         }
         let lookup = match &d.lookup {
@@ -459,7 +465,7 @@ impl Ctx<'_> {
         } else if let Some(s) = &c.suffix {
             Test::Suffix(norm(s.clone()))
         } else if let Some(r) = &c.regex {
-            Test::Regex(regex(&if ci { format!("(?i){r}") } else { r.clone() })?)
+            Test::Regex(self.regex(&if ci { format!("(?i){r}") } else { r.clone() })?)
         } else if let Some(e) = c.exists {
             Test::Exists(e)
         } else {
@@ -543,7 +549,25 @@ fn template(t: &str) -> Res<Vec<Piece>> {
     Ok(pieces)
 }
 
-fn convert(name: &str) -> Res<Convert> {
+impl Ctx<'_> {
+    /// The compiled `pattern`, shared with every earlier use of the same pattern.
+    fn regex(&self, pattern: &str) -> Res<Regex> {
+        if let Some(r) = self.regexes.borrow().get(pattern) {
+            return Ok(r.clone());
+        }
+        let r = Regex::new(pattern).map_err(|e| format!("bad regex {pattern:?}: {e}"))?;
+        self.regexes
+            .borrow_mut()
+            .insert(pattern.to_owned(), r.clone());
+        Ok(r)
+    }
+
+    fn convert(&self, name: &str) -> Res<Convert> {
+        convert(name, || self.regex(EMAIL_T))
+    }
+}
+
+fn convert(name: &str, email: impl FnOnce() -> Res<Regex>) -> Res<Convert> {
     Ok(match name {
         "epoch_ms" => Convert::EpochMs,
         "epoch_s" => Convert::EpochS,
@@ -551,7 +575,7 @@ fn convert(name: &str) -> Res<Convert> {
         "datetime_utc_ms" => Convert::DatetimeUtcMs,
         "ip" => Convert::Ip,
         "mac" => Convert::Mac,
-        "email" => Convert::Email(regex(EMAIL_T)?),
+        "email" => Convert::Email(email()?),
         "lowercase" => Convert::Lowercase,
         "uppercase" => Convert::Uppercase,
         "trim_dot" => Convert::TrimDot,
@@ -561,10 +585,6 @@ fn convert(name: &str) -> Res<Convert> {
         "positive" => Convert::Positive,
         other => return Err(format!("unknown conversion {other:?}")),
     })
-}
-
-fn regex(r: &str) -> Res<Regex> {
-    Regex::new(r).map_err(|e| format!("bad regex {r:?}: {e}"))
 }
 
 fn header_name(h: &str) -> Res<HeaderName> {
@@ -618,4 +638,27 @@ pub fn scalar_text(v: &Value) -> String {
 /// The OCSF `email_t` pattern (for tests and docs).
 pub fn email_pattern() -> &'static str {
     EMAIL_T
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pattern_used_twice_is_compiled_once() {
+        let groups = BTreeMap::new();
+        let cx = Ctx {
+            text: "",
+            groups: &groups,
+            tables: HashMap::new(),
+            regexes: RefCell::default(),
+        };
+        let a = cx.regex(r"\d+").unwrap();
+        let b = cx.regex(r"\d+").unwrap();
+        cx.regex("x").unwrap();
+        assert_eq!(cx.regexes.borrow().len(), 2);
+        assert!(a.is_match("7") && b.is_match("7") && !b.is_match("x"));
+        assert!(cx.regex("(").unwrap_err().contains("bad regex"));
+        assert_eq!(cx.regexes.borrow().len(), 2);
+    }
 }
