@@ -12,6 +12,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -21,12 +22,27 @@ use hookgate::spool::{Spool, SpoolSettings};
 
 const PER_ITER: usize = 256;
 
-fn bench_append(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+/// A spool in `dir` with its writer thread running; no size cap that a bench could reach.
+fn open(dir: &Path, segment_bytes: u64) -> (Spool, std::thread::JoinHandle<()>) {
+    let (spool, writer) = Spool::open(SpoolSettings {
+        dir: dir.to_owned(),
+        max_bytes: 64 * 1024 * 1024 * 1024,
+        segment_bytes,
+    })
+    .unwrap();
+    (spool, std::thread::spawn(move || writer.run()))
+}
+
+fn bench_append(c: &mut Criterion) {
+    let rt = runtime();
     let mut group = c.benchmark_group("spool_append_1KiB");
     group.throughput(Throughput::Elements(PER_ITER as u64));
     group.sample_size(10);
@@ -37,13 +53,7 @@ fn bench_append(c: &mut Criterion) {
         .unwrap_or(64 * 1024 * 1024);
     for concurrency in [1usize, 16, 64] {
         let dir = tempfile::tempdir().unwrap();
-        let (spool, writer) = Spool::open(SpoolSettings {
-            dir: dir.path().to_owned(),
-            max_bytes: 64 * 1024 * 1024 * 1024,
-            segment_bytes,
-        })
-        .unwrap();
-        let writer = std::thread::spawn(move || writer.run());
+        let (spool, writer) = open(dir.path(), segment_bytes);
         let payload = vec![b'x'; 1024];
         let syncs_before = spool.stats().syncs;
         let started = Instant::now();
@@ -92,19 +102,9 @@ fn bench_append(c: &mut Criterion) {
 const READ_RECORDS: usize = 20_000;
 
 fn bench_read(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
-    let (spool, writer) = Spool::open(SpoolSettings {
-        dir: dir.path().to_owned(),
-        max_bytes: 64 * 1024 * 1024 * 1024,
-        segment_bytes: 16 * 1024 * 1024,
-    })
-    .unwrap();
-    let writer = std::thread::spawn(move || writer.run());
+    let (spool, writer) = open(dir.path(), 16 * 1024 * 1024);
     let envelope = |i: usize| Envelope {
         kind: Kind::Event {
             class_uid: 3002,
