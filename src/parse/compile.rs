@@ -562,29 +562,26 @@ impl Ctx<'_> {
         Ok(r)
     }
 
+    /// A conversion by name (`convert = "..."`).
     fn convert(&self, name: &str) -> Res<Convert> {
-        convert(name, || self.regex(EMAIL_T))
+        Ok(match name {
+            "epoch_ms" => Convert::EpochMs,
+            "epoch_s" => Convert::EpochS,
+            "rfc3339_ms" => Convert::Rfc3339Ms,
+            "datetime_utc_ms" => Convert::DatetimeUtcMs,
+            "ip" => Convert::Ip,
+            "mac" => Convert::Mac,
+            "email" => Convert::Email(self.regex(EMAIL_T)?),
+            "lowercase" => Convert::Lowercase,
+            "uppercase" => Convert::Uppercase,
+            "trim_dot" => Convert::TrimDot,
+            "string" => Convert::Text,
+            "int" => Convert::Int,
+            "json" => Convert::Json,
+            "positive" => Convert::Positive,
+            other => return Err(format!("unknown conversion {other:?}")),
+        })
     }
-}
-
-fn convert(name: &str, email: impl FnOnce() -> Res<Regex>) -> Res<Convert> {
-    Ok(match name {
-        "epoch_ms" => Convert::EpochMs,
-        "epoch_s" => Convert::EpochS,
-        "rfc3339_ms" => Convert::Rfc3339Ms,
-        "datetime_utc_ms" => Convert::DatetimeUtcMs,
-        "ip" => Convert::Ip,
-        "mac" => Convert::Mac,
-        "email" => Convert::Email(email()?),
-        "lowercase" => Convert::Lowercase,
-        "uppercase" => Convert::Uppercase,
-        "trim_dot" => Convert::TrimDot,
-        "string" => Convert::Text,
-        "int" => Convert::Int,
-        "json" => Convert::Json,
-        "positive" => Convert::Positive,
-        other => return Err(format!("unknown conversion {other:?}")),
-    })
 }
 
 fn header_name(h: &str) -> Res<HeaderName> {
