@@ -22,7 +22,8 @@
 //! Around the trip: [`app`] (wiring, shutdown order), [`config`], [`admin`] (health, metrics,
 //! status), [`metrics`], [`limits`] (rate limits, load shedding), [`health`] and [`status`]
 //! (source health), [`telemetry`], [`tls`], [`reload`] (SIGHUP), [`shutdown`], [`cli`],
-//! [`slow_delete`] (freeing large files without stalling syncs).
+//! [`slow_delete`] (freeing large files without stalling syncs), [`huge_pages`] (process memory
+//! setting).
 
 pub mod admin;
 pub mod app;
@@ -33,6 +34,7 @@ pub mod config;
 pub mod dedup;
 pub mod demo;
 pub mod health;
+pub mod huge_pages;
 pub mod limits;
 pub mod listener;
 pub mod metrics;

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::Parser as _;
 use hookgate::cli::{Cli, Command};
 use hookgate::config::{Config, TelemetryConfig};
+use hookgate::huge_pages::HugePages;
 use hookgate::parse::Catalog;
 use tokio_util::sync::CancellationToken;
 
@@ -19,10 +20,12 @@ const EX_USAGE: u8 = 64;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // First, before the allocations worth having small pages for (see src/huge_pages.rs).
+    let huge_pages = hookgate::huge_pages::keep_off();
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => check(&config),
-        Command::Serve { config } => serve(&config),
+        Command::Serve { config } => serve(&config, &huge_pages),
         Command::Parse {
             vendor,
             parsers_dir,
@@ -36,7 +39,7 @@ fn main() -> ExitCode {
             &files,
             received_at_ms,
         ),
-        Command::Demo { port, output } => demo(port, &output),
+        Command::Demo { port, output } => demo(port, &output, &huge_pages),
     }
 }
 
@@ -67,7 +70,7 @@ fn check(path: &Path) -> ExitCode {
     }
 }
 
-fn serve(path: &Path) -> ExitCode {
+fn serve(path: &Path, huge_pages: &HugePages) -> ExitCode {
     let (config, catalog) = match load(path) {
         Ok(pair) => pair,
         Err(e) => {
@@ -75,11 +78,12 @@ fn serve(path: &Path) -> ExitCode {
             return ExitCode::from(EX_USAGE);
         }
     };
-    run_blocking(config, catalog)
+    run_blocking(config, catalog, huge_pages)
 }
 
-fn run_blocking(config: Config, catalog: Catalog) -> ExitCode {
+fn run_blocking(config: Config, catalog: Catalog, huge_pages: &HugePages) -> ExitCode {
     hookgate::telemetry::init(&config.telemetry);
+    huge_pages.log();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -157,7 +161,7 @@ fn parse(
     }
 }
 
-fn demo(port: u16, output: &Path) -> ExitCode {
+fn demo(port: u16, output: &Path, huge_pages: &HugePages) -> ExitCode {
     let demo = hookgate::demo::Demo::generate(port, output);
     let catalog = match Catalog::load(None) {
         Ok(c) => c,
@@ -175,5 +179,5 @@ fn demo(port: u16, output: &Path) -> ExitCode {
     };
     eprintln!("{}", demo.instructions);
     let _ = TelemetryConfig::default();
-    run_blocking(config, catalog)
+    run_blocking(config, catalog, huge_pages)
 }

@@ -261,3 +261,35 @@ fn status_without_a_token_is_served_to_loopback() {
     s.read_to_string(&mut out).unwrap();
     assert!(out.contains("hookgate_build_info"), "{out}");
 }
+
+/// `THP_enabled` of a process, from `/proc/<pid>/status` (Linux ≥ 5.0).
+fn thp_enabled(pid: &str) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("THP_enabled:"))
+        .map(|v| v.trim().to_owned())
+}
+
+#[test]
+fn the_gateway_runs_without_transparent_huge_pages_unless_asked() {
+    let ours = thp_enabled("self").expect("THP_enabled in /proc/self/status (Linux 5.0 or later)");
+    let gw = Gateway::start(&hyprwatch_source());
+    assert_eq!(
+        thp_enabled(&gw.pid().to_string()).as_deref(),
+        Some("0"),
+        "{}",
+        gw.logs()
+    );
+    // A request still goes through end to end with the setting in force.
+    assert_eq!(post_hyprwatch(&gw, "thp-1").status(), 200);
+    assert_eq!(gw.wait_events(1).len(), 1);
+
+    // `MIMALLOC_ALLOW_THP=1` leaves the process as its parent had it (this test's value).
+    let config = gw.dir.path().join("hookgate.toml");
+    let (dir, events) = gw.kill();
+    let gw = Gateway::spawn(dir, events, &config, &[("MIMALLOC_ALLOW_THP", "1")])
+        .unwrap_or_else(|logs| panic!("{logs}"));
+    assert_eq!(thp_enabled(&gw.pid().to_string()), Some(ours));
+    assert!(gw.logs().contains("kept on"), "{}", gw.logs());
+}
