@@ -591,6 +591,13 @@ async fn open_loop(
         .and_then(|v| v.parse::<u64>().ok())
         .map(|ms| ms * 1000);
     let start = Instant::now();
+    if slow_us.is_some() {
+        // Wall clock of the step's start, to line slow requests up with other recorders.
+        let epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        eprintln!("slow: step started at unix {:.3} s", epoch.as_secs_f64());
+    }
     let mut tasks = Vec::with_capacity(workers);
     for mut conn in conns {
         let (requests, next, result, slot) = (
