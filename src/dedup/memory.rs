@@ -68,8 +68,11 @@ enum State {
 }
 
 /// A point on the store's own clock: milliseconds since the store was made. Eight bytes,
-/// where an `Instant` takes sixteen; 2^63 ms is far beyond any window.
+/// where an `Instant` takes sixteen; at most [`MAX_TICK`] (2^63 - 1 ms, far beyond any window).
 type Tick = u64;
+
+/// The latest tick an entry can hold (one bit of its word is the state).
+const MAX_TICK: Tick = u64::MAX >> 1;
 
 /// An entry's state and expiry in one word: the expiry tick shifted left once, the low bit
 /// set when committed. Eight bytes per entry instead of twenty-four.
@@ -79,7 +82,7 @@ struct Entry(u64);
 impl Entry {
     fn new(state: State, expires: Tick) -> Entry {
         let committed = u64::from(state == State::Committed);
-        Entry((expires.min(u64::MAX >> 1) << 1) | committed)
+        Entry((expires.min(MAX_TICK) << 1) | committed)
     }
 
     fn state(self) -> State {
@@ -301,10 +304,12 @@ impl MemoryStore {
 }
 
 /// The tick `after` past `now`; a part of a millisecond counts as a whole one, so an
-/// entry never expires early.
+/// entry never expires early. Capped at [`MAX_TICK`], so the map's entry and the expiry index
+/// always hold the same tick.
 fn later(now: Tick, after: Duration) -> Tick {
     let ms = after.as_nanos().div_ceil(1_000_000);
     now.saturating_add(u64::try_from(ms).unwrap_or(u64::MAX))
+        .min(MAX_TICK)
 }
 
 /// Time left from `now` until `expires`.
@@ -357,10 +362,7 @@ mod tests {
             assert_eq!((e.state(), e.expires()), (state, expires));
         }
         // Past the representable range it saturates instead of wrapping to an early expiry.
-        assert_eq!(
-            Entry::new(State::Committed, u64::MAX).expires(),
-            u64::MAX >> 1
-        );
+        assert_eq!(Entry::new(State::Committed, u64::MAX).expires(), MAX_TICK);
     }
 
     #[test]
@@ -368,9 +370,28 @@ mod tests {
         assert_eq!(later(10, Duration::from_millis(5)), 15);
         assert_eq!(later(10, Duration::from_micros(1)), 11);
         assert_eq!(later(10, Duration::ZERO), 10);
-        assert_eq!(later(u64::MAX - 1, Duration::from_secs(1)), u64::MAX);
+        assert_eq!(later(MAX_TICK - 1, Duration::from_secs(1)), MAX_TICK);
+        assert_eq!(later(0, Duration::MAX), MAX_TICK);
         assert_eq!(left(15, 10), Duration::from_millis(5));
         assert_eq!(left(10, 15), Duration::ZERO);
+    }
+
+    #[test]
+    fn the_expiry_index_matches_the_map_even_for_endless_windows() {
+        let store = MemoryStore::new(10, Duration::from_secs(60));
+        assert_eq!(store.reserve("s\nendless").ok(), Some(Dedup::New));
+        // Committed twice, with two different windows that both end past the clock's last
+        // tick: the second replaces the first in both the map and the index.
+        store.commit("s\nendless", Duration::MAX).ok();
+        store
+            .commit("s\nendless", Duration::from_millis(u64::MAX - 10))
+            .ok();
+        assert_eq!(store.reserve("s\nendless").ok(), Some(Dedup::Seen));
+        assert_eq!(store.reserve("s\nshort").ok(), Some(Dedup::New));
+        store.release("s\nshort").ok();
+        let inner = store.inner.lock().unwrap();
+        assert_eq!(inner.entries.len(), 1);
+        assert_eq!(inner.by_expiry.len(), 1);
     }
 
     #[test]
