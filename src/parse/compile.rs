@@ -480,6 +480,39 @@ impl Ctx<'_> {
             case_insensitive: ci,
         })
     }
+
+    /// The compiled `pattern`, shared with every earlier use of the same pattern.
+    fn regex(&self, pattern: &str) -> Res<Regex> {
+        if let Some(r) = self.regexes.borrow().get(pattern) {
+            return Ok(r.clone());
+        }
+        let r = Regex::new(pattern).map_err(|e| format!("bad regex {pattern:?}: {e}"))?;
+        self.regexes
+            .borrow_mut()
+            .insert(pattern.to_owned(), r.clone());
+        Ok(r)
+    }
+
+    /// A conversion by name (`convert = "..."`).
+    fn convert(&self, name: &str) -> Res<Convert> {
+        Ok(match name {
+            "epoch_ms" => Convert::EpochMs,
+            "epoch_s" => Convert::EpochS,
+            "rfc3339_ms" => Convert::Rfc3339Ms,
+            "datetime_utc_ms" => Convert::DatetimeUtcMs,
+            "ip" => Convert::Ip,
+            "mac" => Convert::Mac,
+            "email" => Convert::Email(self.regex(EMAIL_T)?),
+            "lowercase" => Convert::Lowercase,
+            "uppercase" => Convert::Uppercase,
+            "trim_dot" => Convert::TrimDot,
+            "string" => Convert::Text,
+            "int" => Convert::Int,
+            "json" => Convert::Json,
+            "positive" => Convert::Positive,
+            other => return Err(format!("unknown conversion {other:?}")),
+        })
+    }
 }
 
 fn collect_reads(
@@ -547,41 +580,6 @@ fn template(t: &str) -> Res<Vec<Piece>> {
         pieces.push(Piece::Text(rest.to_owned()));
     }
     Ok(pieces)
-}
-
-impl Ctx<'_> {
-    /// The compiled `pattern`, shared with every earlier use of the same pattern.
-    fn regex(&self, pattern: &str) -> Res<Regex> {
-        if let Some(r) = self.regexes.borrow().get(pattern) {
-            return Ok(r.clone());
-        }
-        let r = Regex::new(pattern).map_err(|e| format!("bad regex {pattern:?}: {e}"))?;
-        self.regexes
-            .borrow_mut()
-            .insert(pattern.to_owned(), r.clone());
-        Ok(r)
-    }
-
-    /// A conversion by name (`convert = "..."`).
-    fn convert(&self, name: &str) -> Res<Convert> {
-        Ok(match name {
-            "epoch_ms" => Convert::EpochMs,
-            "epoch_s" => Convert::EpochS,
-            "rfc3339_ms" => Convert::Rfc3339Ms,
-            "datetime_utc_ms" => Convert::DatetimeUtcMs,
-            "ip" => Convert::Ip,
-            "mac" => Convert::Mac,
-            "email" => Convert::Email(self.regex(EMAIL_T)?),
-            "lowercase" => Convert::Lowercase,
-            "uppercase" => Convert::Uppercase,
-            "trim_dot" => Convert::TrimDot,
-            "string" => Convert::Text,
-            "int" => Convert::Int,
-            "json" => Convert::Json,
-            "positive" => Convert::Positive,
-            other => return Err(format!("unknown conversion {other:?}")),
-        })
-    }
 }
 
 fn header_name(h: &str) -> Res<HeaderName> {
