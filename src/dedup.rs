@@ -183,13 +183,13 @@ impl DedupStore {
     }
 }
 
-/// What dedup decided for one request's events.
+/// What dedup decided for one request's events (`'b`: the body they borrow from).
 #[derive(Debug)]
-pub enum Reservation {
+pub enum Reservation<'b> {
     /// Every new event's key is reserved for this request.
     Held {
         /// Events to deliver (new, or exempt from dedup), in request order.
-        fresh: Vec<RawEvent>,
+        fresh: Vec<RawEvent<'b>>,
         /// Their keys: commit them once the events are durable, release them on failure.
         keys: Vec<EventKey>,
         /// Events already delivered, or repeated within this request: answered 2xx, not
@@ -202,12 +202,12 @@ pub enum Reservation {
 }
 
 /// Stage 6: reserves every event's key, scoped by `source`.
-pub async fn check(
+pub async fn check<'b>(
     store: &DedupStore,
     source: &str,
-    events: Vec<RawEvent>,
-) -> Result<Reservation, DedupError> {
-    let mut fresh: Vec<RawEvent> = Vec::with_capacity(events.len());
+    events: Vec<RawEvent<'b>>,
+) -> Result<Reservation<'b>, DedupError> {
+    let mut fresh: Vec<RawEvent<'b>> = Vec::with_capacity(events.len());
     let mut duplicates = 0usize;
     let mut in_flight = false;
     for event in events {

@@ -58,7 +58,7 @@ pub struct Normalized {
 /// Stages 7–8 for a whole request: parse and normalize each event with `parser`. An event
 /// that cannot be mapped becomes a dead letter with its raw bytes and the reason, never a drop.
 /// `request` is the request-wide context; each event's own raw bytes are filled in here.
-pub fn events(parser: &Parser, fresh: Vec<RawEvent>, request: &EventContext<'_>) -> Normalized {
+pub fn events(parser: &Parser, fresh: Vec<RawEvent<'_>>, request: &EventContext<'_>) -> Normalized {
     let mut records = Vec::with_capacity(fresh.len());
     let mut published = Vec::with_capacity(fresh.len());
     let mut dead_lettered = 0u64;
@@ -399,6 +399,8 @@ mod tests {
         let text = format!("[parser]\nproduct = \"P\"\nvendor_name = \"V\"\n{definition}");
         let parser = Parser::from_toml("t", &text, "t.toml").unwrap();
         let headers = HeaderMap::new();
+        let text = event.to_string();
+        let event = parse::doc::Doc::parse(&text).unwrap();
         let key = parser.event_key(&event, &headers);
         let ctx = EventContext {
             source: "src",

@@ -11,6 +11,7 @@
 pub mod compile;
 pub mod compiled;
 pub mod definition;
+pub mod doc;
 pub mod eval;
 pub mod path;
 pub mod session_cache;
@@ -25,6 +26,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use self::compile::{Activity, Compiled, Product, Route};
+use self::doc::Doc;
 use self::eval::Scope;
 use crate::normalize::ocsf::ClassInfo;
 use crate::normalize::EventContext;
@@ -232,10 +234,10 @@ impl Parser {
 
     /// True when a request body (`None` = empty) is the vendor's health call, answered 2xx
     /// without producing an event.
-    pub fn is_heartbeat(&self, body: Option<&Value>) -> bool {
+    pub fn is_heartbeat(&self, body: Option<&Doc<'_>>) -> bool {
         match body {
             None => self.compiled.heartbeat_on_empty,
-            Some(v @ Value::Object(_)) => self.compiled.heartbeat.as_ref().is_some_and(|c| {
+            Some(v @ Doc::Object(_)) => self.compiled.heartbeat.as_ref().is_some_and(|c| {
                 let captures = HashMap::new();
                 let headers = HeaderMap::new();
                 eval::holds(c, &Parser::bare_scope(v, &headers, &captures), &Map::new())
@@ -246,7 +248,7 @@ impl Parser {
 
     /// A scope for routing and heartbeat tests: body and headers only.
     fn bare_scope<'a>(
-        body: &'a Value,
+        body: &'a Doc<'a>,
         headers: &'a HeaderMap,
         captures: &'a HashMap<String, Value>,
     ) -> Scope<'a> {
@@ -262,7 +264,7 @@ impl Parser {
         }
     }
 
-    fn route_for(&self, event: &Value, headers: &HeaderMap) -> RouteChoice {
+    fn route_for(&self, event: &Doc<'_>, headers: &HeaderMap) -> RouteChoice {
         let captures = HashMap::new();
         let scope = Parser::bare_scope(event, headers, &captures);
         let empty = Map::new();
@@ -279,12 +281,12 @@ impl Parser {
 
     /// The dedup identity of `event`: a header, a body field or a content hash, as the
     /// definition's `[id]` says; the window comes from the matched route or `[id]`.
-    pub fn event_key(&self, event: &Value, headers: &HeaderMap) -> EventKey {
+    pub fn event_key(&self, event: &Doc<'_>, headers: &HeaderMap) -> EventKey {
         self.key_and_route(event, headers).0
     }
 
     /// [`Parser::event_key`] plus the route the event matches, for [`apply_routed`].
-    pub fn key_and_route(&self, event: &Value, headers: &HeaderMap) -> (EventKey, RouteChoice) {
+    pub fn key_and_route(&self, event: &Doc<'_>, headers: &HeaderMap) -> (EventKey, RouteChoice) {
         let rule = &self.compiled.id;
         let from_header = rule
             .headers
@@ -298,8 +300,8 @@ impl Parser {
                 .iter()
                 .filter_map(|p| p.get(event))
                 .find_map(|v| match v {
-                    Value::String(s) if !s.is_empty() => Some(s.clone()),
-                    Value::Number(n) => Some(n.to_string()),
+                    Doc::String(s) if !s.is_empty() => Some(s.as_ref().to_owned()),
+                    Doc::Number(n) => Some(n.to_string()),
                     _ => None,
                 })
         };
@@ -318,34 +320,26 @@ impl Parser {
 /// `sha256_hex(prefix + "\n" + canonical_json(event))`; canonical = keys sorted by code point,
 /// no whitespace, non-ASCII unescaped (serde_json's sorted map gives exactly that).
 /// The canonical text is written into one buffer, then hashed in one call.
-pub fn content_hash(prefix: &str, event: &Value) -> String {
+pub fn content_hash(prefix: &str, event: &Doc<'_>) -> String {
     // Feeding the hasher piece by piece (one call per token) cost more than the writing.
     let mut text = Vec::with_capacity(512);
     text.extend_from_slice(prefix.as_bytes());
     text.push(b'\n');
-    write_canonical(event, &mut text);
+    event.write_json(&mut text);
     hex::encode(Sha256::digest(&text))
 }
 
-/// Keys sorted by code point at every level, compact separators, non-ASCII unescaped.
-/// Written without cloning the event (hashing is on the hot path for hash-keyed vendors).
-pub fn canonical_json(v: &Value) -> String {
-    let mut out = Vec::new();
-    write_canonical(v, &mut out);
-    String::from_utf8(out).unwrap_or_default()
-}
-
-/// Writes `v` canonically. serde_json's map is sorted by key (code point order), so compact
-/// JSON of it is the canonical form; `json_text` writes serde_json's exact bytes.
-fn write_canonical(v: &Value, out: &mut Vec<u8>) {
-    crate::normalize::json_text::write_value(out, v);
+/// Keys sorted by code point at every level, compact separators, non-ASCII unescaped: what
+/// serde_json writes for the event's `Value`, whose map is sorted the same way.
+pub fn canonical_json(v: &Doc<'_>) -> String {
+    v.json_text()
 }
 
 /// Applies `parser` to one event: pick the route, run its extractions, mappings, lists,
 /// session cache and leftovers.
 pub fn apply(
     parser: &Parser,
-    event: Value,
+    event: Doc<'_>,
     key: EventKey,
     ctx: &EventContext<'_>,
 ) -> Result<ParsedEvent, ParseError> {
@@ -357,7 +351,7 @@ pub fn apply(
 /// these headers (the split stage does that once per event).
 pub fn apply_routed(
     parser: &Parser,
-    event: Value,
+    event: Doc<'_>,
     key: EventKey,
     choice: RouteChoice,
     ctx: &EventContext<'_>,
@@ -377,10 +371,10 @@ pub fn apply_routed(
         // A string is searched as is; any other value as its JSON text (e.g. a whole card).
         let owned;
         let text = match ex.from.get(&event) {
-            Some(Value::String(s)) => s.as_str(),
-            Some(Value::Null) | None => continue,
+            Some(Doc::String(s)) => s.as_ref(),
+            Some(Doc::Null) | None => continue,
             Some(other) => {
-                owned = other.to_string();
+                owned = other.json_text();
                 owned.as_str()
             }
         };
@@ -469,26 +463,26 @@ pub fn apply_routed(
     let mut unmapped = Map::new();
     for path in &route.unmapped {
         if let Some(v) = path.get(&event) {
-            unmapped.insert(path.last_key().to_owned(), v.clone());
+            unmapped.insert(path.last_key().to_owned(), v.to_value());
         }
     }
     // Leftovers are moved out of the event (it is not needed any more), not cloned. The map is
     // taken apart once; a read key goes back only when a later leftover path needs it.
     for left in &route.leftovers {
-        if let Some(Value::Object(obj)) = left.path.get_mut(&mut event) {
-            let all = std::mem::take(obj);
-            // Both the object (a `BTreeMap`) and the read keys come in key order: one walk
-            // finds the read keys, without a set lookup per key.
+        if let Some(Doc::Object(obj)) = left.path.get_mut(&mut event) {
+            let all = obj.take_sorted();
+            // Both the object's members and the read keys come in key order: one walk finds
+            // the read keys, without a set lookup per key.
             let mut read = left.read.iter().peekable();
             for (k, v) in all {
-                while read.next_if(|r| r.as_str() < k.as_str()).is_some() {}
-                let is_read = read.peek().is_some_and(|r| **r == k);
-                if is_read || unmapped.contains_key(&k) {
+                while read.next_if(|r| r.as_str() < k.as_ref()).is_some() {}
+                let is_read = read.peek().is_some_and(|r| r.as_str() == k.as_ref());
+                if is_read || unmapped.contains_key(k.as_ref()) {
                     if left.keep_read {
-                        obj.insert(k, v);
+                        obj.put_back(k, v);
                     }
                 } else {
-                    unmapped.insert(k, v);
+                    unmapped.insert(k.into_owned(), v.into_value());
                 }
             }
         }

@@ -10,15 +10,16 @@ use http::HeaderMap;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
+use crate::parse::doc::Doc;
 use crate::parse::{EventKey, Parser, RouteChoice};
 
-/// One vendor event.
+/// One vendor event; `'b` is the borrow of the request body its parsed strings point into.
 #[derive(Debug)]
-pub struct RawEvent {
+pub struct RawEvent<'b> {
     /// The event's bytes exactly as received (for a single-object body, the whole body).
     pub raw: Bytes,
-    /// The event parsed.
-    pub value: Value,
+    /// The event parsed (its strings borrowed from the body where they have no escapes).
+    pub value: Doc<'b>,
     /// Its dedup identity.
     pub key: EventKey,
     /// The parser route it matched (chosen once, with the key).
@@ -27,11 +28,11 @@ pub struct RawEvent {
 
 /// What a body holds.
 #[derive(Debug)]
-pub enum Split {
+pub enum Split<'b> {
     /// The vendor's health call: answer 2xx, emit nothing.
     Heartbeat,
     /// One or more events.
-    Events(Vec<RawEvent>),
+    Events(Vec<RawEvent<'b>>),
 }
 
 /// Why a body is not a batch of events.
@@ -79,12 +80,12 @@ impl SplitError {
 }
 
 /// Splits `body` into events, keyed by `parser`.
-pub fn events(
-    body: &Bytes,
+pub fn events<'b>(
+    body: &'b Bytes,
     parser: &Parser,
     headers: &HeaderMap,
     max_events: usize,
-) -> Result<Split, SplitError> {
+) -> Result<Split<'b>, SplitError> {
     let start = body.iter().position(|b| !b.is_ascii_whitespace());
     let Some(start) = start else {
         return if parser.is_heartbeat(None) {
@@ -98,7 +99,7 @@ pub fn events(
     // reports where it fails.
     let text = std::str::from_utf8(body).ok();
     let mut raws: Vec<Bytes> = Vec::new();
-    let mut values: Vec<Value> = Vec::new();
+    let mut values: Vec<Doc<'b>> = Vec::new();
     match body.get(start) {
         Some(b'[') => {
             match json_of::<Vec<&RawValue>>(body, text) {
@@ -119,44 +120,44 @@ pub fn events(
                     check_count(elements.len(), max_events)?;
                     for element in elements {
                         raws.push(body.clone());
-                        values.push(element);
+                        values.push(Doc::from(element));
                     }
                 }
             }
         }
-        _ => match json_of(body, text).or_else(|e| repaired(body, parser, &e)) {
-            Ok(value) => {
-                if parser.is_heartbeat(Some(&value)) {
-                    return Ok(Split::Heartbeat);
-                }
-                raws.push(body.clone());
-                values.push(value);
-            }
-            Err(single_err) => {
-                // Not one JSON document: try NDJSON, one object per non-blank line.
-                let lines: Vec<&[u8]> = body
-                    .split(|b| *b == b'\n')
-                    .filter(|l| l.iter().any(|b| !b.is_ascii_whitespace()))
-                    .collect();
-                if lines.len() < 2 {
-                    return Err(single_err);
-                }
-                if lines.len() > max_events {
-                    return Err(SplitError::TooMany { limit: max_events });
-                }
-                for (n, line) in lines.into_iter().enumerate() {
-                    let value: Value =
-                        json_of(line, std::str::from_utf8(line).ok()).map_err(|e| {
-                            SplitError::Malformed {
-                                line: n + 1,
-                                column: e.column(),
-                            }
-                        })?;
-                    raws.push(body.slice_ref(line));
+        _ => {
+            match json_of(body, text).or_else(|e| repaired(body, parser, &e).map(Doc::from)) {
+                Ok(value) => {
+                    if parser.is_heartbeat(Some(&value)) {
+                        return Ok(Split::Heartbeat);
+                    }
+                    raws.push(body.clone());
                     values.push(value);
                 }
+                Err(single_err) => {
+                    // Not one JSON document: try NDJSON, one object per non-blank line.
+                    let lines: Vec<&[u8]> = body
+                        .split(|b| *b == b'\n')
+                        .filter(|l| l.iter().any(|b| !b.is_ascii_whitespace()))
+                        .collect();
+                    if lines.len() < 2 {
+                        return Err(single_err);
+                    }
+                    if lines.len() > max_events {
+                        return Err(SplitError::TooMany { limit: max_events });
+                    }
+                    for (n, line) in lines.into_iter().enumerate() {
+                        let value: Doc<'b> = json_of(line, std::str::from_utf8(line).ok())
+                            .map_err(|e| SplitError::Malformed {
+                                line: n + 1,
+                                column: e.column(),
+                            })?;
+                        raws.push(body.slice_ref(line));
+                        values.push(value);
+                    }
+                }
             }
-        },
+        }
     }
     let mut events = Vec::with_capacity(values.len());
     for (index, (raw, value)) in raws.into_iter().zip(values).enumerate() {
@@ -265,14 +266,14 @@ mod tests {
         .unwrap()
     }
 
-    fn split(body: &[u8]) -> Result<Vec<RawEvent>, SplitError> {
-        match events(
-            &Bytes::copy_from_slice(body),
-            &hash_keyed(),
-            &HeaderMap::new(),
-            100,
-        )? {
-            Split::Events(events) => Ok(events),
+    /// Each event's raw bytes and its value (as a `serde_json::Value`, the oracle's type).
+    fn split(body: &[u8]) -> Result<Vec<(Bytes, Value)>, SplitError> {
+        let body = Bytes::copy_from_slice(body);
+        match events(&body, &hash_keyed(), &HeaderMap::new(), 100)? {
+            Split::Events(events) => Ok(events
+                .into_iter()
+                .map(|e| (e.raw, e.value.into_value()))
+                .collect()),
             Split::Heartbeat => panic!("no heartbeat rule"),
         }
     }
@@ -283,15 +284,15 @@ mod tests {
         let events = split(array.as_bytes()).unwrap();
         assert_eq!(events.len(), 2);
         assert_eq!(
-            &events[0].raw[..],
+            &events[0].0[..],
             "{\"id\":\"é1\",\"m\":\"naïve\"}".as_bytes()
         );
-        assert_eq!(events[0].value["m"], "naïve");
-        assert_eq!(events[1].value["m"], "é");
+        assert_eq!(events[0].1["m"], "naïve");
+        assert_eq!(events[1].1["m"], "é");
         let ndjson = "{\"id\":\"a\",\"m\":\"ü\"}\n{\"id\":\"b\"}\n";
         let events = split(ndjson.as_bytes()).unwrap();
-        assert_eq!(events[0].value["m"], "ü");
-        assert_eq!(&events[1].raw[..], b"{\"id\":\"b\"}");
+        assert_eq!(events[0].1["m"], "ü");
+        assert_eq!(&events[1].0[..], b"{\"id\":\"b\"}");
     }
 
     #[test]

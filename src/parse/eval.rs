@@ -5,6 +5,7 @@
 //! Never fails on odd input: a value that does not convert is simply absent (the vendor data
 //! stays in `raw_data`). Never panics.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::IpAddr;
 
@@ -15,17 +16,18 @@ use super::compile::{
     Aggregate, Cond, ContextField, Convert, List, LookupMode, Mapping, Piece, Source, Spec,
     Subject, Test,
 };
+use super::doc::Doc;
 
 /// Everything a value spec may read.
 pub struct Scope<'a> {
     /// The vendor event.
-    pub body: &'a Value,
+    pub body: &'a Doc<'a>,
     /// Request headers.
     pub headers: &'a HeaderMap,
     /// Named captures.
     pub captures: &'a HashMap<String, Value>,
     /// The current list item.
-    pub item: Option<&'a Value>,
+    pub item: Option<&'a Doc<'a>>,
     /// Receive time, epoch ms.
     pub received_at_ms: i64,
     /// The event id.
@@ -37,21 +39,22 @@ pub struct Scope<'a> {
 }
 
 /// Text of a scalar (strings unquoted); `None` for arrays/objects/null.
-fn text(v: &Value) -> Option<std::borrow::Cow<'_, str>> {
+fn text(v: &Value) -> Option<Cow<'_, str>> {
     match v {
-        Value::String(s) => Some(std::borrow::Cow::Borrowed(s)),
-        Value::Number(n) => Some(std::borrow::Cow::Owned(n.to_string())),
-        Value::Bool(b) => Some(std::borrow::Cow::Borrowed(if *b {
-            "true"
-        } else {
-            "false"
-        })),
+        Value::String(s) => Some(Cow::Borrowed(s)),
+        Value::Number(n) => Some(Cow::Owned(n.to_string())),
+        Value::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
         _ => None,
     }
 }
 
 fn present(v: &Value) -> bool {
     !matches!(v, Value::Null) && v.as_str() != Some("")
+}
+
+/// What a test needs of a capture or an output value: whether it is present, and its text.
+fn of_value(v: Option<&Value>) -> (bool, Option<Cow<'_, str>>) {
+    (v.is_some_and(present), v.and_then(text))
 }
 
 /// Evaluates a condition.
@@ -65,27 +68,26 @@ pub fn holds(cond: &Cond, scope: &Scope<'_>, out: &Map<String, Value>) -> bool {
             test,
             case_insensitive,
         } => {
-            let owned;
-            let value: Option<&Value> = match subject {
-                Subject::Field(paths) => paths
-                    .iter()
-                    .filter_map(|p| p.get(scope.body))
-                    .find(|v| !v.is_null()),
-                Subject::Capture(name) => scope.captures.get(name),
-                Subject::Header(name) => {
-                    owned = scope
-                        .headers
-                        .get(name)
-                        .and_then(|h| h.to_str().ok())
-                        .map(|s| Value::String(s.to_owned()));
-                    owned.as_ref()
+            // What the test needs of its subject: whether it is present, and its text.
+            let (is_present, t) = match subject {
+                Subject::Field(paths) => {
+                    let v = paths
+                        .iter()
+                        .filter_map(|p| p.get(scope.body))
+                        .find(|v| !v.is_null());
+                    (v.is_some_and(Doc::present), v.and_then(Doc::text))
                 }
-                Subject::Out(path) => path.get(out),
+                Subject::Capture(name) => of_value(scope.captures.get(name)),
+                Subject::Header(name) => {
+                    let h = scope.headers.get(name).and_then(|h| h.to_str().ok());
+                    (h.is_some_and(|s| !s.is_empty()), h.map(Cow::Borrowed))
+                }
+                Subject::Out(path) => of_value(path.get(out)),
             };
             if let Test::Exists(want) = test {
-                return value.is_some_and(present) == *want;
+                return is_present == *want;
             }
-            let Some(t) = value.and_then(text) else {
+            let Some(t) = t else {
                 return false;
             };
             // Operands are pre-lowered; ASCII text compares without allocating.
@@ -97,7 +99,7 @@ pub fn holds(cond: &Cond, scope: &Scope<'_>, out: &Map<String, Value>) -> bool {
                 }
             }
             let t = if *case_insensitive {
-                std::borrow::Cow::Owned(t.to_lowercase())
+                Cow::Owned(t.to_lowercase())
             } else {
                 t
             };
@@ -131,13 +133,13 @@ fn source(spec: &Spec, scope: &Scope<'_>, out: &Map<String, Value>) -> Option<Va
         Source::From(paths) => paths
             .iter()
             .filter_map(|p| p.get(scope.body))
-            .find(|v| present(v))
-            .cloned(),
+            .find(|v| v.present())
+            .map(Doc::to_value),
         Source::Item(path) => scope
             .item
             .and_then(|i| path.get(i))
-            .filter(|v| present(v))
-            .cloned(),
+            .filter(|v| v.present())
+            .map(Doc::to_value),
         Source::Header(names) => names
             .iter()
             .filter_map(|n| scope.headers.get(n))
@@ -158,7 +160,7 @@ fn source(spec: &Spec, scope: &Scope<'_>, out: &Map<String, Value>) -> Option<Va
             for p in pieces {
                 match p {
                     Piece::Text(t) => s.push_str(t),
-                    Piece::Path(path) => s.push_str(&path.get(scope.body).and_then(text)?),
+                    Piece::Path(path) => s.push_str(&path.get(scope.body).and_then(Doc::text)?),
                     Piece::Capture(c) => s.push_str(&scope.captures.get(c).and_then(text)?),
                 }
             }
@@ -320,7 +322,7 @@ pub fn build_list(list: &List, scope: &Scope<'_>, out: &mut Map<String, Value>) 
     let mut items = Vec::new();
     let mut available = 0usize;
     let limit = list.limit.unwrap_or(usize::MAX);
-    let push = |item: &Value,
+    let push = |item: &Doc<'_>,
                 captures: &HashMap<String, Value>,
                 items: &mut Vec<Value>,
                 out: &Map<String, Value>| {
@@ -345,16 +347,16 @@ pub fn build_list(list: &List, scope: &Scope<'_>, out: &mut Map<String, Value>) 
         }
     };
     match list.from.get(scope.body) {
-        Some(Value::Array(source)) => {
+        Some(Doc::Array(source)) => {
             available = source.len();
             for item in source.iter().take(limit) {
                 push(item, scope.captures, &mut items, out);
             }
         }
-        Some(Value::String(text)) => {
+        Some(Doc::String(text)) => {
             let segments: Vec<&str> = match &list.split {
                 Some(re) => re.split(text).collect(),
-                None => vec![text.as_str()],
+                None => vec![text.as_ref()],
             };
             for seg in segments {
                 let mut caps = scope.captures.clone();
@@ -368,7 +370,7 @@ pub fn build_list(list: &List, scope: &Scope<'_>, out: &mut Map<String, Value>) 
                 }
                 available += 1;
                 if items.len() < limit {
-                    push(&Value::String(seg.to_owned()), &caps, &mut items, out);
+                    push(&Doc::String(Cow::Borrowed(seg)), &caps, &mut items, out);
                 }
             }
         }
@@ -383,13 +385,13 @@ pub fn build_list(list: &List, scope: &Scope<'_>, out: &mut Map<String, Value>) 
             .truncated
             .as_ref()
             .and_then(|p| p.get(scope.body))
-            .and_then(Value::as_bool)
+            .and_then(Doc::as_bool)
             .unwrap_or(false);
         let declared = list
             .count
             .as_ref()
             .and_then(|p| p.get(scope.body))
-            .and_then(as_i64)
+            .and_then(Doc::as_i64)
             .unwrap_or(0);
         let dropped = available > kept || usize::try_from(declared).unwrap_or(0) > kept;
         to.set(out, Value::Bool(flag || dropped));

@@ -8,6 +8,8 @@
 
 use serde_json::{Map, Value};
 
+use super::doc::Doc;
+
 /// One step of a vendor path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Step {
@@ -93,37 +95,35 @@ impl InPath {
     }
 
     /// The value at this path in `root`.
-    pub fn get<'v>(&self, root: &'v Value) -> Option<&'v Value> {
+    pub fn get<'v, 'a>(&self, root: &'v Doc<'a>) -> Option<&'v Doc<'a>> {
         let mut cur = root;
         for step in &self.steps {
             cur = match step {
                 Step::Key(key, index) => match cur {
-                    Value::Object(map) => map.get(key)?,
-                    Value::Array(items) => items.get((*index)?)?,
+                    Doc::Object(members) => members.get(key)?,
+                    Doc::Array(items) => items.get((*index)?)?,
                     _ => return None,
                 },
                 Step::Find { key, field, value } => {
                     let items = cur.get(key)?.as_array()?;
                     items.iter().find(|item| {
-                        item.get(field).and_then(Value::as_str) == Some(value.as_str())
+                        item.get(field).and_then(Doc::as_str) == Some(value.as_str())
                     })?
                 }
             };
         }
         Some(cur)
     }
-}
 
-impl InPath {
     /// The value at this path in `root`, mutable (only key and index steps; a filter step
     /// yields `None`).
-    pub fn get_mut<'v>(&self, root: &'v mut Value) -> Option<&'v mut Value> {
+    pub fn get_mut<'v, 'a>(&self, root: &'v mut Doc<'a>) -> Option<&'v mut Doc<'a>> {
         let mut cur = root;
         for step in &self.steps {
             cur = match step {
                 Step::Key(key, index) => match cur {
-                    Value::Object(map) => map.get_mut(key)?,
-                    Value::Array(items) => items.get_mut((*index)?)?,
+                    Doc::Object(members) => members.get_mut(key)?,
+                    Doc::Array(items) => items.get_mut((*index)?)?,
                     _ => return None,
                 },
                 Step::Find { .. } => return None,
@@ -264,11 +264,16 @@ mod tests {
 
     #[test]
     fn reads_keys_indexes_and_filters() {
-        let v = json!({"a": {"b": [1, {"c": "x"}]}, "body": [{"type": "T", "v": 1}, {"type": "F.S", "v": 2}]});
-        assert_eq!(InPath::parse("a.b.1.c").unwrap().get(&v), Some(&json!("x")));
+        let v = Doc::from(
+            json!({"a": {"b": [1, {"c": "x"}]}, "body": [{"type": "T", "v": 1}, {"type": "F.S", "v": 2}]}),
+        );
+        assert_eq!(
+            InPath::parse("a.b.1.c").unwrap().get(&v),
+            Some(&Doc::from(json!("x")))
+        );
         assert_eq!(
             InPath::parse("body[type=F.S].v").unwrap().get(&v),
-            Some(&json!(2))
+            Some(&Doc::from(json!(2)))
         );
         assert_eq!(InPath::parse("a.zz").unwrap().get(&v), None);
         assert_eq!(InPath::parse("").unwrap().get(&v), Some(&v));

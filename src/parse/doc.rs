@@ -1,0 +1,531 @@
+//! The vendor event as read: a JSON tree whose strings borrow the request body, and whose
+//! objects are vectors sorted by key.
+//!
+//! Input: one event's JSON text (borrowed from the body). Output: [`Doc`], which split,
+//! routing, the id rule, conditions, mappings, leftovers and the content hash read. Building
+//! a `serde_json::Value` for each event cost one `String` per key and value and one
+//! `BTreeMap` insert per member, most of them never read again. Here a string without
+//! escapes is a slice of the body, and an object keeps its members in the order sent: a
+//! vendor object has a few dozen members at most, and a lookup compares lengths before bytes.
+//!
+//! It behaves as `serde_json::Value` does where that shows: a repeated key keeps its last
+//! value, numbers are `serde_json::Number`, members are visited in code point order of their
+//! keys where order matters ([`Members::take_sorted`]), and [`Doc::write_json`] writes exactly
+//! the bytes serde_json writes for the same `Value` (the canonical text the content hash
+//! covers). What the gateway writes out is still a `serde_json::Value` ([`Doc::to_value`],
+//! [`Doc::into_value`]).
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_json::{Map, Number, Value};
+
+use crate::normalize::json_text;
+
+/// One JSON value of a vendor event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Doc<'a> {
+    /// `null`.
+    Null,
+    /// `true` / `false`.
+    Bool(bool),
+    /// A number, as serde_json reads it.
+    Number(Number),
+    /// A string: borrowed from the body unless it had escapes.
+    String(Cow<'a, str>),
+    /// An array.
+    Array(Vec<Doc<'a>>),
+    /// An object.
+    Object(Members<'a>),
+}
+
+/// The members of an object, in the order sent (a repeated key more than once: the last
+/// one counts).
+#[derive(Debug, Clone, Default)]
+pub struct Members<'a>(Vec<(Cow<'a, str>, Doc<'a>)>);
+
+/// Equal as `serde_json` maps are: the same keys with the same (last) values.
+impl PartialEq for Members<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        let (a, b) = (self.sorted(), other.sorted());
+        a.len() == b.len()
+            && a.iter()
+                .zip(&b)
+                .all(|((ka, va), (kb, vb))| ka == kb && va == vb)
+    }
+}
+
+impl<'a> Doc<'a> {
+    /// Parses JSON text, borrowing its strings.
+    pub fn parse(text: &'a str) -> serde_json::Result<Doc<'a>> {
+        serde_json::from_str(text)
+    }
+
+    /// True for `null`.
+    pub fn is_null(&self) -> bool {
+        matches!(self, Doc::Null)
+    }
+
+    /// True for an object.
+    pub fn is_object(&self) -> bool {
+        matches!(self, Doc::Object(_))
+    }
+
+    /// The string, if this is one.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Doc::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The boolean, if this is one.
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            Doc::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+
+    /// The elements, if this is an array.
+    pub fn as_array(&self) -> Option<&[Doc<'a>]> {
+        match self {
+            Doc::Array(items) => Some(items),
+            _ => None,
+        }
+    }
+
+    /// The member `key`, if this is an object that has it.
+    pub fn get(&self, key: &str) -> Option<&Doc<'a>> {
+        match self {
+            Doc::Object(members) => members.get(key),
+            _ => None,
+        }
+    }
+
+    /// Neither `null` nor the empty string.
+    pub fn present(&self) -> bool {
+        !matches!(self, Doc::Null) && self.as_str() != Some("")
+    }
+
+    /// Text of a scalar (strings unquoted); `None` for arrays, objects and `null`.
+    pub fn text(&self) -> Option<Cow<'_, str>> {
+        match self {
+            Doc::String(s) => Some(Cow::Borrowed(s)),
+            Doc::Number(n) => Some(Cow::Owned(n.to_string())),
+            Doc::Bool(true) => Some(Cow::Borrowed("true")),
+            Doc::Bool(false) => Some(Cow::Borrowed("false")),
+            _ => None,
+        }
+    }
+
+    /// An integer: a number (a fraction truncated) or a string holding one.
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Doc::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
+            Doc::String(s) => s.trim().parse().ok(),
+            _ => None,
+        }
+    }
+
+    /// A copy as a `serde_json::Value`.
+    pub fn to_value(&self) -> Value {
+        match self {
+            Doc::Null => Value::Null,
+            Doc::Bool(b) => Value::Bool(*b),
+            Doc::Number(n) => Value::Number(n.clone()),
+            Doc::String(s) => Value::String(s.as_ref().to_owned()),
+            Doc::Array(items) => Value::Array(items.iter().map(Doc::to_value).collect()),
+            // The map is built in bulk (one sort), not by one search per member; of a
+            // repeated key the last value stays.
+            Doc::Object(members) => Value::Object(
+                members
+                    .0
+                    .iter()
+                    .map(|(k, v)| (k.as_ref().to_owned(), v.to_value()))
+                    .collect::<Map<String, Value>>(),
+            ),
+        }
+    }
+
+    /// This value as a `serde_json::Value` (an owned string is moved, not copied).
+    pub fn into_value(self) -> Value {
+        match self {
+            Doc::Null => Value::Null,
+            Doc::Bool(b) => Value::Bool(b),
+            Doc::Number(n) => Value::Number(n),
+            Doc::String(s) => Value::String(s.into_owned()),
+            Doc::Array(items) => Value::Array(items.into_iter().map(Doc::into_value).collect()),
+            Doc::Object(members) => Value::Object(
+                members
+                    .0
+                    .into_iter()
+                    .map(|(k, v)| (k.into_owned(), v.into_value()))
+                    .collect::<Map<String, Value>>(),
+            ),
+        }
+    }
+
+    /// Appends compact JSON: members in key order, serde_json's exact bytes for the same
+    /// `Value` (so for an event, its canonical text).
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        match self {
+            Doc::Null => out.extend_from_slice(b"null"),
+            Doc::Bool(true) => out.extend_from_slice(b"true"),
+            Doc::Bool(false) => out.extend_from_slice(b"false"),
+            // itoa / ryu through serde_json; writing into a Vec cannot fail.
+            Doc::Number(n) => {
+                let _ = serde_json::to_writer(&mut *out, n);
+            }
+            Doc::String(s) => json_text::write_str(out, s),
+            Doc::Array(items) => {
+                out.push(b'[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    item.write_json(out);
+                }
+                out.push(b']');
+            }
+            Doc::Object(members) => {
+                out.push(b'{');
+                for (i, (k, v)) in members.sorted().into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    json_text::write_str(out, k);
+                    out.push(b':');
+                    v.write_json(out);
+                }
+                out.push(b'}');
+            }
+        }
+    }
+
+    /// [`Doc::write_json`] as a `String`.
+    pub fn json_text(&self) -> String {
+        let mut out = Vec::new();
+        self.write_json(&mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+impl<'a> Members<'a> {
+    /// The value of `key` (its last occurrence).
+    pub fn get(&self, key: &str) -> Option<&Doc<'a>> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k.len() == key.len() && k.as_ref() == key)
+            .map(|(_, v)| v)
+    }
+
+    /// The value of `key` (its last occurrence), mutable.
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut Doc<'a>> {
+        self.0
+            .iter_mut()
+            .rev()
+            .find(|(k, _)| k.len() == key.len() && k.as_ref() == key)
+            .map(|(_, v)| v)
+    }
+
+    /// How many members (a repeated key counted each time).
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when there is none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The members in key order, each key once with its last value.
+    fn sorted(&self) -> Vec<(&str, &Doc<'a>)> {
+        let mut all: Vec<(&str, &Doc<'a>)> = self.0.iter().map(|(k, v)| (k.as_ref(), v)).collect();
+        if !all.is_sorted_by(|a, b| a.0 < b.0) {
+            // Stable: of a repeated key the last stays last, and wins below.
+            all.sort_by(|a, b| a.0.cmp(b.0));
+            last_of_each_key(&mut all, |e| e.0);
+        }
+        all
+    }
+
+    /// Takes every member out, in key order, each key once with its last value; the object
+    /// is left empty.
+    pub fn take_sorted(&mut self) -> Vec<(Cow<'a, str>, Doc<'a>)> {
+        let mut all = std::mem::take(&mut self.0);
+        if !all.is_sorted_by(|a, b| a.0 < b.0) {
+            all.sort_by(|a, b| a.0.cmp(&b.0));
+            last_of_each_key(&mut all, |e| e.0.as_ref());
+        }
+        all
+    }
+
+    /// Puts a member back after [`Members::take_sorted`].
+    pub fn put_back(&mut self, key: Cow<'a, str>, value: Doc<'a>) {
+        self.0.push((key, value));
+    }
+}
+
+/// In a vector sorted (stably) by key, keeps only the last entry of each key.
+fn last_of_each_key<T>(sorted: &mut Vec<T>, key: impl Fn(&T) -> &str) {
+    let mut keep = vec![true; sorted.len()];
+    let mut any = false;
+    for (i, pair) in sorted.windows(2).enumerate() {
+        if let [a, b] = pair {
+            if key(a) == key(b) {
+                if let Some(k) = keep.get_mut(i) {
+                    *k = false;
+                    any = true;
+                }
+            }
+        }
+    }
+    if any {
+        let mut flags = keep.into_iter();
+        sorted.retain(|_| flags.next().unwrap_or(true));
+    }
+}
+
+/// An owned copy of a `serde_json::Value` (a repaired body; tests).
+impl From<Value> for Doc<'static> {
+    fn from(v: Value) -> Doc<'static> {
+        match v {
+            Value::Null => Doc::Null,
+            Value::Bool(b) => Doc::Bool(b),
+            Value::Number(n) => Doc::Number(n),
+            Value::String(s) => Doc::String(Cow::Owned(s)),
+            Value::Array(items) => Doc::Array(items.into_iter().map(Doc::from).collect()),
+            // serde_json's map is already sorted with unique keys.
+            Value::Object(map) => Doc::Object(Members(
+                map.into_iter()
+                    .map(|(k, v)| (Cow::Owned(k), Doc::from(v)))
+                    .collect(),
+            )),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Doc<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Doc<'de>, D::Error> {
+        d.deserialize_any(DocVisitor)
+    }
+}
+
+struct DocVisitor;
+
+impl<'de> Visitor<'de> for DocVisitor {
+    type Value = Doc<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, b: bool) -> Result<Doc<'de>, E> {
+        Ok(Doc::Bool(b))
+    }
+
+    fn visit_i64<E>(self, n: i64) -> Result<Doc<'de>, E> {
+        Ok(Doc::Number(n.into()))
+    }
+
+    fn visit_u64<E>(self, n: u64) -> Result<Doc<'de>, E> {
+        Ok(Doc::Number(n.into()))
+    }
+
+    fn visit_f64<E>(self, n: f64) -> Result<Doc<'de>, E> {
+        // As serde_json's `Value`: a float JSON cannot hold becomes null.
+        Ok(Number::from_f64(n).map_or(Doc::Null, Doc::Number))
+    }
+
+    fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Doc<'de>, E> {
+        Ok(Doc::String(Cow::Borrowed(s)))
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<Doc<'de>, E> {
+        Ok(Doc::String(Cow::Owned(s.to_owned())))
+    }
+
+    fn visit_string<E>(self, s: String) -> Result<Doc<'de>, E> {
+        Ok(Doc::String(Cow::Owned(s)))
+    }
+
+    fn visit_unit<E>(self) -> Result<Doc<'de>, E> {
+        Ok(Doc::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Doc<'de>, E> {
+        Ok(Doc::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Doc<'de>, D::Error> {
+        Doc::deserialize(d)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Doc<'de>, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Doc::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Doc<'de>, A::Error> {
+        let mut entries = Vec::new();
+        while let Some(key) = map.next_key_seed(Key)? {
+            entries.push((key, map.next_value()?));
+        }
+        Ok(Doc::Object(Members(entries)))
+    }
+}
+
+/// An object key, borrowed when it has no escapes.
+struct Key;
+
+impl<'de> DeserializeSeed<'de> for Key {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Cow<'de, str>, D::Error> {
+        d.deserialize_str(Key)
+    }
+}
+
+impl<'de> Visitor<'de> for Key {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Borrowed(s))
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Owned(s.to_owned()))
+    }
+
+    fn visit_string<E>(self, s: String) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Owned(s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every kind of value, escapes, non-ASCII, repeated keys, nesting, unsorted keys, and
+    /// numbers serde_json reads as unsigned, signed and float.
+    const CASES: &[&str] = &[
+        r#"{"b":1,"a":"x","c":[true,false,null,{"z":1,"y":2}]}"#,
+        r#"{"id":"a\"b\\c\nd\u00e9\ud83d\ude00","é":"ü","a b":"  ","":0}"#,
+        r#"{"k":1,"k":2,"j":{"k":[1],"k":"last"},"k":3}"#,
+        r#"{"n":[0,-1,18446744073709551615,-9223372036854775808,1.5,1e300,-0.0,2.50,1E2]}"#,
+        r#"[{"a":{"b":{"c":{"d":[[[]]]}}}},"s",1,{}]"#,
+        r#"{"Z":1,"a":1,"_":1,"0":1,"~":1,"é":1,"中":1,"🙂":1}"#,
+        r#"  {"s" : "tab\there" , "t":"\/"}  "#,
+    ];
+
+    #[test]
+    fn reads_what_serde_json_reads_and_writes_its_exact_bytes() {
+        for case in CASES {
+            let oracle: Value = serde_json::from_str(case).unwrap();
+            let doc = Doc::parse(case).unwrap();
+            assert_eq!(doc.to_value(), oracle, "{case}");
+            assert_eq!(doc.clone().into_value(), oracle, "{case}");
+            assert_eq!(
+                doc.json_text(),
+                serde_json::to_string(&oracle).unwrap(),
+                "{case}"
+            );
+            assert_eq!(Doc::from(oracle.clone()), doc, "{case}");
+        }
+    }
+
+    #[test]
+    fn strings_without_escapes_borrow_the_text() {
+        let text = r#"{"plain":"abc","esc":"a\nb","nested":{"k":"v"}}"#;
+        let doc = Doc::parse(text).unwrap();
+        let Doc::Object(members) = &doc else {
+            panic!("not an object")
+        };
+        for (key, value) in members.0.iter() {
+            assert!(matches!(key, Cow::Borrowed(_)), "{key}");
+            if let Doc::String(s) = value {
+                assert_eq!(matches!(s, Cow::Borrowed(_)), &**key == "plain", "{key}");
+            }
+        }
+        assert!(matches!(
+            doc.get("nested").and_then(|n| n.get("k")),
+            Some(Doc::String(Cow::Borrowed("v")))
+        ));
+    }
+
+    #[test]
+    fn members_are_found_sorted_and_the_last_repeat_wins() {
+        let doc = Doc::parse(r#"{"b":1,"a":2,"b":3,"c":{"x":null}}"#).unwrap();
+        let Doc::Object(members) = &doc else {
+            panic!("not an object")
+        };
+        let keys: Vec<&str> = members.sorted().iter().map(|(k, _)| *k).collect();
+        assert_eq!(keys, ["a", "b", "c"]);
+        assert_eq!(doc.get("b"), Some(&Doc::Number(3.into())));
+        assert_eq!(doc.get("missing"), None);
+        assert_eq!(doc.get("c").and_then(|c| c.get("x")), Some(&Doc::Null));
+        assert_eq!(Doc::Number(7.into()).get("a"), None);
+    }
+
+    #[test]
+    fn scalars_read_as_text_integers_and_presence() {
+        let doc = Doc::parse(r#"{"s":" 42 ","f":3.9,"t":true,"e":"","n":null,"a":[1]}"#).unwrap();
+        let at = |k: &str| doc.get(k).unwrap();
+        assert_eq!(at("s").as_i64(), Some(42));
+        assert_eq!(at("f").as_i64(), Some(3));
+        assert_eq!(at("f").text().as_deref(), Some("3.9"));
+        assert_eq!(at("t").text().as_deref(), Some("true"));
+        assert_eq!(at("a").text(), None);
+        assert!(!at("e").present() && !at("n").present() && at("a").present());
+        assert_eq!(at("a").as_array().map(<[Doc]>::len), Some(1));
+    }
+
+    #[test]
+    fn taken_members_can_be_put_back_in_order() {
+        let mut doc = Doc::parse(r#"{"c":3,"a":1,"b":2}"#).unwrap();
+        let Doc::Object(members) = &mut doc else {
+            panic!("not an object")
+        };
+        let all = members.take_sorted();
+        assert!(members.is_empty());
+        let keys: Vec<&str> = all.iter().map(|(k, _)| k.as_ref()).collect();
+        assert_eq!(keys, ["a", "b", "c"]);
+        for (k, v) in all {
+            if k != "b" {
+                members.put_back(k, v);
+            }
+        }
+        assert_eq!(members.len(), 2);
+        assert_eq!(doc.json_text(), r#"{"a":1,"c":3}"#);
+        let mut repeated = Doc::parse(r#"{"k":1,"j":0,"k":2,"k":3}"#).unwrap();
+        let Doc::Object(members) = &mut repeated else {
+            panic!("not an object")
+        };
+        let all = members.take_sorted();
+        assert_eq!(
+            all,
+            [
+                ("j".into(), Doc::Number(0.into())),
+                ("k".into(), Doc::Number(3.into()))
+            ]
+        );
+    }
+
+    #[test]
+    fn malformed_text_is_an_error_not_a_panic() {
+        for bad in ["", "{", r#"{"a":}"#, "[1,]", r#"{"a":"\x"}"#, "nul"] {
+            assert!(Doc::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
