@@ -470,21 +470,20 @@ pub fn apply_routed(
     // taken apart once; a read key goes back only when a later leftover path needs it.
     for left in &route.leftovers {
         if let Some(Doc::Object(obj)) = left.path.get_mut(&mut event) {
-            let all = obj.take_sorted();
-            // Both the object's members and the read keys come in key order: one walk finds
-            // the read keys, without a set lookup per key.
-            let mut read = left.read.iter().peekable();
-            for (k, v) in all {
-                while read.next_if(|r| r.as_str() < k.as_ref()).is_some() {}
-                let is_read = read.peek().is_some_and(|r| r.as_str() == k.as_ref());
-                if is_read || unmapped.contains_key(k.as_ref()) {
+            let mut all = obj.take();
+            // Last member first: of a key the vendor repeated, the last value is the one that
+            // counts (as in serde_json's map); an earlier repeat then finds its key taken.
+            let mut kept = Vec::new();
+            while let Some((k, v)) = all.pop() {
+                if left.read.contains(k.as_ref()) || unmapped.contains_key(k.as_ref()) {
                     if left.keep_read {
-                        obj.put_back(k, v);
+                        kept.push((k, v));
                     }
                 } else {
                     unmapped.insert(k.into_owned(), v.into_value());
                 }
             }
+            obj.put_back(kept.into_iter().rev());
         }
     }
     Ok(ParsedEvent {

@@ -9,8 +9,8 @@
 //! vendor object has a few dozen members at most, and a lookup compares lengths before bytes.
 //!
 //! It behaves as `serde_json::Value` does where that shows: a repeated key keeps its last
-//! value, numbers are `serde_json::Number`, members are visited in code point order of their
-//! keys where order matters ([`Members::take_sorted`]), and [`Doc::write_json`] writes exactly
+//! value, numbers are `serde_json::Number`, members are written in code point order of their
+//! keys, and [`Doc::write_json`] writes exactly
 //! the bytes serde_json writes for the same `Value` (the canonical text the content hash
 //! covers). What the gateway writes out is still a `serde_json::Value` ([`Doc::to_value`],
 //! [`Doc::into_value`]).
@@ -245,48 +245,29 @@ impl<'a> Members<'a> {
     /// The members in key order, each key once with its last value.
     fn sorted(&self) -> Vec<(&str, &Doc<'a>)> {
         let mut all: Vec<(&str, &Doc<'a>)> = self.0.iter().map(|(k, v)| (k.as_ref(), v)).collect();
-        if !all.is_sorted_by(|a, b| a.0 < b.0) {
-            // Stable: of a repeated key the last stays last, and wins below.
-            all.sort_by(|a, b| a.0.cmp(b.0));
-            last_of_each_key(&mut all, |e| e.0);
+        if all.is_sorted_by(|a, b| a.0 < b.0) {
+            return all;
         }
-        all
-    }
-
-    /// Takes every member out, in key order, each key once with its last value; the object
-    /// is left empty.
-    pub fn take_sorted(&mut self) -> Vec<(Cow<'a, str>, Doc<'a>)> {
-        let mut all = std::mem::take(&mut self.0);
-        if !all.is_sorted_by(|a, b| a.0 < b.0) {
-            all.sort_by(|a, b| a.0.cmp(&b.0));
-            last_of_each_key(&mut all, |e| e.0.as_ref());
-        }
-        all
-    }
-
-    /// Puts a member back after [`Members::take_sorted`].
-    pub fn put_back(&mut self, key: Cow<'a, str>, value: Doc<'a>) {
-        self.0.push((key, value));
-    }
-}
-
-/// In a vector sorted (stably) by key, keeps only the last entry of each key.
-fn last_of_each_key<T>(sorted: &mut Vec<T>, key: impl Fn(&T) -> &str) {
-    let mut keep = vec![true; sorted.len()];
-    let mut any = false;
-    for (i, pair) in sorted.windows(2).enumerate() {
-        if let [a, b] = pair {
-            if key(a) == key(b) {
-                if let Some(k) = keep.get_mut(i) {
-                    *k = false;
-                    any = true;
-                }
+        // Stable: of a repeated key the last stays last, and replaces the earlier below.
+        all.sort_by(|a, b| a.0.cmp(b.0));
+        let mut unique: Vec<(&str, &Doc<'a>)> = Vec::with_capacity(all.len());
+        for member in all {
+            match unique.last_mut() {
+                Some(last) if last.0 == member.0 => *last = member,
+                _ => unique.push(member),
             }
         }
+        unique
     }
-    if any {
-        let mut flags = keep.into_iter();
-        sorted.retain(|_| flags.next().unwrap_or(true));
+
+    /// Takes every member out, in the order sent, leaving the object empty.
+    pub fn take(&mut self) -> Vec<(Cow<'a, str>, Doc<'a>)> {
+        std::mem::take(&mut self.0)
+    }
+
+    /// Appends members (after [`Members::take`], what is to stay).
+    pub fn put_back(&mut self, members: impl IntoIterator<Item = (Cow<'a, str>, Doc<'a>)>) {
+        self.0.extend(members);
     }
 }
 
@@ -492,34 +473,18 @@ mod tests {
     }
 
     #[test]
-    fn taken_members_can_be_put_back_in_order() {
+    fn taken_members_can_be_put_back() {
         let mut doc = Doc::parse(r#"{"c":3,"a":1,"b":2}"#).unwrap();
         let Doc::Object(members) = &mut doc else {
             panic!("not an object")
         };
-        let all = members.take_sorted();
+        let all = members.take();
         assert!(members.is_empty());
         let keys: Vec<&str> = all.iter().map(|(k, _)| k.as_ref()).collect();
-        assert_eq!(keys, ["a", "b", "c"]);
-        for (k, v) in all {
-            if k != "b" {
-                members.put_back(k, v);
-            }
-        }
+        assert_eq!(keys, ["c", "a", "b"]);
+        members.put_back(all.into_iter().filter(|(k, _)| k != "b"));
         assert_eq!(members.len(), 2);
         assert_eq!(doc.json_text(), r#"{"a":1,"c":3}"#);
-        let mut repeated = Doc::parse(r#"{"k":1,"j":0,"k":2,"k":3}"#).unwrap();
-        let Doc::Object(members) = &mut repeated else {
-            panic!("not an object")
-        };
-        let all = members.take_sorted();
-        assert_eq!(
-            all,
-            [
-                ("j".into(), Doc::Number(0.into())),
-                ("k".into(), Doc::Number(3.into()))
-            ]
-        );
     }
 
     #[test]

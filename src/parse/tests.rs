@@ -27,9 +27,13 @@ fn ctx<'a>(headers: &'a HeaderMap) -> EventContext<'a> {
 
 /// Runs `p` over `event`, read from its JSON text as the gateway reads a body.
 fn run(p: &Parser, event: Value) -> Result<ParsedEvent, ParseError> {
+    run_text(p, &event.to_string())
+}
+
+/// Runs `p` over the event in `text`.
+fn run_text(p: &Parser, text: &str) -> Result<ParsedEvent, ParseError> {
     let headers = HeaderMap::new();
-    let text = event.to_string();
-    let event = Doc::parse(&text).unwrap();
+    let event = Doc::parse(text).unwrap();
     let key = p.event_key(&event, &headers);
     apply(p, event, key, &ctx(&headers))
 }
@@ -178,9 +182,33 @@ fn leftovers_are_the_same_whichever_order_the_levels_are_listed_in() {
 }
 
 #[test]
+fn a_repeated_key_counts_once_with_its_last_value_as_serde_json_reads_it() {
+    let p = parser(ROUTES).unwrap();
+    let text = r#"{"kind":"a","x":1,"y":{"k":1},"x":2,"kind":"noise","x":3}"#;
+    let e = run_text(&p, text).unwrap();
+    assert_eq!(e.activity_name.as_deref(), Some("noise"));
+    // `kind` is read (the activity name); the rest are leftovers, each once.
+    assert_eq!(Value::Object(e.unmapped), json!({"x": 3, "y": {"k": 1}}));
+    let p = parser(
+        "[id]\nfrom = [\"id\"]\nwindow = \"1h\"\n[[route]]\nname = \"a\"\nclass = 3002\n\
+         activity = 1\nmap = [ { to = \"user.name\", from = \"d.who\" } ]\n\
+         leftovers = [\"\", \"d\"]\n",
+    )
+    .unwrap();
+    let e = run_text(
+        &p,
+        r#"{"d":{"who":"x","n":1},"d":{"who":"ann","n":2,"n":3},"t":0}"#,
+    )
+    .unwrap();
+    assert_eq!(e.fields["user"]["name"], "ann");
+    assert_eq!(Value::Object(e.unmapped), json!({"n": 3, "t": 0}));
+}
+
+#[test]
 fn event_objects_iterate_in_key_order() {
-    // The leftovers walk and the canonical JSON of the content hash rely on it: serde_json's
-    // `preserve_order` feature would break both, and this test says so first.
+    // Output objects are written in key order, and the content hash's canonical text is
+    // checked against serde_json's (parse/doc.rs): serde_json's `preserve_order` feature
+    // would break both, and this test says so first.
     let v: Value = serde_json::from_str(r#"{"b": 1, "a": 2, "c": {"z": 0, "y": 1}}"#).unwrap();
     let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
     assert_eq!(keys, ["a", "b", "c"]);
