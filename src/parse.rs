@@ -16,12 +16,14 @@ pub mod eval;
 pub mod path;
 pub mod session_cache;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderMap;
+use serde_json::map::Entry;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -475,12 +477,21 @@ pub fn apply_routed(
             // counts (as in serde_json's map); an earlier repeat then finds its key taken.
             let mut kept = Vec::new();
             while let Some((k, v)) = all.pop() {
-                if left.read.contains(k.as_ref()) || unmapped.contains_key(k.as_ref()) {
+                if left.read.contains(&k) {
                     if left.keep_read {
                         kept.push((k, v));
                     }
-                } else {
-                    unmapped.insert(k.into_owned(), v.into_value());
+                    continue;
+                }
+                // One search: the key is put in unless it is already there.
+                match unmapped.entry(k.into_owned()) {
+                    Entry::Vacant(slot) => {
+                        slot.insert(v.into_value());
+                    }
+                    Entry::Occupied(taken) if left.keep_read => {
+                        kept.push((Cow::Owned(taken.key().clone()), v));
+                    }
+                    Entry::Occupied(_) => {}
                 }
             }
             obj.put_back(kept.into_iter().rev());

@@ -16,7 +16,7 @@ use serde_json::Value;
 use toml::Spanned;
 
 pub use super::compiled::{
-    Activity, Aggregate, CacheUse, Compiled, Cond, ContextField, Convert, Extract, IdRule,
+    Activity, Aggregate, CacheUse, Compiled, Cond, ContextField, Convert, Extract, IdRule, KeySet,
     Leftover, List, LookupMode, Mapping, Piece, Product, Route, Source, Spec, Subject, Table, Test,
 };
 use super::definition::{CacheDef, CondDef, Definition, ListDef, MapDef, RouteDef};
@@ -237,10 +237,10 @@ impl Ctx<'_> {
             .collect::<Res<Vec<_>>>()?;
         let mut leftovers = Vec::with_capacity(paths.len());
         for (i, path) in paths.iter().enumerate() {
-            let keys = read
-                .iter()
-                .filter_map(|r| r.child_key_under(path).map(str::to_owned))
-                .collect();
+            let keys = KeySet::new(
+                read.iter()
+                    .filter_map(|r| r.child_key_under(path).map(str::to_owned)),
+            );
             let keep_read = paths
                 .iter()
                 .skip(i + 1)

@@ -4,7 +4,7 @@
 //!
 //! Input: none (types only). Output: the types. Never holds definition text.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +12,7 @@ use http::HeaderName;
 use regex::Regex;
 use serde_json::Value;
 
+use super::doc::same_key;
 use super::path::{InPath, OutPath};
 use super::session_cache::SessionCache;
 use crate::normalize::ocsf::ClassInfo;
@@ -94,10 +95,30 @@ pub struct Leftover {
     /// Where the object is in the event.
     pub path: InPath,
     /// Its keys that the route reads (they are not leftovers).
-    pub read: BTreeSet<String>,
+    pub read: KeySet,
     /// Whether a later leftover path lies under this one, so the read keys must stay in the
     /// event for it; otherwise they are dropped, not put back (the event is not used again).
     pub keep_read: bool,
+}
+
+/// A few keys (those a route reads of one object), checked by [`same_key`]: for a handful
+/// of short keys a scan that compares lengths first beats a search tree or a hash.
+#[derive(Debug, Default)]
+pub struct KeySet(Vec<String>);
+
+impl KeySet {
+    /// The set of `keys` (repeats dropped).
+    pub fn new(keys: impl IntoIterator<Item = String>) -> KeySet {
+        let mut all: Vec<String> = keys.into_iter().collect();
+        all.sort();
+        all.dedup();
+        KeySet(all)
+    }
+
+    /// True when `key` is one of them.
+    pub fn contains(&self, key: &str) -> bool {
+        self.0.iter().any(|k| same_key(k, key))
+    }
 }
 
 /// `activity_id` rule.

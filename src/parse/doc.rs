@@ -219,7 +219,7 @@ impl<'a> Members<'a> {
         self.0
             .iter()
             .rev()
-            .find(|(k, _)| k.len() == key.len() && k.as_ref() == key)
+            .find(|(k, _)| same_key(k, key))
             .map(|(_, v)| v)
     }
 
@@ -228,7 +228,7 @@ impl<'a> Members<'a> {
         self.0
             .iter_mut()
             .rev()
-            .find(|(k, _)| k.len() == key.len() && k.as_ref() == key)
+            .find(|(k, _)| same_key(k, key))
             .map(|(_, v)| v)
     }
 
@@ -269,6 +269,13 @@ impl<'a> Members<'a> {
     pub fn put_back(&mut self, members: impl IntoIterator<Item = (Cow<'a, str>, Doc<'a>)>) {
         self.0.extend(members);
     }
+}
+
+/// `a == b` for object keys, cheapest test first: most keys differ in length, and of those of
+/// one length most differ in their last byte (`user_name` / `user_uid`), so the full
+/// comparison (a `memcmp` call) runs mostly for the key that matches.
+pub fn same_key(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.as_bytes().last() == b.as_bytes().last() && a == b
 }
 
 /// An owned copy of a `serde_json::Value` (a repaired body; tests).
@@ -485,6 +492,27 @@ mod tests {
         members.put_back(all.into_iter().filter(|(k, _)| k != "b"));
         assert_eq!(members.len(), 2);
         assert_eq!(doc.json_text(), r#"{"a":1,"c":3}"#);
+    }
+
+    #[test]
+    fn same_key_is_string_equality() {
+        let keys = [
+            "",
+            "a",
+            "b",
+            "ab",
+            "ba",
+            "user_name",
+            "user_uid",
+            "usxr_name",
+            "é",
+            "e",
+        ];
+        for a in keys {
+            for b in keys {
+                assert_eq!(same_key(a, b), a == b, "{a:?} {b:?}");
+            }
+        }
     }
 
     #[test]
