@@ -494,6 +494,139 @@ mod tests {
         assert_eq!(doc.json_text(), r#"{"a":1,"c":3}"#);
     }
 
+    /// A small deterministic generator (xorshift), so the differential test needs no crate.
+    struct Gen(u64);
+
+    impl Gen {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % n
+        }
+
+        fn pick<'x>(&mut self, from: &[&'x str]) -> &'x str {
+            from.get(self.below(from.len() as u64) as usize)
+                .copied()
+                .unwrap_or_default()
+        }
+
+        /// JSON text of a random value: repeated keys, escapes, odd whitespace, every kind
+        /// of number.
+        fn value(&mut self, depth: u32, out: &mut String) {
+            const KEYS: &[&str] = &[
+                "id", "a", "b", "ab", "ba", "é", r"k\n", r#"x\"y"#, "", "data",
+            ];
+            const STRINGS: &[&str] = &[
+                "",
+                "plain",
+                r#"quote\"d"#,
+                r"back\\slash",
+                r"nl\nnl",
+                r"\u00e9t\u00e9",
+                r"\ud83d\ude00",
+                r"\/",
+                r"tab\t",
+                r"ctl\u0001",
+                "naïve 中文",
+            ];
+            const NUMBERS: &[&str] = &[
+                "0",
+                "-1",
+                "42",
+                "18446744073709551615",
+                "-9223372036854775808",
+                "1.5",
+                "-0.0",
+                "1e3",
+                "2.5E-3",
+                "1e400",
+                "123456789012345678901234567890",
+            ];
+            const SPACE: &[&str] = &["", " ", "\n", "\t ", "\r\n"];
+            match if depth == 0 {
+                self.below(4)
+            } else {
+                self.below(6)
+            } {
+                0 => out.push_str(self.pick(&["null", "true", "false"])),
+                1 | 2 => out.push_str(self.pick(NUMBERS)),
+                3 => {
+                    out.push('"');
+                    out.push_str(self.pick(STRINGS));
+                    out.push('"');
+                }
+                4 => {
+                    out.push('[');
+                    for i in 0..self.below(4) {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        out.push_str(self.pick(SPACE));
+                        self.value(depth - 1, out);
+                    }
+                    out.push(']');
+                }
+                _ => {
+                    out.push('{');
+                    for i in 0..self.below(7) {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        out.push_str(self.pick(SPACE));
+                        out.push('"');
+                        out.push_str(self.pick(KEYS));
+                        out.push_str("\":");
+                        out.push_str(self.pick(SPACE));
+                        self.value(depth - 1, out);
+                    }
+                    out.push('}');
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn random_documents_read_and_write_as_serde_json_reads_and_writes_them() {
+        let mut gen = Gen(0x9e37_79b9_7f4a_7c15);
+        let (mut objects, mut refused) = (0, 0);
+        for _ in 0..5_000 {
+            let mut text = String::new();
+            gen.value(4, &mut text);
+            // Both refuse the same texts (a number out of range: `1e400`).
+            let (oracle, doc) = match (serde_json::from_str::<Value>(&text), Doc::parse(&text)) {
+                (Ok(oracle), Ok(doc)) => (oracle, doc),
+                (Err(_), Err(_)) => {
+                    refused += 1;
+                    continue;
+                }
+                (oracle, doc) => panic!("{text}: serde_json {oracle:?}, Doc {doc:?}"),
+            };
+            assert_eq!(doc.to_value(), oracle, "{text}");
+            assert_eq!(doc.clone().into_value(), oracle, "{text}");
+            assert_eq!(
+                doc.json_text(),
+                serde_json::to_string(&oracle).unwrap(),
+                "{text}"
+            );
+            if let Value::Object(map) = &oracle {
+                objects += 1;
+                for (k, v) in map {
+                    assert_eq!(
+                        doc.get(k).map(Doc::to_value).as_ref(),
+                        Some(v),
+                        "{text} {k}"
+                    );
+                }
+            }
+        }
+        assert!(
+            objects > 500,
+            "the generator must produce objects: {objects}"
+        );
+        assert!(refused > 0 && refused < 2_500, "refused {refused}");
+    }
+
     #[test]
     fn same_key_is_string_equality() {
         let keys = [
