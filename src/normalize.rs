@@ -16,6 +16,7 @@ use bytes::Bytes;
 use http::HeaderMap;
 use serde_json::{Map, Value};
 
+use self::json_text::Added;
 use crate::parse::{self, ParsedEvent, Parser};
 use crate::sink::{DeadLetter, Record};
 use crate::split::RawEvent;
@@ -203,25 +204,10 @@ pub fn to_ocsf(parsed: ParsedEvent, ctx: &EventContext<'_>) -> Result<OcsfEvent,
         .and_then(Value::as_i64)
         .unwrap_or(ctx.received_at_ms);
 
-    let mut metadata = match fields.remove("metadata") {
+    let metadata = match fields.remove("metadata") {
         Some(Value::Object(m)) => m,
         _ => Map::new(),
     };
-    let mut prod = match metadata.remove("product") {
-        Some(Value::Object(p)) => p,
-        _ => Map::new(),
-    };
-    prod.insert("name".into(), Value::from(product.name.as_str()));
-    prod.insert(
-        "vendor_name".into(),
-        Value::from(product.vendor_name.as_str()),
-    );
-    metadata.insert("product".into(), Value::Object(prod));
-    metadata.insert("version".into(), Value::from(OCSF_VERSION));
-    metadata.insert("uid".into(), Value::from(key.id.as_str()));
-    metadata
-        .entry("tenant_uid")
-        .or_insert_with(|| Value::from(ctx.tenant));
 
     if let Some(Value::Object(extra)) = fields.remove("unmapped") {
         for (k, v) in extra {
@@ -247,7 +233,62 @@ pub fn to_ocsf(parsed: ParsedEvent, ctx: &EventContext<'_>) -> Result<OcsfEvent,
     {
         out.member_value(k, v);
     }
-    out.member_object("metadata", &metadata, |_| Ok(()))?;
+    // `metadata`: what the parser mapped, with the gateway's members merged in as it writes:
+    // `product.name` and `product.vendor_name`, `uid` (the dedup id) and `version` over the
+    // parser's, `tenant_uid` the source's tenant unless the parser mapped one.
+    let empty = Map::new();
+    let name = |out: &mut Vec<u8>, _: Option<&Value>| json_text::write_str(out, &product.name);
+    let vendor =
+        |out: &mut Vec<u8>, _: Option<&Value>| json_text::write_str(out, &product.vendor_name);
+    let product_members = [
+        Added {
+            key: "name",
+            parser_wins: false,
+            write: &name,
+        },
+        Added {
+            key: "vendor_name",
+            parser_wins: false,
+            write: &vendor,
+        },
+    ];
+    let product = |out: &mut Vec<u8>, parsed: Option<&Value>| {
+        let parsed = match parsed {
+            Some(Value::Object(p)) => p,
+            _ => &empty,
+        };
+        json_text::write_merged(out, parsed, &product_members);
+    };
+    let tenant = |out: &mut Vec<u8>, _: Option<&Value>| json_text::write_str(out, ctx.tenant);
+    let uid = |out: &mut Vec<u8>, _: Option<&Value>| json_text::write_str(out, &key.id);
+    let version = |out: &mut Vec<u8>, _: Option<&Value>| json_text::write_str(out, OCSF_VERSION);
+    out.key("metadata");
+    json_text::write_merged(
+        out.out,
+        &metadata,
+        &[
+            Added {
+                key: "product",
+                parser_wins: false,
+                write: &product,
+            },
+            Added {
+                key: "tenant_uid",
+                parser_wins: true,
+                write: &tenant,
+            },
+            Added {
+                key: "uid",
+                parser_wins: false,
+                write: &uid,
+            },
+            Added {
+                key: "version",
+                parser_wins: false,
+                write: &version,
+            },
+        ],
+    );
     if let Some(s) = severity {
         out.member_str("severity", s);
     }
@@ -423,7 +464,62 @@ mod tests {
             seen.values().all(|n| *n == 1),
             "duplicate members: {keys:?}"
         );
-        serde_json::from_slice(&ocsf.json).unwrap()
+        let value: Value = serde_json::from_slice(&ocsf.json).unwrap();
+        // `metadata` is written merged, in key order: exactly serde_json's text of its value
+        // (so no key twice at any level).
+        let raw: BTreeMap<String, Box<serde_json::value::RawValue>> =
+            serde_json::from_slice(&ocsf.json).unwrap();
+        assert_eq!(
+            raw["metadata"].get(),
+            serde_json::to_string(&value["metadata"]).unwrap()
+        );
+        value
+    }
+
+    #[test]
+    fn parser_metadata_is_merged_with_the_gateway_s() {
+        let definition = r#"
+[id]
+from = ["id"]
+window = "1h"
+
+[[route]]
+name = "any"
+class = 3002
+activity = 1
+map = [
+  { to = "metadata.uid", const = "spoofed" },
+  { to = "metadata.version", const = "0.1" },
+  { to = "metadata.tenant_uid", from = "tenant" },
+  { to = "metadata.product.name", const = "spoofed" },
+  { to = "metadata.product.lang", const = "en" },
+  { to = "metadata.a_first", const = 1 },
+  { to = "metadata.zz_last", const = 2 },
+]
+"#;
+        let raw = r#"{"id":"e1","tenant":"acme"}"#;
+        let e = normalize(definition, serde_json::from_str(raw).unwrap(), raw);
+        assert_eq!(
+            e["metadata"],
+            json!({
+                "a_first": 1,
+                "product": {"lang": "en", "name": "P", "vendor_name": "V"},
+                "tenant_uid": "acme",
+                "uid": "e1",
+                "version": OCSF_VERSION,
+                "zz_last": 2
+            })
+        );
+        let e = normalize(
+            "[id]\nfrom = [\"id\"]\nwindow = \"1h\"\n[[route]]\nname = \"a\"\nclass = 3002\nactivity = 1\n\
+             map = [ { to = \"metadata.product\", const = \"flat\" } ]\n",
+            json!({"id": "e2"}),
+            "{}",
+        );
+        assert_eq!(
+            e["metadata"]["product"],
+            json!({"name": "P", "vendor_name": "V"})
+        );
     }
 
     #[test]

@@ -50,9 +50,91 @@ pub fn write_members(out: &mut Vec<u8>, map: &Map<String, Value>) {
     }
 }
 
+/// A member the gateway adds to an object the parser may also have built.
+pub struct Added<'a> {
+    /// Its key.
+    pub key: &'a str,
+    /// True when a value the parser mapped under this key stays (the gateway's is a default).
+    pub parser_wins: bool,
+    /// Writes the gateway's value, given the parser's value under the key, if any.
+    pub write: &'a dyn Fn(&mut Vec<u8>, Option<&Value>),
+}
+
+/// Writes `map` (a parser-built object) with `added` merged in, as one object in key order,
+/// each key once: the same bytes as inserting `added` into the map first and writing it,
+/// without copying a key or value into the map. `added` must be sorted by key.
+pub fn write_merged(out: &mut Vec<u8>, map: &Map<String, Value>, added: &[Added<'_>]) {
+    let mut first = true;
+    let mut key = |out: &mut Vec<u8>, k: &str| {
+        if !std::mem::take(&mut first) {
+            out.push(b',');
+        }
+        write_str(out, k);
+        out.push(b':');
+    };
+    let mut pending = added.iter().peekable();
+    out.push(b'{');
+    for (k, v) in map {
+        while let Some(a) = pending.next_if(|a| a.key < k.as_str()) {
+            key(out, a.key);
+            (a.write)(out, None);
+        }
+        key(out, k);
+        match pending.next_if(|a| a.key == k.as_str()) {
+            Some(a) if !a.parser_wins => (a.write)(out, Some(v)),
+            _ => write_value(out, v),
+        }
+    }
+    for a in pending {
+        key(out, a.key);
+        (a.write)(out, None);
+    }
+    out.push(b'}');
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn merged_objects_are_the_map_with_the_members_inserted() {
+        let text = |s: &'static str| move |out: &mut Vec<u8>, _: Option<&Value>| write_str(out, s);
+        let (a, m, z) = (text("A"), text("M"), text("Z"));
+        let added = [
+            Added {
+                key: "a",
+                parser_wins: false,
+                write: &a,
+            },
+            Added {
+                key: "m",
+                parser_wins: true,
+                write: &m,
+            },
+            Added {
+                key: "z",
+                parser_wins: false,
+                write: &z,
+            },
+        ];
+        for parser in [
+            serde_json::json!({}),
+            serde_json::json!({"a": 1, "m": 2, "z": 3}),
+            serde_json::json!({"0": 0, "b": [1], "m": {"k": "v"}, "zz": null}),
+            serde_json::json!({"m": 2}),
+        ] {
+            let Value::Object(map) = parser else {
+                panic!("not an object")
+            };
+            let mut oracle = map.clone();
+            oracle.insert("a".into(), "A".into());
+            oracle.entry("m").or_insert_with(|| "M".into());
+            oracle.insert("z".into(), "Z".into());
+            let mut out = Vec::new();
+            write_merged(&mut out, &map, &added);
+            assert_eq!(out, serde_json::to_vec(&oracle).unwrap(), "{map:?}");
+        }
+    }
 
     #[test]
     fn strings_are_escaped_exactly_as_serde_json_escapes_them() {
