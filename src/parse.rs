@@ -320,8 +320,8 @@ impl Parser {
 }
 
 /// `sha256_hex(prefix + "\n" + canonical_json(event))`; canonical = keys sorted by code point,
-/// no whitespace, non-ASCII unescaped (serde_json's sorted map gives exactly that).
-/// The canonical text is written into one buffer, then hashed in one call.
+/// no whitespace, non-ASCII unescaped: what serde_json writes for the event's sorted `Value`,
+/// and what [`Doc::write_json`] writes. Written into one buffer, then hashed in one call.
 pub fn content_hash(prefix: &str, event: &Doc<'_>) -> String {
     // Feeding the hasher piece by piece (one call per token) cost more than the writing.
     let mut text = Vec::with_capacity(512);
@@ -329,12 +329,6 @@ pub fn content_hash(prefix: &str, event: &Doc<'_>) -> String {
     text.push(b'\n');
     event.write_json(&mut text);
     hex::encode(Sha256::digest(&text))
-}
-
-/// Keys sorted by code point at every level, compact separators, non-ASCII unescaped: what
-/// serde_json writes for the event's `Value`, whose map is sorted the same way.
-pub fn canonical_json(v: &Doc<'_>) -> String {
-    v.json_text()
 }
 
 /// Applies `parser` to one event: pick the route, run its extractions, mappings, lists,
