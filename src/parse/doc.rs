@@ -417,18 +417,24 @@ mod tests {
         r#"  {"s" : "tab\there" , "t":"\/"}  "#,
     ];
 
+    /// `doc`, read from `text`, is `oracle` (serde_json's reading of it): as a copy, moved
+    /// out, and written back as serde_json writes it.
+    fn assert_same(text: &str, doc: &Doc<'_>, oracle: &Value) {
+        assert_eq!(doc.to_value(), *oracle, "{text}");
+        assert_eq!(doc.clone().into_value(), *oracle, "{text}");
+        assert_eq!(
+            doc.json_text(),
+            serde_json::to_string(oracle).unwrap(),
+            "{text}"
+        );
+    }
+
     #[test]
     fn reads_what_serde_json_reads_and_writes_its_exact_bytes() {
         for case in CASES {
             let oracle: Value = serde_json::from_str(case).unwrap();
             let doc = Doc::parse(case).unwrap();
-            assert_eq!(doc.to_value(), oracle, "{case}");
-            assert_eq!(doc.clone().into_value(), oracle, "{case}");
-            assert_eq!(
-                doc.json_text(),
-                serde_json::to_string(&oracle).unwrap(),
-                "{case}"
-            );
+            assert_same(case, &doc, &oracle);
             assert_eq!(Doc::from(oracle.clone()), doc, "{case}");
         }
     }
@@ -602,13 +608,7 @@ mod tests {
                 }
                 (oracle, doc) => panic!("{text}: serde_json {oracle:?}, Doc {doc:?}"),
             };
-            assert_eq!(doc.to_value(), oracle, "{text}");
-            assert_eq!(doc.clone().into_value(), oracle, "{text}");
-            assert_eq!(
-                doc.json_text(),
-                serde_json::to_string(&oracle).unwrap(),
-                "{text}"
-            );
+            assert_same(&text, &doc, &oracle);
             if let Value::Object(map) = &oracle {
                 objects += 1;
                 for (k, v) in map {
