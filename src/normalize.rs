@@ -17,6 +17,7 @@ use http::HeaderMap;
 use serde_json::{Map, Value};
 
 use self::json_text::Added;
+use crate::parse::compile::Product;
 use crate::parse::{self, ParsedEvent, Parser};
 use crate::sink::{DeadLetter, Record};
 use crate::split::RawEvent;
@@ -233,62 +234,8 @@ pub fn to_ocsf(parsed: ParsedEvent, ctx: &EventContext<'_>) -> Result<OcsfEvent,
     {
         out.member_value(k, v);
     }
-    // `metadata`: what the parser mapped, with the gateway's members merged in as it writes:
-    // `product.name` and `product.vendor_name`, `uid` (the dedup id) and `version` over the
-    // parser's, `tenant_uid` the source's tenant unless the parser mapped one.
-    let empty = Map::new();
-    let name = |out: &mut Vec<u8>, _: Option<&Value>| json_text::write_str(out, &product.name);
-    let vendor =
-        |out: &mut Vec<u8>, _: Option<&Value>| json_text::write_str(out, &product.vendor_name);
-    let product_members = [
-        Added {
-            key: "name",
-            parser_wins: false,
-            write: &name,
-        },
-        Added {
-            key: "vendor_name",
-            parser_wins: false,
-            write: &vendor,
-        },
-    ];
-    let product = |out: &mut Vec<u8>, parsed: Option<&Value>| {
-        let parsed = match parsed {
-            Some(Value::Object(p)) => p,
-            _ => &empty,
-        };
-        json_text::write_merged(out, parsed, &product_members);
-    };
-    let tenant = |out: &mut Vec<u8>, _: Option<&Value>| json_text::write_str(out, ctx.tenant);
-    let uid = |out: &mut Vec<u8>, _: Option<&Value>| json_text::write_str(out, &key.id);
-    let version = |out: &mut Vec<u8>, _: Option<&Value>| json_text::write_str(out, OCSF_VERSION);
     out.key("metadata");
-    json_text::write_merged(
-        out.out,
-        &metadata,
-        &[
-            Added {
-                key: "product",
-                parser_wins: false,
-                write: &product,
-            },
-            Added {
-                key: "tenant_uid",
-                parser_wins: true,
-                write: &tenant,
-            },
-            Added {
-                key: "uid",
-                parser_wins: false,
-                write: &uid,
-            },
-            Added {
-                key: "version",
-                parser_wins: false,
-                write: &version,
-            },
-        ],
-    );
+    write_metadata(out.out, &metadata, &product, &key.id, ctx.tenant);
     if let Some(s) = severity {
         out.member_str("severity", s);
     }
@@ -320,6 +267,70 @@ pub fn to_ocsf(parsed: ParsedEvent, ctx: &EventContext<'_>) -> Result<OcsfEvent,
         class_name: class.name,
         json: Bytes::from(json),
     })
+}
+
+/// `metadata`: what the parser mapped, with the gateway's members merged in as it is written:
+/// `product.name` and `product.vendor_name`, `uid` (the dedup id) and `version` over the
+/// parser's, `tenant_uid` the source's tenant unless the parser mapped one.
+fn write_metadata(
+    out: &mut Vec<u8>,
+    parsed: &Map<String, Value>,
+    product: &Product,
+    uid: &str,
+    tenant: &str,
+) {
+    let name = |out: &mut Vec<u8>, _: Option<&Value>| json_text::write_str(out, &product.name);
+    let vendor =
+        |out: &mut Vec<u8>, _: Option<&Value>| json_text::write_str(out, &product.vendor_name);
+    let product_members = [
+        Added {
+            key: "name",
+            parser_wins: false,
+            write: &name,
+        },
+        Added {
+            key: "vendor_name",
+            parser_wins: false,
+            write: &vendor,
+        },
+    ];
+    let empty = Map::new();
+    let product = |out: &mut Vec<u8>, parsed: Option<&Value>| {
+        let parsed = match parsed {
+            Some(Value::Object(p)) => p,
+            _ => &empty,
+        };
+        json_text::write_merged(out, parsed, &product_members);
+    };
+    let tenant = |out: &mut Vec<u8>, _: Option<&Value>| json_text::write_str(out, tenant);
+    let uid = |out: &mut Vec<u8>, _: Option<&Value>| json_text::write_str(out, uid);
+    let version = |out: &mut Vec<u8>, _: Option<&Value>| json_text::write_str(out, OCSF_VERSION);
+    json_text::write_merged(
+        out,
+        parsed,
+        &[
+            Added {
+                key: "product",
+                parser_wins: false,
+                write: &product,
+            },
+            Added {
+                key: "tenant_uid",
+                parser_wins: true,
+                write: &tenant,
+            },
+            Added {
+                key: "uid",
+                parser_wins: false,
+                write: &uid,
+            },
+            Added {
+                key: "version",
+                parser_wins: false,
+                write: &version,
+            },
+        ],
+    );
 }
 
 /// Writes the members of one JSON object into a buffer, in the order given.
