@@ -152,6 +152,12 @@ pub async fn read(
             })
         }
     };
+    // No bytes: nothing to decode. A sender whose requests all carry a configured
+    // `Content-Encoding` header (HYPR's console suggests `gzip` for its body-less token
+    // request) sends it on empty bodies too.
+    if wire.is_empty() {
+        return Ok(wire);
+    }
     match encoding {
         Encoding::Identity => Ok(wire),
         Encoding::Gzip => inflate(

@@ -20,7 +20,7 @@ use crate::dedup::{self, Reservation};
 use crate::metrics::{EventOutcome, UNMATCHED};
 use crate::normalize::{self, EventContext, Normalized};
 use crate::respond::{self, Failure, Outcome};
-use crate::route::{self, Incoming, Routed};
+use crate::route::{self, Incoming, RequestId, Routed};
 use crate::sink::Batch;
 use crate::split::{self, Split};
 
@@ -39,7 +39,12 @@ pub async fn handle(
     // authorization server, not a source: answered here, it never enters the trip.
     let runtime = state.runtime.load_full();
     if let Some(issuer) = runtime.trust.token_endpoint(request.uri().path()) {
-        let response = auth::token_endpoint::serve(issuer, request, state.body_read_timeout).await;
+        let request_id = RequestId::from_header(request.headers().get("x-request-id"));
+        let span = info_span!("token", request_id = %request_id.0);
+        let response =
+            auth::token_endpoint::serve(issuer, request, state.body_read_timeout, &request_id)
+                .instrument(span)
+                .await;
         state.metrics.request(
             TOKEN_ENDPOINT,
             response.status().as_u16(),

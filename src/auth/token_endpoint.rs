@@ -4,7 +4,8 @@
 //! JSON object of strings).
 //! Output: `200 {access_token, token_type: "Bearer", expires_in}` or an RFC 6749 §5.2 error
 //! body (`invalid_request`, `invalid_client` with 401 and `WWW-Authenticate`,
-//! `unsupported_grant_type`). The client authenticates with HTTP Basic or with the
+//! `unsupported_grant_type`) with the gateway's `request_id` beside `error`, as every other
+//! rejection has it; every answer carries `X-Request-Id`. The client authenticates with HTTP Basic or with the
 //! `client_id`/`client_secret` parameters. ConnectSecure's undocumented "Authentication URL"
 //! check is served too: valid Basic credentials without `grant_type` get a token.
 //! Reads at most [`MAX_FORM_BYTES`]; never logs a secret, a token or a parameter value.
@@ -19,6 +20,7 @@ use serde_json::json;
 use super::credentials::{basic_credentials, BASIC_CHALLENGE};
 use super::oauth::{now_s, Issuer};
 use crate::body::{self, BodyLimits};
+use crate::route::RequestId;
 
 /// A token request is a few short parameters; anything larger is not one.
 const MAX_FORM_BYTES: u64 = 8 * 1024;
@@ -52,12 +54,14 @@ pub async fn serve(
     issuer: &Issuer,
     request: Request<hyper::body::Incoming>,
     read_timeout: Duration,
+    request_id: &RequestId,
 ) -> Response<Full<Bytes>> {
     let (parts, body) = request.into_parts();
     if parts.method != Method::GET && parts.method != Method::POST {
         let mut response = json_response(
             StatusCode::METHOD_NOT_ALLOWED,
-            &json!({"error": "invalid_request"}),
+            &json!({"error": TokenError::InvalidRequest.code(), "request_id": request_id.0}),
+            request_id,
         );
         response
             .headers_mut()
@@ -77,7 +81,7 @@ pub async fn serve(
             Ok(form) if !form.is_empty() => {
                 let Some(form) = as_form(&parts.headers, &form) else {
                     tracing::info!(reason = "token_body_unreadable", "token request refused");
-                    return error_response(TokenError::InvalidRequest);
+                    return error_response(TokenError::InvalidRequest, request_id);
                 };
                 if !raw_params.is_empty() {
                     raw_params.push(b'&');
@@ -87,7 +91,7 @@ pub async fn serve(
             Ok(_) => {}
             Err(e) => {
                 tracing::info!(reason = "token_body_unreadable", error = %e, "token request refused");
-                return error_response(TokenError::InvalidRequest);
+                return error_response(TokenError::InvalidRequest, request_id);
             }
         }
     }
@@ -103,11 +107,11 @@ pub async fn serve(
             if let (Some(scope), Some(fields)) = (granted.scope, body.as_object_mut()) {
                 fields.insert("scope".to_owned(), json!(scope));
             }
-            json_response(StatusCode::OK, &body)
+            json_response(StatusCode::OK, &body, request_id)
         }
         Err(e) => {
             tracing::info!(reason = e.code(), "token request refused");
-            error_response(e)
+            error_response(e, request_id)
         }
     }
 }
@@ -212,12 +216,16 @@ fn authenticate_basic(issuer: &Issuer, pair: &[u8]) -> Result<(String, String), 
         .ok_or(TokenError::InvalidClient)
 }
 
-fn error_response(error: TokenError) -> Response<Full<Bytes>> {
+fn error_response(error: TokenError, request_id: &RequestId) -> Response<Full<Bytes>> {
     let status = match error {
         TokenError::InvalidClient => StatusCode::UNAUTHORIZED,
         _ => StatusCode::BAD_REQUEST,
     };
-    let mut response = json_response(status, &json!({ "error": error.code() }));
+    let mut response = json_response(
+        status,
+        &json!({ "error": error.code(), "request_id": request_id.0 }),
+        request_id,
+    );
     // RFC 6749 §5.2: a 401 carries the challenge of the scheme the client may use.
     if error == TokenError::InvalidClient {
         response.headers_mut().insert(
@@ -228,10 +236,17 @@ fn error_response(error: TokenError) -> Response<Full<Bytes>> {
     response
 }
 
-fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
+fn json_response(
+    status: StatusCode,
+    body: &serde_json::Value,
+    request_id: &RequestId,
+) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
     *response.status_mut() = status;
     let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&request_id.0) {
+        headers.insert("x-request-id", v);
+    }
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

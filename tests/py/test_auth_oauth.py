@@ -142,20 +142,49 @@ def test_token_survives_a_restart(gateway):
     assert deliver(gw, token, 1).status_code == 200
 
 
+def test_hypr_console_example_parameters_get_a_token(gateway):
+    """HYPR's console example: header parameters `Content-Type: application/json` and
+    `Content-Encoding: gzip`, query parameters `scope` and `grant_type`, and no body."""
+    gw = gateway(CONFIG)
+    r = requests.post(gw.url("/oauth/token") + "?grant_type=client_credentials&scope=api%3A%2F%2Fyour-api%2F.default",
+                      auth=(CID, CSECRET), timeout=10,
+                      headers={"content-type": "application/json", "content-encoding": "gzip"})
+    assert r.status_code == 200, r.text
+    assert r.json()["scope"] == "api://your-api/.default"
+    assert deliver(gw, check_token(r.json()), 77).status_code == 200
+    # A body that says gzip and is not is still refused.
+    r = requests.post(gw.url("/oauth/token"), data=b"grant_type=client_credentials",
+                      auth=(CID, CSECRET), timeout=10,
+                      headers={"content-type": "application/x-www-form-urlencoded", "content-encoding": "gzip"})
+    assert r.status_code == 400 and r.json()["error"] == "invalid_request"
+
+
+def error_of(r, status, code):
+    """An RFC 6749 error body, with the request id the gateway gives every rejection."""
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert body == {"error": code, "request_id": r.headers["x-request-id"]}, body
+    return body
+
+
 def test_rfc_6749_errors(gateway):
     gw = gateway(CONFIG)
     url = gw.url("/oauth/token")
     r = requests.post(url, data={"grant_type": "client_credentials"}, auth=(CID, "wrong"), timeout=10)
-    assert r.status_code == 401 and r.json() == {"error": "invalid_client"}
+    error_of(r, 401, "invalid_client")
     assert r.headers["www-authenticate"].startswith("Basic")
     r = requests.post(url, data={"grant_type": "authorization_code", "code": "x"}, auth=(CID, CSECRET), timeout=10)
-    assert r.status_code == 400 and r.json() == {"error": "unsupported_grant_type"}
+    error_of(r, 400, "unsupported_grant_type")
     r = requests.post(url, data={"client_id": CID, "client_secret": CSECRET}, timeout=10)
-    assert r.status_code == 400 and r.json() == {"error": "invalid_request"}
+    error_of(r, 400, "invalid_request")
     r = requests.post(url, data="grant_type=client_credentials&grant_type=client_credentials",
-                      headers={"content-type": "application/x-www-form-urlencoded"},
+                      headers={"content-type": "application/x-www-form-urlencoded", "x-request-id": "probe-42"},
                       auth=(CID, CSECRET), timeout=10)
-    assert r.status_code == 400 and r.json() == {"error": "invalid_request"}
+    assert error_of(r, 400, "invalid_request")["request_id"] == "probe-42"
+    r = requests.put(url, auth=(CID, CSECRET), timeout=10)
+    error_of(r, 405, "invalid_request")
+    ok = requests.post(url, data={"grant_type": "client_credentials"}, auth=(CID, CSECRET), timeout=10)
+    assert ok.status_code == 200 and len(ok.headers["x-request-id"]) > 0
     assert CSECRET not in gw.log_text()
 
 
