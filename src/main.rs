@@ -1,7 +1,7 @@
 //! Entry point: parse the command line, load config, start telemetry, run, map errors to exit
 //! codes (64 = bad usage or config, 1 = runtime failure).
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -149,8 +149,18 @@ fn parse(
     }
     match hookgate::preview::run(vendor, dir, headers, bodies, received_at_ms) {
         Ok(lines) => {
+            // `println!` panics when stdout is closed (`hookgate parse … | head`); a reader
+            // that stopped reading is not an error of the parse.
+            let mut out = std::io::stdout().lock();
             for line in lines {
-                println!("{line}");
+                match writeln!(out, "{line}") {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => break,
+                    Err(e) => {
+                        eprintln!("cannot write the events: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
             }
             ExitCode::SUCCESS
         }

@@ -189,3 +189,22 @@ fn broken_definition_reports_file_and_line() {
     assert!(err.contains("broken.toml"), "{err}");
     assert!(err.contains("line 13"), "{err}");
 }
+
+#[test]
+fn the_parse_tool_stops_quietly_when_its_reader_stops() {
+    // `hookgate parse … | head`: the reader is gone before the tool writes. The real binary
+    // must end without a panic, and with success, since the parse itself worked.
+    let body = fixtures_root().join("hypr/access-token-revoke/body.json");
+    let mut child = std::process::Command::new(crate::harness::binary())
+        .args(["parse", "--vendor", "hypr"])
+        .arg(&body)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+}
