@@ -104,11 +104,19 @@ pub fn events<'b>(
         Some(b'[') => {
             match json_of::<Vec<&RawValue>>(body, text) {
                 Ok(elements) => {
+                    if elements.is_empty() && parser.is_heartbeat(None) {
+                        return Ok(Split::Heartbeat);
+                    }
                     check_count(elements.len(), max_events)?;
                     for element in elements {
                         raws.push(slice_of(body, element.get()));
                         values
                             .push(serde_json::from_str(element.get()).map_err(|e| malformed(&e))?);
+                    }
+                    // A batch of nothing but health calls (`[{}]`) is one; a batch with any
+                    // event in it is all events, none dropped.
+                    if values.iter().all(|v| parser.is_heartbeat(Some(v))) {
+                        return Ok(Split::Heartbeat);
                     }
                 }
                 Err(strict) => {
@@ -196,7 +204,8 @@ fn check_count(n: usize, max_events: usize) -> Result<(), SplitError> {
 }
 
 /// After strict parsing failed with `strict`: for parsers that allow it, parse again with
-/// stray backslashes escaped (ConnectSecure's own sample has `Corporation\ Product`).
+/// the strings repaired ([`repair_strings`]; ConnectSecure's own sample has
+/// `Corporation\ Product`, and its `body` "may contain multi-line text").
 fn repaired(
     body: &Bytes,
     parser: &Parser,
@@ -205,38 +214,56 @@ fn repaired(
     if !parser.lenient_json() || !strict.is_syntax() {
         return Err(malformed(strict));
     }
-    serde_json::from_slice(&escape_stray_backslashes(body)).map_err(|_| malformed(strict))
+    serde_json::from_slice(&repair_strings(body)).map_err(|_| malformed(strict))
 }
 
-/// Doubles every backslash inside a JSON string that does not start a valid escape
-/// (`\"`, `\\`, `\/`, `\b`, `\f`, `\n`, `\r`, `\t`, `\uXXXX`).
-pub fn escape_stray_backslashes(body: &[u8]) -> Vec<u8> {
+/// Inside JSON strings, doubles every backslash that does not start a valid escape (`\"`,
+/// `\\`, `\/`, `\b`, `\f`, `\n`, `\r`, `\t`, `\uXXXX`) and escapes raw control characters
+/// (a templated multi-line value: `\n`, `\r`, `\t`, else `\u00XX`). Bytes outside strings
+/// are kept, so whitespace between members stays whitespace.
+pub fn repair_strings(body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len() + 8);
+    let mut in_string = false;
     let mut i = 0;
     while let Some(&b) = body.get(i) {
-        if b == b'\\' {
-            let next = body.get(i + 1).copied();
-            let valid = match next {
-                Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => true,
-                Some(b'u') => body
-                    .get(i + 2..i + 6)
-                    .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)),
-                _ => false,
-            };
-            if valid {
-                out.push(b);
-                if let Some(n) = next {
-                    out.push(n);
-                }
-                i += 2;
-                continue;
-            }
-            out.extend_from_slice(b"\\\\");
-            i += 1;
+        i += 1;
+        if !in_string {
+            in_string = b == b'"';
+            out.push(b);
             continue;
         }
-        out.push(b);
-        i += 1;
+        match b {
+            b'"' => {
+                in_string = false;
+                out.push(b);
+            }
+            b'\\' => {
+                let next = body.get(i).copied();
+                let valid = match next {
+                    Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => true,
+                    Some(b'u') => body
+                        .get(i + 1..i + 5)
+                        .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)),
+                    _ => false,
+                };
+                match next {
+                    Some(n) if valid => {
+                        out.extend_from_slice(&[b'\\', n]);
+                        i += 1;
+                    }
+                    _ => out.extend_from_slice(b"\\\\"),
+                }
+            }
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0..=0x1f => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                let hex = |n: u8| HEX.get(usize::from(n)).copied().unwrap_or(b'0');
+                out.extend_from_slice(&[b'\\', b'u', b'0', b'0', hex(b >> 4), hex(b & 0xf)]);
+            }
+            _ => out.push(b),
+        }
     }
     out
 }
@@ -279,6 +306,33 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_is_a_heartbeat_only_when_every_element_is_one() {
+        let parser = Parser::from_toml(
+            "hb",
+            "[parser]\nproduct = \"T\"\nvendor_name = \"T\"\nheartbeat_on_empty = true\nheartbeat = { not = { field = \"description\", exists = true } }\n[id]\nhash = \"t\"\nwindow = \"1h\"\n[[route]]\nname = \"any\"\nclass = 0\nactivity = 99\n",
+            "hb.toml",
+        )
+        .unwrap();
+        let split = |body: &str| {
+            let body = Bytes::copy_from_slice(body.as_bytes());
+            match events(&body, &parser, &HeaderMap::new(), 100).unwrap() {
+                Split::Heartbeat => None,
+                Split::Events(events) => Some(events.len()),
+            }
+        };
+        for heartbeat in ["", "{}", "[]", "null", "\"ping\"", "[{}, {\"x\": 1}]"] {
+            assert_eq!(split(heartbeat), None, "{heartbeat:?}");
+        }
+        assert_eq!(split(r#"[{}, {"description": "a"}]"#), Some(2));
+        assert_eq!(split(r#"{"description": "a"}"#), Some(1));
+        // Without a heartbeat rule, the same shapes are refused, not acknowledged.
+        for refused in ["[]", "null"] {
+            let body = Bytes::copy_from_slice(refused.as_bytes());
+            assert!(events(&body, &hash_keyed(), &HeaderMap::new(), 100).is_err());
+        }
+    }
+
+    #[test]
     fn text_bodies_keep_each_event_exact_bytes_and_non_ascii_values() {
         let array = "[{\"id\":\"é1\",\"m\":\"naïve\"} , {\"id\":\"2\",\"m\":\"\\u00e9\"}]";
         let events = split(array.as_bytes()).unwrap();
@@ -311,10 +365,22 @@ mod tests {
     }
 
     #[test]
-    fn escapes_only_stray_backslashes() {
-        let fixed = escape_stray_backslashes(br#"{"b":"Acme\ Product \n \u00e9 \""}"#);
+    fn repairs_only_stray_backslashes_and_raw_control_characters_inside_strings() {
+        let fixed = repair_strings(br#"{"b":"Acme\ Product \n \u00e9 \""}"#);
         assert_eq!(fixed, br#"{"b":"Acme\\ Product \n \u00e9 \""}"#.to_vec());
         let v: Value = serde_json::from_slice(&fixed).unwrap();
         assert_eq!(v["b"], "Acme\\ Product \n \u{e9} \"");
+        // A templated multi-line value; the whitespace between members stays as it is.
+        let body =
+            b"{\n\t\"subject\": \"Job\",\r\n \"body\": \"line 1\nline\t2\r\n\x01end \\q\"\n}";
+        let fixed = repair_strings(body);
+        assert!(serde_json::from_slice::<Value>(body).is_err());
+        let v: Value = serde_json::from_slice(&fixed).unwrap();
+        assert_eq!(v["body"], "line 1\nline\t2\r\n\u{1}end \\q");
+        assert_eq!(v["subject"], "Job");
+        assert!(fixed.starts_with(b"{\n\t\"subject\""));
+        // Valid JSON comes out unchanged.
+        let valid = br#"{"a":"x\"y\\","b":["\u0041\n",1,{"c":"\/"}]}"#;
+        assert_eq!(repair_strings(valid), valid.to_vec());
     }
 }
