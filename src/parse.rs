@@ -234,17 +234,18 @@ impl Parser {
         self.compiled.lenient_json
     }
 
-    /// True when a request body (`None` = empty) is the vendor's health call, answered 2xx
-    /// without producing an event.
+    /// True when a request body (`None` = empty, or an empty array) is the vendor's health
+    /// call, answered 2xx without producing an event. A JSON value that is not an object
+    /// (`null`, a string, …) is tested like an object without members: a `heartbeat` rule
+    /// that asks for missing fields holds for it.
     pub fn is_heartbeat(&self, body: Option<&Doc<'_>>) -> bool {
         match body {
             None => self.compiled.heartbeat_on_empty,
-            Some(v @ Doc::Object(_)) => self.compiled.heartbeat.as_ref().is_some_and(|c| {
+            Some(v) => self.compiled.heartbeat.as_ref().is_some_and(|c| {
                 let captures = HashMap::new();
                 let headers = HeaderMap::new();
                 eval::holds(c, &Parser::bare_scope(v, &headers, &captures), &Map::new())
             }),
-            Some(_) => false,
         }
     }
 

@@ -144,16 +144,24 @@ fn requests_beyond_the_in_flight_cap_are_shed_with_503() {
 #[test]
 fn hyperproof_heartbeat_is_recorded_not_published() {
     let gw = Gateway::start(&hyperproof_source());
-    let resp = client()
-        .post(gw.url("/ingest/hyperproof"))
-        .header("content-type", "application/json")
-        .body("{}")
-        .send()
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    // The heartbeat's shape is undocumented: anything that is neither an activity nor an API
+    // message is one (vendor notes §5).
+    let shapes = ["{}", "", "[]", "null", "[{}]", "{\"type\":\"heartbeat\"}"];
+    for body in shapes {
+        let resp = client()
+            .post(gw.url("/ingest/hyperproof"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{body:?}");
+    }
     let text = metrics(&gw);
     assert!(
-        text.contains("hookgate_heartbeats_total{source=\"hp\"} 1"),
+        text.contains(&format!(
+            "hookgate_heartbeats_total{{source=\"hp\"}} {}",
+            shapes.len()
+        )),
         "{text}"
     );
     assert!(text.contains("hookgate_source_last_heartbeat_timestamp_seconds{source=\"hp\"}"));
@@ -168,7 +176,7 @@ fn hyperproof_heartbeat_is_recorded_not_published() {
     assert_eq!(hp["health"], "healthy");
     assert!(hp["last_heartbeat_at"].is_string());
     assert!(hp["last_event_at"].is_null());
-    assert_eq!(hp["last_hour"]["heartbeats"], 1);
+    assert_eq!(hp["last_hour"]["heartbeats"], shapes.len());
 }
 
 #[test]
