@@ -16,6 +16,9 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
@@ -27,6 +30,11 @@ use crate::config::SinkConfig;
 /// Appends waiting for the writer. Bounded so a stalled disk pushes back on requests (they
 /// wait in `send`, holding no lock) instead of queuing without limit.
 const QUEUE_APPENDS: usize = 4096;
+
+/// After a failed write the sink reports not ready for this long, unless a write succeeds
+/// first: a load balancer then sends vendors' retries to another instance, and traffic comes
+/// back to test the output again once it has passed.
+const NOT_READY_AFTER_FAILURE: Duration = Duration::from_secs(10);
 
 /// The writer stops collecting a batch past this many bytes, so one sync never covers an
 /// unbounded amount of data and the first request of a burst is not held back for long.
@@ -46,10 +54,49 @@ struct Append {
     done: oneshot::Sender<Result<(), SinkError>>,
 }
 
+/// When the writer last failed, shared between the writer thread and the readiness probe.
+#[derive(Debug)]
+struct WriteHealth {
+    /// The clock's origin.
+    start: Instant,
+    /// Milliseconds from `start` to the last failed write; [`WriteHealth::OK`] after a
+    /// success.
+    failed_at_ms: AtomicU64,
+}
+
+impl WriteHealth {
+    const OK: u64 = u64::MAX;
+
+    fn new() -> WriteHealth {
+        WriteHealth {
+            start: Instant::now(),
+            failed_at_ms: AtomicU64::new(WriteHealth::OK),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(WriteHealth::OK - 1)
+    }
+
+    fn record(&self, ok: bool) {
+        let value = if ok { WriteHealth::OK } else { self.now_ms() };
+        self.failed_at_ms.store(value, Ordering::Relaxed);
+    }
+
+    /// False within [`NOT_READY_AFTER_FAILURE`] of a failed write not followed by a success.
+    fn is_healthy(&self) -> bool {
+        let failed = self.failed_at_ms.load(Ordering::Relaxed);
+        failed == WriteHealth::OK
+            || self.now_ms().saturating_sub(failed) >= NOT_READY_AFTER_FAILURE.as_millis() as u64
+    }
+}
+
 /// JSON-lines writer: the sending side of the writer thread's queue.
 #[derive(Debug)]
 pub struct JsonlSink {
     queue: mpsc::Sender<Append>,
+    /// The writer's last outcome, for the readiness probe.
+    health: Arc<WriteHealth>,
     /// The events file (`None` for stdout), for the readiness probe.
     path: Option<PathBuf>,
     /// True when dead letters go to their own output.
@@ -81,9 +128,11 @@ impl JsonlSink {
         };
         let separate_dead_letters = dead_letters.is_some();
         let (queue, appends) = mpsc::channel(QUEUE_APPENDS);
+        let health = Arc::new(WriteHealth::new());
+        let writer_health = Arc::clone(&health);
         std::thread::Builder::new()
             .name("jsonl-writer".to_owned())
-            .spawn(move || write_loop(appends, events, dead_letters))
+            .spawn(move || write_loop(appends, events, dead_letters, &writer_health))
             .map_err(|source| SinkBuildError::Open {
                 path: config.path.display().to_string(),
                 source,
@@ -91,6 +140,7 @@ impl JsonlSink {
         let path = (config.path != Path::new("-")).then(|| config.path.clone());
         Ok(JsonlSink {
             queue,
+            health,
             path,
             separate_dead_letters,
         })
@@ -147,9 +197,12 @@ impl JsonlSink {
         synced.await.map_err(|_| SinkError::Closed)?
     }
 
-    /// Ready while the writer runs and the events file still exists; stdout always is.
+    /// Ready while the writer runs, the events file still exists (stdout always does), and
+    /// no write failed in the last [`NOT_READY_AFTER_FAILURE`] without a success since.
     pub fn is_ready(&self) -> bool {
-        !self.queue.is_closed() && self.path.as_deref().is_none_or(Path::exists)
+        !self.queue.is_closed()
+            && self.path.as_deref().is_none_or(Path::exists)
+            && self.health.is_healthy()
     }
 
     /// Syncs the outputs after everything queued before this call (shutdown).
@@ -165,6 +218,7 @@ fn write_loop(
     mut appends: mpsc::Receiver<Append>,
     mut events: Output,
     mut dead_letters: Option<Output>,
+    health: &WriteHealth,
 ) {
     let mut event_buf = Vec::new();
     let mut dead_buf = Vec::new();
@@ -189,6 +243,7 @@ fn write_loop(
         if let Err(e) = &result {
             tracing::error!(error = %e, requests = waiting.len(), "sink write failed");
         }
+        health.record(result.is_ok());
         for done in waiting.drain(..) {
             // A request that gave up waiting (connection gone) simply is not told.
             let _ = done.send(result.as_ref().map(|_| ()).map_err(copy_error));
@@ -325,5 +380,35 @@ mod tests {
         assert!(sink.is_ready());
         std::fs::remove_file(dir.path().join("events.jsonl")).unwrap();
         assert!(!sink.is_ready());
+    }
+
+    #[tokio::test]
+    async fn not_ready_after_a_failed_write_until_one_succeeds() {
+        // /dev/full opens and refuses every write with ENOSPC: a full disk.
+        let sink = JsonlSink::open(&SinkConfig {
+            path: PathBuf::from("/dev/full"),
+            dead_letter_path: None,
+        })
+        .unwrap();
+        assert!(sink.is_ready());
+        let err = deliver(&sink, batch(vec![event("x")])).await.unwrap_err();
+        assert!(matches!(err, SinkError::Io(_)), "{err:?}");
+        assert!(!sink.is_ready());
+        let health = WriteHealth::new();
+        health.record(false);
+        assert!(!health.is_healthy());
+        health.record(true);
+        assert!(health.is_healthy());
+        // A failure older than the window no longer counts; one just inside it does.
+        let earlier = WriteHealth {
+            start: Instant::now() - NOT_READY_AFTER_FAILURE * 2,
+            failed_at_ms: AtomicU64::new(0),
+        };
+        assert!(earlier.is_healthy());
+        let window_ms = NOT_READY_AFTER_FAILURE.as_millis() as u64;
+        earlier
+            .failed_at_ms
+            .store(window_ms + 1_000, Ordering::Relaxed);
+        assert!(!earlier.is_healthy());
     }
 }
