@@ -1,6 +1,6 @@
 //! The OAuth2 token endpoint (RFC 6749 §4.4, client credentials) at `[trust] token_path`.
 //!
-//! Input: a GET or POST request; parameters from the query string and the body (form, or a
+//! Input: a GET, POST or PUT request; parameters from the query string and the body (form, or a
 //! JSON object of strings).
 //! Output: `200 {access_token, token_type: "Bearer", expires_in}` or an RFC 6749 §5.2 error
 //! body (`invalid_request`, `invalid_client` with 401 and `WWW-Authenticate`,
@@ -57,7 +57,9 @@ pub async fn serve(
     request_id: &RequestId,
 ) -> Response<Full<Bytes>> {
     let (parts, body) = request.into_parts();
-    if parts.method != Method::GET && parts.method != Method::POST {
+    // HYPR's hooks are EventBridge API destinations (vendor notes §2), whose OAuth connection lets the
+    // customer pick GET, POST or PUT for the token request.
+    if ![Method::GET, Method::POST, Method::PUT].contains(&parts.method) {
         let mut response = json_response(
             StatusCode::METHOD_NOT_ALLOWED,
             &json!({"error": TokenError::InvalidRequest.code(), "request_id": request_id.0}),
@@ -65,7 +67,7 @@ pub async fn serve(
         );
         response
             .headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
+            .insert(header::ALLOW, HeaderValue::from_static("GET, POST, PUT"));
         return response;
     }
     let mut raw_params = parts.uri.query().unwrap_or_default().as_bytes().to_vec();

@@ -152,6 +152,11 @@ def test_hypr_console_example_parameters_get_a_token(gateway):
     assert r.status_code == 200, r.text
     assert r.json()["scope"] == "api://your-api/.default"
     assert deliver(gw, check_token(r.json()), 77).status_code == 200
+    # The console's method choice for the token request includes PUT.
+    r = requests.put(gw.url("/oauth/token") + "?grant_type=client_credentials",
+                     auth=(CID, CSECRET), timeout=10, headers={"content-type": "application/json"})
+    assert r.status_code == 200, r.text
+    assert deliver(gw, check_token(r.json()), 78).status_code == 200
     # A body that says gzip and is not is still refused.
     r = requests.post(gw.url("/oauth/token"), data=b"grant_type=client_credentials",
                       auth=(CID, CSECRET), timeout=10,
@@ -181,8 +186,9 @@ def test_rfc_6749_errors(gateway):
                       headers={"content-type": "application/x-www-form-urlencoded", "x-request-id": "probe-42"},
                       auth=(CID, CSECRET), timeout=10)
     assert error_of(r, 400, "invalid_request")["request_id"] == "probe-42"
-    r = requests.put(url, auth=(CID, CSECRET), timeout=10)
+    r = requests.delete(url, auth=(CID, CSECRET), timeout=10)
     error_of(r, 405, "invalid_request")
+    assert r.headers["allow"] == "GET, POST, PUT"
     ok = requests.post(url, data={"grant_type": "client_credentials"}, auth=(CID, CSECRET), timeout=10)
     assert ok.status_code == 200 and len(ok.headers["x-request-id"]) > 0
     assert CSECRET not in gw.log_text()
