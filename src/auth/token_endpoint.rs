@@ -57,8 +57,8 @@ pub async fn serve(
     request_id: &RequestId,
 ) -> Response<Full<Bytes>> {
     let (parts, body) = request.into_parts();
-    // HYPR's hooks are EventBridge API destinations (vendor notes §2), whose OAuth connection lets the
-    // customer pick GET, POST or PUT for the token request.
+    // HYPR's hooks are EventBridge API destinations (vendor notes §2), whose OAuth connection
+    // lets the customer pick GET, POST or PUT for the token request.
     if ![Method::GET, Method::POST, Method::PUT].contains(&parts.method) {
         let mut response = json_response(
             StatusCode::METHOD_NOT_ALLOWED,
