@@ -31,7 +31,7 @@ pub struct Product {
 pub struct Compiled {
     /// `metadata.product`.
     pub product: Arc<Product>,
-    /// Repair stray backslashes.
+    /// Repair strings (stray backslashes, raw control characters) when strict JSON fails.
     pub lenient_json: bool,
     /// Empty body = heartbeat.
     pub heartbeat_on_empty: bool,

@@ -40,7 +40,8 @@ pub struct ParserDef {
     pub product: String,
     /// `metadata.product.vendor_name`.
     pub vendor_name: String,
-    /// Repair stray backslashes when strict JSON parsing fails. Default false.
+    /// When strict JSON parsing fails, repair strings (stray backslashes, raw control
+    /// characters) and parse again. Default false.
     #[serde(default)]
     pub lenient_json: bool,
     /// An empty body is the vendor's health call. Default false.
