@@ -293,8 +293,13 @@ fn token_endpoint_answers_rfc_6749_errors() {
     assert_eq!(resp.status(), 400);
     let body: serde_json::Value = resp.json().unwrap();
     assert_eq!(body["error"], "invalid_request");
+    // PUT is read as a token request (some senders use it), so without credentials it is a
+    // 401; a method that cannot carry one is a 405 that names the methods allowed.
     let resp = client.put(gw.url("/oauth/token")).send().unwrap();
+    assert_eq!(resp.status(), 401);
+    let resp = client.delete(gw.url("/oauth/token")).send().unwrap();
     assert_eq!(resp.status(), 405);
+    assert_eq!(resp.headers()["allow"], "GET, POST, PUT");
     assert!(gw.events().is_empty());
 }
 
