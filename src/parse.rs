@@ -234,6 +234,12 @@ impl Parser {
         self.compiled.lenient_json
     }
 
+    /// True when a body that is not JSON at all (it opens with neither `{` nor `[`) is the
+    /// vendor's health call, e.g. a text `ping`.
+    pub fn heartbeat_on_text(&self) -> bool {
+        self.compiled.heartbeat_on_text
+    }
+
     /// True when a request body (`None` = empty, or an empty array) is the vendor's health
     /// call, answered 2xx without producing an event. A JSON value that is not an object
     /// (`null`, a string, …) is tested like an object without members: a `heartbeat` rule

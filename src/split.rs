@@ -143,6 +143,14 @@ pub fn events<'b>(
                     values.push(value);
                 }
                 Err(single_err) => {
+                    // Not JSON and not opening like an object: a text health call (`ping`)
+                    // where the parser says so. This branch never sees a `[`; a body that
+                    // opens with `{` and does not parse is refused, so a vendor retries a
+                    // truncated event instead of having it taken for a heartbeat.
+                    if parser.heartbeat_on_text() && body.get(start) != Some(&b'{') {
+                        tracing::debug!(bytes = body.len(), "text body taken as a heartbeat");
+                        return Ok(Split::Heartbeat);
+                    }
                     // Not one JSON document: try NDJSON, one object per non-blank line.
                     let lines: Vec<&[u8]> = body
                         .split(|b| *b == b'\n')
@@ -330,6 +338,45 @@ mod tests {
             let body = Bytes::copy_from_slice(refused.as_bytes());
             assert!(events(&body, &hash_keyed(), &HeaderMap::new(), 100).is_err());
         }
+    }
+
+    #[test]
+    fn a_text_body_is_a_heartbeat_only_where_the_parser_says_and_never_a_broken_object() {
+        let parser = |flag: bool| {
+            Parser::from_toml(
+                "hb",
+                &format!("[parser]\nproduct = \"T\"\nvendor_name = \"T\"\nheartbeat_on_text = {flag}\n[id]\nhash = \"t\"\nwindow = \"1h\"\n[[route]]\nname = \"any\"\nclass = 0\nactivity = 99\n"),
+                "hb.toml",
+            )
+            .unwrap()
+        };
+        let (text_ok, strict) = (parser(true), parser(false));
+        let split = |parser: &Parser, body: &[u8]| {
+            let body = Bytes::copy_from_slice(body);
+            match events(&body, parser, &HeaderMap::new(), 100) {
+                Ok(Split::Heartbeat) => Ok(None),
+                Ok(Split::Events(events)) => Ok(Some(events.len())),
+                Err(e) => Err(e.code()),
+            }
+        };
+        for text in [
+            &b"ping"[..],
+            b"OK\n",
+            b"  heartbeat",
+            b"nope",
+            b"ping\npong",
+            b"\xff\xfe",
+        ] {
+            assert_eq!(split(&text_ok, text), Ok(None), "{text:?}");
+            assert_eq!(split(&strict, text), Err("json_malformed"), "{text:?}");
+        }
+        // Opening like an object or an array but broken: refused, so the vendor retries.
+        for broken in [&b"{\"description\": \"cut"[..], b"[{\"a\":1}", b"{ping}"] {
+            assert_eq!(split(&text_ok, broken), Err("json_malformed"), "{broken:?}");
+        }
+        // JSON is still read as JSON, and NDJSON of objects is still events.
+        assert_eq!(split(&text_ok, b"{\"a\": 1}"), Ok(Some(1)));
+        assert_eq!(split(&text_ok, b"{\"a\": 1}\n{\"a\": 2}\n"), Ok(Some(2)));
     }
 
     #[test]

@@ -138,6 +138,7 @@ pub fn compile(def: Definition, text: &str) -> Result<Compiled, CompileError> {
         }),
         lenient_json: def.parser.lenient_json,
         heartbeat_on_empty: def.parser.heartbeat_on_empty,
+        heartbeat_on_text: def.parser.heartbeat_on_text,
         heartbeat,
         id,
         cache,

@@ -35,6 +35,8 @@ pub struct Compiled {
     pub lenient_json: bool,
     /// Empty body = heartbeat.
     pub heartbeat_on_empty: bool,
+    /// A body that is not JSON and opens with neither `{` nor `[` = heartbeat.
+    pub heartbeat_on_text: bool,
     /// Object body matching this = heartbeat.
     pub heartbeat: Option<Cond>,
     /// Event id rule.

@@ -47,6 +47,12 @@ pub struct ParserDef {
     /// An empty body is the vendor's health call. Default false.
     #[serde(default)]
     pub heartbeat_on_empty: bool,
+    /// A body that is not JSON and does not open like a JSON object or array (`ping`, `OK`)
+    /// is the vendor's health call. A body that opens with `{` or `[` and does not parse is
+    /// still refused with 400, so a truncated event is retried, never taken for a heartbeat.
+    /// Default false.
+    #[serde(default)]
+    pub heartbeat_on_text: bool,
     /// A JSON object matching this condition is the vendor's health call.
     #[serde(default)]
     pub heartbeat: Option<CondDef>,

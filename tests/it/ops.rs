@@ -146,16 +146,33 @@ fn hyperproof_heartbeat_is_recorded_not_published() {
     let gw = Gateway::start(&hyperproof_source());
     // The heartbeat's shape is undocumented: anything that is neither an activity nor an API
     // message is one (vendor notes §5).
-    let shapes = ["{}", "", "[]", "null", "[{}]", "{\"type\":\"heartbeat\"}"];
-    for body in shapes {
+    let json = "application/json";
+    let shapes = [
+        ("{}", json),
+        ("", json),
+        ("[]", json),
+        ("null", json),
+        ("[{}]", json),
+        ("{\"type\":\"heartbeat\"}", json),
+        ("ping", "text/plain"),
+    ];
+    for (body, media_type) in shapes {
         let resp = client()
             .post(gw.url("/ingest/hyperproof"))
-            .header("content-type", "application/json")
+            .header("content-type", media_type)
             .body(body)
             .send()
             .unwrap();
         assert_eq!(resp.status(), 200, "{body:?}");
     }
+    // A body that opens like an event but is cut off is refused, so the vendor retries it.
+    let cut = client()
+        .post(gw.url("/ingest/hyperproof"))
+        .header("content-type", json)
+        .body("{\"description\": \"Control upd")
+        .send()
+        .unwrap();
+    assert_eq!(cut.status(), 400);
     let text = metrics(&gw);
     assert!(
         text.contains(&format!(
