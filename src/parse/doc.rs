@@ -1,5 +1,5 @@
 //! The vendor event as read: a JSON tree whose strings borrow the request body, and whose
-//! objects are vectors sorted by key.
+//! objects are vectors of members in the order sent.
 //!
 //! Input: one event's JSON text (borrowed from the body). Output: [`Doc`], which split,
 //! routing, the id rule, conditions, mappings, leftovers and the content hash read. Building
@@ -10,9 +10,8 @@
 //!
 //! It behaves as `serde_json::Value` does where that shows: a repeated key keeps its last
 //! value, numbers are `serde_json::Number`, members are written in code point order of their
-//! keys, and [`Doc::write_json`] writes exactly
-//! the bytes serde_json writes for the same `Value` (the canonical text the content hash
-//! covers). What the gateway writes out is still a `serde_json::Value` ([`Doc::to_value`],
+//! keys, and [`Doc::write_json`] writes exactly the bytes serde_json writes for the same
+//! `Value` (the canonical text the content hash covers). What the gateway writes out is still a `serde_json::Value` ([`Doc::to_value`],
 //! [`Doc::into_value`]).
 
 use std::borrow::Cow;
