@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 
 use self::compile::{Activity, Compiled, Product, Route};
 use self::doc::Doc;
-use self::eval::Scope;
+use self::eval::{Captures, Scope};
 use crate::normalize::ocsf::ClassInfo;
 use crate::normalize::EventContext;
 
@@ -248,7 +248,7 @@ impl Parser {
         match body {
             None => self.compiled.heartbeat_on_empty,
             Some(v) => self.compiled.heartbeat.as_ref().is_some_and(|c| {
-                let captures = HashMap::new();
+                let captures = Captures::default();
                 let headers = HeaderMap::new();
                 eval::holds(c, &Parser::bare_scope(v, &headers, &captures), &Map::new())
             }),
@@ -259,7 +259,7 @@ impl Parser {
     fn bare_scope<'a>(
         body: &'a Doc<'a>,
         headers: &'a HeaderMap,
-        captures: &'a HashMap<String, Value>,
+        captures: &'a Captures<'a>,
     ) -> Scope<'a> {
         Scope {
             body,
@@ -274,7 +274,7 @@ impl Parser {
     }
 
     fn route_for(&self, event: &Doc<'_>, headers: &HeaderMap) -> RouteChoice {
-        let captures = HashMap::new();
+        let captures = Captures::default();
         let scope = Parser::bare_scope(event, headers, &captures);
         let empty = Map::new();
         RouteChoice(self.compiled.routes.iter().position(|r| {
@@ -369,7 +369,7 @@ pub fn apply_routed(
         parser: parser.name.clone(),
         reason: "no route matches and the definition has no fallback route",
     })?;
-    let mut captures: HashMap<String, Value> = HashMap::new();
+    let mut captures = Captures::default();
     for ex in &route.extract {
         // A string is searched as is; any other value as its JSON text (e.g. a whole card).
         let owned;
@@ -381,26 +381,22 @@ pub fn apply_routed(
                 owned.as_str()
             }
         };
-        let names: Vec<&str> = ex.regex.capture_names().flatten().collect();
         if ex.all {
             for c in ex.regex.captures_iter(text) {
-                for name in &names {
+                for name in ex.regex.capture_names().flatten() {
                     if let Some(m) = c.name(name) {
-                        let slot = captures
-                            .entry((*name).to_owned())
-                            .or_insert_with(|| Value::Array(Vec::new()));
-                        if let Value::Array(a) = slot {
+                        let slot = captures.slot(name, || Value::Array(Vec::new()));
+                        if let Some(Value::Array(a)) = slot {
                             a.push(Value::String(m.as_str().to_owned()));
                         }
                     }
                 }
             }
         } else if let Some(c) = ex.regex.captures(text) {
-            for name in &names {
+            // The first extraction that captures a name keeps it.
+            for name in ex.regex.capture_names().flatten() {
                 if let Some(m) = c.name(name) {
-                    captures
-                        .entry((*name).to_owned())
-                        .or_insert_with(|| Value::String(m.as_str().to_owned()));
+                    captures.slot(name, || Value::String(m.as_str().to_owned()));
                 }
             }
         }

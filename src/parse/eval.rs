@@ -6,7 +6,6 @@
 //! stays in `raw_data`). Never panics.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::net::IpAddr;
 
 use http::HeaderMap;
@@ -25,7 +24,7 @@ pub struct Scope<'a> {
     /// Request headers.
     pub headers: &'a HeaderMap,
     /// Named captures.
-    pub captures: &'a HashMap<String, Value>,
+    pub captures: &'a Captures<'a>,
     /// The current list item.
     pub item: Option<&'a Doc<'a>>,
     /// Receive time, epoch ms.
@@ -36,6 +35,48 @@ pub struct Scope<'a> {
     pub tenant: &'a str,
     /// Source name.
     pub source: &'a str,
+}
+
+/// The named regex captures of one event, and inside a text list those of its segment.
+/// An event has a handful, so a vector searched by name costs less than hashing each name;
+/// a segment's captures sit over the event's instead of copying them.
+#[derive(Debug, Default)]
+pub struct Captures<'a> {
+    /// (name, value), names borrowed from the compiled regexes.
+    entries: Vec<(&'a str, Value)>,
+    /// The event's captures, under a segment's: read when the segment has no such name.
+    under: Option<&'a Captures<'a>>,
+}
+
+impl<'a> Captures<'a> {
+    /// A segment's captures over the event's `under`.
+    pub fn over(under: &'a Captures<'a>) -> Captures<'a> {
+        Captures {
+            entries: Vec::new(),
+            under: Some(under),
+        }
+    }
+
+    /// The value captured as `name`, the segment's before the event's.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.entries
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v)
+            .or_else(|| self.under.and_then(|u| u.get(name)))
+    }
+
+    /// The value of `name` at this level, made by `fresh` when there is none yet (always
+    /// `Some`).
+    pub fn slot(&mut self, name: &'a str, fresh: impl FnOnce() -> Value) -> Option<&mut Value> {
+        if !self.entries.iter().any(|(k, _)| *k == name) {
+            self.entries.push((name, fresh()));
+        }
+        self.entries
+            .iter_mut()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v)
+    }
 }
 
 /// Text of a scalar (strings unquoted); `None` for arrays/objects/null.
@@ -323,7 +364,7 @@ pub fn build_list(list: &List, scope: &Scope<'_>, out: &mut Map<String, Value>) 
     let mut available = 0usize;
     let limit = list.limit.unwrap_or(usize::MAX);
     let push = |item: &Doc<'_>,
-                captures: &HashMap<String, Value>,
+                captures: &Captures<'_>,
                 items: &mut Vec<Value>,
                 out: &Map<String, Value>| {
         let inner = Scope {
@@ -359,12 +400,15 @@ pub fn build_list(list: &List, scope: &Scope<'_>, out: &mut Map<String, Value>) 
                 None => vec![text.as_ref()],
             };
             for seg in segments {
-                let mut caps = scope.captures.clone();
+                let mut caps = Captures::over(scope.captures);
                 if let Some(re) = &list.matches {
                     let Some(c) = re.captures(seg) else { continue };
                     for name in re.capture_names().flatten() {
                         if let Some(m) = c.name(name) {
-                            caps.insert(name.to_owned(), Value::String(m.as_str().to_owned()));
+                            let text = Value::String(m.as_str().to_owned());
+                            if let Some(slot) = caps.slot(name, || Value::Null) {
+                                *slot = text;
+                            }
                         }
                     }
                 }
@@ -401,6 +445,24 @@ pub fn build_list(list: &List, scope: &Scope<'_>, out: &mut Map<String, Value>) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_segment_capture_hides_the_event_capture_of_its_name_and_only_that() {
+        let mut event = Captures::default();
+        event.slot("host", || Value::from("h1"));
+        // The first value captured under a name stays.
+        event.slot("host", || Value::from("h2"));
+        event.slot("ip", || Value::from("10.0.0.1"));
+        assert_eq!(event.get("host"), Some(&Value::from("h1")));
+        let mut segment = Captures::over(&event);
+        if let Some(slot) = segment.slot("host", || Value::Null) {
+            *slot = Value::from("segment-host");
+        }
+        assert_eq!(segment.get("host"), Some(&Value::from("segment-host")));
+        assert_eq!(segment.get("ip"), Some(&Value::from("10.0.0.1")));
+        assert_eq!(segment.get("none"), None);
+        assert_eq!(event.get("host"), Some(&Value::from("h1")));
+    }
 
     #[test]
     fn converts_times_to_epoch_ms_truncating_sub_ms() {
