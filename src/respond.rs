@@ -175,8 +175,8 @@ enum Answer<'a> {
 }
 
 /// Builds the answer.
-pub fn build(result: &Result<Outcome, Failure>, request_id: &RequestId) -> Response<Full<Bytes>> {
-    let request_id = request_id.0.as_str();
+pub fn build(result: &Result<Outcome, Failure>, id: &RequestId) -> Response<Full<Bytes>> {
+    let request_id = id.0.as_str();
     let (status, body) = match result {
         Ok(Outcome::Accepted { events, duplicates }) => (
             StatusCode::OK,
@@ -211,9 +211,7 @@ pub fn build(result: &Result<Outcome, Failure>, request_id: &RequestId) -> Respo
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    if let Ok(v) = HeaderValue::from_str(request_id) {
-        headers.insert("x-request-id", v);
-    }
+    id.stamp(headers);
     if let Err(failure) = result {
         if let Some(after) = failure.retry_after() {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(after.as_secs()));

@@ -80,6 +80,13 @@ impl RequestId {
             None => RequestId(uuid::Uuid::new_v4().simple().to_string()),
         }
     }
+
+    /// Echoes the id in an answer's `X-Request-Id` header.
+    pub fn stamp(&self, headers: &mut http::HeaderMap) {
+        if let Ok(v) = http::HeaderValue::from_str(&self.0) {
+            headers.insert("x-request-id", v);
+        }
+    }
 }
 
 /// A request as accepted from the connection, body still unread.

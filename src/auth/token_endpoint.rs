@@ -5,8 +5,8 @@
 //! Output: `200 {access_token, token_type: "Bearer", expires_in}` or an RFC 6749 §5.2 error
 //! body (`invalid_request`, `invalid_client` with 401 and `WWW-Authenticate`,
 //! `unsupported_grant_type`) with the gateway's `request_id` beside `error`, as every other
-//! rejection has it; every answer carries `X-Request-Id`. The client authenticates with HTTP Basic or with the
-//! `client_id`/`client_secret` parameters. ConnectSecure's undocumented "Authentication URL"
+//! rejection has it; every answer carries `X-Request-Id`. The client authenticates with HTTP
+//! Basic or with the `client_id`/`client_secret` parameters. ConnectSecure's undocumented "Authentication URL"
 //! check is served too: valid Basic credentials without `grant_type` get a token.
 //! Reads at most [`MAX_FORM_BYTES`]; never logs a secret, a token or a parameter value.
 
@@ -62,7 +62,7 @@ pub async fn serve(
     if ![Method::GET, Method::POST, Method::PUT].contains(&parts.method) {
         let mut response = json_response(
             StatusCode::METHOD_NOT_ALLOWED,
-            &json!({"error": TokenError::InvalidRequest.code(), "request_id": request_id.0}),
+            &error_body(TokenError::InvalidRequest, request_id),
             request_id,
         );
         response
@@ -223,11 +223,7 @@ fn error_response(error: TokenError, request_id: &RequestId) -> Response<Full<By
         TokenError::InvalidClient => StatusCode::UNAUTHORIZED,
         _ => StatusCode::BAD_REQUEST,
     };
-    let mut response = json_response(
-        status,
-        &json!({ "error": error.code(), "request_id": request_id.0 }),
-        request_id,
-    );
+    let mut response = json_response(status, &error_body(error, request_id), request_id);
     // RFC 6749 §5.2: a 401 carries the challenge of the scheme the client may use.
     if error == TokenError::InvalidClient {
         response.headers_mut().insert(
@@ -238,6 +234,11 @@ fn error_response(error: TokenError, request_id: &RequestId) -> Response<Full<By
     response
 }
 
+/// RFC 6749 §5.2's `error`, with the gateway's `request_id` beside it.
+fn error_body(error: TokenError, request_id: &RequestId) -> serde_json::Value {
+    json!({ "error": error.code(), "request_id": request_id.0 })
+}
+
 fn json_response(
     status: StatusCode,
     body: &serde_json::Value,
@@ -246,9 +247,7 @@ fn json_response(
     let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&request_id.0) {
-        headers.insert("x-request-id", v);
-    }
+    request_id.stamp(headers);
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
