@@ -385,10 +385,7 @@ pub fn apply_routed(
             for c in ex.regex.captures_iter(text) {
                 for name in ex.regex.capture_names().flatten() {
                     if let Some(m) = c.name(name) {
-                        let slot = captures.slot(name, || Value::Array(Vec::new()));
-                        if let Some(Value::Array(a)) = slot {
-                            a.push(Value::String(m.as_str().to_owned()));
-                        }
+                        captures.append(name, Value::String(m.as_str().to_owned()));
                     }
                 }
             }
@@ -396,7 +393,7 @@ pub fn apply_routed(
             // The first extraction that captures a name keeps it.
             for name in ex.regex.capture_names().flatten() {
                 if let Some(m) = c.name(name) {
-                    captures.slot(name, || Value::String(m.as_str().to_owned()));
+                    captures.keep_first(name, || Value::String(m.as_str().to_owned()));
                 }
             }
         }

@@ -66,16 +66,36 @@ impl<'a> Captures<'a> {
             .or_else(|| self.under.and_then(|u| u.get(name)))
     }
 
-    /// The value of `name` at this level, made by `fresh` when there is none yet (always
-    /// `Some`).
-    pub fn slot(&mut self, name: &'a str, fresh: impl FnOnce() -> Value) -> Option<&mut Value> {
-        if !self.entries.iter().any(|(k, _)| *k == name) {
-            self.entries.push((name, fresh()));
-        }
+    fn at(&mut self, name: &str) -> Option<&mut Value> {
         self.entries
             .iter_mut()
             .find(|(k, _)| *k == name)
             .map(|(_, v)| v)
+    }
+
+    /// Captures `value` as `name` unless this level holds one already (the first match wins).
+    pub fn keep_first(&mut self, name: &'a str, value: impl FnOnce() -> Value) {
+        if self.at(name).is_none() {
+            self.entries.push((name, value()));
+        }
+    }
+
+    /// Captures `value` as `name`, replacing what this level holds under it.
+    pub fn set(&mut self, name: &'a str, value: Value) {
+        match self.at(name) {
+            Some(slot) => *slot = value,
+            None => self.entries.push((name, value)),
+        }
+    }
+
+    /// Appends `value` to the list captured as `name` (an `all` extraction), starting the list
+    /// when there is none; a single value captured first under the name stays as it is.
+    pub fn append(&mut self, name: &'a str, value: Value) {
+        match self.at(name) {
+            Some(Value::Array(items)) => items.push(value),
+            Some(_) => {}
+            None => self.entries.push((name, Value::Array(vec![value]))),
+        }
     }
 }
 
@@ -405,10 +425,7 @@ pub fn build_list(list: &List, scope: &Scope<'_>, out: &mut Map<String, Value>) 
                     let Some(c) = re.captures(seg) else { continue };
                     for name in re.capture_names().flatten() {
                         if let Some(m) = c.name(name) {
-                            let text = Value::String(m.as_str().to_owned());
-                            if let Some(slot) = caps.slot(name, || Value::Null) {
-                                *slot = text;
-                            }
+                            caps.set(name, Value::String(m.as_str().to_owned()));
                         }
                     }
                 }
@@ -449,15 +466,13 @@ mod tests {
     #[test]
     fn a_segment_capture_hides_the_event_capture_of_its_name_and_only_that() {
         let mut event = Captures::default();
-        event.slot("host", || Value::from("h1"));
+        event.keep_first("host", || Value::from("h1"));
         // The first value captured under a name stays.
-        event.slot("host", || Value::from("h2"));
-        event.slot("ip", || Value::from("10.0.0.1"));
+        event.keep_first("host", || Value::from("h2"));
+        event.keep_first("ip", || Value::from("10.0.0.1"));
         assert_eq!(event.get("host"), Some(&Value::from("h1")));
         let mut segment = Captures::over(&event);
-        if let Some(slot) = segment.slot("host", || Value::Null) {
-            *slot = Value::from("segment-host");
-        }
+        segment.set("host", Value::from("segment-host"));
         assert_eq!(segment.get("host"), Some(&Value::from("segment-host")));
         assert_eq!(segment.get("ip"), Some(&Value::from("10.0.0.1")));
         assert_eq!(segment.get("none"), None);
