@@ -11,8 +11,8 @@
 //! It behaves as `serde_json::Value` does where that shows: a repeated key keeps its last
 //! value, numbers are `serde_json::Number`, members are written in code point order of their
 //! keys, and [`Doc::write_json`] writes exactly the bytes serde_json writes for the same
-//! `Value` (the canonical text the content hash covers). What the gateway writes out is still a `serde_json::Value` ([`Doc::to_value`],
-//! [`Doc::into_value`]).
+//! `Value` (the canonical text the content hash covers). What the gateway writes out is still
+//! a `serde_json::Value` ([`Doc::to_value`], [`Doc::into_value`]).
 
 use std::borrow::Cow;
 use std::fmt;
