@@ -1,10 +1,11 @@
 //! Stage 1, listener: bind, TLS, accept, connection cap, HTTP/1.1 + HTTP/2, graceful drain.
 //!
-//! Input: a bound `TcpListener`. Output: each request handed to [`crate::pipeline::handle`].
+//! Input: the public `TcpListener`, bound by [`bind`]. Output: each request handed to [`crate::pipeline::handle`].
 //! On shutdown it stops accepting, lets in-flight requests finish within the grace period,
 //! then returns. Never reads a body itself.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use rustls::ServerConfig;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -38,6 +39,22 @@ pub enum ListenError {
     /// Gateway's fault: the connection semaphore closed.
     #[error("connection limiter closed")]
     LimiterClosed,
+}
+
+/// Binds the public port with room for `backlog` connections not yet accepted. tokio's
+/// `TcpListener::bind` asks the kernel for 128, as the standard library does: a burst of
+/// more new connections than that (a vendor's retry storm, a sender's pool opening at once)
+/// loses SYNs, and each lost one costs its client a 1 s retransmission.
+pub fn bind(address: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if address.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // As tokio's `bind`: a restarted gateway can bind again at once.
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(backlog)
 }
 
 /// Serves the public port until `shutdown` is cancelled, then drains.
@@ -139,4 +156,36 @@ pub async fn serve(
         () = tokio::time::sleep(settings.grace_period) => tracing::warn!("grace period ran out; closing remaining connections"),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Opens up to `n` connections to `address` that nobody accepts; returns how many
+    /// completed their handshake before the first one that took longer than 300 ms.
+    async fn queued(address: SocketAddr, n: usize) -> (usize, Vec<tokio::net::TcpStream>) {
+        let mut open = Vec::new();
+        for _ in 0..n {
+            let connect = tokio::net::TcpStream::connect(address);
+            match tokio::time::timeout(Duration::from_millis(300), connect).await {
+                Ok(Ok(stream)) => open.push(stream),
+                _ => break,
+            }
+        }
+        (open.len(), open)
+    }
+
+    #[tokio::test]
+    async fn a_burst_of_connections_waits_in_the_accept_queue_instead_of_losing_syns() {
+        // 200 connections before the first accept: beyond the 128 of tokio's own `bind`.
+        let listener = bind("127.0.0.1:0".parse().unwrap(), 1024).unwrap();
+        let (done, _open) = queued(listener.local_addr().unwrap(), 200).await;
+        assert_eq!(done, 200);
+        // The check can fail: a short queue holds its length (Linux: plus one), and the next
+        // SYN is dropped (its client would retry after 1 s).
+        let short = bind("127.0.0.1:0".parse().unwrap(), 16).unwrap();
+        let (done, _open) = queued(short.local_addr().unwrap(), 40).await;
+        assert!((16..=17).contains(&done), "{done} connections queued");
+    }
 }

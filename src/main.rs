@@ -95,8 +95,7 @@ fn run_blocking(config: Config, catalog: Catalog, huge_pages: &HugePages) -> Exi
         }
     };
     let result = runtime.block_on(async move {
-        let public = tokio::net::TcpListener::bind(config.listener.address)
-            .await
+        let public = hookgate::listener::bind(config.listener.address, config.listener.backlog)
             .map_err(|e| {
                 anyhow::anyhow!(
                     "cannot bind listener.address {}: {e}",

@@ -21,6 +21,11 @@ pub struct ListenerConfig {
     /// kernel's accept queue until one closes.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Length of the kernel's queue of connections not yet accepted. Default 1024 (Linux caps
+    /// it at `net.core.somaxconn`, 4096 by default). A burst of new connections longer than
+    /// the queue loses SYNs, and each lost one delays its sender by TCP's 1 s retransmission.
+    #[serde(default = "default_backlog")]
+    pub backlog: u32,
     /// Time allowed for a client to send the request line and headers, in milliseconds.
     /// Default 10000. A slower client is disconnected.
     #[serde(default = "default_header_read_timeout_ms")]
@@ -60,6 +65,7 @@ impl Default for ListenerConfig {
             address: default_address(),
             tls: None,
             max_connections: default_max_connections(),
+            backlog: default_backlog(),
             header_read_timeout_ms: default_header_read_timeout_ms(),
             body_read_timeout_ms: default_body_read_timeout_ms(),
             grace_period_ms: default_grace_period_ms(),
@@ -83,6 +89,9 @@ fn default_admin_address() -> SocketAddr {
 }
 fn default_max_connections() -> usize {
     4096
+}
+fn default_backlog() -> u32 {
+    1024
 }
 fn default_header_read_timeout_ms() -> u64 {
     10_000
