@@ -218,7 +218,9 @@ pub fn to_ocsf(parsed: ParsedEvent, ctx: &EventContext<'_>) -> Result<OcsfEvent,
     unmapped.remove("hookgate");
 
     // One buffer, sized up front; `raw_data` is written last straight from the borrowed bytes.
-    let mut json = Vec::with_capacity(2 * ctx.raw.len() + 1024);
+    // The escaper reserves room for the worst case (6 bytes per byte of `raw_data`) before
+    // it writes, so a smaller buffer would be reallocated, and copied, for every event.
+    let mut json = Vec::with_capacity(7 * ctx.raw.len() + 1024);
     let mut out = Members::open(&mut json);
     out.member("activity_id", &activity_id)?;
     out.member_str("activity_name", activity_text);
@@ -261,6 +263,9 @@ pub fn to_ocsf(parsed: ParsedEvent, ctx: &EventContext<'_>) -> Result<OcsfEvent,
     })?;
     out.member_str("raw_data", ctx.raw);
     out.close();
+    // The event outlives this call (spool queue, status lookback): it keeps what it uses, not
+    // the escaper's worst case.
+    json.shrink_to_fit();
     Ok(OcsfEvent {
         uid: key.id,
         class_uid: class.uid,
@@ -588,6 +593,35 @@ map = [
             e["unmapped"]["hookgate"],
             json!({"source": "src", "request_id": "req-1", "received_time": 1_700_000_000_000i64, "auth_scheme": "hmac"})
         );
+    }
+
+    #[test]
+    fn an_event_holds_the_memory_of_its_text_not_of_the_escaper_s_worst_case() {
+        let text = "[parser]\nproduct = \"P\"\nvendor_name = \"V\"\n[id]\nfrom = [\"id\"]\n\
+                    window = \"1h\"\n[[route]]\nname = \"any\"\nclass = 3002\nactivity = 1\n";
+        let parser = Parser::from_toml("t", text, "t.toml").unwrap();
+        // A large event (a status lookback keeps 20 per source).
+        let raw = serde_json::to_string(&json!({"id": "e1", "rows": vec!["x".repeat(100); 640]}))
+            .unwrap();
+        let headers = HeaderMap::new();
+        let event = parse::doc::Doc::parse(&raw).unwrap();
+        let key = parser.event_key(&event, &headers);
+        let ctx = EventContext {
+            source: "src",
+            vendor: "t",
+            tenant: "tenant-1",
+            request_id: "req-1",
+            received_at_ms: 1_700_000_000_000,
+            auth_scheme: "hmac",
+            headers: &headers,
+            raw: &raw,
+        };
+        let parsed = parse::apply(&parser, event, key, &ctx).unwrap();
+        let json = to_ocsf(parsed, &ctx).unwrap().json;
+        let len = json.len();
+        assert!(len > raw.len());
+        let held = json.try_into_mut().unwrap().capacity();
+        assert!(held < len + len / 8, "{held} bytes held for {len}");
     }
 
     #[test]

@@ -223,24 +223,7 @@ fn set_in(map: &mut Map<String, Value>, steps: &[OutStep], value: Value) {
     let Some((step, rest)) = steps.split_first() else {
         return;
     };
-    // Look the key up before inserting: the key text is only copied when the slot is new.
-    if step.append {
-        if !map.contains_key(&step.key) {
-            map.insert(step.key.clone(), Value::Array(Vec::new()));
-        }
-        let Some(Value::Array(items)) = map.get_mut(&step.key) else {
-            return;
-        };
-        if rest.is_empty() {
-            items.push(value);
-        } else {
-            let mut inner = Map::new();
-            set_in(&mut inner, rest, value);
-            items.push(Value::Object(inner));
-        }
-        return;
-    }
-    if rest.is_empty() {
+    if rest.is_empty() && !step.append {
         match map.get_mut(&step.key) {
             Some(slot) => *slot = value,
             None => {
@@ -249,11 +232,30 @@ fn set_in(map: &mut Map<String, Value>, steps: &[OutStep], value: Value) {
         }
         return;
     }
-    if !map.contains_key(&step.key) {
-        map.insert(step.key.clone(), Value::Object(Map::new()));
-    }
-    if let Some(Value::Object(inner)) = map.get_mut(&step.key) {
-        set_in(inner, rest, value);
+    // The slot this step leads to: looked up first, so the key text is only copied when the
+    // slot is new, and a new slot is created and reached in one search.
+    let slot = if map.contains_key(&step.key) {
+        map.get_mut(&step.key)
+    } else {
+        let empty = if step.append {
+            Value::Array(Vec::new())
+        } else {
+            Value::Object(Map::new())
+        };
+        Some(map.entry(step.key.clone()).or_insert(empty))
+    };
+    match slot {
+        Some(Value::Array(items)) if step.append => {
+            if rest.is_empty() {
+                items.push(value);
+            } else {
+                let mut inner = Map::new();
+                set_in(&mut inner, rest, value);
+                items.push(Value::Object(inner));
+            }
+        }
+        Some(Value::Object(inner)) if !step.append => set_in(inner, rest, value),
+        _ => {}
     }
 }
 
