@@ -183,7 +183,7 @@ fn dedup(c: &mut Criterion, allocs: &mut AllocTable) {
         .unwrap();
     let window = Duration::from_secs(24 * 3600);
     let memory = MemoryStore::new(1_000_000, Duration::from_secs(120));
-    let store = DedupStore::new(Backend::Memory(memory), window);
+    let store = DedupStore::new(Backend::Memory(memory), Some(window));
     rt.block_on(async {
         for n in 0..PREFILL {
             store.reserve("bench", &key(n)).await.unwrap();

@@ -397,7 +397,7 @@ fn delivery_problems(config: &Config, add: &mut impl FnMut(String, String)) {
         }
     }
     let dedup = &config.dedup;
-    if dedup.window_s == 0 {
+    if dedup.window_s == Some(0) {
         add("dedup.window_s".into(), "must be at least 1".into());
     }
     if dedup.reservation_ttl_s == 0 {

@@ -7,7 +7,8 @@
 //! carrying the same id at once: the second sees [`Dedup::InFlight`] (→ 409 + `Retry-After`),
 //! so the event is published once.
 //!
-//! Window: `[dedup] window_s`, or the parser's window for the event when that is longer.
+//! Window: the parser's window for the event (sized to its vendor), or `[dedup] window_s` for
+//! every event when the operator sets it.
 //! Stores ([`DedupStore`]): in process (bounded, journaled; see `dedup/memory.rs` for the
 //! eviction rule) or Redis (several instances; `dedup/redis.rs`). Fails with [`DedupError`].
 
@@ -83,16 +84,16 @@ pub enum Backend {
     Redis(RedisStore),
 }
 
-/// The dedup store with its window.
+/// The dedup store with the operator's window.
 #[derive(Debug)]
 pub struct DedupStore {
     backend: Backend,
-    window: Duration,
+    window: Option<Duration>,
 }
 
 impl DedupStore {
-    /// A store over `backend` with the default `window`.
-    pub fn new(backend: Backend, window: Duration) -> DedupStore {
+    /// A store over `backend`; `window` replaces every parser's window when set.
+    pub fn new(backend: Backend, window: Option<Duration>) -> DedupStore {
         DedupStore { backend, window }
     }
 
@@ -133,7 +134,7 @@ impl DedupStore {
         };
         Ok(DedupStore::new(
             backend,
-            Duration::from_secs(config.window_s),
+            config.window_s.map(Duration::from_secs),
         ))
     }
 
@@ -143,7 +144,7 @@ impl DedupStore {
 
     /// The window for `key`, or `None` when it is exempt.
     fn window(&self, key: &EventKey) -> Option<Duration> {
-        key.window.map(|w| w.max(self.window))
+        key.window.map(|w| self.window.unwrap_or(w))
     }
 
     /// Reserves `key` for delivery unless it is in flight or seen.

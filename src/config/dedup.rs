@@ -23,11 +23,13 @@ pub struct DedupConfig {
     /// `"memory"` or `"redis"`. Default `"memory"`.
     #[serde(default = "default_backend")]
     pub backend: DedupBackend,
-    /// How long a delivered event id counts as a duplicate, in seconds. A parser may ask for a
-    /// longer window for its events; the longer one applies. Default 172800 (48 h: longer than
-    /// any vendor's retry schedule; Hyprwatch gives up after about 2.5 h).
-    #[serde(default = "default_window_s")]
-    pub window_s: u64,
+    /// How long a delivered event id counts as a duplicate, in seconds, for every source. Default:
+    /// unset, so each parser's own window applies, sized to its vendor (ConnectSecure 1 h:
+    /// identical alerts such as a daily "Probe Went Down" recur and must not be swallowed;
+    /// Hyprwatch 3 h; Hyperproof 24 h; HYPR 25 h; Hoop 30 h). Set, it replaces them all;
+    /// events a parser never deduplicates stay exempt. Example: `7200`.
+    #[serde(default)]
+    pub window_s: Option<u64>,
     /// How long an id stays reserved while its request is being delivered, in seconds. A
     /// crash mid-request frees the id after this. Default 120.
     #[serde(default = "default_reservation_ttl_s")]
@@ -56,7 +58,7 @@ impl Default for DedupConfig {
     fn default() -> Self {
         DedupConfig {
             backend: default_backend(),
-            window_s: default_window_s(),
+            window_s: None,
             reservation_ttl_s: default_reservation_ttl_s(),
             max_entries: default_max_entries(),
             journal_path: None,
@@ -68,9 +70,6 @@ impl Default for DedupConfig {
 
 fn default_backend() -> DedupBackend {
     DedupBackend::Memory
-}
-fn default_window_s() -> u64 {
-    48 * 3600
 }
 fn default_reservation_ttl_s() -> u64 {
     120

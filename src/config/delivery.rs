@@ -53,7 +53,7 @@ auth = [{ kind = "hmac", secrets = ["whsec_test"] }]
         assert_eq!(load("").unwrap().delivery_mode(), DeliveryMode::Direct);
         let c = load("[kafka]\nbrokers = \"k:9092\"\n").unwrap();
         assert_eq!(c.delivery_mode(), DeliveryMode::Spool);
-        assert_eq!(c.dedup.window_s, 48 * 3600);
+        assert_eq!(c.dedup.window_s, None, "each parser's window applies");
         let c = load("[delivery]\nmode = \"direct\"\n[kafka]\nbrokers = \"k:9092\"\n").unwrap();
         assert_eq!(c.delivery_mode(), DeliveryMode::Direct);
     }

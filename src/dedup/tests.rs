@@ -22,7 +22,7 @@ fn journaled(path: &std::path::Path, max: usize) -> MemoryStore {
 fn memory(max: usize) -> DedupStore {
     DedupStore::new(
         Backend::Memory(MemoryStore::new(max, Duration::from_secs(120))),
-        Duration::from_secs(24 * 3600),
+        None,
     )
 }
 
@@ -79,18 +79,24 @@ fn the_memory_store_stays_within_its_entry_cap_and_evicts_the_soonest_expiry() {
 }
 
 #[test]
-fn the_longer_of_config_and_parser_window_applies() {
-    let s = memory(10);
-    let short = EventKey {
+fn the_parser_s_window_applies_unless_the_operator_sets_one_for_all() {
+    let catalog = crate::parse::Catalog::load(None).unwrap();
+    let connectsecure = catalog.get("connectsecure").unwrap();
+    let body =
+        crate::parse::doc::Doc::parse(r#"{"subject":"Probe Went Down","body":"x"}"#).unwrap();
+    let key = connectsecure.event_key(&body, &http::HeaderMap::new());
+    // A daily "Probe Went Down" is a new alert the next day, not a retry.
+    assert_eq!(memory(10).window(&key), Some(Duration::from_secs(3600)));
+    let exempt = EventKey {
         id: "x".into(),
-        window: Some(Duration::from_secs(60)),
+        window: None,
     };
-    assert_eq!(s.window(&short), Some(Duration::from_secs(24 * 3600)));
-    let long = EventKey {
-        id: "x".into(),
-        window: Some(Duration::from_secs(72 * 3600)),
-    };
-    assert_eq!(s.window(&long), Some(Duration::from_secs(72 * 3600)));
+    let set = DedupStore::new(
+        Backend::Memory(MemoryStore::new(10, Duration::from_secs(120))),
+        Some(Duration::from_secs(7200)),
+    );
+    assert_eq!(set.window(&key), Some(Duration::from_secs(7200)));
+    assert_eq!(set.window(&exempt), None);
 }
 
 #[test]
@@ -149,12 +155,7 @@ fn a_journal_written_before_fingerprints_still_replays() {
 async fn a_request_committed_at_once_is_journaled_key_by_key() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("dedup.journal");
-    let open = || {
-        DedupStore::new(
-            Backend::Memory(journaled(&path, 100)),
-            Duration::from_secs(3600),
-        )
-    };
+    let open = || DedupStore::new(Backend::Memory(journaled(&path, 100)), None);
     let exempt = EventKey {
         id: "api".to_owned(),
         window: None,
@@ -232,7 +233,7 @@ async fn redis_store(prefix: &str) -> DedupStore {
                 .await
                 .unwrap(),
         ),
-        Duration::from_secs(3600),
+        None,
     )
 }
 
