@@ -14,6 +14,7 @@ pub mod definition;
 pub mod doc;
 pub mod eval;
 pub mod path;
+pub mod quoted_list;
 pub mod session_cache;
 
 use std::borrow::Cow;

@@ -510,6 +510,7 @@ impl Ctx<'_> {
             "string" => Convert::Text,
             "int" => Convert::Int,
             "json" => Convert::Json,
+            "quoted_list" => Convert::QuotedList,
             "positive" => Convert::Positive,
             other => return Err(format!("unknown conversion {other:?}")),
         })

@@ -281,6 +281,8 @@ pub enum Convert {
     Int,
     /// Parse a JSON string.
     Json,
+    /// A bracketed list of quoted strings, JSON's or Go's `%q` (`src/parse/quoted_list.rs`).
+    QuotedList,
     /// Number > 0 → true.
     Positive,
 }

@@ -132,11 +132,19 @@ pub fn holds(cond: &Cond, scope: &Scope<'_>, out: &Map<String, Value>) -> bool {
             // What the test needs of its subject: whether it is present, and its text.
             let (is_present, t) = match subject {
                 Subject::Field(paths) => {
-                    let v = paths
+                    // Of several paths, the first with a usable value: `null`, `""` and, for a
+                    // text test, a list or an object fall through to the next path as a
+                    // missing field does (HYPR's empty `detail.data.eventTags` beside the
+                    // envelope's tag list).
+                    let mut found = paths
                         .iter()
                         .filter_map(|p| p.get(scope.body))
-                        .find(|v| !v.is_null());
-                    (v.is_some_and(Doc::present), v.and_then(Doc::text))
+                        .filter(|v| v.present());
+                    let v = match test {
+                        Test::Exists(_) => found.next(),
+                        _ => found.find(|v| !matches!(v, Doc::Array(_) | Doc::Object(_))),
+                    };
+                    (v.is_some(), v.and_then(Doc::text))
                 }
                 Subject::Capture(name) => of_value(scope.captures.get(name)),
                 Subject::Header(name) => {
@@ -356,6 +364,8 @@ fn convert(c: &Convert, v: Value) -> Option<Value> {
         Convert::Text => text(&v).map(|t| Value::String(t.into_owned())),
         Convert::Int => as_i64(&v).map(Value::from),
         Convert::Json => serde_json::from_str(v.as_str()?).ok(),
+        Convert::QuotedList => super::quoted_list::parse(v.as_str()?)
+            .map(|items| Value::Array(items.into_iter().map(Value::String).collect())),
         Convert::Positive => Some(Value::Bool(
             num(&v) > 0.0 || as_i64(&v).is_some_and(|n| n > 0),
         )),
