@@ -76,9 +76,19 @@ enum Encoding {
 }
 
 /// Checks the head before reading: media type, encoding and a declared length over the cap.
-/// Runs before authentication so a refused request costs no body read.
+/// Runs before authentication so a refused request costs no body read. A request declaring
+/// an empty body has no media to refuse, whatever its `Content-Type` says: it goes on to the
+/// parser, for which it may be the vendor's health call (Hyperproof's daily heartbeat, whose
+/// shape is undocumented and whose failure marks the connection unhealthy).
 pub fn check_head(headers: &HeaderMap, limits: &BodyLimits) -> Result<(), BodyError> {
-    if let Some(ct) = headers.get(http::header::CONTENT_TYPE) {
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let content_type = headers
+        .get(http::header::CONTENT_TYPE)
+        .filter(|_| declared != Some(0));
+    if let Some(ct) = content_type {
         let text = ct.to_str().unwrap_or_default().to_ascii_lowercase();
         let media = text.split(';').next().unwrap_or_default().trim();
         let json_like = matches!(
@@ -96,10 +106,6 @@ pub fn check_head(headers: &HeaderMap, limits: &BodyLimits) -> Result<(), BodyEr
         }
     }
     encoding(headers)?;
-    let declared = headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
     match declared {
         Some(n) if n > limits.max_body_bytes => Err(BodyError::TooLarge {
             limit: limits.max_body_bytes,
@@ -278,6 +284,9 @@ mod tests {
             check_head(&h, &limits),
             Err(BodyError::UnsupportedMediaType { .. })
         ));
+        // An empty body has no media type to refuse.
+        h.insert(http::header::CONTENT_LENGTH, "0".parse().unwrap());
+        assert!(check_head(&h, &limits).is_ok());
     }
 
     #[test]
