@@ -145,19 +145,45 @@ pub async fn read(
     limits: &BodyLimits,
 ) -> Result<Bytes, BodyError> {
     let encoding = encoding(headers)?;
-    let wire = match tokio::time::timeout(
+    let wire = collect(body, limits).await?;
+    decode(wire, encoding, limits)
+}
+
+/// [`read`] for a sender that may label a plain body with a `Content-Encoding` it did not
+/// apply: a body that does not decode is taken as sent. HYPR's console suggests a
+/// `Content-Encoding: gzip` header parameter for its token request, which EventBridge adds to
+/// whatever body it sends without compressing it. Only for the token endpoint's small form,
+/// which its credentials authenticate, never its bytes.
+pub async fn read_maybe_mislabelled(
+    body: hyper::body::Incoming,
+    headers: &HeaderMap,
+    limits: &BodyLimits,
+) -> Result<Bytes, BodyError> {
+    let encoding = encoding(headers)?;
+    let wire = collect(body, limits).await?;
+    match decode(wire.clone(), encoding, limits) {
+        Err(BodyError::CorruptEncoding { .. }) => Ok(wire),
+        other => other,
+    }
+}
+
+/// The body bytes as sent, within the size cap and the read timeout.
+async fn collect(body: hyper::body::Incoming, limits: &BodyLimits) -> Result<Bytes, BodyError> {
+    match tokio::time::timeout(
         limits.read_timeout,
         collect_capped(body, limits.max_body_bytes),
     )
     .await
     {
-        Ok(result) => result?,
-        Err(_) => {
-            return Err(BodyError::Timeout {
-                timeout: limits.read_timeout,
-            })
-        }
-    };
+        Ok(result) => result,
+        Err(_) => Err(BodyError::Timeout {
+            timeout: limits.read_timeout,
+        }),
+    }
+}
+
+/// The body bytes as sent → the body, per its `Content-Encoding`.
+fn decode(wire: Bytes, encoding: Encoding, limits: &BodyLimits) -> Result<Bytes, BodyError> {
     // No bytes: nothing to decode. A sender whose requests all carry a configured
     // `Content-Encoding` header (HYPR's console suggests `gzip` for its body-less token
     // request) sends it on empty bodies too.

@@ -79,7 +79,7 @@ pub async fn serve(
             max_decompressed_bytes: MAX_FORM_BYTES,
             read_timeout,
         };
-        match body::read(body, &parts.headers, &limits).await {
+        match body::read_maybe_mislabelled(body, &parts.headers, &limits).await {
             Ok(form) if !form.is_empty() => {
                 let Some(form) = as_form(&parts.headers, &form) else {
                     tracing::info!(reason = "token_body_unreadable", "token request refused");
