@@ -262,7 +262,8 @@ fn finish(spec: &Spec, v: Value) -> Option<Value> {
                 let key = match mode {
                     LookupMode::Exact => text(&v).map(|t| t.into_owned()),
                     LookupMode::FirstWord => text(&v).and_then(|t| {
-                        t.split(|c: char| !c.is_alphanumeric())
+                        unquoted(&t)
+                            .flat_map(|part| part.split(|c: char| !c.is_alphanumeric()))
                             .map(str::to_lowercase)
                             .find(|w| table.entries.contains_key(w))
                     }),
@@ -294,6 +295,20 @@ fn finish(spec: &Spec, v: Value) -> Option<Value> {
         }
         other => one(other),
     }
+}
+
+/// The parts of `text` outside double quotes: a quoted name (`The label "Set A" was removed`)
+/// is not where a `first_word` lookup looks for the verb. An unmatched quote quotes nothing.
+fn unquoted(text: &str) -> impl Iterator<Item = &str> {
+    let parts: Vec<&str> = text.split('"').collect();
+    // An even count of parts means an odd count of quotes: the last one is unmatched.
+    let last_unmatched = parts.len() % 2 == 0;
+    let n = parts.len();
+    parts
+        .into_iter()
+        .enumerate()
+        .filter(move |(i, _)| i % 2 == 0 || (last_unmatched && *i == n - 1))
+        .map(|(_, part)| part)
 }
 
 fn num(v: &Value) -> f64 {
@@ -487,6 +502,25 @@ mod tests {
         assert_eq!(segment.get("ip"), Some(&Value::from("10.0.0.1")));
         assert_eq!(segment.get("none"), None);
         assert_eq!(event.get("host"), Some(&Value::from("h1")));
+    }
+
+    #[test]
+    fn a_first_word_lookup_skips_quoted_names() {
+        let outside = |t| unquoted(t).collect::<Vec<_>>().join("|");
+        assert_eq!(
+            outside(r#"The label "Set A" was removed"#),
+            "The label | was removed"
+        );
+        assert_eq!(
+            outside(r#"John set status to "In Progress""#),
+            "John set status to |"
+        );
+        // An unmatched quote quotes nothing after it.
+        assert_eq!(
+            outside(r#"A 5" screen was removed"#),
+            "A 5| screen was removed"
+        );
+        assert_eq!(outside("no quotes"), "no quotes");
     }
 
     #[test]
