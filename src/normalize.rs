@@ -452,12 +452,13 @@ mod tests {
         serde_json::from_slice::<Keys>(json).unwrap().0
     }
 
-    fn normalize(definition: &str, event: Value, raw: &str) -> Value {
+    /// `event` (JSON text) through a parser of `definition` and `to_ocsf`, with `raw` as its
+    /// exact bytes.
+    fn ocsf_of(definition: &str, event: &str, raw: &str) -> OcsfEvent {
         let text = format!("[parser]\nproduct = \"P\"\nvendor_name = \"V\"\n{definition}");
         let parser = Parser::from_toml("t", &text, "t.toml").unwrap();
         let headers = HeaderMap::new();
-        let text = event.to_string();
-        let event = parse::doc::Doc::parse(&text).unwrap();
+        let event = parse::doc::Doc::parse(event).unwrap();
         let key = parser.event_key(&event, &headers);
         let ctx = EventContext {
             source: "src",
@@ -470,7 +471,11 @@ mod tests {
             raw,
         };
         let parsed = parse::apply(&parser, event, key, &ctx).unwrap();
-        let ocsf = to_ocsf(parsed, &ctx).unwrap();
+        to_ocsf(parsed, &ctx).unwrap()
+    }
+
+    fn normalize(definition: &str, event: Value, raw: &str) -> Value {
+        let ocsf = ocsf_of(definition, &event.to_string(), raw);
         let keys = top_level_keys(&ocsf.json);
         let mut seen = BTreeMap::new();
         for k in &keys {
@@ -597,27 +602,12 @@ map = [
 
     #[test]
     fn an_event_holds_the_memory_of_its_text_not_of_the_escaper_s_worst_case() {
-        let text = "[parser]\nproduct = \"P\"\nvendor_name = \"V\"\n[id]\nfrom = [\"id\"]\n\
-                    window = \"1h\"\n[[route]]\nname = \"any\"\nclass = 3002\nactivity = 1\n";
-        let parser = Parser::from_toml("t", text, "t.toml").unwrap();
+        let definition = "[id]\nfrom = [\"id\"]\nwindow = \"1h\"\n\
+                          [[route]]\nname = \"any\"\nclass = 3002\nactivity = 1\n";
         // A large event (a status lookback keeps 20 per source).
         let raw = serde_json::to_string(&json!({"id": "e1", "rows": vec!["x".repeat(100); 640]}))
             .unwrap();
-        let headers = HeaderMap::new();
-        let event = parse::doc::Doc::parse(&raw).unwrap();
-        let key = parser.event_key(&event, &headers);
-        let ctx = EventContext {
-            source: "src",
-            vendor: "t",
-            tenant: "tenant-1",
-            request_id: "req-1",
-            received_at_ms: 1_700_000_000_000,
-            auth_scheme: "hmac",
-            headers: &headers,
-            raw: &raw,
-        };
-        let parsed = parse::apply(&parser, event, key, &ctx).unwrap();
-        let json = to_ocsf(parsed, &ctx).unwrap().json;
+        let json = ocsf_of(definition, &raw, &raw).json;
         let len = json.len();
         assert!(len > raw.len());
         let held = json.try_into_mut().unwrap().capacity();
