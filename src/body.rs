@@ -85,9 +85,13 @@ pub fn check_head(headers: &HeaderMap, limits: &BodyLimits) -> Result<(), BodyEr
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    // Only a body that is surely empty: with `Transfer-Encoding` beside it, hyper reads the
+    // chunks and the `Content-Length: 0` means nothing.
+    let surely_empty =
+        declared == Some(0) && !headers.contains_key(http::header::TRANSFER_ENCODING);
     let content_type = headers
         .get(http::header::CONTENT_TYPE)
-        .filter(|_| declared != Some(0));
+        .filter(|_| !surely_empty);
     if let Some(ct) = content_type {
         let text = ct.to_str().unwrap_or_default().to_ascii_lowercase();
         let media = text.split(';').next().unwrap_or_default().trim();
@@ -310,9 +314,14 @@ mod tests {
             check_head(&h, &limits),
             Err(BodyError::UnsupportedMediaType { .. })
         ));
-        // An empty body has no media type to refuse.
+        // An empty body has no media type to refuse; a chunked one claiming 0 is not empty.
         h.insert(http::header::CONTENT_LENGTH, "0".parse().unwrap());
         assert!(check_head(&h, &limits).is_ok());
+        h.insert(http::header::TRANSFER_ENCODING, "chunked".parse().unwrap());
+        assert!(matches!(
+            check_head(&h, &limits),
+            Err(BodyError::UnsupportedMediaType { .. })
+        ));
     }
 
     #[test]

@@ -194,6 +194,9 @@ impl Config {
                 "no [[source]] is configured; hookgate would accept nothing".into(),
             );
         }
+        if self.listener.backlog == 0 {
+            add("listener.backlog".into(), "must be at least 1".into());
+        }
         if self.listener.max_connections == 0 {
             add(
                 "listener.max_connections".into(),

@@ -261,6 +261,9 @@ pub fn to_ocsf(parsed: ParsedEvent, ctx: &EventContext<'_>) -> Result<OcsfEvent,
         json.extend_from_slice(b"\"hookgate\":");
         serde_json::to_writer(json, &gateway)
     })?;
+    // Where mapped fields copied much of the event (ConnectSecure's `body`), the escaper's
+    // reservation below would double the buffer: reserve exactly what it asks for instead.
+    out.out.reserve_exact(6 * ctx.raw.len() + 64);
     out.member_str("raw_data", ctx.raw);
     out.close();
     // The event outlives this call (spool queue, status lookback): it keeps what it uses, not

@@ -102,3 +102,26 @@ fn default_body_read_timeout_ms() -> u64 {
 fn default_grace_period_ms() -> u64 {
     25_000
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::Config;
+
+    #[test]
+    fn the_accept_queue_defaults_to_1024_and_cannot_be_empty() {
+        let load = |listener: &str| {
+            let text = format!(
+                "[listener]\n{listener}\n[[source]]\nname = \"hw\"\nvendor = \"hyprwatch\"\n\
+                 path = \"/ingest/hyprwatch\"\nauth = [{{ kind = \"hmac\", secrets = [\"s\"] }}]\n"
+            );
+            Config::from_toml(&text, Path::new("t.toml"), &["hyprwatch".to_owned()])
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(load("").unwrap().listener.backlog, 1024);
+        assert_eq!(load("backlog = 64").unwrap().listener.backlog, 64);
+        let err = load("backlog = 0").unwrap_err();
+        assert!(err.contains("listener.backlog"), "{err}");
+    }
+}

@@ -588,7 +588,8 @@ fn header_name(h: &str) -> Res<HeaderName> {
     HeaderName::from_bytes(h.as_bytes()).map_err(|_| format!("{h:?} is not a header name"))
 }
 
-/// Parses `"30h"`, `"90m"`, `"3600s"`, `"2d"`; `"none"` or `"0"` = no window.
+/// Parses `"30h"`, `"90m"`, `"3600s"`, `"2d"`; `"none"` or any zero (`"0"`, `"0s"`) = no
+/// window.
 pub fn window(text: &str) -> Res<Option<Duration>> {
     let t = text.trim();
     if t == "none" || t == "0" {
@@ -599,14 +600,17 @@ pub fn window(text: &str) -> Res<Option<Duration>> {
     let n: u64 = num
         .parse()
         .map_err(|_| format!("{text:?} is not a duration like \"30h\" or \"none\""))?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86400,
+    let unit_secs: u64 = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
         _ => return Err(format!("{text:?}: unit must be s, m, h or d")),
     };
-    Ok(Some(Duration::from_secs(secs)))
+    let secs = n
+        .checked_mul(unit_secs)
+        .ok_or_else(|| format!("{text:?} is too long"))?;
+    Ok((secs > 0).then(|| Duration::from_secs(secs)))
 }
 
 /// TOML → JSON value.

@@ -135,16 +135,18 @@ pub fn holds(cond: &Cond, scope: &Scope<'_>, out: &Map<String, Value>) -> bool {
                     // Of several paths, the first with a usable value: `null`, `""` and, for a
                     // text test, a list or an object fall through to the next path as a
                     // missing field does (HYPR's empty `detail.data.eventTags` beside the
-                    // envelope's tag list).
-                    let mut found = paths
-                        .iter()
-                        .filter_map(|p| p.get(scope.body))
-                        .filter(|v| v.present());
-                    let v = match test {
-                        Test::Exists(_) => found.next(),
-                        _ => found.find(|v| !matches!(v, Doc::Array(_) | Doc::Object(_))),
+                    // envelope's tag list). When none is usable, the first non-null value is
+                    // tested as it is (so a lone `""` still equals `""`).
+                    let values = || paths.iter().filter_map(|p| p.get(scope.body));
+                    let usable = |v: &&Doc<'_>| {
+                        v.present()
+                            && (matches!(test, Test::Exists(_))
+                                || !matches!(v, Doc::Array(_) | Doc::Object(_)))
                     };
-                    (v.is_some(), v.and_then(Doc::text))
+                    let v = values()
+                        .find(usable)
+                        .or_else(|| values().find(|v| !v.is_null()));
+                    (v.is_some_and(Doc::present), v.and_then(Doc::text))
                 }
                 Subject::Capture(name) => of_value(scope.captures.get(name)),
                 Subject::Header(name) => {
@@ -262,10 +264,16 @@ fn finish(spec: &Spec, v: Value) -> Option<Value> {
                 let key = match mode {
                     LookupMode::Exact => text(&v).map(|t| t.into_owned()),
                     LookupMode::FirstWord => text(&v).and_then(|t| {
-                        unquoted(&t)
-                            .flat_map(|part| part.split(|c: char| !c.is_alphanumeric()))
-                            .map(str::to_lowercase)
-                            .find(|w| table.entries.contains_key(w))
+                        // Outside quoted names first; inside them when nothing else matches
+                        // (a ConnectSecure subject may quote its severity).
+                        let first_in = |parts: &mut dyn Iterator<Item = &str>| {
+                            parts
+                                .flat_map(|part| part.split(|c: char| !c.is_alphanumeric()))
+                                .map(str::to_lowercase)
+                                .find(|w| table.entries.contains_key(w))
+                        };
+                        first_in(&mut unquoted(&t))
+                            .or_else(|| first_in(&mut std::iter::once(t.as_ref())))
                     }),
                 };
                 key.and_then(|k| table.entries.get(&k).cloned())

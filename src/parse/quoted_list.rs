@@ -109,7 +109,12 @@ fn escape<'a>(rest: &'a [u8], out: &mut Vec<u8>) -> Option<&'a [u8]> {
 
 /// The first `digits` bytes of `rest` as a number in `radix`, and what follows them.
 fn number(rest: &[u8], digits: usize, radix: u32) -> Option<(u32, &[u8])> {
-    let text = std::str::from_utf8(rest.get(..digits)?).ok()?;
+    let bytes = rest.get(..digits)?;
+    // Digits only: `from_str_radix` would take a sign (`\u+0e9`).
+    if !bytes.iter().all(|b| char::from(*b).is_digit(radix)) {
+        return None;
+    }
+    let text = std::str::from_utf8(bytes).ok()?;
     let value = u32::from_str_radix(text, radix).ok()?;
     Some((value, rest.get(digits..)?))
 }
@@ -167,6 +172,9 @@ mod tests {
             r#"["\u12"]"#,
             r#"["\ud83d"]"#,
             r#"["\q"]"#,
+            r#"["\u+0e9"]"#,
+            r#"["\x+f"]"#,
+            r#"["\18"]"#,
             r#"{"a":1}"#,
             "",
         ] {

@@ -213,3 +213,72 @@ fn event_objects_iterate_in_key_order() {
     let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
     assert_eq!(keys, ["a", "b", "c"]);
 }
+
+#[test]
+fn a_condition_over_several_paths_skips_empty_values_and_lists_but_one_path_is_tested_as_is() {
+    let p = parser(
+        r#"
+[id]
+from = ["id"]
+window = "1h"
+[[route]]
+name = "tagged"
+class = 3002
+activity = 1
+when = { field = ["tag", "tags.0"], equals = "LOGIN" }
+[[route]]
+name = "blank"
+class = 3002
+activity = 2
+when = { field = "note", equals = "" }
+[[route]]
+name = "other"
+class = 0
+activity = 99
+"#,
+    )
+    .unwrap();
+    let route = |event: Value| run(&p, event).unwrap().route;
+    assert_eq!(route(json!({"tag": "LOGIN"})), "tagged");
+    for first in [json!(""), json!(null), json!(["LOGIN"])] {
+        assert_eq!(route(json!({"tag": first, "tags": ["LOGIN"]})), "tagged");
+    }
+    assert_eq!(route(json!({"tag": "", "tags": ["LOGOFF"]})), "other");
+    // A lone empty string is still a value a test can compare.
+    assert_eq!(route(json!({"note": ""})), "blank");
+}
+
+#[test]
+fn a_first_word_lookup_prefers_words_outside_quoted_names() {
+    let p = parser(
+        r#"
+[id]
+from = ["id"]
+window = "1h"
+[tables.verbs]
+removed = 4
+set = 3
+high = 4
+[[route]]
+name = "any"
+class = 3004
+activity_from = { from = "description", lookup = "verbs", lookup_mode = "first_word", default = 99 }
+"#,
+    )
+    .unwrap();
+    let activity = |d: &str| run(&p, json!({"description": d})).unwrap().activity_id;
+    assert_eq!(activity(r#"Label "Set A" was removed"#), 4);
+    assert_eq!(activity("Ann set the status"), 3);
+    // Nothing outside the quotes: the quoted text is searched too.
+    assert_eq!(activity(r#"Vulnerability "High" found"#), 4);
+    assert_eq!(activity("nothing here"), 99);
+}
+
+#[test]
+fn a_zero_window_is_no_window_and_an_endless_one_is_refused() {
+    for zero in ["0", "0s", "00h", " 0d ", "none"] {
+        assert_eq!(compile::window(zero), Ok(None), "{zero:?}");
+    }
+    assert_eq!(compile::window("90m"), Ok(Some(Duration::from_secs(5400))));
+    assert!(compile::window("999999999999999999d").is_err());
+}
