@@ -264,16 +264,14 @@ fn finish(spec: &Spec, v: Value) -> Option<Value> {
                 let key = match mode {
                     LookupMode::Exact => text(&v).map(|t| t.into_owned()),
                     LookupMode::FirstWord => text(&v).and_then(|t| {
-                        // Outside quoted names first; inside them when nothing else matches
-                        // (a ConnectSecure subject may quote its severity).
-                        let first_in = |parts: &mut dyn Iterator<Item = &str>| {
-                            parts
-                                .flat_map(|part| part.split(|c: char| !c.is_alphanumeric()))
-                                .map(str::to_lowercase)
-                                .find(|w| table.entries.contains_key(w))
-                        };
-                        first_in(&mut unquoted(&t))
-                            .or_else(|| first_in(&mut std::iter::once(t.as_ref())))
+                        // Outside quoted names first, then the whole text: a quoted word
+                        // counts when nothing else matches (a ConnectSecure subject may
+                        // quote its severity).
+                        unquoted(&t)
+                            .chain(std::iter::once(t.as_ref()))
+                            .flat_map(|part| part.split(|c: char| !c.is_alphanumeric()))
+                            .map(str::to_lowercase)
+                            .find(|w| table.entries.contains_key(w))
                     }),
                 };
                 key.and_then(|k| table.entries.get(&k).cloned())
@@ -308,14 +306,12 @@ fn finish(spec: &Spec, v: Value) -> Option<Value> {
 /// The parts of `text` outside double quotes: a quoted name (`The label "Set A" was removed`)
 /// is not where a `first_word` lookup looks for the verb. An unmatched quote quotes nothing.
 fn unquoted(text: &str) -> impl Iterator<Item = &str> {
-    let parts: Vec<&str> = text.split('"').collect();
-    // An even count of parts means an odd count of quotes: the last one is unmatched.
-    let last_unmatched = parts.len() % 2 == 0;
-    let n = parts.len();
-    parts
-        .into_iter()
+    // Part `i` follows the `i`-th quote; after an odd count of quotes the last part follows an
+    // unmatched one.
+    let quotes = text.matches('"').count();
+    text.split('"')
         .enumerate()
-        .filter(move |(i, _)| i % 2 == 0 || (last_unmatched && *i == n - 1))
+        .filter(move |(i, _)| i % 2 == 0 || (quotes % 2 == 1 && *i == quotes))
         .map(|(_, part)| part)
 }
 
