@@ -1,8 +1,8 @@
 //! Stage 1, listener: bind, TLS, accept, connection cap, HTTP/1.1 + HTTP/2, graceful drain.
 //!
-//! Input: the public `TcpListener`, bound by [`bind`]. Output: each request handed to [`crate::pipeline::handle`].
-//! On shutdown it stops accepting, lets in-flight requests finish within the grace period,
-//! then returns. Never reads a body itself.
+//! Input: the public `TcpListener`, bound by [`bind`]. Output: each request handed to
+//! [`crate::pipeline::handle`]. On shutdown it stops accepting, lets in-flight requests finish
+//! within the grace period, then returns. Never reads a body itself.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -6,8 +6,9 @@
 //! body (`invalid_request`, `invalid_client` with 401 and `WWW-Authenticate`,
 //! `unsupported_grant_type`) with the gateway's `request_id` beside `error`, as every other
 //! rejection has it; every answer carries `X-Request-Id`. The client authenticates with HTTP
-//! Basic or with the `client_id`/`client_secret` parameters. ConnectSecure's undocumented "Authentication URL"
-//! check is served too: valid Basic credentials without `grant_type` get a token.
+//! Basic or with the `client_id`/`client_secret` parameters. ConnectSecure's undocumented
+//! "Authentication URL" check is served too: valid Basic credentials without `grant_type` get
+//! a token.
 //! Reads at most [`MAX_FORM_BYTES`]; never logs a secret, a token or a parameter value.
 
 use std::time::Duration;
