@@ -12,6 +12,7 @@
 //! Stores ([`DedupStore`]): in process (bounded, journaled; see `dedup/memory.rs` for the
 //! eviction rule) or Redis (several instances; `dedup/redis.rs`). Fails with [`DedupError`].
 
+mod expiry_index;
 pub mod journal;
 mod key_map;
 pub mod memory;

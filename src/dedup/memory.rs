@@ -3,19 +3,19 @@
 //! Input: scoped keys (`source` + id). Output: [`Dedup`] outcomes. Each key is held as its
 //! [`Fingerprint`] (16 bytes) with its state and expiry packed in 8 more, not as text (tens
 //! of bytes, twice: map and expiry index): a full store of the default million ids holds
-//! 92 MB of heap (`cargo bench --bench micro` prints it; 166 MB with a `u128` key and an
-//! `Instant` per entry). Bounded in entries: when full, expired entries go first, then the
+//! 77 MB of heap (`cargo bench --bench micro` prints it; 92 MB with a `BTreeSet` as the expiry
+//! index, 166 MB with a `u128` key and an `Instant` per entry). Bounded in entries: when full, expired entries go first, then the
 //! entry whose expiry is soonest (a reservation, or the oldest delivered id). Committed keys
 //! are appended to the journal (one `write`, no fsync: it survives a process crash; after a
 //! power loss a few ids may be forgotten, so a vendor's retry of those would be published
 //! again). Never blocks on I/O while holding the key map.
 
-use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use sha2::{Digest, Sha256};
 
+use super::expiry_index::ExpiryIndex;
 use super::journal::Journal;
 use super::key_map::KeyMap;
 use super::{Dedup, DedupError};
@@ -69,7 +69,11 @@ enum State {
 
 /// A point on the store's own clock: milliseconds since the store was made. Eight bytes,
 /// where an `Instant` takes sixteen; at most [`MAX_TICK`] (2^63 - 1 ms, far beyond any window).
-type Tick = u64;
+pub type Tick = u64;
+
+/// The window under which ids replayed from the journal are indexed: their windows are not
+/// journaled, only their expiries, which replay sorts.
+const REPLAYED: Tick = Tick::MAX;
 
 /// The latest tick an entry can hold (one bit of its word is the state).
 const MAX_TICK: Tick = u64::MAX >> 1;
@@ -101,8 +105,8 @@ impl Entry {
 #[derive(Debug, Default)]
 struct Inner {
     entries: KeyMap<Entry>,
-    /// (expiry, key) in expiry order, for eviction and expiry sweeps.
-    by_expiry: BTreeSet<(Tick, Fingerprint)>,
+    /// Expiry order, for eviction and expiry sweeps.
+    by_expiry: ExpiryIndex,
 }
 
 /// The in-process dedup store.
@@ -140,12 +144,20 @@ impl MemoryStore {
         let wall = SystemTime::now();
         let mut loaded = 0usize;
         if let Ok(inner) = store.inner.get_mut() {
-            for (key, expires_at) in journal.entries() {
-                if let Ok(left) = expires_at.duration_since(wall) {
-                    let key = Fingerprint::from_journal(&key);
-                    inner.insert(key, State::Committed, later(now, left), max_entries, now);
-                    loaded += 1;
-                }
+            // Sorted by expiry, so one queue holds them all; a key journaled twice keeps its
+            // latest expiry.
+            let mut replayed: Vec<(Tick, Fingerprint)> = journal
+                .entries()
+                .into_iter()
+                .filter_map(|(key, expires_at)| {
+                    let left = expires_at.duration_since(wall).ok()?;
+                    Some((later(now, left), Fingerprint::from_journal(&key)))
+                })
+                .collect();
+            replayed.sort_by_key(|(expires, _)| *expires);
+            for (expires, key) in replayed {
+                inner.commit(key, REPLAYED, expires, max_entries, now);
+                loaded += 1;
             }
             let live = inner
                 .entries
@@ -175,7 +187,7 @@ impl MemoryStore {
             }
         }
         let expires = later(now, self.reservation_ttl);
-        inner.insert(key, State::Reserved, expires, self.max_entries, now);
+        inner.reserve(key, expires, self.max_entries, now);
         Ok(Dedup::New)
     }
 
@@ -198,7 +210,7 @@ impl MemoryStore {
             let mut inner = self.inner.lock().map_err(|_| DedupError::Unavailable)?;
             for (key, window) in &keys {
                 let expires = later(now, *window);
-                inner.insert(*key, State::Committed, expires, self.max_entries, now);
+                inner.commit(*key, millis(*window), expires, self.max_entries, now);
             }
             self.journal
                 .as_ref()
@@ -272,12 +284,12 @@ impl MemoryStore {
     pub fn release(&self, key: &str) -> Result<(), DedupError> {
         let key = Fingerprint::of(key);
         let mut inner = self.inner.lock().map_err(|_| DedupError::Unavailable)?;
-        if let Some(entry) = inner.entries.get(&key) {
-            if entry.state() == State::Reserved {
-                let expires = entry.expires();
-                inner.entries.remove(&key);
-                inner.by_expiry.remove(&(expires, key));
-            }
+        if inner
+            .entries
+            .get(&key)
+            .is_some_and(|e| e.state() == State::Reserved)
+        {
+            inner.forget(key);
         }
         Ok(())
     }
@@ -312,34 +324,71 @@ fn later(now: Tick, after: Duration) -> Tick {
         .min(MAX_TICK)
 }
 
+/// A window in whole milliseconds (rounded up, as [`later`] does), the expiry index's name for it.
+fn millis(window: Duration) -> Tick {
+    u64::try_from(window.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX)
+}
+
 /// Time left from `now` until `expires`.
 fn left(expires: Tick, now: Tick) -> Duration {
     Duration::from_millis(expires.saturating_sub(now))
 }
 
 impl Inner {
-    fn insert(
+    /// Holds a reservation of `key` until `expires`.
+    fn reserve(&mut self, key: Fingerprint, expires: Tick, max_entries: usize, now: Tick) {
+        self.forget(key);
+        self.make_room(max_entries, now);
+        self.by_expiry.reserve(key, expires);
+        self.entries
+            .insert(key, Entry::new(State::Reserved, expires));
+    }
+
+    /// Holds `key` as delivered until `expires`, the end of a `window` of that many
+    /// milliseconds (or [`REPLAYED`]).
+    fn commit(
         &mut self,
         key: Fingerprint,
-        state: State,
+        window: Tick,
         expires: Tick,
         max_entries: usize,
         now: Tick,
     ) {
+        self.forget(key);
+        self.make_room(max_entries, now);
+        let expires = self.by_expiry.commit(key, window, expires);
+        self.entries
+            .insert(key, Entry::new(State::Committed, expires));
+    }
+
+    /// Takes `key` out of the map, and its reservation out of the index (a committed place is
+    /// left to go stale).
+    fn forget(&mut self, key: Fingerprint) {
         if let Some(old) = self.entries.remove(&key) {
-            self.by_expiry.remove(&(old.expires(), key));
+            if old.state() == State::Reserved {
+                self.by_expiry.unreserve(key, old.expires());
+            }
         }
-        // Drop expired entries, then the soonest-expiring ones while over the cap.
-        while let Some((first_expiry, _)) = self.by_expiry.first() {
-            if *first_expiry > now && self.entries.len() < max_entries {
+    }
+
+    /// Drops expired entries, then the soonest-expiring ones while the map is at its cap.
+    fn make_room(&mut self, max_entries: usize, now: Tick) {
+        while let Some(first) = self.by_expiry.first() {
+            if first > now && self.entries.len() < max_entries {
                 break;
             }
-            if let Some((_, evicted)) = self.by_expiry.pop_first() {
-                self.entries.remove(&evicted);
+            let Some(place) = self.by_expiry.pop_first() else {
+                break;
+            };
+            let current = !place.lazy
+                || self
+                    .entries
+                    .get(&place.key)
+                    .is_some_and(|e| e.state() == State::Committed && e.expires() == place.expires);
+            if current {
+                self.entries.remove(&place.key);
             }
         }
-        self.by_expiry.insert((expires, key));
-        self.entries.insert(key, Entry::new(state, expires));
     }
 }
 
@@ -391,7 +440,64 @@ mod tests {
         store.release("s\nshort").ok();
         let inner = store.inner.lock().unwrap();
         assert_eq!(inner.entries.len(), 1);
-        assert_eq!(inner.by_expiry.len(), 1);
+        // The first commit's place is stale; the reservation of "short" is gone.
+        assert_eq!(inner.by_expiry.places(), 2);
+    }
+
+    #[test]
+    fn a_full_store_evicts_the_soonest_expiry_whatever_its_window() {
+        let store = MemoryStore::new(3, Duration::from_secs(120));
+        let held = |k: &str| {
+            store
+                .inner
+                .lock()
+                .unwrap()
+                .entries
+                .get(&Fingerprint::of(k))
+                .copied()
+        };
+        for (k, window) in [("long1", 7200), ("long2", 7200), ("short", 3600)] {
+            store.reserve(k).unwrap();
+            store.commit(k, Duration::from_secs(window)).unwrap();
+        }
+        // Committed last, but its window ends first: the next id takes its place.
+        assert_eq!(store.reserve("new").ok(), Some(Dedup::New));
+        assert_eq!(held("short"), None);
+        assert!(held("long1").is_some() && held("long2").is_some());
+        // A re-commit leaves a stale place behind; popping it must not drop the live entry
+        // (here its expiry is later) nor count as room made.
+        std::thread::sleep(Duration::from_millis(3));
+        store.commit("long1", Duration::from_secs(7200)).unwrap();
+        assert_eq!(store.len(), 3);
+        for k in ["a", "b", "c"] {
+            assert_eq!(store.reserve(k).ok(), Some(Dedup::New));
+            assert!(store.len() <= 3);
+        }
+        // Reservations ended soonest and went first; then long2, then long1's stale place
+        // (skipped) and its live one, in expiry order.
+        assert_eq!(held("new"), None);
+        assert_eq!(store.len(), 3);
+        let live = held("long1").map(|e| e.state());
+        assert!(live.is_none() || live == Some(State::Committed));
+    }
+
+    #[test]
+    fn expired_ids_are_swept_from_every_window() {
+        let store = MemoryStore::new(100, Duration::from_secs(120));
+        for (i, window) in [1u64, 2, 1, 2, 3].iter().enumerate() {
+            let k = format!("k{i}");
+            store.reserve(&k).unwrap();
+            store.commit(&k, Duration::from_millis(*window)).unwrap();
+        }
+        store.reserve("long").unwrap();
+        store.commit("long", Duration::from_secs(60)).unwrap();
+        std::thread::sleep(Duration::from_millis(10));
+        // The next insert sweeps every expired id, whichever queue holds it.
+        assert_eq!(store.reserve("next").ok(), Some(Dedup::New));
+        assert_eq!(store.len(), 2);
+        assert_eq!(store.inner.lock().unwrap().by_expiry.places(), 2);
+        assert_eq!(store.reserve("k0").ok(), Some(Dedup::New));
+        assert_eq!(store.reserve("long").ok(), Some(Dedup::Seen));
     }
 
     #[test]
