@@ -36,8 +36,8 @@ pub struct DedupConfig {
     pub reservation_ttl_s: u64,
     /// Memory backend: most ids held. When full, the id whose window ends soonest is dropped
     /// first (an event older than that could then be published again). Default 1000000
-    /// (about 77 MB when full: each id is a 16-byte fingerprint, 8 bytes of state and expiry,
-    /// and its 24-byte place in the expiry index).
+    /// (about 52 MB when full: each id is a 12-byte fingerprint and 4 bytes of state and
+    /// expiry in a hash table, and a 16-byte place in the expiry index).
     #[serde(default = "default_max_entries")]
     pub max_entries: usize,
     /// Memory backend: file where delivered ids are journaled so a restart remembers them.

@@ -4,19 +4,19 @@
 //! A delivered id expires at `now + window`, and a store sees only a few windows (one per
 //! parser, or the `[dedup] window_s` override), so its committed ids arrive already in expiry
 //! order within each window: one first-in first-out queue per window keeps them sorted with no
-//! tree. Each queued id costs its 24 bytes in 4,096-entry chunks (a `BTreeSet` of the same
-//! pairs took ≈ 60 bytes per id, its leaves half full under appends in order). Reservations,
+//! tree. Each queued id costs its 16 bytes in 4,096-entry chunks (a `BTreeSet` of 24-byte
+//! pairs took ≈ 39 bytes per id, its leaves half full under appends in order). Reservations,
 //! few and with one lifetime but released out of order, stay in a `BTreeSet`.
 //!
 //! The queues are lazy: an id removed from the store (re-committed, or reserved again once
 //! expired) leaves its old place behind, and the store checks each place it pops against the
-//! key map ([`Popped`]); stale places cost their 24 bytes until their expiry reaches the front.
+//! key map ([`Popped`]); stale places cost their 16 bytes until their expiry reaches the front.
 
 use std::collections::{BTreeSet, VecDeque};
 
 use super::memory::{Fingerprint, Tick};
 
-/// Entries per queue chunk: 96 KiB, so a queue grows without ever copying what it holds.
+/// Entries per queue chunk: 64 KiB, so a queue grows without ever copying what it holds.
 const CHUNK: usize = 4096;
 
 /// A place popped from the index: `key` was indexed to expire at `expires`.
@@ -36,8 +36,8 @@ pub struct Popped {
 pub struct ExpiryIndex {
     /// Reservations, in expiry order.
     reserved: BTreeSet<(Tick, Fingerprint)>,
-    /// One queue per window length (milliseconds), each in expiry order.
-    committed: Vec<(Tick, Fifo)>,
+    /// One queue per window (named by its length in milliseconds), each in expiry order.
+    committed: Vec<(u64, Fifo)>,
 }
 
 impl ExpiryIndex {
@@ -55,7 +55,7 @@ impl ExpiryIndex {
     /// tick it is indexed to expire at: `expires`, or the last tick queued for that window if a request that read the clock
     /// earlier committed later (at most the few milliseconds a lock wait takes; never earlier,
     /// so no id expires early).
-    pub fn commit(&mut self, key: Fingerprint, window: Tick, expires: Tick) -> Tick {
+    pub fn commit(&mut self, key: Fingerprint, window: u64, expires: Tick) -> Tick {
         let at = match self.committed.iter().position(|(w, _)| *w == window) {
             Some(at) => at,
             None => {
@@ -202,7 +202,7 @@ mod tests {
         assert_eq!((q.pop(), q.len, q.chunks.len()), (None, 0, 1));
         // Alternating push and pop on a nearly empty queue reuses one chunk.
         for i in 0..10 {
-            q.push((i, fp(i as u32)));
+            q.push((i, fp(i)));
             assert_eq!(q.pop().map(|(t, _)| t), Some(i));
         }
         assert_eq!(q.chunks.len(), 1);
