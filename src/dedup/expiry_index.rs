@@ -51,10 +51,11 @@ impl ExpiryIndex {
         self.reserved.remove(&(expires, key));
     }
 
-    /// Indexes a committed id whose `window` (milliseconds) ends at `expires`. Returns the
-    /// tick it is indexed to expire at: `expires`, or the last tick queued for that window if a request that read the clock
-    /// earlier committed later (at most the few milliseconds a lock wait takes; never earlier,
-    /// so no id expires early).
+    /// Indexes a committed id whose window (named by its length in milliseconds) ends at
+    /// `expires`. Returns the tick it is indexed to expire at: `expires`, or the last tick
+    /// queued for that window if a request that read the clock earlier committed later (a
+    /// lock wait, rounded up to a tick: at most about a second later; never earlier, so no
+    /// id expires early). The store keeps the returned tick.
     pub fn commit(&mut self, key: Fingerprint, window: u64, expires: Tick) -> Tick {
         let at = match self.committed.iter().position(|(w, _)| *w == window) {
             Some(at) => at,
@@ -207,6 +208,35 @@ mod tests {
         }
         assert_eq!(q.chunks.len(), 1);
         assert_eq!(q.len, 0);
+    }
+
+    #[test]
+    fn a_fifo_drains_and_refills_across_chunk_boundaries() {
+        let drain =
+            |q: &mut Fifo| std::iter::from_fn(|| q.pop().map(|(t, _)| t)).collect::<Vec<_>>();
+        let mut q = Fifo::default();
+        // Exactly one chunk, drained on the boundary, then refilled.
+        for i in 0..CHUNK as Tick {
+            q.push((i, fp(i)));
+        }
+        assert_eq!(drain(&mut q), (0..CHUNK as Tick).collect::<Vec<_>>());
+        assert_eq!(q.back(), None, "an empty queue has no last tick");
+        q.push((7, fp(7)));
+        assert_eq!(q.back().map(|(t, _)| t), Some(7));
+        assert_eq!(drain(&mut q), vec![7]);
+        // Part popped, then more than a chunk pushed behind: order kept.
+        for i in 0..10 {
+            q.push((i, fp(i)));
+        }
+        for i in 0..5 {
+            assert_eq!(q.pop().map(|(t, _)| t), Some(i));
+        }
+        for i in 10..10 + CHUNK as Tick {
+            q.push((i, fp(i)));
+        }
+        assert_eq!(q.back().map(|(t, _)| t), Some(9 + CHUNK as Tick));
+        assert_eq!(drain(&mut q), (5..10 + CHUNK as Tick).collect::<Vec<_>>());
+        assert_eq!((q.len, q.back()), (0, None));
     }
 
     #[test]

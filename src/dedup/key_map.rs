@@ -70,6 +70,7 @@ impl<V> KeyMap<V> {
     }
 
     /// Every entry, in no particular order.
+    #[cfg(test)]
     pub fn iter(&self) -> impl Iterator<Item = (&Fingerprint, &V)> {
         self.shards.iter().flat_map(|s| s.iter())
     }

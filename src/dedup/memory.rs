@@ -5,11 +5,13 @@
 //! of bytes, twice: map and expiry index): a full store of the default million ids holds
 //! 52 MB of heap (`cargo bench --bench micro` prints it; 77 MB with 128-bit fingerprints and
 //! millisecond expiries, 92 MB with a `BTreeSet` as the expiry index, 166 MB with a `u128`
-//! key and an `Instant` per entry). Bounded in entries: when full, expired entries go first, then the
-//! entry whose expiry is soonest (a reservation, or the oldest delivered id). Committed keys
-//! are appended to the journal (one `write`, no fsync: it survives a process crash; after a
-//! power loss a few ids may be forgotten, so a vendor's retry of those would be published
-//! again). Never blocks on I/O while holding the key map.
+//! key and an `Instant` per entry). Expiries are whole seconds, rounded up: an id may count
+//! as seen up to a second past its window, never less than its window. Bounded in entries:
+//! when full, expired entries go first, then the entry whose expiry is soonest (a
+//! reservation, or the oldest delivered id). Committed keys are appended to the journal (one
+//! `write`, no fsync: it survives a process crash; after a power loss a few ids may be
+//! forgotten, so a vendor's retry of those would be published again). Never blocks on I/O
+//! while holding the key map.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -158,24 +160,30 @@ impl MemoryStore {
         if let Ok(inner) = store.inner.get_mut() {
             // Sorted by expiry, so one queue holds them all; a key journaled twice keeps its
             // latest expiry.
-            let mut replayed: Vec<(Tick, Fingerprint)> = journal
+            let mut replayed: Vec<(Tick, Fingerprint, SystemTime)> = journal
                 .entries()
                 .into_iter()
                 .filter_map(|(key, expires_at)| {
                     let left = expires_at.duration_since(wall).ok()?;
-                    Some((later(now, left), Fingerprint::from_journal(&key)))
+                    Some((
+                        later(now, left),
+                        Fingerprint::from_journal(&key),
+                        expires_at,
+                    ))
                 })
                 .collect();
-            replayed.sort_by_key(|(expires, _)| *expires);
-            for (expires, key) in replayed {
-                inner.commit(key, REPLAYED, expires, max_entries, tick(now));
+            replayed.sort_by_key(|(expires, _, _)| *expires);
+            for (expires, key, _) in &replayed {
+                inner.commit(*key, REPLAYED, *expires, max_entries, tick(now));
                 loaded += 1;
             }
-            let live = inner
-                .entries
-                .iter()
-                .filter(|(_, e)| e.state() == State::Committed)
-                .map(|(k, e)| (k.to_hex(), wall + left(e.expires(), now)));
+            // Rewritten with the expiries as journaled, not from the rounded-up ticks: a
+            // restart must not move them later (by up to a second each time).
+            let live = replayed.iter().filter_map(|(expires, key, at)| {
+                let held = inner.entries.get(key)?;
+                (held.state() == State::Committed && held.expires() == *expires)
+                    .then(|| (key.to_hex(), *at))
+            });
             if let Err(e) = journal.rewrite(live) {
                 tracing::warn!(error = %e, "cannot compact the dedup journal");
             }
@@ -272,7 +280,7 @@ impl MemoryStore {
         }
     }
 
-    /// The committed keys still in their window, with their wall-clock expiry (12 + 16 bytes
+    /// The committed keys still in their window, with their wall-clock expiry (32 bytes
     /// each: the text is formatted by the compaction thread, not under the store's lock).
     /// Copied one shard per lock hold: at a million ids one hold for the whole copy took 47 ms
     /// in a single-threaded run, every request waiting (a 10-minute soak at 5,000 requests/s
@@ -362,6 +370,8 @@ fn left(expires: Tick, now: Duration) -> Duration {
 impl Inner {
     /// Holds a reservation of `key` until `expires`.
     fn reserve(&mut self, key: Fingerprint, expires: Tick, max_entries: usize, now: Tick) {
+        // The map's word cannot hold more; index what it holds.
+        let expires = expires.min(MAX_TICK);
         self.forget(key);
         self.make_room(max_entries, now);
         self.by_expiry.reserve(key, expires);
@@ -381,7 +391,7 @@ impl Inner {
     ) {
         self.forget(key);
         self.make_room(max_entries, now);
-        let expires = self.by_expiry.commit(key, window, expires);
+        let expires = self.by_expiry.commit(key, window, expires.min(MAX_TICK));
         self.entries
             .insert(key, Entry::new(State::Committed, expires));
     }
@@ -405,11 +415,17 @@ impl Inner {
             let Some(place) = self.by_expiry.pop_first() else {
                 break;
             };
-            let current = !place.lazy
-                || self
-                    .entries
-                    .get(&place.key)
-                    .is_some_and(|e| e.state() == State::Committed && e.expires() == place.expires);
+            // A reservation's place is always current; checked all the same, so that a place
+            // can never take out an entry other than the one it was made for.
+            let state = if place.lazy {
+                State::Committed
+            } else {
+                State::Reserved
+            };
+            let current = self
+                .entries
+                .get(&place.key)
+                .is_some_and(|e| e.state() == state && e.expires() == place.expires);
             if current {
                 self.entries.remove(&place.key);
             }
@@ -470,7 +486,7 @@ mod tests {
         let store = MemoryStore::new(10, Duration::from_secs(60));
         assert_eq!(store.reserve("s\nendless").ok(), Some(Dedup::New));
         // Committed twice, with two different windows that both end past the clock's last
-        // tick: the second replaces the first in both the map and the index.
+        // tick: the second replaces the first in the map; the first's place stays, stale.
         store.commit("s\nendless", Duration::MAX).ok();
         store
             .commit("s\nendless", Duration::from_millis(u64::MAX - 10))
@@ -499,8 +515,8 @@ mod tests {
         assert_eq!(store.reserve("new").ok(), Some(Dedup::New));
         assert_eq!(held(&store, "short"), None);
         store.release("new").unwrap();
-        // Ten seconds on, long1 is committed again: its first place (7,200 s) is now stale,
-        // its entry ends at 7,210 s.
+        // Ten seconds on, long1 is committed again: its first place (≈ 7,200 s) is now
+        // stale, its entry ends ten seconds later.
         advance(&mut store, Duration::from_secs(10));
         store.commit("long1", Duration::from_secs(7200)).unwrap();
         store.commit("x", Duration::from_secs(7200)).unwrap();
@@ -535,6 +551,76 @@ mod tests {
         // A reservation expires too: its request never finished.
         advance(&mut store, Duration::from_secs(121));
         assert_eq!(store.reserve("next").ok(), Some(Dedup::New));
+    }
+
+    #[test]
+    fn a_window_ends_on_time_to_the_second() {
+        let mut store = MemoryStore::new(10, Duration::from_secs(120));
+        advance(&mut store, Duration::from_millis(10_900));
+        store.reserve("k").unwrap();
+        store.commit("k", Duration::from_secs(1)).unwrap();
+        // 11.4 s: still inside (the window ends at 11.9 s, held to 12 s).
+        advance(&mut store, Duration::from_millis(500));
+        assert_eq!(store.reserve("k").ok(), Some(Dedup::Seen));
+        // 12.0 s: over.
+        advance(&mut store, Duration::from_millis(600));
+        assert_eq!(store.reserve("k").ok(), Some(Dedup::New));
+    }
+
+    #[test]
+    fn the_map_holds_the_tick_the_index_keeps() {
+        let fp = |k: &str| Fingerprint::of(k);
+        let mut inner = Inner::default();
+        inner.commit(fp("k1"), 10, 107, 2, 0);
+        // Read the clock earlier, committed later: raised to the queue's last tick, in the
+        // map as in the index.
+        inner.commit(fp("k2"), 10, 105, 2, 0);
+        assert_eq!(inner.entries.get(&fp("k2")).map(|e| e.expires()), Some(107));
+        // Full: the first in the queue goes.
+        inner.commit(fp("k3"), 10, 110, 2, 0);
+        assert_eq!(inner.entries.len(), 2);
+        assert!(inner.entries.get(&fp("k1")).is_none());
+        // At tick 108 k2 has expired and is swept.
+        inner.reserve(fp("k4"), 300, 10, 108);
+        assert!(inner.entries.get(&fp("k2")).is_none());
+        assert_eq!(inner.entries.len(), 2);
+    }
+
+    #[test]
+    fn twin_places_of_one_key_make_room_once() {
+        let mut store = MemoryStore::new(2, Duration::from_secs(120));
+        // Committed twice in the same second: two identical places in one queue.
+        store.commit("k", Duration::from_secs(100)).unwrap();
+        store.commit("k", Duration::from_secs(100)).unwrap();
+        advance(&mut store, Duration::from_secs(1));
+        store.commit("a", Duration::from_secs(100)).unwrap();
+        advance(&mut store, Duration::from_secs(1));
+        // Full: k's first place takes k out; its twin then frees nothing, and "a" goes next.
+        store.commit("b", Duration::from_secs(100)).unwrap();
+        assert_eq!(store.len(), 2);
+        store.commit("c", Duration::from_secs(100)).unwrap();
+        assert_eq!(store.len(), 2);
+        let inner = store.inner.lock().unwrap();
+        let held: Vec<bool> = ["k", "a", "b", "c"]
+            .iter()
+            .map(|k| inner.entries.get(&Fingerprint::of(k)).is_some())
+            .collect();
+        assert_eq!(held, [false, false, true, true]);
+    }
+
+    #[test]
+    fn an_expiry_past_the_last_tick_is_indexed_as_the_map_holds_it() {
+        let mut inner = Inner::default();
+        let k = Fingerprint::of("k");
+        inner.reserve(k, Tick::MAX, 10, 0);
+        inner.forget(k);
+        assert_eq!(
+            inner.by_expiry.places(),
+            0,
+            "the reservation was found and taken out"
+        );
+        inner.commit(k, 1, Tick::MAX, 10, 0);
+        assert_eq!(inner.by_expiry.first(), Some(MAX_TICK));
     }
 
     #[test]

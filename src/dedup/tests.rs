@@ -151,6 +151,83 @@ fn a_journal_written_before_fingerprints_still_replays() {
     assert_eq!(s.reserve("a\u{1f}1").unwrap(), Dedup::Seen);
 }
 
+/// A journal line for `key` (a scoped key's text, or a fingerprint's hex) expiring
+/// `from_now` from now, and that expiry in unix milliseconds.
+fn journal_line(key: &str, from_now: Duration) -> (String, u128) {
+    let ms = (std::time::SystemTime::now() + from_now)
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    (format!("{}\n", serde_json::json!([key, ms as u64])), ms)
+}
+
+/// The journal's lines as (key, expiry in unix ms).
+fn journal_lines(path: &std::path::Path) -> Vec<(String, u128)> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<(String, u128)>(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn replay_keeps_the_latest_expiries_whatever_the_journal_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dedup.journal");
+    let hour = Duration::from_secs(3600);
+    // Latest first, three ids for a cap of two: the one ending soonest is dropped.
+    let text: String = [("a\u{1f}k1", 3), ("a\u{1f}k2", 2), ("a\u{1f}k3", 1)]
+        .iter()
+        .map(|(k, h)| journal_line(k, hour * *h).0)
+        .collect();
+    std::fs::write(&path, text).unwrap();
+    let s = journaled(&path, 2);
+    assert_eq!(s.reserve("a\u{1f}k1").unwrap(), Dedup::Seen);
+    assert_eq!(s.reserve("a\u{1f}k2").unwrap(), Dedup::Seen);
+    assert_eq!(s.reserve("a\u{1f}k3").unwrap(), Dedup::New);
+    drop(s);
+
+    // One key journaled twice, the later line with the earlier expiry: the later expiry holds.
+    let (first, three_h) = journal_line("a\u{1f}twice", hour * 3);
+    let (second, _) = journal_line("a\u{1f}twice", hour);
+    std::fs::write(&path, first + &second).unwrap();
+    drop(journaled(&path, 10));
+    let lines = journal_lines(&path);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0].1, three_h);
+}
+
+#[test]
+fn restarts_do_not_move_journaled_expiries() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dedup.journal");
+    // Half a second past a whole second: a rounded-up tick written back would move it.
+    let (line, ms) = journal_line("a\u{1f}1", Duration::from_millis(3_600_500));
+    std::fs::write(&path, line).unwrap();
+    for _ in 0..10 {
+        let s = journaled(&path, 10);
+        assert_eq!(s.reserve("a\u{1f}1").unwrap(), Dedup::Seen);
+    }
+    let lines = journal_lines(&path);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0].1, ms);
+}
+
+#[test]
+fn a_journal_of_128_bit_fingerprints_replays_and_is_rewritten_in_96() {
+    use sha2::Digest;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dedup.journal");
+    let hex = hex::encode(sha2::Sha256::digest("a\u{1f}old".as_bytes()));
+    std::fs::write(&path, journal_line(&hex[..32], Duration::from_secs(3600)).0).unwrap();
+    let s = journaled(&path, 10);
+    assert_eq!(s.reserve("a\u{1f}old").unwrap(), Dedup::Seen);
+    assert_eq!(s.reserve("a\u{1f}new").unwrap(), Dedup::New);
+    let lines = journal_lines(&path);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0].0, hex[..24]);
+}
+
 #[tokio::test]
 async fn a_request_committed_at_once_is_journaled_key_by_key() {
     let dir = tempfile::tempdir().unwrap();
