@@ -286,7 +286,8 @@ impl MemoryStore {
     /// in a single-threaded run, every request waiting (a 10-minute soak at 5,000 requests/s
     /// saw ≈ 250 ms and 503s at its compaction). A key committed meanwhile is in the journal's
     /// kept-aside lines; one evicted meanwhile may still be copied, which replay bounds by the
-    /// cap.
+    /// cap. The expiry written is the tick held, so up to a second past the journaled one: a
+    /// compaction (one per `2 * max_entries` commits) may hold an id that much longer.
     fn committed(&self) -> Vec<(Fingerprint, SystemTime)> {
         let now = self.now();
         let wall = SystemTime::now();
