@@ -196,21 +196,26 @@ fn decode(wire: Bytes, encoding: Encoding, limits: &BodyLimits) -> Result<Bytes,
     }
     match encoding {
         Encoding::Identity => Ok(wire),
+        // Every member of the stream (RFC 1952 allows several, e.g. files compressed apart
+        // and joined); bytes after the last that are not a member are refused.
         Encoding::Gzip => inflate(
-            flate2::read::GzDecoder::new(wire.as_ref()),
+            flate2::bufread::MultiGzDecoder::new(wire.as_ref()),
+            |d| d.get_ref().len(),
             "gzip",
             limits.max_decompressed_bytes,
         ),
         Encoding::Deflate => {
             // HTTP's "deflate" is zlib-wrapped; some senders send raw deflate. Try both.
             inflate(
-                flate2::read::ZlibDecoder::new(wire.as_ref()),
+                flate2::bufread::ZlibDecoder::new(wire.as_ref()),
+                |d| d.get_ref().len(),
                 "deflate",
                 limits.max_decompressed_bytes,
             )
             .or_else(|err| match err {
                 BodyError::CorruptEncoding { .. } => inflate(
-                    flate2::read::DeflateDecoder::new(wire.as_ref()),
+                    flate2::bufread::DeflateDecoder::new(wire.as_ref()),
+                    |d| d.get_ref().len(),
                     "deflate",
                     limits.max_decompressed_bytes,
                 ),
@@ -248,13 +253,23 @@ async fn collect_capped(mut body: hyper::body::Incoming, max: u64) -> Result<Byt
     Ok(first.unwrap_or_else(|| buf.freeze()))
 }
 
-/// Decodes at most `max` bytes; one byte more means the body is over the cap.
-fn inflate(decoder: impl Read, name: &'static str, max: u64) -> Result<Bytes, BodyError> {
+/// Decodes at most `max` bytes; one byte more means the body is over the cap. `unread` tells
+/// how many input bytes the decoder left after its stream ended: any is a corrupt body (data
+/// after the end would otherwise be dropped unseen).
+fn inflate<D: Read>(
+    mut decoder: D,
+    unread: impl Fn(&D) -> usize,
+    name: &'static str,
+    max: u64,
+) -> Result<Bytes, BodyError> {
     let mut out = Vec::new();
     // Bounded: `take` stops the decoder one byte past the cap, whatever the stream claims.
-    let read = decoder.take(max.saturating_add(1)).read_to_end(&mut out);
+    let read = (&mut decoder)
+        .take(max.saturating_add(1))
+        .read_to_end(&mut out);
     match read {
         Ok(n) if n as u64 > max => Err(BodyError::DecompressedTooLarge { limit: max }),
+        Ok(_) if unread(&decoder) > 0 => Err(BodyError::CorruptEncoding { encoding: name }),
         Ok(_) => Ok(Bytes::from(out)),
         Err(_) => Err(BodyError::CorruptEncoding { encoding: name }),
     }
@@ -271,24 +286,70 @@ mod tests {
         enc.finish().unwrap()
     }
 
+    fn limits(max_decompressed_bytes: u64) -> BodyLimits {
+        BodyLimits {
+            max_body_bytes: 1 << 30,
+            max_decompressed_bytes,
+            read_timeout: Duration::from_secs(1),
+        }
+    }
+
+    fn decoded(wire: Vec<u8>, encoding: Encoding, max: u64) -> Result<Bytes, BodyError> {
+        decode(Bytes::from(wire), encoding, &limits(max))
+    }
+
     #[test]
     fn inflates_gzip_within_cap() {
-        let z = gzip(b"{\"a\":1}");
-        let out = inflate(flate2::read::GzDecoder::new(&z[..]), "gzip", 100).unwrap();
+        let out = decoded(gzip(b"{\"a\":1}"), Encoding::Gzip, 100).unwrap();
         assert_eq!(&out[..], b"{\"a\":1}");
+    }
+
+    #[test]
+    fn inflates_every_member_of_a_gzip_stream() {
+        // Two members joined (RFC 1952 2.2), as `cat a.gz b.gz` makes: both events, not one.
+        let mut wire = gzip(b"{\"id\":1}\n");
+        wire.extend(gzip(b"{\"id\":2}\n"));
+        let out = decoded(wire, Encoding::Gzip, 100).unwrap();
+        assert_eq!(&out[..], b"{\"id\":1}\n{\"id\":2}\n");
+    }
+
+    #[test]
+    fn refuses_bytes_after_the_compressed_stream() {
+        let mut wire = gzip(b"{}");
+        wire.extend_from_slice(b"trailing");
+        let err = decoded(wire, Encoding::Gzip, 100).unwrap_err();
+        assert!(matches!(err, BodyError::CorruptEncoding { .. }), "{err:?}");
+        let mut zlib = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        zlib.write_all(b"{}").unwrap();
+        let mut wire = zlib.finish().unwrap();
+        assert_eq!(
+            &decoded(wire.clone(), Encoding::Deflate, 100).unwrap()[..],
+            b"{}"
+        );
+        wire.extend_from_slice(b"{\"more\":1}");
+        let err = decoded(wire, Encoding::Deflate, 100).unwrap_err();
+        assert!(matches!(err, BodyError::CorruptEncoding { .. }), "{err:?}");
+        // Raw deflate (no zlib wrapper) is still read.
+        let mut raw =
+            flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        raw.write_all(b"{}").unwrap();
+        assert_eq!(
+            &decoded(raw.finish().unwrap(), Encoding::Deflate, 100).unwrap()[..],
+            b"{}"
+        );
     }
 
     #[test]
     fn stops_a_decompression_bomb_at_the_cap() {
         let z = gzip(&vec![b'a'; 10 * 1024 * 1024]);
         assert!(z.len() < 20_000);
-        let err = inflate(flate2::read::GzDecoder::new(&z[..]), "gzip", 1024 * 1024).unwrap_err();
+        let err = decoded(z, Encoding::Gzip, 1024 * 1024).unwrap_err();
         assert!(matches!(err, BodyError::DecompressedTooLarge { limit } if limit == 1024 * 1024));
     }
 
     #[test]
     fn rejects_corrupt_gzip() {
-        let err = inflate(flate2::read::GzDecoder::new(&b"not gzip"[..]), "gzip", 100).unwrap_err();
+        let err = decoded(b"not gzip".to_vec(), Encoding::Gzip, 100).unwrap_err();
         assert!(matches!(err, BodyError::CorruptEncoding { .. }));
     }
 

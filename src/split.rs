@@ -79,6 +79,16 @@ impl SplitError {
     }
 }
 
+/// The body without a leading UTF-8 byte order mark, which some senders' JSON writers put
+/// first and JSON forbids: read as whitespace, not refused (and never taken for text). The
+/// signature was checked over the bytes as sent, before this.
+pub fn without_bom(body: &Bytes) -> Bytes {
+    match body.strip_prefix(b"\xEF\xBB\xBF") {
+        Some(rest) => body.slice_ref(rest),
+        None => body.clone(),
+    }
+}
+
 /// Splits `body` into events, keyed by `parser`.
 pub fn events<'b>(
     body: &'b Bytes,
@@ -143,11 +153,12 @@ pub fn events<'b>(
                     values.push(value);
                 }
                 Err(single_err) => {
-                    // Not JSON and not opening like an object: a text health call (`ping`)
-                    // where the parser says so. This branch never sees a `[`; a body that
-                    // opens with `{` and does not parse is refused, so a vendor retries a
-                    // truncated event instead of having it taken for a heartbeat.
-                    if parser.heartbeat_on_text() && body.get(start) != Some(&b'{') {
+                    // Not JSON and with no `{` anywhere: a text health call (`ping`) where
+                    // the parser says so. This branch never sees a `[`; a body with a `{` in
+                    // it that does not parse (truncated, or an object behind stray bytes) is
+                    // refused, so the vendor retries it instead of having an event taken for
+                    // a heartbeat.
+                    if parser.heartbeat_on_text() && !body.contains(&b'{') {
                         tracing::debug!(bytes = body.len(), "text body taken as a heartbeat");
                         return Ok(Split::Heartbeat);
                     }
@@ -370,10 +381,26 @@ mod tests {
             assert_eq!(split(&text_ok, text), Ok(None), "{text:?}");
             assert_eq!(split(&strict, text), Err("json_malformed"), "{text:?}");
         }
-        // Opening like an object or an array but broken: refused, so the vendor retries.
-        for broken in [&b"{\"description\": \"cut"[..], b"[{\"a\":1}", b"{ping}"] {
+        // Opening like an object or an array but broken, or an object behind stray bytes:
+        // refused, so the vendor retries.
+        for broken in [
+            &b"{\"description\": \"cut"[..],
+            b"[{\"a\":1}",
+            b"{ping}",
+            b"\xc2\xa0{\"description\": \"a\"}",
+            b"x{\"description\": \"a\"}",
+        ] {
             assert_eq!(split(&text_ok, broken), Err("json_malformed"), "{broken:?}");
         }
+        // A byte order mark is whitespace, not text: the event behind it is an event.
+        let bom = Bytes::from_static(b"\xEF\xBB\xBF{\"description\": \"a\"}");
+        let body = without_bom(&bom);
+        assert_eq!(&body[..], b"{\"description\": \"a\"}");
+        assert!(matches!(
+            events(&body, &text_ok, &HeaderMap::new(), 100),
+            Ok(Split::Events(e)) if e.len() == 1
+        ));
+        assert_eq!(without_bom(&body), body);
         // JSON is still read as JSON, and NDJSON of objects is still events.
         assert_eq!(split(&text_ok, b"{\"a\": 1}"), Ok(Some(1)));
         assert_eq!(split(&text_ok, b"{\"a\": 1}\n{\"a\": 2}\n"), Ok(Some(2)));

@@ -199,6 +199,60 @@ fn hyperproof_heartbeat_is_recorded_not_published() {
 }
 
 #[test]
+fn an_activity_behind_a_byte_order_mark_or_in_a_second_gzip_member_is_an_event() {
+    use std::io::Write;
+    let gw = Gateway::start(&hyperproof_source());
+    let activity = |n: u32| {
+        format!(
+            "{{\"time\":\"2024-11-08T15:48:2{n}.633421Z\",\"email\":\"a@example.com\",\"description\":\"Control {n} was updated\",\"objectType\":\"control\",\"objectId\":\"0b7c4a52-7f4c-4b5e-9d53-8f1d6f0c1a0{n}\"}}"
+        )
+    };
+    // A UTF-8 byte order mark first (some JSON writers add one): not text, not a heartbeat.
+    let mut bom = b"\xEF\xBB\xBF".to_vec();
+    bom.extend_from_slice(activity(1).as_bytes());
+    let resp = client()
+        .post(gw.url("/ingest/hyperproof"))
+        .header("content-type", "application/json")
+        .body(bom)
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    // Two gzip members joined, one activity in each: both are events.
+    let member = |text: String| {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(text.as_bytes()).unwrap();
+        enc.finish().unwrap()
+    };
+    let mut two = member(activity(2) + "\n");
+    two.extend(member(activity(3) + "\n"));
+    let resp = client()
+        .post(gw.url("/ingest/hyperproof"))
+        .header("content-type", "application/x-ndjson")
+        .header("content-encoding", "gzip")
+        .body(two.clone())
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    // Bytes after the last member are refused, not dropped unseen.
+    two.extend_from_slice(b"garbage");
+    let resp = client()
+        .post(gw.url("/ingest/hyperproof"))
+        .header("content-type", "application/x-ndjson")
+        .header("content-encoding", "gzip")
+        .body(two)
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let events = gw.events();
+    let described: Vec<String> = events
+        .iter()
+        .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(events.len(), 3, "{described:?}");
+    assert!(!metrics(&gw).contains("hookgate_heartbeats_total{source=\"hp\"} 1"));
+}
+
+#[test]
 fn status_needs_its_token_and_shows_redacted_recent_events() {
     let gw = Gateway::start(&format!(
         "[status]\ntoken = \"{STATUS_TOKEN}\"\n{}",
