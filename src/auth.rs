@@ -209,7 +209,8 @@ impl Trust {
     /// client, and each `basic` credential (ConnectSecure's "Authentication URL").
     pub fn build(config: &Config) -> Result<Trust, AuthConfigError> {
         let proxies =
-            TrustedProxies::new(&config.trust.trusted_proxies).map_err(AuthConfigError::Address)?;
+            TrustedProxies::new(&config.trust.trusted_proxies, config.trust.forwarded_header)
+                .map_err(AuthConfigError::Address)?;
         let keys = TokenKeys::new(
             &config.trust.token_signing_keys,
             config.trust.token_lifetime_s,

@@ -1,9 +1,10 @@
 //! The client address behind trusted proxies.
 //!
 //! Input: the TCP peer and the request headers. Output: the address the allowlists judge.
-//! `Forwarded` (RFC 7239, preferred) or `X-Forwarded-For` is believed only when the TCP peer
-//! is a configured trusted proxy; the client is then the rightmost address that is not a
-//! trusted proxy. Never fails: anything unreadable falls back to the nearest trusted hop,
+//! The one forwarding header the proxies write (`[trust] forwarded_header`: `X-Forwarded-For`
+//! or RFC 7239 `Forwarded`) is believed only when the TCP peer is a configured trusted proxy;
+//! the client is then the rightmost address in it that is not a trusted proxy. The other
+//! header is never read: a proxy passes it on as the client sent it. Never fails: anything unreadable falls back to the nearest trusted hop,
 //! which allowlists then refuse unless they list the proxy itself (fail closed).
 
 use std::net::{IpAddr, SocketAddr};
@@ -12,11 +13,13 @@ use http::HeaderMap;
 use ipnet::IpNet;
 
 use super::ip_allow;
+use crate::config::trust::ForwardedHeader;
 
-/// The compiled `[trust] trusted_proxies`.
+/// The compiled `[trust] trusted_proxies` and `forwarded_header`.
 #[derive(Debug, Default)]
 pub struct TrustedProxies {
     nets: Vec<IpNet>,
+    header: ForwardedHeader,
 }
 
 /// Most forwarded hops read from headers; a longer chain is cut on the left (the part a
@@ -25,12 +28,12 @@ const MAX_HOPS: usize = 32;
 
 impl TrustedProxies {
     /// Compiles the list; `Err(entry)` names an entry that is not an address or CIDR.
-    pub fn new(entries: &[String]) -> Result<TrustedProxies, String> {
+    pub fn new(entries: &[String], header: ForwardedHeader) -> Result<TrustedProxies, String> {
         let mut nets = Vec::with_capacity(entries.len());
         for entry in entries {
             nets.push(ip_allow::parse_net(entry).ok_or_else(|| entry.clone())?);
         }
-        Ok(TrustedProxies { nets })
+        Ok(TrustedProxies { nets, header })
     }
 
     fn trusts(&self, addr: IpAddr) -> bool {
@@ -44,7 +47,7 @@ impl TrustedProxies {
             // An untrusted peer's forwarding headers are the peer's own claims: ignored.
             return peer;
         }
-        let hops = forwarded_hops(headers);
+        let hops = forwarded_hops(headers, self.header);
         let mut nearest = peer;
         for hop in hops.iter().rev() {
             match hop {
@@ -58,13 +61,12 @@ impl TrustedProxies {
     }
 }
 
-/// Hop addresses from `Forwarded` when present, else `X-Forwarded-For`, left to right, at
-/// most [`MAX_HOPS`] (the rightmost ones). `None` marks an entry that is not an address.
-fn forwarded_hops(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
+/// Hop addresses from `header`, left to right, at most [`MAX_HOPS`] (the rightmost ones).
+/// `None` marks an entry that is not an address.
+fn forwarded_hops(headers: &HeaderMap, header: ForwardedHeader) -> Vec<Option<IpAddr>> {
     let mut hops: Vec<Option<IpAddr>> = Vec::new();
-    let forwarded: Vec<_> = headers.get_all(http::header::FORWARDED).iter().collect();
-    if !forwarded.is_empty() {
-        for value in forwarded {
+    if header == ForwardedHeader::Forwarded {
+        for value in headers.get_all(http::header::FORWARDED) {
             let Ok(text) = value.to_str() else {
                 hops.push(None);
                 continue;
@@ -109,8 +111,12 @@ mod tests {
     use super::*;
 
     fn proxies(entries: &[&str]) -> TrustedProxies {
+        proxies_with(entries, ForwardedHeader::XForwardedFor)
+    }
+
+    fn proxies_with(entries: &[&str], header: ForwardedHeader) -> TrustedProxies {
         let e: Vec<String> = entries.iter().map(|s| s.to_string()).collect();
-        TrustedProxies::new(&e).unwrap()
+        TrustedProxies::new(&e, header).unwrap()
     }
 
     fn headers(name: &'static str, value: &str) -> HeaderMap {
@@ -145,7 +151,7 @@ mod tests {
 
     #[test]
     fn reads_forwarded_header_with_ipv6_and_port() {
-        let p = proxies(&["127.0.0.1"]);
+        let p = proxies_with(&["127.0.0.1"], ForwardedHeader::Forwarded);
         let h = headers(
             "forwarded",
             "for=192.0.2.1, for=\"[2001:db8::7]:4711\";proto=https",
@@ -163,6 +169,32 @@ mod tests {
         assert_eq!(
             p.client(peer("127.0.0.1"), &h),
             "127.0.0.1".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn only_the_header_the_proxies_write_is_read() {
+        // The proxy appends to X-Forwarded-For and passes the client's own `Forwarded` on.
+        let mut h = headers("x-forwarded-for", "198.51.100.9");
+        h.insert("forwarded", "for=52.9.169.38".parse().unwrap());
+        let xff = proxies(&["127.0.0.2"]);
+        assert_eq!(
+            xff.client(peer("127.0.0.2"), &h),
+            "198.51.100.9".parse::<IpAddr>().unwrap()
+        );
+        // And the other way round, for a proxy that writes `Forwarded`.
+        let mut h = headers("forwarded", "for=198.51.100.9");
+        h.insert("x-forwarded-for", "52.9.169.38".parse().unwrap());
+        let rfc = proxies_with(&["127.0.0.2"], ForwardedHeader::Forwarded);
+        assert_eq!(
+            rfc.client(peer("127.0.0.2"), &h),
+            "198.51.100.9".parse::<IpAddr>().unwrap()
+        );
+        // Without its header, the nearest trusted hop: the proxy.
+        let only_xff = headers("x-forwarded-for", "52.9.169.38");
+        assert_eq!(
+            rfc.client(peer("127.0.0.2"), &only_xff),
+            "127.0.0.2".parse::<IpAddr>().unwrap()
         );
     }
 

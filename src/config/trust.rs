@@ -13,12 +13,19 @@ use crate::config::{AuthConfig, Problem, SourceConfig};
 #[serde(deny_unknown_fields)]
 pub struct TrustConfig {
     /// Addresses or CIDRs of load balancers / reverse proxies in front of hookgate. Only when
-    /// the TCP peer is one of them are `Forwarded` (preferred) and `X-Forwarded-For` read; the
-    /// client is then the rightmost address in the header that is not a trusted proxy.
+    /// the TCP peer is one of them is the `forwarded_header` read; the client is then the
+    /// rightmost address in it that is not a trusted proxy.
     /// Default: empty (headers are ignored; the client is the TCP peer).
     /// Example: `["10.0.0.0/8", "fd00::/8"]`.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// The header the trusted proxies append the client address to: `"x-forwarded-for"` (AWS
+    /// ALB, Google Cloud load balancers, ingress-nginx, HAProxy `option forwardfor`, Envoy) or
+    /// `"forwarded"` (RFC 7239). Only that header is read: a proxy passes the other one on
+    /// as the client sent it, so reading it would let a client name its own address. Default
+    /// `"x-forwarded-for"`.
+    #[serde(default)]
+    pub forwarded_header: ForwardedHeader,
     /// Path of the OAuth2 token endpoint (RFC 6749 §4.4 client credentials; also
     /// ConnectSecure's "Authentication URL"). Default `/oauth/token`. Must not be a source
     /// path. Served only when `token_signing_keys` is set.
@@ -37,10 +44,22 @@ pub struct TrustConfig {
     pub token_lifetime_s: u64,
 }
 
+/// `[trust] forwarded_header`: which header names the client behind a trusted proxy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For: client, proxy1, …`.
+    #[default]
+    XForwardedFor,
+    /// `Forwarded: for=client, for=proxy1;proto=https, …` (RFC 7239).
+    Forwarded,
+}
+
 impl Default for TrustConfig {
     fn default() -> Self {
         TrustConfig {
             trusted_proxies: Vec::new(),
+            forwarded_header: ForwardedHeader::default(),
             token_path: default_token_path(),
             token_signing_keys: Vec::new(),
             token_lifetime_s: default_token_lifetime_s(),

@@ -138,8 +138,12 @@ fn path_token_is_checked_and_never_logged() {
 }
 
 fn allowlisted(trusted: &str) -> String {
+    allowlisted_behind(trusted, "x-forwarded-for")
+}
+
+fn allowlisted_behind(trusted: &str, header: &str) -> String {
     format!(
-        "[trust]\ntrusted_proxies = [{trusted}]\n{}",
+        "[trust]\ntrusted_proxies = [{trusted}]\nforwarded_header = \"{header}\"\n{}",
         source(
             "hp",
             "/in/hp",
@@ -169,14 +173,23 @@ fn allowlist_judges_the_client_named_by_a_trusted_proxy() {
     // EU address, but only the US preset is configured.
     expect(
         &gw,
-        post(&gw, &path).header("forwarded", "for=98.67.233.122"),
+        post(&gw, &path).header("x-forwarded-for", "98.67.233.122"),
         403,
     );
     // The loopback proxy itself is not allowlisted.
     expect(&gw, post(&gw, &path), 403);
+    // The proxy appends to X-Forwarded-For and passes a client's own `Forwarded` on: an
+    // allowed address claimed there names nobody.
     expect(
         &gw,
-        post(&gw, &path).header("forwarded", "for=\"[2001:db8::1]:443\""),
+        post(&gw, &path)
+            .header("forwarded", "for=52.9.169.38")
+            .header("x-forwarded-for", "203.0.113.9"),
+        403,
+    );
+    expect(
+        &gw,
+        post(&gw, &path).header("x-forwarded-for", "2001:db8::1"),
         200,
     );
     expect(
@@ -185,6 +198,26 @@ fn allowlist_judges_the_client_named_by_a_trusted_proxy() {
         200,
     );
     assert!(gw.logs().contains("address_not_allowed"));
+
+    // Behind a proxy that writes RFC 7239 `Forwarded`, only that header counts.
+    let gw = Gateway::start(&allowlisted_behind("\"127.0.0.1\"", "forwarded"));
+    expect(
+        &gw,
+        post(&gw, &path).header("forwarded", "for=98.67.233.122"),
+        403,
+    );
+    expect(
+        &gw,
+        post(&gw, &path)
+            .header("x-forwarded-for", "52.9.169.38")
+            .header("forwarded", "for=203.0.113.9"),
+        403,
+    );
+    expect(
+        &gw,
+        post(&gw, &path).header("forwarded", "for=\"[2001:db8::1]:443\""),
+        200,
+    );
 }
 
 #[test]
