@@ -41,15 +41,38 @@ pub async fn handle(
     if let Some(issuer) = runtime.trust.token_endpoint(request.uri().path()) {
         let request_id = RequestId::from_header(request.headers().get("x-request-id"));
         let span = info_span!("token", request_id = %request_id.0);
-        let response =
-            auth::token_endpoint::serve(issuer, request, state.body_read_timeout, &request_id)
+        // The per-address rate limit and the in-flight cap hold here too: without them a
+        // client could guess client secrets at the token endpoint as fast as it can send.
+        let client = runtime.trust.client(peer, request.headers());
+        let (response, refused) = match runtime.protection.admit(TOKEN_ENDPOINT, client) {
+            Ok(_admitted) => {
+                let served = auth::token_endpoint::serve(
+                    issuer,
+                    request,
+                    state.body_read_timeout,
+                    &request_id,
+                )
                 .instrument(span)
                 .await;
-        state.metrics.request(
-            TOKEN_ENDPOINT,
-            response.status().as_u16(),
-            started.elapsed(),
-        );
+                (served.response, served.refused.map(|r| ("auth", r)))
+            }
+            Err(limited) => {
+                let failure = Failure::Limited(limited);
+                let code = failure.code();
+                span.in_scope(|| tracing::debug!(reason = code, "token request shed"));
+                (
+                    respond::build(&Err(failure), &request_id),
+                    Some(("limits", code)),
+                )
+            }
+        };
+        let status = response.status().as_u16();
+        state
+            .metrics
+            .request(TOKEN_ENDPOINT, status, started.elapsed());
+        if let Some((stage, reason)) = refused {
+            state.metrics.rejection(TOKEN_ENDPOINT, stage, reason);
+        }
         return response;
     }
     drop(runtime);

@@ -50,13 +50,27 @@ impl TokenError {
     }
 }
 
+/// The answer to a token request, and why it was refused (a bounded code for the rejection
+/// metric), if it was.
+#[derive(Debug)]
+pub struct Served {
+    /// The HTTP answer.
+    pub response: Response<Full<Bytes>>,
+    /// `None` when a token was issued.
+    pub refused: Option<&'static str>,
+}
+
 /// Answers one token request.
 pub async fn serve(
     issuer: &Issuer,
     request: Request<hyper::body::Incoming>,
     read_timeout: Duration,
     request_id: &RequestId,
-) -> Response<Full<Bytes>> {
+) -> Served {
+    let refuse = |response, reason| Served {
+        response,
+        refused: Some(reason),
+    };
     let (parts, body) = request.into_parts();
     // HYPR's hooks are EventBridge API destinations (vendor notes §2), whose OAuth connection
     // lets the customer pick GET, POST or PUT for the token request.
@@ -69,7 +83,7 @@ pub async fn serve(
         response
             .headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("GET, POST, PUT"));
-        return response;
+        return refuse(response, "method_not_allowed");
     }
     let mut raw_params = parts.uri.query().unwrap_or_default().as_bytes().to_vec();
     // A GET may carry a form body too (authlib's client_secret_post over GET does): read it
@@ -84,7 +98,10 @@ pub async fn serve(
             Ok(form) if !form.is_empty() => {
                 let Some(form) = as_form(&parts.headers, &form) else {
                     tracing::info!(reason = "token_body_unreadable", "token request refused");
-                    return error_response(TokenError::InvalidRequest, request_id);
+                    return refuse(
+                        error_response(TokenError::InvalidRequest, request_id),
+                        "token_body_unreadable",
+                    );
                 };
                 if !raw_params.is_empty() {
                     raw_params.push(b'&');
@@ -94,7 +111,10 @@ pub async fn serve(
             Ok(_) => {}
             Err(e) => {
                 tracing::info!(reason = "token_body_unreadable", error = %e, "token request refused");
-                return error_response(TokenError::InvalidRequest, request_id);
+                return refuse(
+                    error_response(TokenError::InvalidRequest, request_id),
+                    "token_body_unreadable",
+                );
             }
         }
     }
@@ -110,11 +130,14 @@ pub async fn serve(
             if let (Some(scope), Some(fields)) = (granted.scope, body.as_object_mut()) {
                 fields.insert("scope".to_owned(), json!(scope));
             }
-            json_response(StatusCode::OK, &body, request_id)
+            Served {
+                response: json_response(StatusCode::OK, &body, request_id),
+                refused: None,
+            }
         }
         Err(e) => {
             tracing::info!(reason = e.code(), "token request refused");
-            error_response(e, request_id)
+            refuse(error_response(e, request_id), e.code())
         }
     }
 }

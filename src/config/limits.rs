@@ -41,10 +41,11 @@ pub struct LimitsConfig {
     /// `requests_per_second = 5` and `burst = 20`.
     #[serde(default)]
     pub source_rate: BTreeMap<String, RateConfig>,
-    /// Request rate for one client address (the TCP peer, across all sources). Absent
-    /// (default): addresses are not rate-limited. Behind a load balancer every request shares
-    /// the balancer's address, so leave this unset there. Example:
-    /// `per_address = { requests_per_second = 20, burst = 100 }`. Over the rate → 429.
+    /// Request rate for one client address, across all sources and the token endpoint. The
+    /// address is the TCP peer, or behind a `[trust] trusted_proxies` load balancer the client
+    /// it names; behind a load balancer that is not listed there every request shares its
+    /// address, so then leave this unset. Absent (default): addresses are not rate-limited.
+    /// Example: `per_address = { requests_per_second = 20, burst = 100 }`. Over the rate → 429.
     #[serde(default)]
     pub per_address: Option<RateConfig>,
     /// Most client addresses whose rate state is remembered. Default 100000 (a few MB). When

@@ -334,6 +334,64 @@ fn token_endpoint_answers_rfc_6749_errors() {
     assert_eq!(resp.status(), 405);
     assert_eq!(resp.headers()["allow"], "GET, POST, PUT");
     assert!(gw.events().is_empty());
+    // Each refusal is counted by its reason.
+    let metrics = Client::new()
+        .get(gw.admin_url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    for reason in [
+        "invalid_client",
+        "unsupported_grant_type",
+        "invalid_request",
+    ] {
+        let line = format!(
+            "hookgate_rejections_total{{reason=\"{reason}\",source=\"oauth_token\",stage=\"auth\"}}"
+        );
+        assert!(metrics.contains(&line), "{line} in\n{metrics}");
+    }
+}
+
+#[test]
+fn the_token_endpoint_is_rate_limited_per_address_like_the_sources() {
+    let gw = Gateway::start(&format!(
+        "[limits]\nper_address = {{ requests_per_second = 1, burst = 3 }}\n{}",
+        oauth_sources()
+    ));
+    let client = Client::new();
+    // A burst of three wrong guesses is answered; the next ones are refused unread until the
+    // bucket refills (one a second), whatever the secret.
+    let mut statuses = Vec::new();
+    let mut limited = None;
+    for _ in 0..20 {
+        let resp = client
+            .post(gw.url("/oauth/token"))
+            .basic_auth("client-a", Some("guess"))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .unwrap();
+        statuses.push(resp.status().as_u16());
+        if resp.status() == 429 {
+            limited = Some(resp);
+            break;
+        }
+    }
+    assert_eq!(&statuses[..3], [401, 401, 401], "{statuses:?}");
+    let limited = limited.expect("no 429 within 20 requests");
+    assert!(limited.headers().contains_key("retry-after"));
+    let body: serde_json::Value = limited.json().unwrap();
+    assert!(body["request_id"].is_string(), "{body}");
+    let metrics = client
+        .get(gw.admin_url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("source=\"oauth_token\",stage=\"limits\""),
+        "{metrics}"
+    );
 }
 
 fn rotation_config(secrets: &str) -> String {
