@@ -311,7 +311,10 @@ impl Parser {
                 .filter_map(|p| p.get(event))
                 .find_map(|v| match v {
                     Doc::String(s) if !s.is_empty() => Some(s.as_ref().to_owned()),
-                    Doc::Number(n) => Some(n.to_string()),
+                    // An integer, exactly as sent. A number read as a float (a fraction, or an
+                    // integer past 64 bits, which has lost digits) is no id: two events would
+                    // share it and the second be swallowed as a duplicate.
+                    Doc::Number(n) if !n.is_f64() => Some(n.to_string()),
                     _ => None,
                 })
         };

@@ -96,6 +96,29 @@ fn event_key_uses_body_id_else_content_hash_and_route_window() {
 }
 
 #[test]
+fn an_id_number_read_as_a_float_is_no_id() {
+    let catalog = Catalog::load(None).unwrap();
+    let hypr = catalog.get("hypr").unwrap();
+    let headers = HeaderMap::new();
+    let key = |id: &str| {
+        let body = format!(r#"{{"id":"env-1","detail":{{"data":{{"id":{id},"eventName":"X"}}}}}}"#);
+        hypr.event_key(&Doc::parse(&body).unwrap(), &headers).id
+    };
+    // Integers are read exactly, as before.
+    assert_eq!(key("18446744073709551615"), "18446744073709551615");
+    assert_eq!(key("-42"), "-42");
+    // Past 64 bits the number is read as a double and has lost digits: the next path (HYPR's
+    // EventBridge envelope id, unique per event) is the id, never the rounded float.
+    assert_eq!(key("409878875789426688123"), "env-1");
+    assert_eq!(key("1.5"), "env-1");
+    // Without one, the content hash (which sees the same rounded number: a known limit).
+    let body = r#"{"detail":{"data":{"id":409878875789426688123,"eventName":"X"}}}"#;
+    let id = hypr.event_key(&Doc::parse(body).unwrap(), &headers).id;
+    assert_eq!(id.len(), 64, "{id}");
+    assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+}
+
+#[test]
 fn missing_required_field_is_a_missing_field_error() {
     let p = parser(ROUTES).unwrap();
     let err = run(&p, json!({"kind": "LOGIN"})).unwrap_err();
