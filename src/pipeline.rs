@@ -122,7 +122,13 @@ async fn trip(
         incoming,
         source,
         path_token,
-    } = route::resolve(&runtime.routes, incoming)?;
+    } = route::resolve(&runtime.routes, incoming).inspect_err(|e| {
+        // The path named a source: its refusal counts under it (metrics and status), so a
+        // sender set to the wrong method shows on its source, not as unmatched traffic.
+        if let route::RouteError::MethodNotAllowed { label, .. } = e {
+            *source_label = Some(Arc::clone(label));
+        }
+    })?;
     *source_label = Some(Arc::clone(&source.label));
     tracing::Span::current().record("source", source.name.as_str());
 

@@ -141,6 +141,8 @@ pub enum RouteError {
     MethodNotAllowed {
         /// The source's name.
         source_name: String,
+        /// The source's metrics label, so the refusal counts under its source.
+        label: Arc<str>,
         /// Value for the `Allow` header.
         allow: String,
     },
@@ -173,6 +175,7 @@ pub fn resolve(routes: &Routes, incoming: Incoming) -> Result<Routed, RouteError
     if !source.methods.contains(&incoming.parts.method) {
         let err = RouteError::MethodNotAllowed {
             source_name: source.name.clone(),
+            label: Arc::clone(&source.label),
             allow: source.allow.clone(),
         };
         return Err(err);

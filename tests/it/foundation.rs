@@ -99,6 +99,20 @@ fn wrong_method_is_405_with_allow_header() {
         .unwrap();
     assert_eq!(resp.headers()["allow"], "POST");
     assert_error_body(resp, 405);
+    // Counted under the source the path names, not as unmatched traffic, so a sender set to
+    // the wrong method shows on its source.
+    let metrics = reqwest::blocking::get(gw.admin_url("/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("hookgate_requests_total{source=\"hw\",status=\"405\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("reason=\"method_not_allowed\",source=\"hw\",stage=\"route\""),
+        "{metrics}"
+    );
 }
 
 #[test]
