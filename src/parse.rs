@@ -295,16 +295,22 @@ impl Parser {
         self.key_and_route(event, headers).0
     }
 
-    /// [`Parser::event_key`] plus the route the event matches, for [`apply_routed`].
-    pub fn key_and_route(&self, event: &Doc<'_>, headers: &HeaderMap) -> (EventKey, RouteChoice) {
-        let rule = &self.compiled.id;
-        let from_header = rule
+    /// The request's id from a header (`[id] headers`, e.g. Svix's `svix-id`), which names
+    /// the whole request rather than one event, if the parser reads one and it is present.
+    pub fn header_id<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
+        self.compiled
+            .id
             .headers
             .iter()
             .filter_map(|h| headers.get(h))
             .filter_map(|v| v.to_str().ok())
             .find(|s| !s.is_empty())
-            .map(str::to_owned);
+    }
+
+    /// [`Parser::event_key`] plus the route the event matches, for [`apply_routed`].
+    pub fn key_and_route(&self, event: &Doc<'_>, headers: &HeaderMap) -> (EventKey, RouteChoice) {
+        let rule = &self.compiled.id;
+        let from_header = self.header_id(headers).map(str::to_owned);
         let from_body = || {
             rule.from
                 .iter()

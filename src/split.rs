@@ -187,11 +187,18 @@ pub fn events<'b>(
         }
     }
     let mut events = Vec::with_capacity(values.len());
+    // A header id (Svix's `svix-id`) names the request: in a batch, each element after the
+    // first takes its position as a suffix, so the elements are not duplicates of each other
+    // while a retry of the same batch still is.
+    let header_id = parser.header_id(headers);
     for (index, (raw, value)) in raws.into_iter().zip(values).enumerate() {
         if !value.is_object() {
             return Err(SplitError::NotObject { index });
         }
-        let (key, route) = parser.key_and_route(&value, headers);
+        let (mut key, route) = parser.key_and_route(&value, headers);
+        if index > 0 && header_id.is_some_and(|h| h == key.id) {
+            key.id = format!("{}#{index}", key.id);
+        }
         events.push(RawEvent {
             raw,
             value,
@@ -349,6 +356,35 @@ mod tests {
             let body = Bytes::copy_from_slice(refused.as_bytes());
             assert!(events(&body, &hash_keyed(), &HeaderMap::new(), 100).is_err());
         }
+    }
+
+    #[test]
+    fn a_batch_under_one_header_id_gives_each_element_its_own_key() {
+        let catalog = crate::parse::Catalog::load(None).unwrap();
+        let hoop = catalog.get("hoop").unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert("svix-id", "msg_2X".parse().unwrap());
+        let keys = |body: &'static str| {
+            let body = Bytes::from_static(body.as_bytes());
+            match events(&body, &hoop, &headers, 100) {
+                Ok(Split::Events(e)) => e.iter().map(|e| e.key.id.clone()).collect::<Vec<_>>(),
+                _ => panic!("not events"),
+            }
+        };
+        let batch = r#"[{"event_type":"session.open","a":1},{"event_type":"session.close","a":2},{"event_type":"session.close","a":3}]"#;
+        assert_eq!(keys(batch), ["msg_2X", "msg_2X#1", "msg_2X#2"]);
+        // A retry of the batch has the same keys (so it is a duplicate), and one event is
+        // keyed by the header alone, as before.
+        assert_eq!(keys(batch), ["msg_2X", "msg_2X#1", "msg_2X#2"]);
+        assert_eq!(keys(r#"{"event_type":"session.open"}"#), ["msg_2X"]);
+        // Ids from the body are left as they are.
+        let hyprwatch = catalog.get("hyprwatch").unwrap();
+        let body =
+            Bytes::from_static(br#"[{"id":"evt_1","event":"x"},{"id":"evt_2","event":"x"}]"#);
+        let Ok(Split::Events(e)) = events(&body, &hyprwatch, &headers, 100) else {
+            panic!("not events");
+        };
+        assert_eq!(e[1].key.id, "evt_2");
     }
 
     #[test]
