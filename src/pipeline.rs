@@ -75,6 +75,8 @@ pub async fn handle(
         }
         return response;
     }
+    // For the rejection log line: who sent it (behind trusted proxies, the client they name).
+    let client = runtime.trust.client(peer, request.headers());
     drop(runtime);
     let incoming = Incoming::new(request, peer);
     let request_id = incoming.request_id.clone();
@@ -96,11 +98,11 @@ pub async fn handle(
                 // Shedding is the gateway working as designed; logging each shed request at
                 // error would cost most exactly when the gateway is overloaded.
                 if matches!(failure, Failure::Limited(_)) {
-                    tracing::debug!(status, reason = failure.code(), "request shed");
+                    tracing::debug!(status, reason = failure.code(), %client, "request shed");
                 } else if status >= 500 {
-                    tracing::error!(status, reason = failure.code(), error = %failure, "request failed");
+                    tracing::error!(status, reason = failure.code(), error = %failure, %client, "request failed");
                 } else {
-                    tracing::info!(status, reason = failure.code(), "request rejected");
+                    tracing::info!(status, reason = failure.code(), %client, "request rejected");
                 }
             }
         }

@@ -198,6 +198,13 @@ fn allowlist_judges_the_client_named_by_a_trusted_proxy() {
         200,
     );
     assert!(gw.logs().contains("address_not_allowed"));
+    // The rejection's log line names the client the proxy named, not the proxy.
+    let logs = gw.logs();
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("request rejected") && l.contains("203.0.113.9")),
+        "{logs}"
+    );
 
     // Behind a proxy that writes RFC 7239 `Forwarded`, only that header counts.
     let gw = Gateway::start(&allowlisted_behind("\"127.0.0.1\"", "forwarded"));
