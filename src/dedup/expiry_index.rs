@@ -76,34 +76,44 @@ impl ExpiryIndex {
 
     /// The soonest expiry indexed, without taking it out.
     pub fn first(&self) -> Option<Tick> {
-        let reserved = self.reserved.first().map(|(t, _)| *t);
-        let committed = self
-            .committed
-            .iter()
-            .filter_map(|(_, q)| q.front().map(|(t, _)| t))
-            .min();
-        match (reserved, committed) {
-            (Some(r), Some(c)) => Some(r.min(c)),
-            (r, c) => r.or(c),
-        }
+        self.soonest().map(|(tick, _)| tick)
     }
 
     /// Takes out the place whose expiry is soonest.
     pub fn pop_first(&mut self) -> Option<Popped> {
-        let reserved = self.reserved.first().map(|(t, _)| *t);
-        let queue = self
-            .committed
-            .iter_mut()
-            .filter_map(|(_, q)| q.front().map(|(t, _)| (t, q)))
-            .min_by_key(|(t, _)| *t);
-        match (reserved, queue) {
-            (Some(r), Some((c, queue))) if c < r => pop_queue(queue),
-            (None, Some((_, queue))) => pop_queue(queue),
-            _ => self.reserved.pop_first().map(|(expires, key)| Popped {
+        match self.soonest()?.1 {
+            Holder::Reserved => self.reserved.pop_first().map(|(expires, key)| Popped {
                 expires,
                 key,
                 lazy: false,
             }),
+            Holder::Queue(at) => {
+                let (expires, key) = self.committed.get_mut(at)?.1.pop()?;
+                Some(Popped {
+                    expires,
+                    key,
+                    lazy: true,
+                })
+            }
+        }
+    }
+
+    /// The soonest expiry and what holds it; on a tie, the reservations.
+    fn soonest(&self) -> Option<(Tick, Holder)> {
+        let reserved = self
+            .reserved
+            .first()
+            .map(|(tick, _)| (*tick, Holder::Reserved));
+        let queued = self
+            .committed
+            .iter()
+            .enumerate()
+            .filter_map(|(at, (_, q))| q.front().map(|(tick, _)| (tick, Holder::Queue(at))))
+            .min_by_key(|(tick, _)| *tick);
+        match (reserved, queued) {
+            (Some(r), Some(q)) if q.0 < r.0 => Some(q),
+            (Some(r), _) => Some(r),
+            (None, q) => q,
         }
     }
 
@@ -114,12 +124,13 @@ impl ExpiryIndex {
     }
 }
 
-fn pop_queue(queue: &mut Fifo) -> Option<Popped> {
-    queue.pop().map(|(expires, key)| Popped {
-        expires,
-        key,
-        lazy: true,
-    })
+/// Where the soonest place is.
+#[derive(Debug, Clone, Copy)]
+enum Holder {
+    /// The reservations' set.
+    Reserved,
+    /// The committed queue at this position.
+    Queue(usize),
 }
 
 /// A first-in first-out queue of (expiry, key) in fixed chunks: memory follows what it holds,
