@@ -4,7 +4,7 @@
 //! respond**. Each stage is one call below; none is hidden in a wrapper. The sender gets a
 //! 2xx only after `sink.deliver` returned, i.e. once its events are durable.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Instant, UNIX_EPOCH};
 
@@ -13,7 +13,7 @@ use http::{Request, Response};
 use http_body_util::Full;
 use tracing::{field, info_span, Instrument};
 
-use crate::app::State;
+use crate::app::{Runtime, State};
 use crate::auth::{self, Head};
 use crate::body::{self, BodyLimits};
 use crate::dedup::{self, Reservation};
@@ -75,15 +75,15 @@ pub async fn handle(
         }
         return response;
     }
-    // For the rejection log line: who sent it (behind trusted proxies, the client they name).
+    // Who sent it (behind trusted proxies, the client they name): for the rate limits and
+    // allowlists in the trip, and for the rejection log line.
     let client = runtime.trust.client(peer, request.headers());
-    drop(runtime);
     let incoming = Incoming::new(request, peer);
     let request_id = incoming.request_id.clone();
     let span = info_span!("request", request_id = %request_id.0, source = field::Empty, method = %incoming.parts.method);
     async move {
         let mut source_label: Option<Arc<str>> = None;
-        let result = trip(&state, incoming, &mut source_label).await;
+        let result = trip(&state, &runtime, incoming, client, &mut source_label).await;
         let source = source_label.as_deref().unwrap_or(UNMATCHED);
         let response = respond::build(&result, &request_id);
         state.metrics.request(source, response.status().as_u16(), started.elapsed());
@@ -114,11 +114,11 @@ pub async fn handle(
 
 async fn trip(
     state: &State,
+    runtime: &Runtime,
     incoming: Incoming,
+    client: IpAddr,
     source_label: &mut Option<Arc<str>>,
 ) -> Result<Outcome, Failure> {
-    let runtime = state.runtime.load_full();
-
     // 2. route
     let Routed {
         incoming,
@@ -138,7 +138,6 @@ async fn trip(
     // Before any body byte is read, so a refused or shed request costs no body memory.
     // The client address honours [trust] trusted_proxies, so the per-address limit still
     // tells clients apart behind a load balancer.
-    let client = runtime.trust.client(incoming.peer, &incoming.parts.headers);
     let _admitted = runtime.protection.admit(&source.name, client)?;
     let head = Head {
         headers: &incoming.parts.headers,
