@@ -2,8 +2,8 @@
 //!
 //! Shutdown order: stop accepting → finish in-flight requests within the grace period →
 //! stop the spool forwarder (the batch in hand stays unacknowledged, so it is forwarded again
-//! after restart) → flush the producer and close the spool (its writer finishes its queue and
-//! syncs) → return. Each step is logged.
+//! after restart) → flush the producer, write the dedup journal's queued lines and close the
+//! spool (its writer finishes its queue and syncs) → return. Each step is logged.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -211,6 +211,7 @@ pub async fn run(
         Ok(()) => tracing::info!("sink flushed"),
         Err(e) => tracing::error!(error = %e, "sink flush failed"),
     }
+    state.dedup.flush();
     if let Some(task) = writer_task {
         match task.await {
             Ok(()) => tracing::info!("spool closed"),

@@ -183,6 +183,13 @@ impl DedupStore {
             Backend::Redis(r) => r.release(&scoped).await,
         }
     }
+
+    /// Writes what the memory store's journal still queues (a clean stop). Redis: nothing.
+    pub fn flush(&self) {
+        if let Backend::Memory(m) = &self.backend {
+            m.flush_journal();
+        }
+    }
 }
 
 /// What dedup decided for one request's events (`'b`: the body they borrow from).

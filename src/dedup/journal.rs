@@ -6,25 +6,50 @@
 //! then renamed over it) at startup and whenever it holds more than twice `max_entries` lines.
 //! Never holds event bodies.
 //!
+//! Appends are written behind: a commit queues its lines (no system call on the request
+//! path) and the journal's own thread writes whatever is queued, [`WRITE_DELAY`] after the
+//! first line of a batch, in one `write` (under load one per millisecond instead of one per
+//! request, and no lock held across a write on the request path). So a process crash
+//! forgets the ids of at most the last few milliseconds, as a power loss forgets those the
+//! kernel had not written back; a clean stop writes everything ([`Journal::flush`], and on
+//! drop).
+//!
 //! A compaction runs in two steps so the request path never waits for it:
-//! [`Journal::begin_compaction`] (on the committing request: from then on appends are also kept
-//! aside), then the store's snapshot of live keys, then [`Journal::finish_compaction`] on a
-//! thread of its own, which writes the snapshot, adds what was kept aside, swaps the files and
-//! frees the old one a step at a time (`crate::slow_delete`). A key committed while it runs is
-//! in the snapshot or in what was kept aside, so it is never lost.
+//! [`Journal::begin_compaction`] (on the committing request: from then on written lines are
+//! also kept aside), then the store's snapshot of live keys, then
+//! [`Journal::finish_compaction`] on a thread of its own, which writes the snapshot, adds what
+//! was kept aside, swaps the files and frees the old one a step at a time
+//! (`crate::slow_delete`). A key committed while it runs is in the snapshot or in what was
+//! kept aside (or still queued, then written to the new file), so it is never lost.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// An append-only file of committed dedup keys.
+/// How long the writer thread lets queued lines gather before it writes them: bounds what a
+/// process crash can forget, and makes the writes per second at most about its inverse.
+pub const WRITE_DELAY: Duration = Duration::from_millis(1);
+
+/// An append-only file of committed dedup keys, with the thread that writes it.
 #[derive(Debug)]
 pub struct Journal {
+    shared: Arc<Shared>,
+    writer: Option<JoinHandle<()>>,
+}
+
+#[derive(Debug)]
+struct Shared {
     path: PathBuf,
+    /// Taken to write (the writer thread, [`Journal::flush`]) and to swap files: lock order
+    /// `open`, then `queue`; a commit only ever takes `queue`.
     open: Mutex<Open>,
+    queue: Mutex<Queue>,
+    /// Signalled when the queue turns non-empty or the journal closes.
+    queued: Condvar,
     lines: AtomicUsize,
     /// Set from `begin_compaction` until its `finish_compaction` (or `cancel_compaction`).
     compacting: AtomicBool,
@@ -33,8 +58,15 @@ pub struct Journal {
 #[derive(Debug)]
 struct Open {
     file: Option<File>,
-    /// Lines appended since the running compaction began (`None` when none runs).
+    /// Lines written since the running compaction began (`None` when none runs).
     kept_aside: Option<Vec<u8>>,
+}
+
+/// Lines committed and not yet written.
+#[derive(Debug, Default)]
+struct Queue {
+    bytes: Vec<u8>,
+    closing: bool,
 }
 
 fn unix_ms(t: SystemTime) -> u64 {
@@ -43,27 +75,98 @@ fn unix_ms(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
+fn poisoned() -> std::io::Error {
+    std::io::Error::other("journal lock poisoned")
+}
+
+impl Shared {
+    fn open(&self) -> std::io::Result<MutexGuard<'_, Open>> {
+        self.open.lock().map_err(|_| poisoned())
+    }
+
+    fn queue(&self) -> std::io::Result<MutexGuard<'_, Queue>> {
+        self.queue.lock().map_err(|_| poisoned())
+    }
+
+    /// Writes every queued line to the file (and aside, while a compaction runs).
+    fn write_queued(&self) -> std::io::Result<()> {
+        let mut open = self.open()?;
+        let bytes = std::mem::take(&mut self.queue()?.bytes);
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        if let Some(aside) = open.kept_aside.as_mut() {
+            aside.extend_from_slice(&bytes);
+        }
+        match open.file.as_mut() {
+            Some(file) => file.write_all(&bytes),
+            None => Ok(()),
+        }
+    }
+
+    /// The writer thread: waits for queued lines, lets more gather for [`WRITE_DELAY`],
+    /// writes them; after `closing`, writes what is left and returns.
+    fn run_writer(&self) {
+        loop {
+            let closing = {
+                let Ok(mut queue) = self.queue() else {
+                    return;
+                };
+                while queue.bytes.is_empty() && !queue.closing {
+                    queue = match self.queued.wait(queue) {
+                        Ok(q) => q,
+                        Err(_) => return,
+                    };
+                }
+                queue.closing
+            };
+            if !closing {
+                std::thread::sleep(WRITE_DELAY);
+            }
+            if let Err(e) = self.write_queued() {
+                tracing::error!(error = %e, "cannot journal dedup keys; a restart may forget them");
+            }
+            if closing {
+                return;
+            }
+        }
+    }
+}
+
 impl Journal {
-    /// Opens (creating) the journal at `path`.
+    /// Opens (creating) the journal at `path` and starts its writer thread.
     pub fn open(path: PathBuf) -> std::io::Result<Journal> {
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir)?;
         }
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
-        Ok(Journal {
+        let shared = Arc::new(Shared {
             path,
             open: Mutex::new(Open {
                 file: Some(file),
                 kept_aside: None,
             }),
+            queue: Mutex::new(Queue::default()),
+            queued: Condvar::new(),
             lines: AtomicUsize::new(0),
             compacting: AtomicBool::new(false),
+        });
+        let for_thread = Arc::clone(&shared);
+        let writer = std::thread::Builder::new()
+            .name("dedup-journal".to_owned())
+            .spawn(move || for_thread.run_writer())?;
+        Ok(Journal {
+            shared,
+            writer: Some(writer),
         })
     }
 
-    /// Every readable entry, oldest first.
+    /// Every readable entry, oldest first (queued lines are written first).
     pub fn entries(&self) -> Vec<(String, SystemTime)> {
-        let Ok(file) = File::open(&self.path) else {
+        if let Err(e) = self.flush() {
+            tracing::warn!(error = %e, "cannot write the dedup journal's queued lines");
+        }
+        let Ok(file) = File::open(&self.shared.path) else {
             return Vec::new();
         };
         BufReader::new(file)
@@ -79,13 +182,13 @@ impl Journal {
         self.append_many(std::iter::once((key, expires)))
     }
 
-    /// Appends committed keys, one line each, in a single write (so a request's keys cost
-    /// one system call, and a crash tears at most the last line, which replay skips).
+    /// Queues committed keys, one line each, for the writer thread (which writes a batch in
+    /// one `write`, so a crash tears at most the last line, which replay skips).
     pub fn append_many<K: AsRef<str>>(
         &self,
         entries: impl Iterator<Item = (K, SystemTime)>,
     ) -> std::io::Result<()> {
-        let mut buf = Vec::with_capacity(128);
+        let mut buf = Vec::with_capacity(64);
         let mut count = 0usize;
         for (key, expires) in entries {
             serde_json::to_writer(&mut buf, &(key.as_ref(), unix_ms(expires)))?;
@@ -95,43 +198,49 @@ impl Journal {
         if count == 0 {
             return Ok(());
         }
-        let mut open = self.lock()?;
-        if let Some(aside) = open.kept_aside.as_mut() {
-            aside.extend_from_slice(&buf);
+        let was_empty = {
+            let mut queue = self.shared.queue()?;
+            let was_empty = queue.bytes.is_empty();
+            queue.bytes.extend_from_slice(&buf);
+            was_empty
+        };
+        // Only the first line of a batch wakes the writer; it sleeps until then.
+        if was_empty {
+            self.shared.queued.notify_one();
         }
-        if let Some(file) = open.file.as_mut() {
-            file.write_all(&buf)?;
-        }
-        self.lines.fetch_add(count, Ordering::Relaxed);
+        self.shared.lines.fetch_add(count, Ordering::Relaxed);
         Ok(())
     }
 
-    fn lock(&self) -> std::io::Result<std::sync::MutexGuard<'_, Open>> {
-        self.open
-            .lock()
-            .map_err(|_| std::io::Error::other("journal lock poisoned"))
+    /// Writes every queued line now (a clean stop; tests).
+    pub fn flush(&self) -> std::io::Result<()> {
+        self.shared.write_queued()
     }
 
     /// True when the file holds many more lines than live keys and no compaction runs.
     pub fn needs_compaction(&self, max_entries: usize) -> bool {
-        self.lines.load(Ordering::Relaxed) > max_entries.saturating_mul(2)
-            && !self.compacting.load(Ordering::Relaxed)
+        self.shared.lines.load(Ordering::Relaxed) > max_entries.saturating_mul(2)
+            && !self.shared.compacting.load(Ordering::Relaxed)
     }
 
-    /// Starts a compaction: false when one already runs. From now on appends are also kept
-    /// aside; take the snapshot of live keys *after* this returns, then call
+    /// Starts a compaction: false when one already runs. From now on written lines are also
+    /// kept aside; take the snapshot of live keys *after* this returns, then call
     /// [`Journal::finish_compaction`] (or [`Journal::cancel_compaction`]).
     pub fn begin_compaction(&self) -> bool {
-        if self.compacting.swap(true, Ordering::AcqRel) {
+        if self.shared.compacting.swap(true, Ordering::AcqRel) {
             return false;
         }
-        match self.lock() {
+        // Lines queued before now belong to the old file (the snapshot has their keys).
+        if let Err(e) = self.flush() {
+            tracing::error!(error = %e, "cannot journal dedup keys; a restart may forget them");
+        }
+        match self.shared.open() {
             Ok(mut open) => {
                 open.kept_aside = Some(Vec::new());
                 true
             }
             Err(_) => {
-                self.compacting.store(false, Ordering::Release);
+                self.shared.compacting.store(false, Ordering::Release);
                 false
             }
         }
@@ -139,13 +248,13 @@ impl Journal {
 
     /// Ends a begun compaction without writing anything.
     pub fn cancel_compaction(&self) {
-        if let Ok(mut open) = self.lock() {
+        if let Ok(mut open) = self.shared.open() {
             open.kept_aside = None;
         }
-        self.compacting.store(false, Ordering::Release);
+        self.shared.compacting.store(false, Ordering::Release);
     }
 
-    /// Replaces the file with `live` plus the lines appended since `begin_compaction`, then
+    /// Replaces the file with `live` plus the lines written since `begin_compaction`, then
     /// frees the old file a step at a time. Blocks for about 10 ms per MiB of the old file:
     /// call it from a thread of its own, except at startup.
     pub fn finish_compaction(
@@ -153,7 +262,7 @@ impl Journal {
         live: impl Iterator<Item = (String, SystemTime)>,
     ) -> std::io::Result<()> {
         let result = self.write_and_swap(live);
-        self.compacting.store(false, Ordering::Release);
+        self.shared.compacting.store(false, Ordering::Release);
         let old = result?;
         if let Some(old) = old {
             crate::slow_delete::shrink_open(&old)?;
@@ -162,12 +271,13 @@ impl Journal {
     }
 
     /// Writes `live` to a temporary file, then under the lock adds what was kept aside and
-    /// renames it over the journal. Returns the replaced file, still open.
+    /// renames it over the journal. Returns the replaced file, still open. Lines still queued
+    /// are written to the new file after it.
     fn write_and_swap(
         &self,
         live: impl Iterator<Item = (String, SystemTime)>,
     ) -> std::io::Result<Option<File>> {
-        let tmp = self.path.with_extension("tmp");
+        let tmp = self.shared.path.with_extension("tmp");
         let written = (|| {
             let mut out = std::io::BufWriter::new(File::create(&tmp)?);
             let mut count = 0usize;
@@ -180,16 +290,18 @@ impl Journal {
             out.get_ref().sync_all()?;
             Ok::<_, std::io::Error>((out.into_inner().map_err(|e| e.into_error())?, count))
         })();
-        let mut open = self.lock()?;
+        let mut open = self.shared.open()?;
         let aside = open.kept_aside.take().unwrap_or_default();
         let (mut file, count) = written?;
         // Appends are not synced one by one either: the kept-aside lines reach the disk with
         // the file's next writeback, like every other append.
         file.write_all(&aside)?;
-        fs::rename(&tmp, &self.path)?;
+        fs::rename(&tmp, &self.shared.path)?;
         let old = open.file.replace(file);
         let aside_lines = aside.iter().filter(|&&b| b == b'\n').count();
-        self.lines.store(count + aside_lines, Ordering::Relaxed);
+        self.shared
+            .lines
+            .store(count + aside_lines, Ordering::Relaxed);
         Ok(old)
     }
 
@@ -205,7 +317,20 @@ impl Journal {
 
     /// True while a compaction runs.
     pub fn is_compacting(&self) -> bool {
-        self.compacting.load(Ordering::Acquire)
+        self.shared.compacting.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for Journal {
+    /// Stops the writer thread after it wrote everything queued.
+    fn drop(&mut self) {
+        if let Ok(mut queue) = self.shared.queue() {
+            queue.closing = true;
+        }
+        self.shared.queued.notify_one();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
     }
 }
 
@@ -234,6 +359,60 @@ mod tests {
         j.append("after", later).unwrap();
         assert_eq!(keys(&j), ["live", "during", "after"]);
         assert!(!dir.path().join("dedup.tmp").exists());
+    }
+
+    /// The file's lines as they are on disk now (no flush).
+    fn on_disk(dir: &tempfile::TempDir) -> String {
+        fs::read_to_string(dir.path().join("dedup.journal")).unwrap()
+    }
+
+    #[test]
+    fn the_writer_thread_writes_queued_lines_behind_the_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path().join("dedup.journal")).unwrap();
+        let later = SystemTime::now() + Duration::from_secs(3600);
+        for k in ["a", "b", "c"] {
+            j.append(k, later).unwrap();
+        }
+        // No flush: the thread writes them within a few of its delays.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while on_disk(&dir).lines().count() < 3 && std::time::Instant::now() < deadline {
+            std::thread::sleep(WRITE_DELAY);
+        }
+        let text = on_disk(&dir);
+        let keys: Vec<&str> = text.lines().map(|l| &l[2..3]).collect();
+        assert_eq!(keys, ["a", "b", "c"], "{text}");
+    }
+
+    #[test]
+    fn dropping_the_journal_writes_what_is_still_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dedup.journal");
+        let later = SystemTime::now() + Duration::from_secs(3600);
+        {
+            let j = Journal::open(path.clone()).unwrap();
+            for i in 0..500 {
+                j.append(&format!("k{i}"), later).unwrap();
+            }
+        }
+        let j = Journal::open(path).unwrap();
+        assert_eq!(keys(&j).len(), 500);
+    }
+
+    #[test]
+    fn lines_written_during_a_compaction_are_kept_aside_and_queued_ones_follow_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path().join("dedup.journal")).unwrap();
+        let later = SystemTime::now() + Duration::from_secs(3600);
+        j.append("live", later).unwrap();
+        assert!(j.begin_compaction());
+        j.append("written", later).unwrap();
+        j.flush().unwrap(); // reaches the old file, and the kept-aside lines
+        j.append("queued", later).unwrap();
+        j.finish_compaction(std::iter::once(("live".to_owned(), later)))
+            .unwrap();
+        // Whether the thread wrote `queued` before or after the swap, the new file has it.
+        assert_eq!(keys(&j), ["live", "written", "queued"]);
     }
 
     #[test]

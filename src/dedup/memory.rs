@@ -8,10 +8,10 @@
 //! key and an `Instant` per entry). Expiries are whole seconds, rounded up: an id may count
 //! as seen up to a second past its window, never less than its window. Bounded in entries:
 //! when full, expired entries go first, then the entry whose expiry is soonest (a
-//! reservation, or the oldest delivered id). Committed keys are appended to the journal (one
-//! `write`, no fsync: it survives a process crash; after a power loss a few ids may be
-//! forgotten, so a vendor's retry of those would be published again). Never blocks on I/O
-//! while holding the key map.
+//! reservation, or the oldest delivered id). Committed keys are queued for the journal, which
+//! its own thread writes a millisecond behind, without fsync (`journal.rs`): a process crash
+//! or a power loss forgets the last few ids, so a vendor's retry of those would be published
+//! again. Never blocks on I/O while holding the key map.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -257,6 +257,15 @@ impl MemoryStore {
         Ok(())
     }
 
+    /// Writes the journal's queued lines now (a clean stop).
+    pub fn flush_journal(&self) {
+        if let Some(journal) = &self.journal {
+            if let Err(e) = journal.flush() {
+                tracing::error!(error = %e, "cannot journal dedup keys; a restart may forget them");
+            }
+        }
+    }
+
     /// Snapshots the live keys and hands them to a thread that rewrites the journal, so the
     /// committing request does not wait for a file of up to `2 * max_entries` lines.
     fn compact_in_background(&self, journal: &Arc<Journal>) {
@@ -339,6 +348,14 @@ impl MemoryStore {
     /// True when no key is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+impl Drop for MemoryStore {
+    /// Writes the journal's queued lines: a compaction thread may still hold the journal, so
+    /// its own drop (which also writes them) can come later than the store's.
+    fn drop(&mut self) {
+        self.flush_journal();
     }
 }
 
