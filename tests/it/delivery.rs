@@ -314,6 +314,46 @@ fn a_torn_spool_tail_is_repaired_at_startup() {
 }
 
 #[test]
+fn ids_committed_just_before_a_clean_stop_are_still_duplicates_after_restart() {
+    // Spool mode in front of the JSON-lines output: the dedup journal lives in the spool dir.
+    let gw = Gateway::start_with(|dir| {
+        format!(
+            "[delivery]\nmode = \"spool\"\n[spool]\ndir = \"{}\"\n{}",
+            dir.join("spool").display(),
+            hyprwatch_source()
+        )
+    });
+    let c = client();
+    let duplicates = |gw: &Gateway, id: &str| {
+        let body = body(id);
+        let resp = c
+            .post(gw.url("/ingest/hyprwatch"))
+            .header("content-type", "application/json")
+            .header(
+                "x-hyprwatch-signature",
+                hyprwatch_signature(HW_SECRET, &body),
+            )
+            .body(body)
+            .send()
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let answer: serde_json::Value = resp.json().unwrap();
+        answer["duplicates"].as_u64().unwrap()
+    };
+    for i in 0..20 {
+        assert_eq!(duplicates(&gw, &format!("j{i}")), 0);
+    }
+    // SIGTERM right after the last answer: its id may still wait for the journal's writer.
+    let (status, dir, events) = gw.stop_keep_dir();
+    assert!(status.success(), "{status:?}");
+    let gw = restart(dir, events);
+    for i in 0..20 {
+        assert_eq!(duplicates(&gw, &format!("j{i}")), 1, "j{i} was forgotten");
+    }
+    assert_eq!(duplicates(&gw, "j20"), 0);
+}
+
+#[test]
 fn a_full_spool_answers_503_with_retry_after_and_loses_nothing() {
     if !have_tansu("a_full_spool_answers_503_with_retry_after_and_loses_nothing") {
         return;
