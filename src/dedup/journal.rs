@@ -26,9 +26,9 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How long the writer thread lets queued lines gather before it writes them: bounds what a
 /// process crash can forget, and makes the writes per second at most about its inverse.
@@ -50,6 +50,9 @@ struct Shared {
     queue: Mutex<Queue>,
     /// Signalled when the queue turns non-empty or the journal closes.
     queued: Condvar,
+    /// How long the writer lets lines gather ([`WRITE_DELAY`] but in tests).
+    delay: Duration,
+    /// Lines in the file (counted as they are written).
     lines: AtomicUsize,
     /// Set from `begin_compaction` until its `finish_compaction` (or `cancel_compaction`).
     compacting: AtomicBool,
@@ -60,12 +63,16 @@ struct Open {
     file: Option<File>,
     /// Lines written since the running compaction began (`None` when none runs).
     kept_aside: Option<Vec<u8>>,
+    /// A failed write may have left part of a line: the next write ends it first, so only
+    /// that line is lost, not also the one appended to it.
+    torn: bool,
 }
 
 /// Lines committed and not yet written.
 #[derive(Debug, Default)]
 struct Queue {
     bytes: Vec<u8>,
+    lines: usize,
     closing: bool,
 }
 
@@ -75,54 +82,75 @@ fn unix_ms(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
-fn poisoned() -> std::io::Error {
-    std::io::Error::other("journal lock poisoned")
-}
-
 impl Shared {
-    fn open(&self) -> std::io::Result<MutexGuard<'_, Open>> {
-        self.open.lock().map_err(|_| poisoned())
+    // Both locks guard bytes and a file handle that every holder leaves whole, so a panic
+    // elsewhere while one was held leaves nothing half-done: the guard is taken back.
+    fn open(&self) -> MutexGuard<'_, Open> {
+        self.open.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn queue(&self) -> std::io::Result<MutexGuard<'_, Queue>> {
-        self.queue.lock().map_err(|_| poisoned())
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Writes every queued line to the file (and aside, while a compaction runs).
+    /// Writes every queued line to the file (and aside, while a compaction runs), counting
+    /// them under the same lock as a compaction's recount.
     fn write_queued(&self) -> std::io::Result<()> {
-        let mut open = self.open()?;
-        let bytes = std::mem::take(&mut self.queue()?.bytes);
+        let mut open = self.open();
+        let (bytes, lines) = {
+            let mut queue = self.queue();
+            (
+                std::mem::take(&mut queue.bytes),
+                std::mem::take(&mut queue.lines),
+            )
+        };
         if bytes.is_empty() {
             return Ok(());
         }
+        self.lines.fetch_add(lines, Ordering::Relaxed);
         if let Some(aside) = open.kept_aside.as_mut() {
             aside.extend_from_slice(&bytes);
         }
-        match open.file.as_mut() {
-            Some(file) => file.write_all(&bytes),
-            None => Ok(()),
-        }
+        let torn = std::mem::take(&mut open.torn);
+        let Some(file) = open.file.as_mut() else {
+            return Ok(());
+        };
+        let written = if torn {
+            file.write_all(b"\n").and_then(|()| file.write_all(&bytes))
+        } else {
+            file.write_all(&bytes)
+        };
+        open.torn = written.is_err();
+        written
     }
 
-    /// The writer thread: waits for queued lines, lets more gather for [`WRITE_DELAY`],
-    /// writes them; after `closing`, writes what is left and returns.
+    /// The writer thread: waits for queued lines, lets more gather for `delay`, writes them;
+    /// once closing, writes what is left and returns.
     fn run_writer(&self) {
         loop {
             let closing = {
-                let Ok(mut queue) = self.queue() else {
-                    return;
-                };
+                let mut queue = self.queue();
                 while queue.bytes.is_empty() && !queue.closing {
-                    queue = match self.queued.wait(queue) {
-                        Ok(q) => q,
-                        Err(_) => return,
-                    };
+                    queue = self
+                        .queued
+                        .wait(queue)
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
+                // Only closing signals the condvar now: appends to a non-empty queue do not.
+                let deadline = Instant::now() + self.delay;
+                while !queue.closing {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    queue = self
+                        .queued
+                        .wait_timeout(queue, left)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0;
                 }
                 queue.closing
             };
-            if !closing {
-                std::thread::sleep(WRITE_DELAY);
-            }
             if let Err(e) = self.write_queued() {
                 tracing::error!(error = %e, "cannot journal dedup keys; a restart may forget them");
             }
@@ -136,6 +164,12 @@ impl Shared {
 impl Journal {
     /// Opens (creating) the journal at `path` and starts its writer thread.
     pub fn open(path: PathBuf) -> std::io::Result<Journal> {
+        Journal::open_with_delay(path, WRITE_DELAY)
+    }
+
+    /// [`Journal::open`] with another gathering delay (tests: a long one shows what only a
+    /// flush, a drop or a compaction writes).
+    pub fn open_with_delay(path: PathBuf, delay: Duration) -> std::io::Result<Journal> {
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir)?;
         }
@@ -145,9 +179,11 @@ impl Journal {
             open: Mutex::new(Open {
                 file: Some(file),
                 kept_aside: None,
+                torn: false,
             }),
             queue: Mutex::new(Queue::default()),
             queued: Condvar::new(),
+            delay,
             lines: AtomicUsize::new(0),
             compacting: AtomicBool::new(false),
         });
@@ -199,16 +235,16 @@ impl Journal {
             return Ok(());
         }
         let was_empty = {
-            let mut queue = self.shared.queue()?;
+            let mut queue = self.shared.queue();
             let was_empty = queue.bytes.is_empty();
             queue.bytes.extend_from_slice(&buf);
+            queue.lines += count;
             was_empty
         };
         // Only the first line of a batch wakes the writer; it sleeps until then.
         if was_empty {
             self.shared.queued.notify_one();
         }
-        self.shared.lines.fetch_add(count, Ordering::Relaxed);
         Ok(())
     }
 
@@ -234,23 +270,13 @@ impl Journal {
         if let Err(e) = self.flush() {
             tracing::error!(error = %e, "cannot journal dedup keys; a restart may forget them");
         }
-        match self.shared.open() {
-            Ok(mut open) => {
-                open.kept_aside = Some(Vec::new());
-                true
-            }
-            Err(_) => {
-                self.shared.compacting.store(false, Ordering::Release);
-                false
-            }
-        }
+        self.shared.open().kept_aside = Some(Vec::new());
+        true
     }
 
     /// Ends a begun compaction without writing anything.
     pub fn cancel_compaction(&self) {
-        if let Ok(mut open) = self.shared.open() {
-            open.kept_aside = None;
-        }
+        self.shared.open().kept_aside = None;
         self.shared.compacting.store(false, Ordering::Release);
     }
 
@@ -290,7 +316,7 @@ impl Journal {
             out.get_ref().sync_all()?;
             Ok::<_, std::io::Error>((out.into_inner().map_err(|e| e.into_error())?, count))
         })();
-        let mut open = self.shared.open()?;
+        let mut open = self.shared.open();
         let aside = open.kept_aside.take().unwrap_or_default();
         let (mut file, count) = written?;
         // Appends are not synced one by one either: the kept-aside lines reach the disk with
@@ -298,6 +324,7 @@ impl Journal {
         file.write_all(&aside)?;
         fs::rename(&tmp, &self.shared.path)?;
         let old = open.file.replace(file);
+        open.torn = false;
         let aside_lines = aside.iter().filter(|&&b| b == b'\n').count();
         self.shared
             .lines
@@ -324,9 +351,7 @@ impl Journal {
 impl Drop for Journal {
     /// Stops the writer thread after it wrote everything queued.
     fn drop(&mut self) {
-        if let Ok(mut queue) = self.shared.queue() {
-            queue.closing = true;
-        }
+        self.shared.queue().closing = true;
         self.shared.queued.notify_one();
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();
@@ -366,6 +391,25 @@ mod tests {
         fs::read_to_string(dir.path().join("dedup.journal")).unwrap()
     }
 
+    /// A journal whose writer thread would wait an hour: only a flush, a compaction's start
+    /// or a drop writes.
+    fn held(dir: &tempfile::TempDir) -> Journal {
+        Journal::open_with_delay(dir.path().join("dedup.journal"), Duration::from_secs(3600))
+            .unwrap()
+    }
+
+    #[test]
+    fn lines_are_queued_and_written_by_a_flush_not_by_the_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = held(&dir);
+        let later = SystemTime::now() + Duration::from_secs(3600);
+        j.append_many([("a", later), ("b", later)].into_iter())
+            .unwrap();
+        assert_eq!(on_disk(&dir), "", "a commit wrote to the file itself");
+        j.flush().unwrap();
+        assert_eq!(on_disk(&dir).lines().count(), 2);
+    }
+
     #[test]
     fn the_writer_thread_writes_queued_lines_behind_the_commits() {
         let dir = tempfile::tempdir().unwrap();
@@ -385,34 +429,80 @@ mod tests {
     }
 
     #[test]
-    fn dropping_the_journal_writes_what_is_still_queued() {
+    fn dropping_the_journal_ends_the_writers_wait_and_writes_what_is_queued() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("dedup.journal");
         let later = SystemTime::now() + Duration::from_secs(3600);
-        {
-            let j = Journal::open(path.clone()).unwrap();
-            for i in 0..500 {
-                j.append(&format!("k{i}"), later).unwrap();
-            }
+        let j = held(&dir);
+        for i in 0..500 {
+            j.append(&format!("k{i}"), later).unwrap();
         }
-        let j = Journal::open(path).unwrap();
+        // On a thread, so a drop that waited out the writer's hour fails instead of hanging.
+        let (done, dropped) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            drop(j);
+            let _ = done.send(());
+        });
+        assert!(
+            dropped.recv_timeout(Duration::from_secs(30)).is_ok(),
+            "drop waited for the writer's delay"
+        );
+        let j = Journal::open(dir.path().join("dedup.journal")).unwrap();
         assert_eq!(keys(&j).len(), 500);
     }
 
     #[test]
     fn lines_written_during_a_compaction_are_kept_aside_and_queued_ones_follow_it() {
         let dir = tempfile::tempdir().unwrap();
-        let j = Journal::open(dir.path().join("dedup.journal")).unwrap();
+        let j = held(&dir);
         let later = SystemTime::now() + Duration::from_secs(3600);
+        j.append("stale", later).unwrap();
         j.append("live", later).unwrap();
         assert!(j.begin_compaction());
+        // Queued before the compaction began: written to the old file by its start.
+        assert_eq!(on_disk(&dir).lines().count(), 2);
         j.append("written", later).unwrap();
-        j.flush().unwrap(); // reaches the old file, and the kept-aside lines
+        j.flush().unwrap(); // reaches the old file and the kept-aside lines
         j.append("queued", later).unwrap();
         j.finish_compaction(std::iter::once(("live".to_owned(), later)))
             .unwrap();
-        // Whether the thread wrote `queued` before or after the swap, the new file has it.
+        // Still queued at the swap: not in the new file yet, and written to it afterwards.
+        assert!(!on_disk(&dir).contains("queued"), "{}", on_disk(&dir));
         assert_eq!(keys(&j), ["live", "written", "queued"]);
+    }
+
+    #[test]
+    fn the_line_count_that_triggers_compaction_counts_each_written_line_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = held(&dir);
+        let later = SystemTime::now() + Duration::from_secs(3600);
+        for i in 0..5 {
+            j.append(&format!("k{i}"), later).unwrap();
+        }
+        assert!(
+            !j.needs_compaction(2),
+            "queued lines are not in the file yet"
+        );
+        j.flush().unwrap();
+        assert!(j.needs_compaction(2), "5 lines > 2 * 2");
+        assert!(!j.needs_compaction(3));
+    }
+
+    #[test]
+    fn after_a_failed_write_the_next_one_ends_the_torn_line_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = held(&dir);
+        let later = SystemTime::now() + Duration::from_secs(3600);
+        // What a write cut short by a full disk leaves: part of a line, no newline.
+        j.shared
+            .open()
+            .file
+            .as_mut()
+            .unwrap()
+            .write_all(b"[\"cut\",17")
+            .unwrap();
+        j.shared.open().torn = true;
+        j.append("next", later).unwrap();
+        assert_eq!(keys(&j), ["next"], "{}", on_disk(&dir));
     }
 
     #[test]
