@@ -25,7 +25,7 @@ use crate::config::{DedupBackend, DedupConfig};
 use crate::parse::EventKey;
 use crate::split::RawEvent;
 
-pub use self::memory::MemoryStore;
+pub use self::memory::{Fingerprint, MemoryStore};
 pub use self::redis::RedisStore;
 
 /// What dedup decided for one event.
@@ -139,8 +139,14 @@ impl DedupStore {
         ))
     }
 
+    /// The key as Redis holds it: source, [`memory::SCOPE_SEPARATOR`], id. The memory store
+    /// hashes the same bytes without building the text ([`Fingerprint::scoped`]).
     fn scoped(source: &str, key: &EventKey) -> String {
-        format!("{source}\u{1f}{}", key.id)
+        let mut scoped = String::with_capacity(source.len() + 1 + key.id.len());
+        scoped.push_str(source);
+        scoped.push(char::from(memory::SCOPE_SEPARATOR));
+        scoped.push_str(&key.id);
+        scoped
     }
 
     /// The window for `key`, or `None` when it is exempt.
@@ -153,10 +159,9 @@ impl DedupStore {
         if self.window(key).is_none() {
             return Ok(Dedup::Exempt);
         }
-        let scoped = Self::scoped(source, key);
         match &self.backend {
-            Backend::Memory(m) => m.reserve(&scoped),
-            Backend::Redis(r) => r.reserve(&scoped).await,
+            Backend::Memory(m) => m.reserve_fingerprint(Fingerprint::scoped(source, &key.id)),
+            Backend::Redis(r) => r.reserve(&Self::scoped(source, key)).await,
         }
     }
 
@@ -165,10 +170,9 @@ impl DedupStore {
         let Some(window) = self.window(key) else {
             return Ok(());
         };
-        let scoped = Self::scoped(source, key);
         match &self.backend {
-            Backend::Memory(m) => m.commit(&scoped, window),
-            Backend::Redis(r) => r.commit(&scoped, window).await,
+            Backend::Memory(m) => m.commit_many(&[(Fingerprint::scoped(source, &key.id), window)]),
+            Backend::Redis(r) => r.commit(&Self::scoped(source, key), window).await,
         }
     }
 
@@ -177,10 +181,9 @@ impl DedupStore {
         if self.window(key).is_none() {
             return Ok(());
         }
-        let scoped = Self::scoped(source, key);
         match &self.backend {
-            Backend::Memory(m) => m.release(&scoped),
-            Backend::Redis(r) => r.release(&scoped).await,
+            Backend::Memory(m) => m.release_fingerprint(Fingerprint::scoped(source, &key.id)),
+            Backend::Redis(r) => r.release(&Self::scoped(source, key)).await,
         }
     }
 
@@ -253,9 +256,9 @@ pub async fn commit_all(
 ) -> Result<(), DedupError> {
     match &store.backend {
         Backend::Memory(m) => {
-            let windowed: Vec<(String, Duration)> = keys
+            let windowed: Vec<(Fingerprint, Duration)> = keys
                 .iter()
-                .filter_map(|key| Some((DedupStore::scoped(source, key), store.window(key)?)))
+                .filter_map(|key| Some((Fingerprint::scoped(source, &key.id), store.window(key)?)))
                 .collect();
             m.commit_many(&windowed)
         }

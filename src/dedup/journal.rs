@@ -283,9 +283,9 @@ impl Journal {
     /// Replaces the file with `live` plus the lines written since `begin_compaction`, then
     /// frees the old file a step at a time. Blocks for about 10 ms per MiB of the old file:
     /// call it from a thread of its own, except at startup.
-    pub fn finish_compaction(
+    pub fn finish_compaction<K: AsRef<str>>(
         &self,
-        live: impl Iterator<Item = (String, SystemTime)>,
+        live: impl Iterator<Item = (K, SystemTime)>,
     ) -> std::io::Result<()> {
         let result = self.write_and_swap(live);
         self.shared.compacting.store(false, Ordering::Release);
@@ -299,16 +299,16 @@ impl Journal {
     /// Writes `live` to a temporary file, then under the lock adds what was kept aside and
     /// renames it over the journal. Returns the replaced file, still open. Lines still queued
     /// are written to the new file after it.
-    fn write_and_swap(
+    fn write_and_swap<K: AsRef<str>>(
         &self,
-        live: impl Iterator<Item = (String, SystemTime)>,
+        live: impl Iterator<Item = (K, SystemTime)>,
     ) -> std::io::Result<Option<File>> {
         let tmp = self.shared.path.with_extension("tmp");
         let written = (|| {
             let mut out = std::io::BufWriter::new(File::create(&tmp)?);
             let mut count = 0usize;
             for (key, expires) in live {
-                serde_json::to_writer(&mut out, &(key, unix_ms(expires)))?;
+                serde_json::to_writer(&mut out, &(key.as_ref(), unix_ms(expires)))?;
                 out.write_all(b"\n")?;
                 count += 1;
             }
@@ -333,7 +333,10 @@ impl Journal {
     }
 
     /// Compacts at once (startup, before any request): the file holds exactly `live`.
-    pub fn rewrite(&self, live: impl Iterator<Item = (String, SystemTime)>) -> std::io::Result<()> {
+    pub fn rewrite<K: AsRef<str>>(
+        &self,
+        live: impl Iterator<Item = (K, SystemTime)>,
+    ) -> std::io::Result<()> {
         if !self.begin_compaction() {
             return Err(std::io::Error::other(
                 "a journal compaction is already running",

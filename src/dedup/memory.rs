@@ -34,8 +34,26 @@ pub struct Fingerprint([u32; 3]);
 impl Fingerprint {
     /// The fingerprint of a scoped key.
     pub fn of(scoped: &str) -> Fingerprint {
-        let digest = Sha256::digest(scoped.as_bytes());
-        let head = digest.first_chunk::<12>().copied().unwrap_or_default();
+        Fingerprint::of_digest(Sha256::digest(scoped.as_bytes()))
+    }
+
+    /// The fingerprint of `source`'s key `id`: the same as of their scoped text
+    /// (`"{source}\u{1f}{id}"`, [`super::DedupStore`]'s form), without building it.
+    pub fn scoped(source: &str, id: &str) -> Fingerprint {
+        let digest = Sha256::new()
+            .chain_update(source.as_bytes())
+            .chain_update([SCOPE_SEPARATOR])
+            .chain_update(id.as_bytes())
+            .finalize();
+        Fingerprint::of_digest(digest)
+    }
+
+    fn of_digest(digest: impl AsRef<[u8]>) -> Fingerprint {
+        let head = digest
+            .as_ref()
+            .first_chunk::<12>()
+            .copied()
+            .unwrap_or_default();
         Fingerprint::from_bytes(head)
     }
 
@@ -69,8 +87,29 @@ impl Fingerprint {
         self.0[2]
     }
 
-    fn to_hex(self) -> String {
-        format!("{:08x}{:08x}{:08x}", self.0[0], self.0[1], self.0[2])
+    /// The journal's text: 24 lowercase hex digits, written into a fixed buffer.
+    fn to_hex(self) -> Hex {
+        let mut bytes = [0u8; 12];
+        for (chunk, word) in bytes.chunks_exact_mut(4).zip(self.0) {
+            chunk.copy_from_slice(&word.to_be_bytes());
+        }
+        let mut text = [0u8; 24];
+        // 12 bytes always fit 24 digits.
+        let _ = hex::encode_to_slice(bytes, &mut text);
+        Hex(text)
+    }
+}
+
+/// The byte between a source's name and an event id in a scoped key.
+pub const SCOPE_SEPARATOR: u8 = 0x1f;
+
+/// A fingerprint's 24 hex digits, without a heap allocation.
+#[derive(Debug, Clone, Copy)]
+struct Hex([u8; 24]);
+
+impl AsRef<str> for Hex {
+    fn as_ref(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_default()
     }
 }
 
@@ -195,7 +234,11 @@ impl MemoryStore {
 
     /// Reserves `key` unless it is in flight or seen.
     pub fn reserve(&self, key: &str) -> Result<Dedup, DedupError> {
-        let key = Fingerprint::of(key);
+        self.reserve_fingerprint(Fingerprint::of(key))
+    }
+
+    /// [`MemoryStore::reserve`] for a key already fingerprinted.
+    pub fn reserve_fingerprint(&self, key: Fingerprint) -> Result<Dedup, DedupError> {
         let now = self.now();
         let mut inner = self.inner.lock().map_err(|_| DedupError::Unavailable)?;
         if let Some(entry) = inner.entries.get(&key) {
@@ -213,22 +256,18 @@ impl MemoryStore {
 
     /// Marks `key` delivered for `window`.
     pub fn commit(&self, key: &str, window: Duration) -> Result<(), DedupError> {
-        self.commit_many(&[(key.to_owned(), window)])
+        self.commit_many(&[(Fingerprint::of(key), window)])
     }
 
     /// Marks each `(key, window)` delivered: one lock, one journal write for all of them.
-    pub fn commit_many(&self, keys: &[(String, Duration)]) -> Result<(), DedupError> {
+    pub fn commit_many(&self, keys: &[(Fingerprint, Duration)]) -> Result<(), DedupError> {
         if keys.is_empty() {
             return Ok(());
         }
-        let keys: Vec<(Fingerprint, Duration)> = keys
-            .iter()
-            .map(|(key, window)| (Fingerprint::of(key), *window))
-            .collect();
         let now = self.now();
         let compact = {
             let mut inner = self.inner.lock().map_err(|_| DedupError::Unavailable)?;
-            for (key, window) in &keys {
+            for (key, window) in keys {
                 let expires = later(now, *window);
                 inner.commit(
                     *key,
@@ -318,7 +357,11 @@ impl MemoryStore {
 
     /// Forgets a reservation whose delivery failed, so the vendor's retry is accepted.
     pub fn release(&self, key: &str) -> Result<(), DedupError> {
-        let key = Fingerprint::of(key);
+        self.release_fingerprint(Fingerprint::of(key))
+    }
+
+    /// [`MemoryStore::release`] for a key already fingerprinted.
+    pub fn release_fingerprint(&self, key: Fingerprint) -> Result<(), DedupError> {
         let mut inner = self.inner.lock().map_err(|_| DedupError::Unavailable)?;
         if inner
             .entries
@@ -645,12 +688,28 @@ mod tests {
     fn a_fingerprint_round_trips_through_its_journal_text() {
         let fp = Fingerprint::of("source\nevt-1");
         let hex = fp.to_hex();
-        assert_eq!(hex.len(), 24);
-        assert_eq!(Fingerprint::from_journal(&hex), fp);
+        assert_eq!(hex.as_ref().len(), 24);
+        assert_eq!(Fingerprint::from_journal(hex.as_ref()), fp);
         // The text is the first 12 bytes of the SHA-256; a journal of 128-bit fingerprints
         // (32 digits, as written before) replays to the same ids.
         let digest = hex::encode(Sha256::digest(b"source\nevt-1"));
-        assert_eq!(hex, digest[..24]);
+        assert_eq!(hex.as_ref(), &digest[..24]);
         assert_eq!(Fingerprint::from_journal(&digest[..32]), fp);
+    }
+
+    #[test]
+    fn a_scoped_fingerprint_is_that_of_the_scoped_text_journals_hold() {
+        // Journals written by earlier versions hold fingerprints of "{source}\u{1f}{id}".
+        for (source, id) in [("hw", "evt-1"), ("", ""), ("src", "ünï\u{1f}code")] {
+            assert_eq!(
+                Fingerprint::scoped(source, id),
+                Fingerprint::of(&format!("{source}\u{1f}{id}")),
+                "{source:?} {id:?}"
+            );
+        }
+        assert_ne!(
+            Fingerprint::scoped("ab", "c"),
+            Fingerprint::scoped("a", "bc")
+        );
     }
 }

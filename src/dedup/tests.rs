@@ -336,3 +336,13 @@ async fn two_redis_backed_instances_see_each_others_keys() {
     one.commit("a", &key("x")).await.unwrap();
     assert_eq!(two.reserve("a", &key("x")).await.unwrap(), Dedup::Seen);
 }
+
+#[test]
+fn the_scoped_key_is_source_unit_separator_id_as_stores_already_hold_it() {
+    // Redis keys and journal fingerprints written by earlier versions use this text.
+    assert_eq!(DedupStore::scoped("hw", &key("evt-1")), "hw\u{1f}evt-1");
+    assert_eq!(
+        Fingerprint::scoped("hw", "evt-1"),
+        Fingerprint::of(&DedupStore::scoped("hw", &key("evt-1")))
+    );
+}
