@@ -246,7 +246,7 @@ pub fn to_ocsf(parsed: ParsedEvent, ctx: &EventContext<'_>) -> Result<OcsfEvent,
         out.member_str("status", s);
     }
     out.member("time", &time)?;
-    out.member_str("type_name", &format!("{}: {caption}", class.name));
+    out.member_captions("type_name", &[class.name, ": ", caption]);
     out.member("type_uid", &(i64::from(class.uid) * 100 + activity_id))?;
     let gateway = Gateway {
         source: ctx.source,
@@ -379,6 +379,17 @@ impl<'b> Members<'b> {
     fn member_str(&mut self, key: &str, value: &str) {
         self.key(key);
         json_text::write_str(self.out, value);
+    }
+
+    /// A string member joined from static OCSF captions, copied as they are: every caption
+    /// in `ocsf.rs` is plain text that JSON needs no escape for (a test checks them all).
+    fn member_captions(&mut self, key: &str, parts: &[&'static str]) {
+        self.key(key);
+        self.out.push(b'"');
+        for part in parts {
+            self.out.extend_from_slice(part.as_bytes());
+        }
+        self.out.push(b'"');
     }
 
     /// A member whose value is a parser-built `Value`.

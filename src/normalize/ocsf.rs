@@ -201,3 +201,27 @@ pub fn status_name(class: &ClassInfo, id: i64) -> Option<&'static str> {
 pub fn severity_name(id: i64) -> Option<&'static str> {
     caption(SEVERITY, id)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_caption_is_plain_text_that_json_needs_no_escape_for() {
+        // normalize.rs copies captions into the output as they are (`member_captions`).
+        let plain = |s: &str| {
+            s.bytes()
+                .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+        };
+        for class in CLASSES {
+            assert!(plain(class.name), "{}", class.name);
+            assert!(plain(class.category_name), "{}", class.category_name);
+            for (_, caption) in class.activities {
+                assert!(plain(caption), "{caption}");
+            }
+        }
+        for (_, caption) in ACTIVITY_STATUS.iter().chain(FINDING_STATUS).chain(SEVERITY) {
+            assert!(plain(caption), "{caption}");
+        }
+    }
+}
