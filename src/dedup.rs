@@ -248,7 +248,7 @@ pub async fn check<'b>(
 }
 
 /// Marks every key delivered; call only once the events are durable. The in-process store
-/// takes its lock once and appends the whole request to its journal in one write.
+/// takes its lock once and queues the whole request's journal lines at once.
 pub async fn commit_all(
     store: &DedupStore,
     source: &str,

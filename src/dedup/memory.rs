@@ -259,7 +259,7 @@ impl MemoryStore {
         self.commit_many(&[(Fingerprint::of(key), window)])
     }
 
-    /// Marks each `(key, window)` delivered: one lock, one journal write for all of them.
+    /// Marks each `(key, window)` delivered: one lock, and their journal lines queued at once.
     pub fn commit_many(&self, keys: &[(Fingerprint, Duration)]) -> Result<(), DedupError> {
         if keys.is_empty() {
             return Ok(());
