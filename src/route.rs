@@ -77,7 +77,16 @@ impl RequestId {
         });
         match given {
             Some(id) => RequestId(id.to_owned()),
-            None => RequestId(uuid::Uuid::new_v4().simple().to_string()),
+            None => {
+                // 32 hex digits, written into a buffer rather than through `Display`.
+                let mut digits = [0u8; uuid::fmt::Simple::LENGTH];
+                RequestId(
+                    uuid::Uuid::new_v4()
+                        .simple()
+                        .encode_lower(&mut digits)
+                        .to_owned(),
+                )
+            }
         }
     }
 
