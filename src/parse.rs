@@ -289,15 +289,16 @@ impl Parser {
         choice.0.and_then(|i| self.compiled.routes.get(i))
     }
 
-    /// The dedup identity of `event`: a header, a body field or a content hash, as the
-    /// definition's `[id]` says; the window comes from the matched route or `[id]`.
+    /// The dedup identity of `event` (the first, or only, event of its request): a header, a
+    /// body field or a content hash, as the definition's `[id]` says; the window comes from
+    /// the matched route or `[id]`.
     pub fn event_key(&self, event: &Doc<'_>, headers: &HeaderMap) -> EventKey {
-        self.key_and_route(event, headers).0
+        self.key_and_route(event, 0, headers).0
     }
 
     /// The request's id from a header (`[id] headers`, e.g. Svix's `svix-id`), which names
     /// the whole request rather than one event, if the parser reads one and it is present.
-    pub fn header_id<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
+    fn header_id<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
         self.compiled
             .id
             .headers
@@ -307,10 +308,21 @@ impl Parser {
             .find(|s| !s.is_empty())
     }
 
-    /// [`Parser::event_key`] plus the route the event matches, for [`apply_routed`].
-    pub fn key_and_route(&self, event: &Doc<'_>, headers: &HeaderMap) -> (EventKey, RouteChoice) {
+    /// [`Parser::event_key`] of the request's event at `index`, plus the route it matches,
+    /// for [`apply_routed`]. A header id names the whole request: in a batch, each element
+    /// after the first takes its position as a suffix (`<id>#<index>`), so the elements are
+    /// not duplicates of each other while a retry of the same batch still is.
+    pub fn key_and_route(
+        &self,
+        event: &Doc<'_>,
+        index: usize,
+        headers: &HeaderMap,
+    ) -> (EventKey, RouteChoice) {
         let rule = &self.compiled.id;
-        let from_header = self.header_id(headers).map(str::to_owned);
+        let from_header = self.header_id(headers).map(|id| match index {
+            0 => id.to_owned(),
+            _ => format!("{id}#{index}"),
+        });
         let from_body = || {
             rule.from
                 .iter()

@@ -187,18 +187,12 @@ pub fn events<'b>(
         }
     }
     let mut events = Vec::with_capacity(values.len());
-    // A header id (Svix's `svix-id`) names the request: in a batch, each element after the
-    // first takes its position as a suffix, so the elements are not duplicates of each other
-    // while a retry of the same batch still is.
-    let header_id = parser.header_id(headers);
     for (index, (raw, value)) in raws.into_iter().zip(values).enumerate() {
         if !value.is_object() {
             return Err(SplitError::NotObject { index });
         }
-        let (mut key, route) = parser.key_and_route(&value, headers);
-        if index > 0 && header_id.is_some_and(|h| h == key.id) {
-            key.id = format!("{}#{index}", key.id);
-        }
+        // A batch under one header id (Svix's `svix-id`) keys its elements `<id>#<index>`.
+        let (key, route) = parser.key_and_route(&value, index, headers);
         events.push(RawEvent {
             raw,
             value,
