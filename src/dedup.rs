@@ -142,11 +142,7 @@ impl DedupStore {
     /// The key as Redis holds it: source, [`memory::SCOPE_SEPARATOR`], id. The memory store
     /// hashes the same bytes without building the text ([`Fingerprint::scoped`]).
     fn scoped(source: &str, key: &EventKey) -> String {
-        let mut scoped = String::with_capacity(source.len() + 1 + key.id.len());
-        scoped.push_str(source);
-        scoped.push(char::from(memory::SCOPE_SEPARATOR));
-        scoped.push_str(&key.id);
-        scoped
+        format!("{source}{}{}", char::from(memory::SCOPE_SEPARATOR), key.id)
     }
 
     /// The window for `key`, or `None` when it is exempt.
