@@ -4,8 +4,9 @@
 //! The one forwarding header the proxies write (`[trust] forwarded_header`: `X-Forwarded-For`
 //! or RFC 7239 `Forwarded`) is believed only when the TCP peer is a configured trusted proxy;
 //! the client is then the rightmost address in it that is not a trusted proxy. The other
-//! header is never read: a proxy passes it on as the client sent it. Never fails: anything unreadable falls back to the nearest trusted hop,
-//! which allowlists then refuse unless they list the proxy itself (fail closed).
+//! header is never read: a proxy passes it on as the client sent it. Never fails: anything
+//! unreadable falls back to the nearest trusted hop, which allowlists then refuse unless they
+//! list the proxy itself (fail closed).
 
 use std::net::{IpAddr, SocketAddr};
 
