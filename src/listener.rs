@@ -22,6 +22,17 @@ use tokio_util::sync::CancellationToken;
 use crate::app::State;
 use crate::pipeline;
 
+mod refusal;
+
+use refusal::Refusals;
+
+/// Most header fields a request head may carry; more → 431 (`listener/refusal.rs`).
+pub const MAX_HEADERS: usize = 100;
+
+/// Most bytes hyper buffers for one connection, which bounds a request head (request line and
+/// header fields together); a longer head → 431. Bodies stream through it in pieces.
+pub const MAX_BUFFER_BYTES: usize = 64 * 1024;
+
 /// How the public listener behaves.
 #[derive(Debug, Clone, Copy)]
 pub struct ListenSettings {
@@ -70,6 +81,8 @@ pub async fn serve(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(settings.header_read_timeout)
+        .max_headers(MAX_HEADERS)
+        .max_buf_size(MAX_BUFFER_BYTES)
         .keep_alive(true);
     builder.http2().timer(TokioTimer::new());
     let builder = Arc::new(builder);
@@ -94,6 +107,7 @@ pub async fn serve(
             () = shutdown.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
+        let for_refusals = Arc::clone(&state);
         let state = Arc::clone(&state);
         let service = service_fn(move |req| {
             let state = Arc::clone(&state);
@@ -104,7 +118,10 @@ pub async fn serve(
         match &tls {
             None => {
                 let conn = builder
-                    .serve_connection(TokioIo::new(stream), service)
+                    .serve_connection(
+                        TokioIo::new(Refusals::new(stream, peer, for_refusals)),
+                        service,
+                    )
                     .into_owned();
                 let conn = watcher.watch(conn);
                 tokio::spawn(async move {
@@ -135,7 +152,10 @@ pub async fn serve(
                         }
                     };
                     let conn = builder
-                        .serve_connection(TokioIo::new(stream), service)
+                        .serve_connection(
+                            TokioIo::new(Refusals::new(stream, peer, for_refusals)),
+                            service,
+                        )
                         .into_owned();
                     if let Err(e) = watcher.watch(conn).await {
                         tracing::debug!(error = %e, "connection closed with error");

@@ -174,6 +174,17 @@ enum Answer<'a> {
     },
 }
 
+/// The JSON body of a refusal made below the pipeline (`listener/refusal.rs`: the requests
+/// hyper's parser refuses), in the same shape as every other refusal's.
+pub fn failure_body(message: &str, id: &RequestId) -> Vec<u8> {
+    let answer = Answer::Failed {
+        error: message.to_owned(),
+        request_id: id.0.as_str(),
+    };
+    // Serializing these plain fields cannot fail; an empty body would be the only fallout.
+    serde_json::to_vec(&answer).unwrap_or_default()
+}
+
 /// Builds the answer.
 pub fn build(result: &Result<Outcome, Failure>, id: &RequestId) -> Response<Full<Bytes>> {
     let request_id = id.0.as_str();

@@ -338,6 +338,91 @@ fn stalled_request(gw: &Gateway, declared: usize, sent: &[u8]) -> std::net::TcpS
     s
 }
 
+/// Sends `raw` on a fresh connection and reads the whole answer (the gateway closes it).
+fn raw_exchange(gw: &Gateway, raw: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(gw.addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    s.write_all(raw).unwrap();
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    String::from_utf8(answer).unwrap()
+}
+
+#[test]
+fn requests_the_http_parser_refuses_get_json_answers_log_lines_and_metrics() {
+    let gw = Gateway::start(&hyprwatch_source());
+    let many_fields: String = (0..101).map(|i| format!("X-Field-{i}: v\r\n")).collect();
+    let cases = [
+        (
+            format!("POST /ingest/hyprwatch HTTP/1.1\r\nHost: x\r\n{many_fields}Content-Length: 2\r\n\r\n{{}}"),
+            "431",
+            "headers_too_large",
+        ),
+        (
+            format!(
+                "POST /ingest/hyprwatch HTTP/1.1\r\nHost: x\r\nX-Long: {}\r\n\r\n",
+                "a".repeat(70 * 1024)
+            ),
+            "431",
+            "headers_too_large",
+        ),
+        (
+            "POST /ingest/hyprwatch HTTP/1.1\r\nHost: x\r\nContent-Length: two\r\n\r\n{}".to_owned(),
+            "400",
+            "malformed_request",
+        ),
+        ("NOT HTTP AT ALL\r\n\r\n".to_owned(), "400", "malformed_request"),
+    ];
+    for (raw, status, reason) in &cases {
+        let answer = raw_exchange(&gw, raw.as_bytes());
+        let (head, body) = answer.split_once("\r\n\r\n").expect(&answer);
+        assert!(head.starts_with(&format!("HTTP/1.1 {status} ")), "{head}");
+        let header = |name: &str| {
+            head.split("\r\n")
+                .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+                .unwrap_or_else(|| panic!("no {name} in {head}"))
+                .to_owned()
+        };
+        assert_eq!(header("content-type"), "application/json");
+        assert_eq!(header("content-length"), body.len().to_string());
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        let id = header("x-request-id");
+        assert_eq!(json["request_id"], id.as_str());
+        assert!(
+            json["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{json}"
+        );
+        assert!(
+            crate::harness::wait_until(std::time::Duration::from_secs(5), || gw
+                .logs()
+                .lines()
+                .any(|l| l.contains(&id) && l.contains(reason))),
+            "no log line for {id}: {}",
+            gw.logs()
+        );
+    }
+    // One field under the cap is served as usual (the cap is the documented one, not lower).
+    let under: String = (0..95).map(|i| format!("X-Field-{i}: v\r\n")).collect();
+    let answer = raw_exchange(
+        &gw,
+        format!("POST /ingest/nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{under}Content-Length: 2\r\n\r\n{{}}").as_bytes(),
+    );
+    assert!(answer.starts_with("HTTP/1.1 404 "), "{answer}");
+    let metrics = reqwest::blocking::get(gw.admin_url("/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
+    for (reason, count) in [("headers_too_large", 2), ("malformed_request", 2)] {
+        let line = format!(
+            "hookgate_rejections_total{{reason=\"{reason}\",source=\"unmatched\",stage=\"listener\"}} {count}"
+        );
+        assert!(metrics.contains(&line), "{line} not in\n{metrics}");
+    }
+    assert!(gw.events().is_empty());
+}
+
 #[test]
 fn slow_body_is_408() {
     let gw = Gateway::start(&format!(

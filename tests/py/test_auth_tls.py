@@ -98,3 +98,34 @@ def test_broken_certificate_on_reload_keeps_the_running_one(gateway, tmp_path):
     gw.signal(signal.SIGHUP)
     assert wait_until(lambda: "config reload failed" in gw.log_text())
     assert signed_post(requests.Session(), gw, 1, ca).status_code == 200
+
+
+def test_a_request_the_http_parser_refuses_over_tls_gets_a_json_answer(gateway, tmp_path):
+    """hyper refuses a head of 150 header fields itself; the answer still carries the JSON
+    body and request id every refusal has, also inside TLS."""
+    ca, cert, key = make_pki(tmp_path / "pki", "r")
+    gw = gateway(tls_listener(cert, key) + CONFIG)
+    host, port = gw.addr.rsplit(":", 1)
+    context = ssl.create_default_context(cafile=str(ca))
+    fields = "".join("X-Field-%d: v\r\n" % i for i in range(150))
+    head = "POST /ingest/hyprwatch HTTP/1.1\r\nHost: localhost\r\n%sContent-Length: 2\r\n\r\n{}" % fields
+    import socket
+    with socket.create_connection((host, int(port)), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.sendall(head.encode())
+            answer = b""
+            while True:
+                chunk = tls.recv(65536)
+                if not chunk:
+                    break
+                answer += chunk
+    status_line, rest = answer.split(b"\r\n", 1)
+    assert status_line == b"HTTP/1.1 431 Request Header Fields Too Large"
+    headers, body = rest.split(b"\r\n\r\n", 1)
+    fields = dict(line.split(b": ", 1) for line in headers.split(b"\r\n"))
+    assert fields[b"content-type"] == b"application/json"
+    assert int(fields[b"content-length"]) == len(body)
+    parsed = json.loads(body)
+    assert parsed["request_id"] == fields[b"x-request-id"].decode()
+    assert "too large" in parsed["error"]
+    assert wait_until(lambda: 'reason="headers_too_large"' in gw.log_text())

@@ -1,0 +1,311 @@
+//! Requests hyper refuses before the pipeline sees them: a head that is not HTTP/1.1 (400),
+//! a URI too long (414), header fields past hyper's limits (431).
+//!
+//! hyper answers these itself, with an empty body and no request id, and never calls the
+//! service. Every refusal must carry a short JSON body and an `X-Request-Id`, and be logged
+//! and counted by reason like any other, so the connection's stream is wrapped in
+//! [`Refusals`]: it recognises hyper's own answer on its way out (a 4xx head without our
+//! `x-request-id`, which every answer of the pipeline carries) and sends in its place the
+//! same status with the JSON body, keeping hyper's other header lines (`connection: close`,
+//! `date`). Everything else passes through untouched; the check on each write is a prefix
+//! compare.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::app::State;
+use crate::metrics::UNMATCHED;
+use crate::respond;
+use crate::route::RequestId;
+
+/// A request refused by the HTTP/1 parser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ProtocolRefusal {
+    /// Sender's fault: the request line or a header line is not valid HTTP/1.1.
+    #[error("request is not valid HTTP/1.1")]
+    Malformed,
+    /// Sender's fault: the request target is longer than hyper accepts.
+    #[error("request URI is too long")]
+    UriTooLong,
+    /// Sender's fault: more header fields than [`super::MAX_HEADERS`], or a head longer than
+    /// [`super::MAX_BUFFER_BYTES`].
+    #[error("request header fields are too large (at most 100 fields and 64 KiB)")]
+    HeadersTooLarge,
+}
+
+impl ProtocolRefusal {
+    /// The refusal hyper's answer stands for, from its status code.
+    fn from_status(code: &[u8]) -> Option<ProtocolRefusal> {
+        match code {
+            b"400" => Some(ProtocolRefusal::Malformed),
+            b"414" => Some(ProtocolRefusal::UriTooLong),
+            b"431" => Some(ProtocolRefusal::HeadersTooLarge),
+            _ => None,
+        }
+    }
+
+    /// Bounded label for logs and metrics.
+    pub fn code(self) -> &'static str {
+        match self {
+            ProtocolRefusal::Malformed => "malformed_request",
+            ProtocolRefusal::UriTooLong => "uri_too_long",
+            ProtocolRefusal::HeadersTooLarge => "headers_too_large",
+        }
+    }
+}
+
+/// When `head` is hyper's own refusal (a complete 4xx head without `x-request-id`), the
+/// refusal and the answer to send in its place.
+pub fn rewrite(head: &[u8], id: &RequestId) -> Option<(ProtocolRefusal, Vec<u8>)> {
+    // "HTTP/1.x NNN ..." and the whole head in this one write.
+    let code = head.get(9..12)?;
+    if !head.starts_with(b"HTTP/1.") || !head.ends_with(b"\r\n\r\n") {
+        return None;
+    }
+    let refusal = ProtocolRefusal::from_status(code)?;
+    let text = std::str::from_utf8(head).ok()?;
+    let mut lines = text.trim_end_matches("\r\n").split("\r\n");
+    let status_line = lines.next()?;
+    let mut others = Vec::new();
+    for line in lines {
+        let name = line.split(':').next().unwrap_or_default();
+        if name.eq_ignore_ascii_case("x-request-id") {
+            // The pipeline's own answer: not hyper's.
+            return None;
+        }
+        if !name.eq_ignore_ascii_case("content-length") {
+            others.push(line);
+        }
+    }
+    let body = respond::failure_body(&refusal.to_string(), id);
+    let mut answer = Vec::with_capacity(head.len() + body.len() + 96);
+    answer.extend_from_slice(status_line.as_bytes());
+    answer.extend_from_slice(b"\r\ncontent-type: application/json\r\nx-request-id: ");
+    answer.extend_from_slice(id.0.as_bytes());
+    for line in others {
+        answer.extend_from_slice(b"\r\n");
+        answer.extend_from_slice(line.as_bytes());
+    }
+    answer.extend_from_slice(format!("\r\ncontent-length: {}\r\n\r\n", body.len()).as_bytes());
+    answer.extend_from_slice(&body);
+    Some((refusal, answer))
+}
+
+/// A connection's stream, with hyper's refusals answered in JSON (see the module note).
+pub struct Refusals<S> {
+    inner: S,
+    peer: SocketAddr,
+    state: Arc<State>,
+    /// The answer being sent in place of hyper's: its bytes, how many are written, and the
+    /// length of hyper's head to report once they all are.
+    replacing: Option<(Vec<u8>, usize, usize)>,
+}
+
+impl<S> Refusals<S> {
+    /// Wraps the stream of a connection from `peer`.
+    pub fn new(inner: S, peer: SocketAddr, state: Arc<State>) -> Refusals<S> {
+        Refusals {
+            inner,
+            peer,
+            state,
+            replacing: None,
+        }
+    }
+
+    /// Starts replacing `head` when it is hyper's refusal: logs and counts it.
+    fn check(&mut self, head: &[u8]) {
+        // Most writes are the pipeline's answers and bodies: one compare rules them out.
+        if !head.starts_with(b"HTTP/1.") || head.get(9) != Some(&b'4') {
+            return;
+        }
+        let id = RequestId::from_header(None);
+        if let Some((refusal, answer)) = rewrite(head, &id) {
+            let status = refusal_status(refusal);
+            self.state
+                .metrics
+                .rejection(UNMATCHED, "listener", refusal.code());
+            self.state
+                .metrics
+                .request(UNMATCHED, status, std::time::Duration::ZERO);
+            tracing::info!(
+                request_id = %id.0,
+                status,
+                reason = refusal.code(),
+                client = %self.peer.ip(),
+                "request rejected before routing"
+            );
+            self.replacing = Some((answer, 0, head.len()));
+        }
+    }
+}
+
+fn refusal_status(refusal: ProtocolRefusal) -> u16 {
+    match refusal {
+        ProtocolRefusal::Malformed => 400,
+        ProtocolRefusal::UriTooLong => 414,
+        ProtocolRefusal::HeadersTooLarge => 431,
+    }
+}
+
+impl<S: AsyncWrite + Unpin> Refusals<S> {
+    /// Writes the rest of the replacement; `Ready(Ok(n))` with hyper's head length once done.
+    fn drive(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let Some((answer, written, claimed)) = &mut self.replacing else {
+            return Poll::Ready(Ok(0));
+        };
+        while let Some(rest) = answer.get(*written..).filter(|r| !r.is_empty()) {
+            match Pin::new(&mut self.inner).poll_write(cx, rest) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => *written += n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        let claimed = *claimed;
+        self.replacing = None;
+        Poll::Ready(Ok(claimed))
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Refusals<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Refusals<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        if this.replacing.is_none() {
+            this.check(buf);
+        }
+        if this.replacing.is_some() {
+            return this.drive(cx);
+        }
+        Pin::new(&mut this.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        if this.replacing.is_none() {
+            // hyper's head is always the first slice of a write.
+            if let Some(first) = bufs.iter().find(|b| !b.is_empty()) {
+                this.check(first);
+            }
+        }
+        if this.replacing.is_some() {
+            return this.drive(cx);
+        }
+        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYPER_431: &[u8] = b"HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\ncontent-length: 0\r\ndate: Tue, 01 Dec 2026 09:26:54 GMT\r\n\r\n";
+
+    fn id() -> RequestId {
+        RequestId("req-1".to_owned())
+    }
+
+    #[test]
+    fn hypers_refusal_becomes_the_same_status_with_a_json_body_and_request_id() {
+        let (refusal, answer) = rewrite(HYPER_431, &id()).unwrap();
+        assert_eq!(refusal, ProtocolRefusal::HeadersTooLarge);
+        let text = String::from_utf8(answer).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let mut lines = head.split("\r\n");
+        assert_eq!(
+            lines.next(),
+            Some("HTTP/1.1 431 Request Header Fields Too Large")
+        );
+        let headers: Vec<&str> = lines.collect();
+        assert!(headers.contains(&"content-type: application/json"));
+        assert!(headers.contains(&"x-request-id: req-1"));
+        assert!(headers.contains(&"connection: close"));
+        assert!(headers.contains(&"date: Tue, 01 Dec 2026 09:26:54 GMT"));
+        assert!(headers.contains(&format!("content-length: {}", body.len()).as_str()));
+        assert_eq!(
+            headers
+                .iter()
+                .filter(|h| h.starts_with("content-length"))
+                .count(),
+            1
+        );
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(json["request_id"], "req-1");
+        assert_eq!(
+            json["error"],
+            "request header fields are too large (at most 100 fields and 64 KiB)"
+        );
+    }
+
+    #[test]
+    fn the_message_states_the_listeners_limits() {
+        let message = ProtocolRefusal::HeadersTooLarge.to_string();
+        assert!(message.contains(&format!("{} fields", super::super::MAX_HEADERS)));
+        assert!(message.contains(&format!("{} KiB", super::super::MAX_BUFFER_BYTES / 1024)));
+    }
+
+    #[test]
+    fn each_status_hyper_refuses_with_maps_to_its_reason() {
+        for (status, code) in [
+            ("400 Bad Request", "malformed_request"),
+            ("414 URI Too Long", "uri_too_long"),
+            ("431 Request Header Fields Too Large", "headers_too_large"),
+        ] {
+            let head =
+                format!("HTTP/1.1 {status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n");
+            let (refusal, answer) = rewrite(head.as_bytes(), &id()).unwrap();
+            assert_eq!(refusal.code(), code);
+            assert!(answer.starts_with(format!("HTTP/1.1 {status}\r\n").as_bytes()));
+        }
+    }
+
+    #[test]
+    fn the_pipelines_answers_and_other_writes_pass_untouched() {
+        // Every answer of the pipeline carries x-request-id.
+        let ours = b"HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\nx-request-id: abc\r\ncontent-length: 2\r\n\r\n";
+        assert!(rewrite(ours, &id()).is_none());
+        // Statuses hyper does not refuse with, partial heads, bodies.
+        assert!(rewrite(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n", &id()).is_none());
+        assert!(rewrite(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\nconn",
+            &id()
+        )
+        .is_none());
+        assert!(rewrite(b"{\"error\":\"x\"}", &id()).is_none());
+        assert!(rewrite(b"", &id()).is_none());
+    }
+}
