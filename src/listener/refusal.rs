@@ -60,8 +60,12 @@ impl ProtocolRefusal {
 }
 
 /// When `head` is hyper's own refusal (a complete 4xx head without `x-request-id`), the
-/// refusal and the answer to send in its place.
-pub fn rewrite(head: &[u8], id: &RequestId) -> Option<(ProtocolRefusal, Vec<u8>)> {
+/// refusal, its request id (from `new_id`, called only then) and the answer to send in its
+/// place.
+pub fn rewrite(
+    head: &[u8],
+    new_id: impl FnOnce() -> RequestId,
+) -> Option<(ProtocolRefusal, RequestId, Vec<u8>)> {
     // "HTTP/1.x NNN ..." and the whole head in this one write.
     let code = head.get(9..12)?;
     if !head.starts_with(b"HTTP/1.") || !head.ends_with(b"\r\n\r\n") {
@@ -82,7 +86,8 @@ pub fn rewrite(head: &[u8], id: &RequestId) -> Option<(ProtocolRefusal, Vec<u8>)
             others.push(line);
         }
     }
-    let body = respond::failure_body(&refusal.to_string(), id);
+    let id = new_id();
+    let body = respond::failure_body(&refusal.to_string(), &id);
     let mut answer = Vec::with_capacity(head.len() + body.len() + 96);
     answer.extend_from_slice(status_line.as_bytes());
     answer.extend_from_slice(b"\r\ncontent-type: application/json\r\nx-request-id: ");
@@ -93,7 +98,7 @@ pub fn rewrite(head: &[u8], id: &RequestId) -> Option<(ProtocolRefusal, Vec<u8>)
     }
     answer.extend_from_slice(format!("\r\ncontent-length: {}\r\n\r\n", body.len()).as_bytes());
     answer.extend_from_slice(&body);
-    Some((refusal, answer))
+    Some((refusal, id, answer))
 }
 
 /// A connection's stream, with hyper's refusals answered in JSON (see the module note).
@@ -123,8 +128,7 @@ impl<S> Refusals<S> {
         if !head.starts_with(b"HTTP/1.") || head.get(9) != Some(&b'4') {
             return;
         }
-        let id = RequestId::from_header(None);
-        if let Some((refusal, answer)) = rewrite(head, &id) {
+        if let Some((refusal, id, answer)) = rewrite(head, || RequestId::from_header(None)) {
             let status = refusal_status(refusal);
             self.state
                 .metrics
@@ -239,9 +243,14 @@ mod tests {
         RequestId("req-1".to_owned())
     }
 
+    /// An id source that fails the test when it is asked.
+    fn no_id() -> RequestId {
+        panic!("a request id was made for a write that is not hyper's refusal")
+    }
+
     #[test]
     fn hypers_refusal_becomes_the_same_status_with_a_json_body_and_request_id() {
-        let (refusal, answer) = rewrite(HYPER_431, &id()).unwrap();
+        let (refusal, _, answer) = rewrite(HYPER_431, id).unwrap();
         assert_eq!(refusal, ProtocolRefusal::HeadersTooLarge);
         let text = String::from_utf8(answer).unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
@@ -287,7 +296,7 @@ mod tests {
         ] {
             let head =
                 format!("HTTP/1.1 {status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n");
-            let (refusal, answer) = rewrite(head.as_bytes(), &id()).unwrap();
+            let (refusal, _, answer) = rewrite(head.as_bytes(), id).unwrap();
             assert_eq!(refusal.code(), code);
             assert!(answer.starts_with(format!("HTTP/1.1 {status}\r\n").as_bytes()));
         }
@@ -297,15 +306,15 @@ mod tests {
     fn the_pipelines_answers_and_other_writes_pass_untouched() {
         // Every answer of the pipeline carries x-request-id.
         let ours = b"HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\nx-request-id: abc\r\ncontent-length: 2\r\n\r\n";
-        assert!(rewrite(ours, &id()).is_none());
+        assert!(rewrite(ours, no_id).is_none());
         // Statuses hyper does not refuse with, partial heads, bodies.
-        assert!(rewrite(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n", &id()).is_none());
+        assert!(rewrite(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n", no_id).is_none());
         assert!(rewrite(
             b"HTTP/1.1 431 Request Header Fields Too Large\r\nconn",
-            &id()
+            no_id
         )
         .is_none());
-        assert!(rewrite(b"{\"error\":\"x\"}", &id()).is_none());
-        assert!(rewrite(b"", &id()).is_none());
+        assert!(rewrite(b"{\"error\":\"x\"}", no_id).is_none());
+        assert!(rewrite(b"", no_id).is_none());
     }
 }
