@@ -49,6 +49,15 @@ pub enum SplitError {
         /// 1-based column of the error.
         column: usize,
     },
+    /// Sender's fault: JSON nested deeper than serde_json's limit allows (127 arrays and objects
+    /// inside one another); no vendor event comes near it.
+    #[error("request body nests JSON deeper than 127 levels (line {line}, column {column})")]
+    TooDeep {
+        /// 1-based line where the limit was passed.
+        line: usize,
+        /// 1-based column where the limit was passed.
+        column: usize,
+    },
     /// Sender's fault: valid JSON, but an element is not an object.
     #[error("event {index} is not a JSON object")]
     NotObject {
@@ -72,6 +81,7 @@ impl SplitError {
         match self {
             SplitError::Empty => "body_empty",
             SplitError::Malformed { .. } => "json_malformed",
+            SplitError::TooDeep { .. } => "json_too_deep",
             SplitError::NotObject { .. } => "json_not_object",
             SplitError::NoEvents => "batch_empty",
             SplitError::TooMany { .. } => "batch_too_large",
@@ -175,9 +185,15 @@ pub fn events<'b>(
                     }
                     for (n, line) in lines.into_iter().enumerate() {
                         let value: Doc<'b> = json_of(line, std::str::from_utf8(line).ok())
-                            .map_err(|e| SplitError::Malformed {
-                                line: n + 1,
-                                column: e.column(),
+                            .map_err(|e| match malformed(&e) {
+                                SplitError::TooDeep { column, .. } => SplitError::TooDeep {
+                                    line: n + 1,
+                                    column,
+                                },
+                                _ => SplitError::Malformed {
+                                    line: n + 1,
+                                    column: e.column(),
+                                },
                             })?;
                         raws.push(body.slice_ref(line));
                         values.push(value);
@@ -288,10 +304,14 @@ pub fn repair_strings(body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The refusal for a body serde_json could not read: nesting past its limit, or not JSON.
 fn malformed(e: &serde_json::Error) -> SplitError {
-    SplitError::Malformed {
-        line: e.line(),
-        column: e.column(),
+    let (line, column) = (e.line(), e.column());
+    // serde_json tells the limit apart only in its message.
+    if e.is_syntax() && e.to_string().starts_with("recursion limit exceeded") {
+        SplitError::TooDeep { line, column }
+    } else {
+        SplitError::Malformed { line, column }
     }
 }
 
@@ -451,6 +471,40 @@ mod tests {
         let events = split(ndjson.as_bytes()).unwrap();
         assert_eq!(events[0].1["m"], "ü");
         assert_eq!(&events[1].0[..], b"{\"id\":\"b\"}");
+    }
+
+    #[test]
+    fn json_nested_past_the_limit_is_too_deep_not_malformed() {
+        let deep = |n: usize| format!("{{\"a\":{}1{}}}", "[".repeat(n), "]".repeat(n));
+        // 126 arrays inside the object: within the limit, an ordinary event.
+        assert_eq!(split(deep(126).as_bytes()).map(|e| e.len()).ok(), Some(1));
+        assert!(matches!(
+            split(deep(127).as_bytes()),
+            Err(SplitError::TooDeep { .. })
+        ));
+        match split(deep(200).as_bytes()) {
+            Err(e @ SplitError::TooDeep { line: 1, .. }) => {
+                assert_eq!(e.code(), "json_too_deep");
+                assert!(e.to_string().contains("deeper than 127 levels"), "{e}");
+            }
+            other => panic!("expected too deep, got {other:?}"),
+        }
+        let array = format!("[{}]", deep(200));
+        assert!(matches!(
+            split(array.as_bytes()),
+            Err(SplitError::TooDeep { .. })
+        ));
+        // In NDJSON, the line is the event's.
+        let ndjson = format!("{{\"id\":\"a\"}}\n{}\n", deep(200));
+        assert!(matches!(
+            split(ndjson.as_bytes()),
+            Err(SplitError::TooDeep { line: 2, .. })
+        ));
+        // Broken JSON stays malformed.
+        assert!(matches!(
+            split(b"{\"a\":[1,}"),
+            Err(SplitError::Malformed { .. })
+        ));
     }
 
     #[test]

@@ -271,6 +271,24 @@ fn malformed_non_object_and_empty_bodies_are_400() {
         assert_eq!(status, 400, "body {:?}", String::from_utf8_lossy(body));
         assert_error_body(resp, 400);
     }
+    // Nesting past serde_json's limit is told apart from broken JSON.
+    let deep = format!(
+        "{{\"id\":\"evt_deep\",\"data\":{}1{}}}",
+        "[".repeat(300),
+        "]".repeat(300)
+    );
+    let body = assert_error_body(signed_post(&gw, "/ingest/hyprwatch", deep.as_bytes()), 400);
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("deeper than")),
+        "{body}"
+    );
+    assert!(
+        gw.logs().contains("reason=\"json_too_deep\""),
+        "{}",
+        gw.logs()
+    );
     assert!(gw.events().is_empty());
 }
 
