@@ -285,7 +285,9 @@ fn malformed_non_object_and_empty_bodies_are_400() {
         "{body}"
     );
     assert!(
-        gw.logs().contains("reason=\"json_too_deep\""),
+        crate::harness::wait_until(std::time::Duration::from_secs(5), || gw
+            .logs()
+            .contains("reason=\"json_too_deep\"")),
         "{}",
         gw.logs()
     );
