@@ -10,6 +10,7 @@ pub mod delivery;
 pub mod kafka;
 pub mod limits;
 pub mod listener;
+pub mod process;
 pub mod secret;
 pub mod sink;
 pub mod source;
@@ -30,6 +31,7 @@ pub use self::delivery::{DeliveryConfig, DeliveryMode};
 pub use self::kafka::{Compression, KafkaConfig};
 pub use self::limits::LimitsConfig;
 pub use self::listener::{AdminConfig, ListenerConfig, TlsConfig};
+pub use self::process::{CpuScheduling, ProcessConfig};
 pub use self::secret::Secret;
 pub use self::sink::SinkConfig;
 pub use self::source::SourceConfig;
@@ -82,6 +84,9 @@ pub struct Config {
     /// `[trust]`: trusted proxies and the OAuth2 token endpoint. Defaults apply when absent.
     #[serde(default)]
     pub trust: TrustConfig,
+    /// `[process]`: the threads' CPU scheduling policy. Defaults apply when absent.
+    #[serde(default)]
+    pub process: ProcessConfig,
     /// The file this config was read from (not a key; set by [`Config::from_toml`]), so a
     /// SIGHUP reload knows what to re-read.
     #[serde(skip)]

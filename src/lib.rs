@@ -22,8 +22,8 @@
 //! Around the trip: [`app`] (wiring, shutdown order), [`config`], [`admin`] (health, metrics,
 //! status), [`metrics`], [`limits`] (rate limits, load shedding), [`health`] and [`status`]
 //! (source health), [`telemetry`], [`tls`], [`reload`] (SIGHUP), [`shutdown`], [`cli`],
-//! [`slow_delete`] (freeing large files without stalling syncs), [`huge_pages`] (process memory
-//! setting).
+//! [`slow_delete`] (freeing large files without stalling syncs), [`huge_pages`] and
+//! [`cpu_scheduling`] (process memory and CPU settings).
 
 pub mod admin;
 pub mod app;
@@ -31,6 +31,7 @@ pub mod auth;
 pub mod body;
 pub mod cli;
 pub mod config;
+pub mod cpu_scheduling;
 pub mod dedup;
 pub mod demo;
 pub mod health;

@@ -82,8 +82,11 @@ fn serve(path: &Path, huge_pages: &HugePages) -> ExitCode {
 }
 
 fn run_blocking(config: Config, catalog: Catalog, huge_pages: &HugePages) -> ExitCode {
+    // Before any thread starts: threads inherit the policy (see src/cpu_scheduling.rs).
+    let scheduling = hookgate::cpu_scheduling::apply(config.process.cpu_scheduling);
     hookgate::telemetry::init(&config.telemetry);
     huge_pages.log();
+    scheduling.log();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -374,3 +374,70 @@ fn the_gateway_runs_without_transparent_huge_pages_unless_asked() {
     assert_eq!(thp_enabled(&gw.pid().to_string()), Some(ours));
     assert!(gw.logs().contains("kept on"), "{}", gw.logs());
 }
+
+/// The scheduling policy (field 41 of `/proc/<pid>/task/<tid>/stat`) of each thread of `pid`,
+/// with the thread's name.
+fn thread_policies(pid: u32) -> Vec<(String, u32)> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let stat = std::fs::read_to_string(task.unwrap().path().join("stat")).unwrap_or_default();
+        // "tid (name) state ...": the fields after the name, which may hold spaces.
+        let Some((head, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        let name = head.split_once(" (").map(|(_, n)| n.to_owned());
+        let policy = rest
+            .split_whitespace()
+            .nth(41 - 3)
+            .and_then(|p| p.parse().ok());
+        if let (Some(name), Some(policy)) = (name, policy) {
+            out.push((name, policy));
+        }
+    }
+    out
+}
+
+#[test]
+fn every_thread_runs_as_sched_batch_unless_the_config_asks_for_normal() {
+    const SCHED_OTHER: u32 = 0;
+    const SCHED_BATCH: u32 = 3;
+    let batch = Gateway::start(&hyprwatch_source());
+    let normal = Gateway::start(&format!(
+        "[process]\ncpu_scheduling = \"normal\"\n{}",
+        hyprwatch_source()
+    ));
+    // A request first, so the workers and the sink's threads are all up.
+    for gw in [&batch, &normal] {
+        let body = br#"{"id":"evt_sched_1","event":"host.online","timestamp":"2024-01-15T10:35:00Z","data":{}}"#;
+        let resp = client()
+            .post(gw.url("/ingest/hyprwatch"))
+            .header("content-type", "application/json")
+            .header(
+                "x-hyprwatch-signature",
+                hyprwatch_signature(HW_SECRET, body),
+            )
+            .body(body.to_vec())
+            .send()
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    // The niceness the test runs at is the gateway's too (field 19), and is kept.
+    let nice = |pid: u32| -> i32 {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap()
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.split_whitespace().nth(19 - 3)?.parse().ok())
+            .unwrap()
+    };
+    assert_eq!(nice(batch.pid()), nice(std::process::id()));
+    let expected = SCHED_BATCH;
+    let threads = thread_policies(batch.pid());
+    assert!(threads.len() > 2, "{threads:?}");
+    assert!(threads.iter().all(|(_, p)| *p == expected), "{threads:?}");
+    let threads = thread_policies(normal.pid());
+    assert!(threads.len() > 2, "{threads:?}");
+    assert!(
+        threads.iter().all(|(_, p)| *p == SCHED_OTHER),
+        "{threads:?}"
+    );
+}
