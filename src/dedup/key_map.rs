@@ -46,6 +46,11 @@ impl<V> KeyMap<V> {
         self.shard(key)?.get(key)
     }
 
+    /// The value under `key`, to change in place.
+    pub fn get_mut(&mut self, key: &Fingerprint) -> Option<&mut V> {
+        self.shard_mut(key)?.get_mut(key)
+    }
+
     /// Puts `value` under `key`, returning the value it replaced.
     pub fn insert(&mut self, key: Fingerprint, value: V) -> Option<V> {
         let old = self.shard_mut(&key)?.insert(key, value);

@@ -241,7 +241,8 @@ impl MemoryStore {
     pub fn reserve_fingerprint(&self, key: Fingerprint) -> Result<Dedup, DedupError> {
         let now = self.now();
         let mut inner = self.inner.lock().map_err(|_| DedupError::Unavailable)?;
-        if let Some(entry) = inner.entries.get(&key) {
+        let held = inner.entries.get(&key).copied();
+        if let Some(entry) = held {
             if entry.expires() > tick(now) {
                 return Ok(match entry.state() {
                     State::Reserved => Dedup::InFlight,
@@ -250,7 +251,7 @@ impl MemoryStore {
             }
         }
         let expires = later(now, self.reservation_ttl);
-        inner.reserve(key, expires, self.max_entries, tick(now));
+        inner.reserve(key, held.is_some(), expires, self.max_entries, tick(now));
         Ok(Dedup::New)
     }
 
@@ -430,10 +431,21 @@ fn left(expires: Tick, now: Duration) -> Duration {
 
 impl Inner {
     /// Holds a reservation of `key` until `expires`.
-    fn reserve(&mut self, key: Fingerprint, expires: Tick, max_entries: usize, now: Tick) {
+    /// `held`: the map has an (expired) entry for `key`, to forget first; the caller has just
+    /// looked, so a new key costs no second lookup.
+    fn reserve(
+        &mut self,
+        key: Fingerprint,
+        held: bool,
+        expires: Tick,
+        max_entries: usize,
+        now: Tick,
+    ) {
         // The map's word cannot hold more; index what it holds.
         let expires = expires.min(MAX_TICK);
-        self.forget(key);
+        if held {
+            self.forget(key);
+        }
         self.make_room(max_entries, now);
         self.by_expiry.reserve(key, expires);
         self.entries
@@ -450,7 +462,16 @@ impl Inner {
         max_entries: usize,
         now: Tick,
     ) {
-        self.forget(key);
+        // The usual case: the request's own reservation, turned into the commit where it sits
+        // (one lookup, and the map does not grow, so there is no room to make).
+        if let Some(entry) = self.entries.get_mut(&key) {
+            if entry.state() == State::Reserved {
+                self.by_expiry.unreserve(key, entry.expires());
+            }
+            let expires = self.by_expiry.commit(key, window, expires.min(MAX_TICK));
+            *entry = Entry::new(State::Committed, expires);
+            return;
+        }
         self.make_room(max_entries, now);
         let expires = self.by_expiry.commit(key, window, expires.min(MAX_TICK));
         self.entries
@@ -642,9 +663,40 @@ mod tests {
         assert_eq!(inner.entries.len(), 2);
         assert!(inner.entries.get(&fp("k1")).is_none());
         // At tick 108 k2 has expired and is swept.
-        inner.reserve(fp("k4"), 300, 10, 108);
+        inner.reserve(fp("k4"), false, 300, 10, 108);
         assert!(inner.entries.get(&fp("k2")).is_none());
         assert_eq!(inner.entries.len(), 2);
+    }
+
+    #[test]
+    fn a_commit_turns_the_reservation_into_the_commit_in_place() {
+        let fp = |k: &str| Fingerprint::of(k);
+        let mut inner = Inner::default();
+        let k = fp("k");
+        inner.reserve(k, false, 50, 10, 0);
+        assert_eq!(inner.by_expiry.places(), 1);
+        inner.commit(k, 100_000, 200, 10, 0);
+        assert_eq!(inner.entries.len(), 1);
+        let held = inner.entries.get(&k).copied().unwrap();
+        assert_eq!((held.state(), held.expires()), (State::Committed, 200));
+        assert_eq!(
+            inner.by_expiry.places(),
+            1,
+            "the reservation's place is gone, the commit's is there"
+        );
+        // A key held but expired is forgotten before it is reserved again: one entry, one
+        // place, the new reservation's.
+        let j = fp("j");
+        inner.commit(j, 1_000, 5, 10, 0);
+        inner.reserve(j, true, 40, 10, 4);
+        let held = inner.entries.get(&j).copied().unwrap();
+        assert_eq!((held.state(), held.expires()), (State::Reserved, 40));
+        assert_eq!(inner.entries.len(), 2);
+        assert_eq!(
+            inner.by_expiry.places(),
+            3,
+            "k's commit, j's stale commit, j's reservation"
+        );
     }
 
     #[test]
@@ -673,7 +725,7 @@ mod tests {
     fn an_expiry_past_the_last_tick_is_indexed_as_the_map_holds_it() {
         let mut inner = Inner::default();
         let k = Fingerprint::of("k");
-        inner.reserve(k, Tick::MAX, 10, 0);
+        inner.reserve(k, false, Tick::MAX, 10, 0);
         inner.forget(k);
         assert_eq!(
             inner.by_expiry.places(),
