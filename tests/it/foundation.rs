@@ -38,7 +38,8 @@ fn accepted_event_is_written_by_the_sink() {
     assert_eq!(events[0]["raw_data"], std::str::from_utf8(body).unwrap());
 }
 
-fn signed_post(gw: &Gateway, path: &str, body: &[u8]) -> reqwest::blocking::Response {
+/// POSTs `body` to `path`, signed with the Hyprwatch test secret.
+pub fn signed_post(gw: &Gateway, path: &str, body: &[u8]) -> reqwest::blocking::Response {
     reqwest::blocking::Client::new()
         .post(gw.url(path))
         .header("content-type", "application/json")

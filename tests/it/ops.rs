@@ -409,17 +409,10 @@ fn every_thread_runs_as_sched_batch_unless_the_config_asks_for_normal() {
     // A request first, so the workers and the sink's threads are all up.
     for gw in [&batch, &normal] {
         let body = br#"{"id":"evt_sched_1","event":"host.online","timestamp":"2024-01-15T10:35:00Z","data":{}}"#;
-        let resp = client()
-            .post(gw.url("/ingest/hyprwatch"))
-            .header("content-type", "application/json")
-            .header(
-                "x-hyprwatch-signature",
-                hyprwatch_signature(HW_SECRET, body),
-            )
-            .body(body.to_vec())
-            .send()
-            .unwrap();
-        assert_eq!(resp.status(), 200);
+        assert_eq!(
+            crate::foundation::signed_post(gw, "/ingest/hyprwatch", body).status(),
+            200
+        );
     }
     // The niceness the test runs at is the gateway's too (field 19), and is kept.
     let nice = |pid: u32| -> i32 {
