@@ -185,16 +185,7 @@ pub fn events<'b>(
                     }
                     for (n, line) in lines.into_iter().enumerate() {
                         let value: Doc<'b> = json_of(line, std::str::from_utf8(line).ok())
-                            .map_err(|e| match malformed(&e) {
-                                SplitError::TooDeep { column, .. } => SplitError::TooDeep {
-                                    line: n + 1,
-                                    column,
-                                },
-                                _ => SplitError::Malformed {
-                                    line: n + 1,
-                                    column: e.column(),
-                                },
-                            })?;
+                            .map_err(|e| malformed_at(&e, n + 1))?;
                         raws.push(body.slice_ref(line));
                         values.push(value);
                     }
@@ -306,7 +297,12 @@ pub fn repair_strings(body: &[u8]) -> Vec<u8> {
 
 /// The refusal for a body serde_json could not read: nesting past its limit, or not JSON.
 fn malformed(e: &serde_json::Error) -> SplitError {
-    let (line, column) = (e.line(), e.column());
+    malformed_at(e, e.line())
+}
+
+/// [`malformed`] at `line` of the body (an NDJSON line is parsed on its own).
+fn malformed_at(e: &serde_json::Error, line: usize) -> SplitError {
+    let column = e.column();
     // serde_json tells the limit apart only in its message.
     if e.is_syntax() && e.to_string().starts_with("recursion limit exceeded") {
         SplitError::TooDeep { line, column }
