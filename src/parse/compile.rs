@@ -306,11 +306,15 @@ impl Ctx<'_> {
             })?);
         }
         let opt_in = |p: &Option<String>| p.as_deref().map(InPath::parse).transpose();
+        if d.all && d.matches.is_none() {
+            return Err("list: `all = true` needs a `match` regex".into());
+        }
         Ok(List {
             to: OutPath::parse(&d.to)?,
             from: InPath::parse(&d.from)?,
             split: d.split.as_deref().map(|r| self.regex(r)).transpose()?,
             matches: d.matches.as_deref().map(|r| self.regex(r)).transpose()?,
+            all: d.all,
             limit: d.limit,
             count: opt_in(&d.count)?,
             truncated: opt_in(&d.truncated)?,

@@ -165,6 +165,8 @@ pub struct List {
     pub split: Option<Regex>,
     /// Segment filter with captures.
     pub matches: Option<Regex>,
+    /// Every match in a segment makes an item, not only the first.
+    pub all: bool,
     /// Most items.
     pub limit: Option<usize>,
     /// Declared total.

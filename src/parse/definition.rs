@@ -174,6 +174,10 @@ pub struct ListDef {
     /// For text: only segments matching this regex make items; its captures feed `item`.
     #[serde(default, rename = "match")]
     pub matches: Option<String>,
+    /// For text: every match of `match` in a segment makes an item (default: the first only),
+    /// for entries the sender does not put on lines of their own.
+    #[serde(default)]
+    pub all: bool,
     /// Most items kept.
     #[serde(default)]
     pub limit: Option<usize>,

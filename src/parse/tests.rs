@@ -305,3 +305,44 @@ fn a_zero_window_is_no_window_and_an_endless_one_is_refused() {
     assert_eq!(compile::window("90m"), Ok(Some(Duration::from_secs(5400))));
     assert!(compile::window("999999999999999999d").is_err());
 }
+
+const LIST_ALL: &str = r#"
+[id]
+hash = "t"
+window = "1h"
+
+[[route]]
+name = "findings"
+class = 2002
+activity = 1
+list = [
+  { to = "vulnerabilities", from = "text", split = '\n', match = 'VUL ID:\s*(?P<vul>[A-Z0-9-]+)', all = ALL, item = [ { to = "cve.uid", capture = "vul" } ] },
+]
+"#;
+
+#[test]
+fn a_text_list_with_all_makes_an_item_of_every_match_in_a_segment() {
+    let text = "VUL ID: CVE-1. Product: B. VUL ID: CVE-2\nnothing here\nVUL ID: CVE-3";
+    let uids = |all: &str| {
+        let p = parser(&LIST_ALL.replace("ALL", all)).unwrap();
+        let e = run(&p, json!({ "text": text })).unwrap();
+        e.fields["vulnerabilities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["cve"]["uid"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(uids("true"), ["CVE-1", "CVE-2", "CVE-3"]);
+    // Without it, a segment's first match only (segments without one make no item).
+    assert_eq!(uids("false"), ["CVE-1", "CVE-3"]);
+}
+
+#[test]
+fn a_list_with_all_but_no_match_is_refused() {
+    let def = LIST_ALL
+        .replace("ALL", "true")
+        .replace(r#"match = 'VUL ID:\s*(?P<vul>[A-Z0-9-]+)', "#, "");
+    let err = parser(&def).unwrap_err().to_string();
+    assert!(err.contains("`all = true` needs a `match`"), "{err}");
+}
