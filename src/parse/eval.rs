@@ -380,7 +380,11 @@ fn convert(c: &Convert, v: Value) -> Option<Value> {
             let s = s.strip_suffix('.').unwrap_or(s).trim();
             (!s.is_empty()).then(|| Value::String(s.to_owned()))
         }
-        Convert::Text => text(&v).map(|t| Value::String(t.into_owned())),
+        Convert::Text => match &v {
+            // Where OCSF wants a string and the vendor sent structure: its JSON text.
+            Value::Object(_) | Value::Array(_) => Some(Value::String(v.to_string())),
+            _ => text(&v).map(|t| Value::String(t.into_owned())),
+        },
         Convert::Int => as_i64(&v).map(Value::from),
         Convert::Json => serde_json::from_str(v.as_str()?).ok(),
         Convert::QuotedList => super::quoted_list::parse(v.as_str()?)
@@ -449,18 +453,26 @@ pub fn build_list(list: &List, scope: &Scope<'_>, out: &mut Map<String, Value>) 
                 None => vec![text.as_ref()],
             };
             for seg in segments {
-                let mut caps = Captures::over(scope.captures);
-                if let Some(re) = &list.matches {
-                    let Some(c) = re.captures(seg) else { continue };
+                let Some(re) = &list.matches else {
+                    available += 1;
+                    if items.len() < limit {
+                        let caps = Captures::over(scope.captures);
+                        push(&Doc::String(Cow::Borrowed(seg)), &caps, &mut items, out);
+                    }
+                    continue;
+                };
+                let take = if list.all { usize::MAX } else { 1 };
+                for c in re.captures_iter(seg).take(take) {
+                    let mut caps = Captures::over(scope.captures);
                     for name in re.capture_names().flatten() {
                         if let Some(m) = c.name(name) {
                             caps.set(name, Value::String(m.as_str().to_owned()));
                         }
                     }
-                }
-                available += 1;
-                if items.len() < limit {
-                    push(&Doc::String(Cow::Borrowed(seg)), &caps, &mut items, out);
+                    available += 1;
+                    if items.len() < limit {
+                        push(&Doc::String(Cow::Borrowed(seg)), &caps, &mut items, out);
+                    }
                 }
             }
         }
