@@ -30,6 +30,10 @@ use crate::config::{AuthConfig, Config};
 #[derive(Debug)]
 pub struct Verifier {
     schemes: Vec<Scheme>,
+    /// With several credential checks, every 401 carries this one challenge (the first
+    /// scheme's that has one), so the answer does not tell which check failed; `None` with
+    /// one check, whose own failure picks the challenge.
+    masked_challenge: Option<Option<&'static str>>,
 }
 
 #[derive(Debug)]
@@ -46,6 +50,22 @@ enum Scheme {
 }
 
 impl Scheme {
+    /// True for the checks of a credential (a secret the sender proves), as opposed to the
+    /// sender's address or an explicit `none`.
+    fn checks_credential(&self) -> bool {
+        !matches!(self, Scheme::None | Scheme::IpAllow(_))
+    }
+
+    /// The `WWW-Authenticate` challenge that invites this scheme's credential, if any.
+    fn challenge(&self) -> Option<&'static str> {
+        match self {
+            Scheme::Basic(_) => Some(credentials::BASIC_CHALLENGE),
+            Scheme::Bearer(b) => b.challenge(),
+            Scheme::Oauth(_) => Some(oauth::CHALLENGE),
+            _ => None,
+        }
+    }
+
     fn name(&self) -> &'static str {
         match self {
             Scheme::None => "none",
@@ -127,6 +147,15 @@ pub enum AuthError {
     /// Sender's address is not in the source's allowlist (→ 403).
     #[error("source address not allowed")]
     AddressNotAllowed,
+    /// A credential check failed on a source with several: logged and counted as `failed`,
+    /// answered with the source's one challenge (see [`Verifier`]).
+    #[error("{failed}")]
+    Masked {
+        /// The check that failed.
+        failed: Box<AuthError>,
+        /// `WWW-Authenticate` value of every 401 of the source.
+        challenge: Option<&'static str>,
+    },
 }
 
 impl AuthError {
@@ -149,12 +178,17 @@ impl AuthError {
             AuthError::TokenWrongSource => "token_wrong_source",
             AuthError::PathTokenMismatch => "path_token_mismatch",
             AuthError::AddressNotAllowed => "address_not_allowed",
+            AuthError::Masked { failed, .. } => failed.code(),
         }
     }
 
     /// True when the answer is 403 (address refused) rather than 401.
     pub fn is_forbidden(&self) -> bool {
-        matches!(self, AuthError::AddressNotAllowed)
+        match self {
+            AuthError::AddressNotAllowed => true,
+            AuthError::Masked { failed, .. } => failed.is_forbidden(),
+            _ => false,
+        }
     }
 
     /// `WWW-Authenticate` value for the 401 answer, where the scheme defines one.
@@ -170,6 +204,7 @@ impl AuthError {
             AuthError::TokenInvalid | AuthError::TokenExpired | AuthError::TokenWrongSource => {
                 Some(oauth::CHALLENGE_INVALID)
             }
+            AuthError::Masked { challenge, .. } => *challenge,
             _ => None,
         }
     }
@@ -308,7 +343,25 @@ impl Verifier {
         }
         // Address checks first: a refused address gets 403 whatever else it sends.
         schemes.sort_by_key(|s| !matches!(s, Scheme::IpAllow(_)));
-        Ok(Verifier { schemes })
+        let credentials = schemes.iter().filter(|s| s.checks_credential()).count();
+        let masked_challenge =
+            (credentials > 1).then(|| schemes.iter().find_map(Scheme::challenge));
+        Ok(Verifier {
+            schemes,
+            masked_challenge,
+        })
+    }
+
+    /// `e` as the requester sees it: on a source with several credential checks, a failed
+    /// credential is answered alike whichever check it was (an address refusal stays 403).
+    fn answer(&self, e: AuthError) -> AuthError {
+        match self.masked_challenge {
+            Some(challenge) if !e.is_forbidden() => AuthError::Masked {
+                failed: Box::new(e),
+                challenge,
+            },
+            _ => e,
+        }
     }
 
     /// True when the route ends in a secret path token.
@@ -351,15 +404,16 @@ pub struct Head<'a> {
 pub fn check_before_body(verifier: &Verifier, head: &Head<'_>) -> Result<(), AuthError> {
     let now = oauth::now_s();
     for scheme in &verifier.schemes {
-        match scheme {
-            Scheme::IpAllow(a) => a.check(head.client)?,
-            Scheme::PathToken(p) => p.check(head.path_token)?,
-            Scheme::Basic(b) => b.check(head.headers)?,
-            Scheme::Bearer(b) => b.check(head.headers)?,
-            Scheme::Header(h) => h.check(head.headers)?,
-            Scheme::Oauth(o) => o.check_at(head.headers, now)?,
-            Scheme::None | Scheme::Hmac(_) | Scheme::Svix(_) => {}
-        }
+        let checked = match scheme {
+            Scheme::IpAllow(a) => a.check(head.client),
+            Scheme::PathToken(p) => p.check(head.path_token),
+            Scheme::Basic(b) => b.check(head.headers),
+            Scheme::Bearer(b) => b.check(head.headers),
+            Scheme::Header(h) => h.check(head.headers),
+            Scheme::Oauth(o) => o.check_at(head.headers, now),
+            Scheme::None | Scheme::Hmac(_) | Scheme::Svix(_) => Ok(()),
+        };
+        checked.map_err(|e| verifier.answer(e))?;
     }
     Ok(())
 }
@@ -371,11 +425,12 @@ pub fn verify(
     raw: &[u8],
 ) -> Result<Authenticated, AuthError> {
     for scheme in &verifier.schemes {
-        match scheme {
-            Scheme::Hmac(h) => h.verify(head.headers, raw)?,
-            Scheme::Svix(s) => s.verify(head.headers, raw)?,
-            _ => {}
-        }
+        let verified = match scheme {
+            Scheme::Hmac(h) => h.verify(head.headers, raw),
+            Scheme::Svix(s) => s.verify(head.headers, raw),
+            _ => Ok(()),
+        };
+        verified.map_err(|e| verifier.answer(e))?;
     }
     Ok(Authenticated {
         scheme: verifier.scheme_name(),

@@ -111,7 +111,7 @@ impl BearerVerifier {
     }
 
     /// The challenge for a 401: `Bearer` only when the key travels in `Authorization`.
-    fn challenge(&self) -> Option<&'static str> {
+    pub(super) fn challenge(&self) -> Option<&'static str> {
         (self.header == http::header::AUTHORIZATION).then_some("Bearer realm=\"hookgate\"")
     }
 

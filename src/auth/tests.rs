@@ -244,6 +244,41 @@ fn every_scheme_must_pass() {
 }
 
 #[test]
+fn with_several_credentials_every_401_carries_the_same_challenge_whichever_check_failed() {
+    // ConnectSecure's setup: a static header and Basic. Before, only a request whose header
+    // was right met the Basic challenge, which told a guesser the header value was right.
+    let (v, _) = verifier(
+        r#"[{ kind = "header", name = "X-Hookgate-Key", values = ["right"] }, { kind = "basic", credentials = [{ username = "u", password = "p" }] }]"#,
+    );
+    let wrong_header = before(&v, &hdr(&[("x-hookgate-key", "wrong")])).unwrap_err();
+    let right_header = before(&v, &hdr(&[("x-hookgate-key", "right")])).unwrap_err();
+    for e in [&wrong_header, &right_header] {
+        assert_eq!(e.challenge(), Some(credentials::BASIC_CHALLENGE));
+        assert!(!e.is_forbidden());
+        assert!(!e.to_string().is_empty());
+    }
+    // Logs and metrics still name the check that failed.
+    assert_eq!(wrong_header.code(), "header_mismatch");
+    assert_eq!(right_header.code(), "basic_missing");
+    // Signatures checked after the body answer alike too.
+    let (v, _) = verifier(&format!(
+        r#"[{{ kind = "bearer", tokens = ["t"] }}, {}]"#,
+        HMAC.trim_start_matches('[').trim_end_matches(']')
+    ));
+    let auth = hdr(&[("authorization", "Bearer t")]);
+    let e = verify(&v, &head(&auth, "127.0.0.1", None), b"{}").unwrap_err();
+    assert_eq!(
+        (e.code(), e.challenge()),
+        ("signature_missing", Some("Bearer realm=\"hookgate\""))
+    );
+    // One credential check: its own failure picks the challenge (nothing to tell apart).
+    let (v, _) = verifier(r#"[{ kind = "header", name = "X-Hookgate-Key", values = ["right"] }]"#);
+    let e = before(&v, &HeaderMap::new()).unwrap_err();
+    assert!(matches!(e, AuthError::HeaderMissing));
+    assert_eq!(e.challenge(), None);
+}
+
+#[test]
 fn oauth_without_signing_key_does_not_compile() {
     let c = Config::from_toml(
         &format!("[[source]]\nname = \"s\"\nvendor = \"hoop\"\npath = \"/in\"\nauth = {OAUTH}\n"),

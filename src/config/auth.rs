@@ -10,7 +10,9 @@ use serde::Deserialize;
 use crate::config::secret::Secret;
 use crate::config::{Problem, TrustConfig};
 
-/// One authentication scheme of a source, chosen by `kind`.
+/// One authentication scheme of a source, chosen by `kind`. With several credential schemes
+/// (all but `none` and `ip_allow`), every 401 of the source carries the same challenge (the
+/// first of `basic`, `bearer` in `Authorization`, `oauth` listed), whichever check failed.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum AuthConfig {

@@ -490,3 +490,35 @@ fn rotation_accepts_old_and_new_then_reload_removes_the_old_without_dropping_req
     expect(&gw, signed(&gw, "whsec_new", &body(6)), 200);
     assert_eq!(gw.wait_events(5).len(), 5);
 }
+
+#[test]
+fn a_source_with_a_header_and_basic_answers_every_401_alike() {
+    // ConnectSecure's documented setup: a header key and Basic. Whether the header was right
+    // must not show in the answer (status, challenge, body); the log names the check.
+    let gw = Gateway::start(&source(
+        "cs",
+        "/in/cs",
+        r#"[{ kind = "header", name = "X-Hookgate-Key", values = ["right-key"] }, { kind = "basic", credentials = [{ username = "cs", password = "pw" }] }]"#,
+    ));
+    let answer = |key: &str| {
+        let resp = expect(&gw, post(&gw, "/in/cs").header("x-hookgate-key", key), 401);
+        let challenge = resp.headers()["www-authenticate"].clone();
+        let body: serde_json::Value = resp.json().unwrap();
+        (challenge, body["error"].clone())
+    };
+    assert_eq!(answer("wrong-key"), answer("right-key"));
+    assert_eq!(answer("wrong-key").0, "Basic realm=\"hookgate\"");
+    expect(
+        &gw,
+        post(&gw, "/in/cs")
+            .header("x-hookgate-key", "right-key")
+            .basic_auth("cs", Some("pw")),
+        200,
+    );
+    gw.wait_events(1);
+    let logs = gw.logs();
+    assert!(
+        logs.contains("header_mismatch") && logs.contains("basic_missing"),
+        "{logs}"
+    );
+}
