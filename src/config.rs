@@ -327,6 +327,9 @@ impl Config {
                     add(format!("{at}.auth[{j}].{}", p.key), p.message);
                 }
             }
+            for p in auth::shared_header_problems(&source.auth) {
+                add(format!("{at}.auth{}", p.key), p.message);
+            }
             if source.path == self.trust.token_path && !self.trust.token_signing_keys.is_empty() {
                 add(
                     format!("{at}.path"),

@@ -324,6 +324,41 @@ auth = [
 }
 
 #[test]
+fn two_schemes_reading_one_header_are_a_problem() {
+    // A header named Authorization (the vendor form's suggestion) beside Basic: no request
+    // can carry both, so `check` says so instead of a source that refuses everything.
+    let config = |auth: &str| {
+        Config::from_toml(
+            &format!(
+                "[[source]]\nname = \"s\"\nvendor = \"hoop\"\npath = \"/in\"\nauth = {auth}\n"
+            ),
+            Path::new("t.toml"),
+            &["hoop".to_owned()],
+        )
+    };
+    let err = config(
+        r#"[{ kind = "header", name = "Authorization", values = ["Token abc"] }, { kind = "basic", credentials = [{ username = "u", password = "p" }] }]"#,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("source[s].auth[1]") && err.contains("as auth[0] does"),
+        "{err}"
+    );
+    let err = config(
+        r#"[{ kind = "bearer", header = "X-Key", tokens = ["a"] }, { kind = "header", name = "x-key", values = ["b"] }]"#,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("\"x-key\" header"), "{err}");
+    // Different headers are fine.
+    assert!(config(
+        r#"[{ kind = "header", name = "X-Hookgate-Key", values = ["v"] }, { kind = "basic", credentials = [{ username = "u", password = "p" }] }]"#,
+    )
+    .is_ok());
+}
+
+#[test]
 fn oauth_client_id_shared_by_two_sources_is_a_problem() {
     let text = format!(
         "[trust]\ntoken_signing_keys = [\"{SIGNING_KEY}\"]\n[[source]]\nname = \"a\"\nvendor = \"hoop\"\npath = \"/a\"\nauth = {OAUTH}\n[[source]]\nname = \"b\"\nvendor = \"hoop\"\npath = \"/b\"\nauth = {OAUTH}\n"

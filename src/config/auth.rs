@@ -146,6 +146,40 @@ fn default_bearer_header() -> String {
     "Authorization".to_owned()
 }
 
+/// The request header a scheme reads its credential from, lower-cased (`None`: no header).
+fn credential_header(scheme: &AuthConfig) -> Option<String> {
+    match scheme {
+        AuthConfig::Basic { .. } | AuthConfig::Oauth { .. } => Some("authorization".to_owned()),
+        AuthConfig::Bearer { header, .. } => Some(header.to_ascii_lowercase()),
+        AuthConfig::Header { name, .. } => Some(name.to_ascii_lowercase()),
+        _ => None,
+    }
+}
+
+/// Schemes of one source that read their credential from the same header: every scheme must
+/// pass and one header holds one value, so no request could. Keys are the schemes' indexes.
+pub fn shared_header_problems(schemes: &[AuthConfig]) -> Vec<Problem> {
+    let mut out = Vec::new();
+    for (j, scheme) in schemes.iter().enumerate() {
+        let Some(header) = credential_header(scheme) else {
+            continue;
+        };
+        let earlier = schemes
+            .iter()
+            .take(j)
+            .position(|s| credential_header(s).as_deref() == Some(header.as_str()));
+        if let Some(i) = earlier {
+            out.push(Problem {
+                key: format!("[{j}]"),
+                message: format!(
+                    "reads the {header:?} header, as auth[{i}] does; every scheme must pass and one header carries one credential, so no request could"
+                ),
+            });
+        }
+    }
+    out
+}
+
 /// Every problem with one scheme; keys are relative to the scheme (`secrets`, `header`, ...).
 pub fn problems(scheme: &AuthConfig, trust: &TrustConfig) -> Vec<Problem> {
     let mut out = Vec::new();
