@@ -80,10 +80,13 @@ impl<'a> Doc<'a> {
         }
     }
 
-    /// The boolean, if this is one.
+    /// The boolean, if this is one or the text `true` / `false` (any case, as `as_i64` reads
+    /// a number sent as text).
     pub fn as_bool(&self) -> Option<bool> {
         match self {
             Doc::Bool(b) => Some(*b),
+            Doc::String(s) if s.trim().eq_ignore_ascii_case("true") => Some(true),
+            Doc::String(s) if s.trim().eq_ignore_ascii_case("false") => Some(false),
             _ => None,
         }
     }
