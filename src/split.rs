@@ -100,7 +100,44 @@ pub fn without_bom(body: &Bytes) -> Bytes {
 }
 
 /// Splits `body` into events, keyed by `parser`.
+///
+/// JSON's grammar lets a string escape a lone UTF-16 surrogate (`"\udcff"`: a truncated emoji,
+/// a file name's stray byte), which serde_json refuses. Such a body is read again with each
+/// lone surrogate as U+FFFD, the replacement character; `raw_data` keeps the bytes as sent.
 pub fn events<'b>(
+    body: &'b Bytes,
+    parser: &Parser,
+    headers: &HeaderMap,
+    max_events: usize,
+) -> Result<Split<'b>, SplitError> {
+    let split = events_of(body, parser, headers, max_events);
+    if !matches!(split, Err(SplitError::Malformed { .. })) {
+        return split;
+    }
+    let Some(readable) = without_lone_surrogates(body) else {
+        return split;
+    };
+    let readable = Bytes::from(readable);
+    Ok(match events_of(&readable, parser, headers, max_events)? {
+        Split::Heartbeat => Split::Heartbeat,
+        Split::Events(events) => Split::Events(
+            events
+                .into_iter()
+                .map(|e| RawEvent {
+                    // The rewrite keeps every length, so each event's bytes sit at the same
+                    // offsets of the body as sent.
+                    raw: same_range(body, &readable, &e.raw),
+                    value: Doc::from(e.value.into_value()),
+                    key: e.key,
+                    route: e.route,
+                })
+                .collect(),
+        ),
+    })
+}
+
+/// [`events`] without the second reading.
+fn events_of<'b>(
     body: &'b Bytes,
     parser: &Parser,
     headers: &HeaderMap,
@@ -295,6 +332,58 @@ pub fn repair_strings(body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// `body` with every `\uXXXX` escape of a UTF-16 surrogate that is not half of a high-low
+/// pair, inside a string, rewritten as `\ufffd` (six bytes for six, so offsets hold); `None`
+/// when it has none.
+fn without_lone_surrogates(body: &[u8]) -> Option<Vec<u8>> {
+    let mut out: Option<Vec<u8>> = None;
+    let mut in_string = false;
+    let mut i = 0;
+    while let Some(&b) = body.get(i) {
+        match b {
+            b'"' => in_string = !in_string,
+            b'\\' if in_string => {
+                match surrogate_at(body, i) {
+                    Some(0xD800..=0xDBFF)
+                        if matches!(surrogate_at(body, i + 6), Some(0xDC00..=0xDFFF)) =>
+                    {
+                        i += 12;
+                        continue;
+                    }
+                    Some(_) => {
+                        let copy = out.get_or_insert_with(|| body.to_vec());
+                        if let Some(escape) = copy.get_mut(i..i + 6) {
+                            escape.copy_from_slice(b"\\ufffd");
+                        }
+                        i += 6;
+                        continue;
+                    }
+                    // Any other escape: step over the escaped character too.
+                    None => i += 1,
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    out
+}
+
+/// The UTF-16 code unit of the `\uXXXX` escape at `i`, if it is one of a surrogate.
+fn surrogate_at(body: &[u8], i: usize) -> Option<u16> {
+    let escape = body.get(i..i + 6)?;
+    let hex = escape.strip_prefix(b"\\u")?;
+    let unit = u16::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
+    (0xD800..=0xDFFF).contains(&unit).then_some(unit)
+}
+
+/// The part of `body` at the offsets `part` has in `copy` (a same-length rewrite of it).
+fn same_range(body: &Bytes, copy: &Bytes, part: &Bytes) -> Bytes {
+    let start = (part.as_ptr() as usize).saturating_sub(copy.as_ptr() as usize);
+    body.get(start..start + part.len())
+        .map_or_else(|| body.clone(), |bytes| body.slice_ref(bytes))
+}
+
 /// The refusal for a body serde_json could not read: nesting past its limit, or not JSON.
 fn malformed(e: &serde_json::Error) -> SplitError {
     malformed_at(e, e.line())
@@ -339,6 +428,42 @@ mod tests {
                 .collect()),
             Split::Heartbeat => panic!("no heartbeat rule"),
         }
+    }
+
+    #[test]
+    fn a_lone_surrogate_escape_is_read_as_the_replacement_character_and_raw_bytes_stay() {
+        // A lone low surrogate, a lone high one at a string's end, a valid pair, and an
+        // escaped backslash before "udcff" (text, not an escape).
+        let body = br#"[{"id":"a","path":"/tmp/bad\udcff name"},{"id":"b","d":"cut \ud83d","ok":"\ud83d\ude00","t":"\\udcff"}]"#;
+        let events = split(body).unwrap();
+        assert_eq!(events.len(), 2);
+        let (raw_a, a) = &events[0];
+        assert_eq!(
+            raw_a.as_ref(),
+            br#"{"id":"a","path":"/tmp/bad\udcff name"}"#
+        );
+        assert_eq!(a["path"], "/tmp/bad\u{FFFD} name");
+        let (raw_b, b) = &events[1];
+        assert_eq!(
+            raw_b.as_ref(),
+            br#"{"id":"b","d":"cut \ud83d","ok":"\ud83d\ude00","t":"\\udcff"}"#
+        );
+        assert_eq!(b["d"], "cut \u{FFFD}");
+        assert_eq!(b["ok"], "\u{1F600}");
+        assert_eq!(b["t"], "\\udcff");
+        // A single object and NDJSON too; the whole body, or each line, is the raw bytes.
+        let one = br#"{"id":"c","x":"\uDC00\uD800"}"#;
+        let events = split(one).unwrap();
+        assert_eq!(events[0].0.as_ref(), one.as_slice());
+        assert_eq!(events[0].1["x"], "\u{FFFD}\u{FFFD}");
+        let lines = b"{\"id\":\"d\",\"x\":\"\\udfff\"}\n{\"id\":\"e\"}\n";
+        let events = split(lines).unwrap();
+        assert_eq!(events[0].0.as_ref(), b"{\"id\":\"d\",\"x\":\"\\udfff\"}");
+        // Still refused: a body broken otherwise, even with a lone surrogate in it.
+        assert!(matches!(
+            split(br#"{"id":"f","x":"\udcff""#),
+            Err(SplitError::Malformed { .. })
+        ));
     }
 
     #[test]
