@@ -79,8 +79,10 @@ enum Encoding {
 /// Runs before authentication so a refused request costs no body read. A request declaring
 /// an empty body has no media to refuse, whatever its `Content-Type` says: it goes on to the
 /// parser, for which it may be the vendor's health call (Hyperproof's daily heartbeat, whose
-/// shape is undocumented and whose failure marks the connection unhealthy).
-pub fn check_head(headers: &HeaderMap, limits: &BodyLimits) -> Result<(), BodyError> {
+/// shape is undocumented and whose failure marks the connection unhealthy). `ended` is the
+/// transport's word that no body follows (HTTP/1.1 without `Content-Length` or
+/// `Transfer-Encoding`, as a GET or HEAD comes; HTTP/2 ending the stream with the head).
+pub fn check_head(headers: &HeaderMap, ended: bool, limits: &BodyLimits) -> Result<(), BodyError> {
     let declared = headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -88,7 +90,7 @@ pub fn check_head(headers: &HeaderMap, limits: &BodyLimits) -> Result<(), BodyEr
     // Only a body that is surely empty: with `Transfer-Encoding` beside it, hyper reads the
     // chunks and the `Content-Length: 0` means nothing.
     let surely_empty =
-        declared == Some(0) && !headers.contains_key(http::header::TRANSFER_ENCODING);
+        ended || (declared == Some(0) && !headers.contains_key(http::header::TRANSFER_ENCODING));
     let content_type = headers
         .get(http::header::CONTENT_TYPE)
         .filter(|_| !surely_empty);
@@ -363,7 +365,7 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(http::header::CONTENT_ENCODING, "br".parse().unwrap());
         assert!(matches!(
-            check_head(&h, &limits),
+            check_head(&h, false, &limits),
             Err(BodyError::UnsupportedEncoding { .. })
         ));
         let mut h = HeaderMap::new();
@@ -372,15 +374,17 @@ mod tests {
             "application/xml".parse().unwrap(),
         );
         assert!(matches!(
-            check_head(&h, &limits),
+            check_head(&h, false, &limits),
             Err(BodyError::UnsupportedMediaType { .. })
         ));
+        // Nor does a request the transport says has no body (a GET, a POST without length).
+        assert!(check_head(&h, true, &limits).is_ok());
         // An empty body has no media type to refuse; a chunked one claiming 0 is not empty.
         h.insert(http::header::CONTENT_LENGTH, "0".parse().unwrap());
-        assert!(check_head(&h, &limits).is_ok());
+        assert!(check_head(&h, false, &limits).is_ok());
         h.insert(http::header::TRANSFER_ENCODING, "chunked".parse().unwrap());
         assert!(matches!(
-            check_head(&h, &limits),
+            check_head(&h, false, &limits),
             Err(BodyError::UnsupportedMediaType { .. })
         ));
     }
@@ -395,7 +399,7 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(http::header::CONTENT_LENGTH, "11".parse().unwrap());
         assert!(matches!(
-            check_head(&h, &limits),
+            check_head(&h, false, &limits),
             Err(BodyError::TooLarge { limit: 10 })
         ));
     }

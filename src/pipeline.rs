@@ -23,6 +23,7 @@ use crate::respond::{self, Failure, Outcome};
 use crate::route::{self, Incoming, RequestId, Routed};
 use crate::sink::Batch;
 use crate::split::{self, Split};
+use hyper::body::Body as _;
 
 /// Metrics label of the OAuth2 token endpoint.
 const TOKEN_ENDPOINT: &str = "oauth_token";
@@ -155,7 +156,11 @@ async fn trip(
         max_decompressed_bytes: runtime.limits.max_decompressed_bytes,
         read_timeout: state.body_read_timeout,
     };
-    body::check_head(&incoming.parts.headers, &limits)?;
+    body::check_head(
+        &incoming.parts.headers,
+        incoming.body.is_end_stream(),
+        &limits,
+    )?;
     let raw = body::read(incoming.body, &incoming.parts.headers, &limits).await?;
 
     // 4b. auth over the exact raw bytes

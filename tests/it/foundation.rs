@@ -360,7 +360,7 @@ fn stalled_request(gw: &Gateway, declared: usize, sent: &[u8]) -> std::net::TcpS
 }
 
 /// Sends `raw` on a fresh connection and reads the whole answer (the gateway closes it).
-fn raw_exchange(gw: &Gateway, raw: &[u8]) -> String {
+pub fn raw_exchange(gw: &Gateway, raw: &[u8]) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(gw.addr).unwrap();
     s.set_read_timeout(Some(std::time::Duration::from_secs(10)))

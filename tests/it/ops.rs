@@ -167,6 +167,18 @@ fn hyperproof_heartbeat_is_recorded_not_published() {
             .unwrap();
         assert_eq!(resp.status(), 200, "{body:?}");
     }
+    // Requests with no body at all (no Content-Length, no Transfer-Encoding: a body-less POST
+    // as a GET would come on a source that allows it), whatever their
+    // Content-Type: no media to refuse either.
+    let bodiless = [
+        "POST /ingest/hyperproof HTTP/1.1\r\nHost: x\r\nContent-Type: text/html\r\nConnection: close\r\n\r\n",
+        "POST /ingest/hyperproof HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nConnection: close\r\n\r\n",
+    ];
+    for raw in bodiless {
+        let answer = crate::foundation::raw_exchange(&gw, raw.as_bytes());
+        assert!(answer.starts_with("HTTP/1.1 200"), "{raw:?} → {answer}");
+    }
+    let heartbeats = shapes.len() + bodiless.len();
     // A body that opens like an event but is cut off is refused, so the vendor retries it.
     let cut = client()
         .post(gw.url("/ingest/hyperproof"))
@@ -178,8 +190,7 @@ fn hyperproof_heartbeat_is_recorded_not_published() {
     let text = metrics(&gw);
     assert!(
         text.contains(&format!(
-            "hookgate_heartbeats_total{{source=\"hp\"}} {}",
-            shapes.len()
+            "hookgate_heartbeats_total{{source=\"hp\"}} {heartbeats}"
         )),
         "{text}"
     );
@@ -195,7 +206,7 @@ fn hyperproof_heartbeat_is_recorded_not_published() {
     assert_eq!(hp["health"], "healthy");
     assert!(hp["last_heartbeat_at"].is_string());
     assert!(hp["last_event_at"].is_null());
-    assert_eq!(hp["last_hour"]["heartbeats"], shapes.len());
+    assert_eq!(hp["last_hour"]["heartbeats"], heartbeats);
 }
 
 #[test]
