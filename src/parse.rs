@@ -492,6 +492,8 @@ pub fn apply_routed(
             // Last member first: of a key the vendor repeated, the last value is the one that
             // counts (as in serde_json's map); an earlier repeat then finds its key taken.
             let mut kept = Vec::new();
+            // Keys this object put in (borrowed from the body, mostly: no copies).
+            let mut mine: Vec<Cow<'_, str>> = Vec::new();
             while let Some((k, v)) = all.pop() {
                 if left.read.contains(&k) {
                     if left.keep_read {
@@ -500,14 +502,24 @@ pub fn apply_routed(
                     continue;
                 }
                 // One search: the key is put in unless it is already there.
-                match unmapped.entry(k.into_owned()) {
+                match unmapped.entry(k.to_string()) {
                     Entry::Vacant(slot) => {
                         slot.insert(v.into_value());
+                        mine.push(k);
                     }
-                    Entry::Occupied(taken) if left.keep_read => {
+                    // This object's own repeat of a key: its last value counts.
+                    Entry::Occupied(taken) if mine.iter().any(|m| m == taken.key()) => {}
+                    Entry::Occupied(taken) if left.containers.contains(taken.key()) => {
                         kept.push((Cow::Owned(taken.key().clone()), v));
                     }
-                    Entry::Occupied(_) => {}
+                    // Taken by a level listed earlier (or by `unmapped`): under its full path,
+                    // so neither value is lost (at the top level there is no longer name).
+                    Entry::Occupied(taken) => {
+                        if !left.path.text().is_empty() {
+                            let qualified = format!("{}.{}", left.path.text(), taken.key());
+                            unmapped.entry(qualified).or_insert_with(|| v.into_value());
+                        }
+                    }
                 }
             }
             obj.put_back(kept.into_iter().rev());

@@ -242,14 +242,17 @@ impl Ctx<'_> {
                 read.iter()
                     .filter_map(|r| r.child_key_under(path).map(str::to_owned)),
             );
-            let keep_read = paths
-                .iter()
-                .skip(i + 1)
-                .any(|later| later.child_key_under(path).is_some());
+            let containers = KeySet::new(
+                paths
+                    .iter()
+                    .skip(i + 1)
+                    .filter_map(|later| later.child_key_under(path).map(str::to_owned)),
+            );
             leftovers.push(Leftover {
                 path: path.clone(),
                 read: keys,
-                keep_read,
+                keep_read: !containers.is_empty(),
+                containers,
             });
         }
         let cache_store = r.cache_store.as_ref().map(|c| self.cache(c)).transpose()?;

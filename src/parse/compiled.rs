@@ -101,6 +101,8 @@ pub struct Leftover {
     /// Whether a later leftover path lies under this one, so the read keys must stay in the
     /// event for it; otherwise they are dropped, not put back (the event is not used again).
     pub keep_read: bool,
+    /// Its keys that lead to a later leftover path (they stay in the event for it).
+    pub containers: KeySet,
 }
 
 /// A few keys (those a route reads of one object), checked by [`same_key`]: for a handful
@@ -120,6 +122,11 @@ impl KeySet {
     /// True when `key` is one of them.
     pub fn contains(&self, key: &str) -> bool {
         self.0.iter().any(|k| same_key(k, key))
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 

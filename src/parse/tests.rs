@@ -205,6 +205,27 @@ fn leftovers_are_the_same_whichever_order_the_levels_are_listed_in() {
 }
 
 #[test]
+fn a_key_at_two_leftover_levels_keeps_both_values_the_later_under_its_full_path() {
+    // HYPR sends `version` in the envelope and in `detail.data`, `eventTags` in `detail` and
+    // in `detail.data`: the level listed first takes the plain name, the other keeps its path.
+    let p = parser(
+        "[id]\nfrom = [\"id\"]\nwindow = \"1h\"\n[[route]]\nname = \"a\"\nclass = 0\n\
+         activity = 99\nleftovers = [\"\", \"detail\", \"detail.data\"]\n\
+         map = [ { to = \"message\", from = \"detail.data.note\" } ]\n",
+    )
+    .unwrap();
+    let e = run(
+        &p,
+        json!({"id": "e", "version": "0", "detail": {"eventTags": ["A"], "data": {"version": 4, "eventTags": "B", "note": "n"}}}),
+    )
+    .unwrap();
+    assert_eq!(
+        Value::Object(e.unmapped),
+        json!({"id": "e", "version": "0", "eventTags": ["A"], "detail.data.version": 4, "detail.data.eventTags": "B"})
+    );
+}
+
+#[test]
 fn a_repeated_key_counts_once_with_its_last_value_as_serde_json_reads_it() {
     let p = parser(ROUTES).unwrap();
     let text = r#"{"kind":"a","x":1,"y":{"k":1},"x":2,"kind":"noise","x":3}"#;
