@@ -477,8 +477,28 @@ pub fn apply_routed(
         .as_ref()
         .and_then(|s| eval::value(s, &scope, &fields))
         .map(|v| compile::scalar_text(&v));
+    // A value the vendor sent that a mapping's conversion refused, and that no other mapping
+    // put anywhere (an `ip_address` that is no address): kept in `unmapped` below.
+    let mut unconverted = Vec::new();
+    for m in &route.maps {
+        if m.to.get(&fields).is_some() {
+            continue;
+        }
+        if let Some((path, raw)) = eval::unconverted(&m.spec, &scope, &fields) {
+            let placed = route
+                .maps
+                .iter()
+                .any(|o| eval::reads(&o.spec, path) && o.to.get(&fields).is_some());
+            if !placed {
+                unconverted.push((path.last_key().to_owned(), raw));
+            }
+        }
+    }
     let mut event = event;
     let mut unmapped = Map::new();
+    for (key, raw) in unconverted {
+        unmapped.entry(key).or_insert(raw);
+    }
     for path in &route.unmapped {
         if let Some(v) = path.get(&event) {
             unmapped.insert(path.last_key().to_owned(), v.to_value());

@@ -16,6 +16,7 @@ use super::compile::{
     Subject, Test,
 };
 use super::doc::Doc;
+use super::path::InPath;
 
 /// Everything a value spec may read.
 pub struct Scope<'a> {
@@ -199,6 +200,38 @@ pub fn value(spec: &Spec, scope: &Scope<'_>, out: &Map<String, Value>) -> Option
     converted.or_else(|| spec.default.clone())
 }
 
+/// For a mapping from body paths whose conversion refused the value the event carries (an
+/// `ip` that is no address, a time in no known form): the path and that value, so it can be
+/// kept in `unmapped` rather than lost. `None` when the mapping had nothing to convert.
+pub fn unconverted<'s>(
+    spec: &'s Spec,
+    scope: &Scope<'_>,
+    out: &Map<String, Value>,
+) -> Option<(&'s InPath, Value)> {
+    if spec.converts.is_empty() {
+        return None;
+    }
+    let Source::From(paths) = &spec.source else {
+        return None;
+    };
+    let (path, raw) = paths
+        .iter()
+        .find_map(|p| p.get(scope.body).filter(|v| v.present()).map(|v| (p, v)))?;
+    if let Some(when) = &spec.when {
+        if !holds(when, scope, out) {
+            return None;
+        }
+    }
+    let raw = raw.to_value();
+    let converts = |v: Value| spec.converts.iter().try_fold(v, |v, c| convert(c, v));
+    converts(raw.clone()).is_none().then_some((path, raw))
+}
+
+/// True when `spec` reads the body path `path`.
+pub fn reads(spec: &Spec, path: &InPath) -> bool {
+    matches!(&spec.source, Source::From(paths) if paths.iter().any(|p| p.text() == path.text()))
+}
+
 fn source(spec: &Spec, scope: &Scope<'_>, out: &Map<String, Value>) -> Option<Value> {
     match &spec.source {
         Source::From(paths) => paths
@@ -354,8 +387,10 @@ fn convert(c: &Convert, v: Value) -> Option<Value> {
                 .ok()
                 .map(Value::from)
         }
+        // A forwarded list (`client, proxy1, proxy2`, as X-Forwarded-For writes it): its first
+        // address is the client's.
         Convert::Ip => {
-            let s = v.as_str()?.trim();
+            let s = v.as_str()?.split(',').next()?.trim();
             s.parse::<IpAddr>()
                 .ok()
                 .map(|ip| Value::String(ip.to_string()))
@@ -564,6 +599,15 @@ mod tests {
         assert_eq!(
             convert(&Convert::Ip, Value::from("2001:db8::1")),
             Some(Value::from("2001:db8::1"))
+        );
+        // A forwarded list: the client's address is the first.
+        assert_eq!(
+            convert(&Convert::Ip, Value::from("76.167.160.255, 10.0.0.1")),
+            Some(Value::from("76.167.160.255"))
+        );
+        assert_eq!(
+            convert(&Convert::Ip, Value::from("unknown, 10.0.0.1")),
+            None
         );
         assert_eq!(
             convert(&Convert::Mac, Value::from("00-1B-44-11-3A-B7")),

@@ -367,3 +367,36 @@ fn a_list_with_all_but_no_match_is_refused() {
     let err = parser(&def).unwrap_err().to_string();
     assert!(err.contains("`all = true` needs a `match`"), "{err}");
 }
+
+#[test]
+fn a_value_a_conversion_refuses_is_kept_in_unmapped_unless_another_mapping_placed_it() {
+    let p = parser(
+        "[id]\nhash = \"t\"\nwindow = \"1h\"\n[[route]]\nname = \"a\"\nclass = 3002\n\
+         activity = 1\nmap = [\n\
+           { to = \"src_endpoint.ip\", from = \"ip\", convert = \"ip\" },\n\
+           { to = \"time\", from = \"at\", convert = \"rfc3339_ms\" },\n\
+           { to = \"user.name\", from = \"mail\" },\n\
+           { to = \"user.email_addr\", from = \"mail\", convert = \"email\" },\n\
+         ]\n",
+    )
+    .unwrap();
+    let e = run(
+        &p,
+        json!({"ip": "not-an-ip", "at": "yesterday", "mail": "renée@example.com"}),
+    )
+    .unwrap();
+    assert_eq!(e.fields.get("src_endpoint"), None);
+    // Neither `ip` nor `at` has a home now, so both stay; `mail` is user.name already.
+    assert_eq!(
+        Value::Object(e.unmapped),
+        json!({"ip": "not-an-ip", "at": "yesterday"})
+    );
+    let e = run(
+        &p,
+        json!({"ip": "10.0.0.1, 10.0.0.2", "mail": "ann@example.com"}),
+    )
+    .unwrap();
+    assert_eq!(e.fields["src_endpoint"]["ip"], "10.0.0.1");
+    assert_eq!(e.fields["user"]["email_addr"], "ann@example.com");
+    assert!(e.unmapped.is_empty(), "{:?}", e.unmapped);
+}
