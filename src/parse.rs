@@ -440,7 +440,8 @@ pub fn apply_routed(
     for list in &route.lists {
         eval::build_list(list, &scope, &mut fields);
     }
-    eval::apply_maps(&route.maps, &scope, &mut fields).map_err(missing)?;
+    let mut refused = Vec::new();
+    eval::apply_maps(&route.maps, &scope, &mut fields, &mut refused).map_err(missing)?;
     if let (Some(cache), Some(store)) = (&parser.compiled.cache, &route.cache_store) {
         if let Some(k) = eval::value(&store.key, &scope, &fields) {
             let mut kept = Map::new();
@@ -463,7 +464,8 @@ pub fn apply_routed(
                     }
                 }
             }
-            None => eval::apply_maps(&load.on_miss, &scope, &mut fields).map_err(missing)?,
+            None => eval::apply_maps(&load.on_miss, &scope, &mut fields, &mut refused)
+                .map_err(missing)?,
         }
     }
     let activity_id = match &route.activity {
@@ -478,20 +480,14 @@ pub fn apply_routed(
         .and_then(|s| eval::value(s, &scope, &fields))
         .map(|v| compile::scalar_text(&v));
     // A value the vendor sent that a mapping's conversion refused, and that no other mapping
-    // put anywhere (an `ip_address` that is no address): kept in `unmapped` below.
+    // placed (an `ip_address` that is no address): kept in `unmapped` below.
     let mut unconverted = Vec::new();
-    for m in &route.maps {
-        if m.to.get(&fields).is_some() {
-            continue;
-        }
-        if let Some((path, raw)) = eval::unconverted(&m.spec, &scope, &fields) {
-            let placed = route
-                .maps
-                .iter()
-                .any(|o| eval::reads(&o.spec, path) && o.to.get(&fields).is_some());
-            if !placed {
-                unconverted.push((path.last_key().to_owned(), raw));
-            }
+    for (m, path) in refused {
+        let placed = route.maps.iter().any(|o| {
+            !std::ptr::eq(o, m) && eval::reads(&o.spec, path) && o.to.get(&fields).is_some()
+        });
+        if let (false, Some(raw)) = (placed, path.get(&event)) {
+            unconverted.push((path.last_key().to_owned(), raw.to_value()));
         }
     }
     let mut event = event;
@@ -513,7 +509,7 @@ pub fn apply_routed(
             // counts (as in serde_json's map); an earlier repeat then finds its key taken.
             let mut kept = Vec::new();
             // Keys this object put in (borrowed from the body, mostly: no copies).
-            let mut mine: Vec<Cow<'_, str>> = Vec::new();
+            let mut mine: Vec<Cow<'_, str>> = Vec::with_capacity(all.len());
             while let Some((k, v)) = all.pop() {
                 if left.read.contains(&k) {
                     if left.keep_read {

@@ -200,31 +200,32 @@ pub fn value(spec: &Spec, scope: &Scope<'_>, out: &Map<String, Value>) -> Option
     converted.or_else(|| spec.default.clone())
 }
 
-/// For a mapping from body paths whose conversion refused the value the event carries (an
-/// `ip` that is no address, a time in no known form): the path and that value, so it can be
-/// kept in `unmapped` rather than lost. `None` when the mapping had nothing to convert.
-pub fn unconverted<'s>(
+/// [`value`], and for a mapping from body paths whose conversion or lookup refused the value
+/// the event carries (an `ip` that is no address, a time in no known form), the path it
+/// came from: so it can be kept in `unmapped` rather than lost.
+fn value_noting_refusal<'s>(
     spec: &'s Spec,
     scope: &Scope<'_>,
     out: &Map<String, Value>,
-) -> Option<(&'s InPath, Value)> {
-    if spec.converts.is_empty() {
-        return None;
-    }
+) -> (Option<Value>, Option<&'s InPath>) {
     let Source::From(paths) = &spec.source else {
-        return None;
+        return (value(spec, scope, out), None);
     };
-    let (path, raw) = paths
-        .iter()
-        .find_map(|p| p.get(scope.body).filter(|v| v.present()).map(|v| (p, v)))?;
     if let Some(when) = &spec.when {
         if !holds(when, scope, out) {
-            return None;
+            return (None, None);
         }
     }
-    let raw = raw.to_value();
-    let converts = |v: Value| spec.converts.iter().try_fold(v, |v, c| convert(c, v));
-    converts(raw.clone()).is_none().then_some((path, raw))
+    let found = paths
+        .iter()
+        .find_map(|p| p.get(scope.body).filter(|v| v.present()).map(|v| (p, v)));
+    match found {
+        None => (spec.default.clone(), None),
+        Some((path, raw)) => match finish(spec, raw.to_value()) {
+            Some(v) => (Some(v), None),
+            None => (spec.default.clone(), Some(path)),
+        },
+    }
 }
 
 /// True when `spec` reads the body path `path`.
@@ -416,6 +417,7 @@ fn convert(c: &Convert, v: Value) -> Option<Value> {
             (!s.is_empty()).then(|| Value::String(s.to_owned()))
         }
         Convert::Text => match &v {
+            Value::String(_) => Some(v),
             // Where OCSF wants a string and the vendor sent structure: its JSON text.
             Value::Object(_) | Value::Array(_) => Some(Value::String(v.to_string())),
             _ => text(&v).map(|t| Value::String(t.into_owned())),
@@ -431,13 +433,20 @@ fn convert(c: &Convert, v: Value) -> Option<Value> {
 }
 
 /// Applies mappings in order. Returns the `to` text of a required mapping left absent.
+/// Notes in `refused` each mapping whose conversion refused the body value it read, with
+/// that value's path.
 pub fn apply_maps<'m>(
     maps: &'m [Mapping],
     scope: &Scope<'_>,
     out: &mut Map<String, Value>,
+    refused: &mut Vec<(&'m Mapping, &'m InPath)>,
 ) -> Result<(), &'m Mapping> {
     for m in maps {
-        match value(&m.spec, scope, out) {
+        let (v, refusal) = value_noting_refusal(&m.spec, scope, out);
+        if let Some(path) = refusal {
+            refused.push((m, path));
+        }
+        match v {
             Some(v) => m.to.set(out, v),
             None if m.required => return Err(m),
             None => {}
