@@ -167,9 +167,8 @@ async fn trip(
     let authenticated = auth::verify(&source.verifier, &head, &raw)?;
 
     // 5. split
-    let body = split::without_bom(&raw);
     let events = match split::events(
-        &body,
+        &raw,
         &source.parser,
         &incoming.parts.headers,
         runtime.limits.max_events_per_request,

@@ -76,7 +76,6 @@ pub fn render(
     body: Bytes,
     received_at_ms: i64,
 ) -> Result<Vec<String>, String> {
-    let body = split::without_bom(&body);
     let events =
         match split::events(&body, parser, headers, usize::MAX).map_err(|e| e.to_string())? {
             Split::Heartbeat => return Ok(vec![json!({"heartbeat": true}).to_string()]),

@@ -101,10 +101,54 @@ pub fn without_bom(body: &Bytes) -> Bytes {
 
 /// Splits `body` into events, keyed by `parser`.
 ///
+/// A leading UTF-8 byte order mark is read as whitespace ([`without_bom`]); the event's raw
+/// bytes are still the body as received, mark included.
+pub fn events<'b>(
+    body: &'b Bytes,
+    parser: &Parser,
+    headers: &HeaderMap,
+    max_events: usize,
+) -> Result<Split<'b>, SplitError> {
+    let readable = without_bom(body);
+    if readable.len() == body.len() {
+        return events_of_json(body, parser, headers, max_events);
+    }
+    let split = events_of_json(&readable, parser, headers, max_events)?;
+    // Parts of the rest are parts of the body already; only the whole rest is not the body.
+    Ok(owned(split, |raw| {
+        if raw.len() == readable.len() {
+            body.clone()
+        } else {
+            raw
+        }
+    }))
+}
+
+/// `split` with its values copied out of the text they borrow, and each event's raw bytes
+/// replaced by `raw_of` them.
+fn owned(split: Split<'_>, raw_of: impl Fn(Bytes) -> Bytes) -> Split<'static> {
+    match split {
+        Split::Heartbeat => Split::Heartbeat,
+        Split::Events(events) => Split::Events(
+            events
+                .into_iter()
+                .map(|e| RawEvent {
+                    raw: raw_of(e.raw),
+                    value: Doc::from(e.value.into_value()),
+                    key: e.key,
+                    route: e.route,
+                })
+                .collect(),
+        ),
+    }
+}
+
+/// [`events`] of a body without a byte order mark.
+///
 /// JSON's grammar lets a string escape a lone UTF-16 surrogate (`"\udcff"`: a truncated emoji,
 /// a file name's stray byte), which serde_json refuses. Such a body is read again with each
 /// lone surrogate as U+FFFD, the replacement character; `raw_data` keeps the bytes as sent.
-pub fn events<'b>(
+fn events_of_json<'b>(
     body: &'b Bytes,
     parser: &Parser,
     headers: &HeaderMap,
@@ -118,25 +162,13 @@ pub fn events<'b>(
         return split;
     };
     let readable = Bytes::from(readable);
-    Ok(match events_of(&readable, parser, headers, max_events)? {
-        Split::Heartbeat => Split::Heartbeat,
-        Split::Events(events) => Split::Events(
-            events
-                .into_iter()
-                .map(|e| RawEvent {
-                    // The rewrite keeps every length, so each event's bytes sit at the same
-                    // offsets of the body as sent.
-                    raw: same_range(body, &readable, &e.raw),
-                    value: Doc::from(e.value.into_value()),
-                    key: e.key,
-                    route: e.route,
-                })
-                .collect(),
-        ),
-    })
+    let split = events_of(&readable, parser, headers, max_events)?;
+    // The rewrite keeps every length, so each event's bytes sit at the same offsets of the
+    // body as sent.
+    Ok(owned(split, |raw| same_range(body, &readable, &raw)))
 }
 
-/// [`events`] without the second reading.
+/// [`events_of_json`] without the second reading.
 fn events_of<'b>(
     body: &'b Bytes,
     parser: &Parser,
@@ -572,6 +604,24 @@ mod tests {
             Ok(Split::Events(e)) if e.len() == 1
         ));
         assert_eq!(without_bom(&body), body);
+        // Behind the mark too, and the event's raw bytes are the body as received.
+        match events(&bom, &text_ok, &HeaderMap::new(), 100) {
+            Ok(Split::Events(e)) => {
+                assert_eq!(e.len(), 1);
+                assert_eq!(e[0].raw, bom);
+                assert_eq!(e[0].value.to_value()["description"], "a");
+            }
+            _ => panic!("the event behind a byte order mark"),
+        }
+        // In a batch behind the mark, each element is its own bytes.
+        let batch = Bytes::from_static(b"\xEF\xBB\xBF[{\"d\": 1}, {\"d\": 2}]");
+        match events(&batch, &text_ok, &HeaderMap::new(), 100) {
+            Ok(Split::Events(e)) => {
+                let raws: Vec<&[u8]> = e.iter().map(|e| e.raw.as_ref()).collect();
+                assert_eq!(raws, [&b"{\"d\": 1}"[..], b"{\"d\": 2}"]);
+            }
+            _ => panic!("a batch behind a byte order mark"),
+        }
         // JSON is still read as JSON, and NDJSON of objects is still events.
         assert_eq!(split(&text_ok, b"{\"a\": 1}"), Ok(Some(1)));
         assert_eq!(split(&text_ok, b"{\"a\": 1}\n{\"a\": 2}\n"), Ok(Some(2)));

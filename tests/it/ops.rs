@@ -260,6 +260,11 @@ fn an_activity_behind_a_byte_order_mark_or_in_a_second_gzip_member_is_an_event()
         .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
         .collect();
     assert_eq!(events.len(), 3, "{described:?}");
+    // raw_data is the body as received, byte order mark included (OCSF mapping: exact bytes).
+    assert_eq!(
+        events[0]["raw_data"].as_str().unwrap(),
+        format!("\u{feff}{}", activity(1))
+    );
     assert!(!metrics(&gw).contains("hookgate_heartbeats_total{source=\"hp\"} 1"));
 }
 
