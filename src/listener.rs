@@ -22,8 +22,10 @@ use tokio_util::sync::CancellationToken;
 use crate::app::State;
 use crate::pipeline;
 
+mod idle;
 mod refusal;
 
+use idle::{Activity, Idle};
 use refusal::Refusals;
 
 /// Most header fields a request head may carry; more → 431 (`listener/refusal.rs`).
@@ -38,7 +40,8 @@ pub const MAX_BUFFER_BYTES: usize = 64 * 1024;
 pub struct ListenSettings {
     /// Most connections at once.
     pub max_connections: usize,
-    /// Time for the request head.
+    /// Time for the request head, and the longest a connection may stay silent with no
+    /// request in flight (before its first request, or between requests).
     pub header_read_timeout: Duration,
     /// Time in-flight requests get on shutdown.
     pub grace_period: Duration,
@@ -108,10 +111,22 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let for_refusals = Arc::clone(&state);
+        let activity = Arc::new(Activity::default());
+        let idle = IdleLimit {
+            limit: settings.header_read_timeout,
+            activity: Arc::clone(&activity),
+            peer,
+            state: Arc::clone(&state),
+        };
         let state = Arc::clone(&state);
         let service = service_fn(move |req| {
             let state = Arc::clone(&state);
-            async move { Ok::<_, Infallible>(pipeline::handle(state, peer, req).await) }
+            let in_flight = activity.begin();
+            async move {
+                let response = pipeline::handle(state, peer, req).await;
+                drop(in_flight);
+                Ok::<_, Infallible>(response)
+            }
         });
         let builder = Arc::clone(&builder);
         let watcher = graceful.watcher();
@@ -119,7 +134,7 @@ pub async fn serve(
             None => {
                 let conn = builder
                     .serve_connection(
-                        TokioIo::new(Refusals::new(stream, peer, for_refusals)),
+                        TokioIo::new(idle.wrap(Refusals::new(stream, peer, for_refusals))),
                         service,
                     )
                     .into_owned();
@@ -153,7 +168,7 @@ pub async fn serve(
                     };
                     let conn = builder
                         .serve_connection(
-                            TokioIo::new(Refusals::new(stream, peer, for_refusals)),
+                            TokioIo::new(idle.wrap(Refusals::new(stream, peer, for_refusals))),
                             service,
                         )
                         .into_owned();
@@ -176,6 +191,21 @@ pub async fn serve(
         () = tokio::time::sleep(settings.grace_period) => tracing::warn!("grace period ran out; closing remaining connections"),
     }
     Ok(())
+}
+
+/// What a connection's [`Idle`] wrapper needs, gathered before its stream exists (after
+/// the TLS handshake, for TLS).
+struct IdleLimit {
+    limit: Duration,
+    activity: Arc<Activity>,
+    peer: SocketAddr,
+    state: Arc<State>,
+}
+
+impl IdleLimit {
+    fn wrap<S>(self, stream: S) -> Idle<S> {
+        Idle::new(stream, self.limit, self.activity, self.peer, self.state)
+    }
 }
 
 #[cfg(test)]

@@ -605,3 +605,82 @@ fn admin_endpoints_live_on_their_own_port() {
         404
     );
 }
+
+/// Reads from `s` until the peer closes (or 10 s pass); returns what came and how long it took.
+fn until_closed(s: &mut std::net::TcpStream) -> (String, std::time::Duration) {
+    use std::io::Read;
+    let start = std::time::Instant::now();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    (
+        String::from_utf8_lossy(&answer).into_owned(),
+        start.elapsed(),
+    )
+}
+
+#[test]
+fn silent_connections_are_closed_after_the_header_timeout_but_a_slow_request_is_not_cut() {
+    use std::io::Write;
+    use std::time::Duration;
+    let gw = Gateway::start(&format!(
+        "[listener]\naddress = \"127.0.0.1:0\"\nheader_read_timeout_ms = 800\nmax_connections = 3\n{}",
+        hyprwatch_source()
+    ));
+    let connect = || std::net::TcpStream::connect(gw.addr).unwrap();
+    // Nothing at all, the start of HTTP/2's preface, a whole preface: each would have held a
+    // connection slot for ever (hyper's own timeout waits for the protocol to be known).
+    let mut silent = connect();
+    let mut one_byte = connect();
+    one_byte.write_all(b"P").unwrap();
+    let mut preface = connect();
+    preface
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .unwrap();
+    for s in [&mut silent, &mut one_byte, &mut preface] {
+        let (_, took) = until_closed(s);
+        assert!(took < Duration::from_secs(5), "open for {took:?}");
+    }
+    // With the three slots free again, a request is served; its keep-alive connection,
+    // silent afterwards, is closed too.
+    let body = event("evt_after_idle");
+    let sig = hyprwatch_signature(HW_SECRET, body.as_bytes());
+    let mut kept = connect();
+    write!(
+        kept,
+        "POST /ingest/hyprwatch HTTP/1.1\r\nHost: x\r\nX-Hyprwatch-Signature: {sig}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let (answer, took) = until_closed(&mut kept);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(took < Duration::from_secs(5), "open for {took:?}");
+    // A request whose body drips in over longer than the header timeout is in flight: it is
+    // cut by the body timeout (30 s here), not by the idle one.
+    let body = event("evt_dripping");
+    let sig = hyprwatch_signature(HW_SECRET, body.as_bytes());
+    let mut slow = connect();
+    write!(
+        slow,
+        "POST /ingest/hyprwatch HTTP/1.1\r\nHost: x\r\nX-Hyprwatch-Signature: {sig}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    let (first, rest) = body.as_bytes().split_at(body.len() / 2);
+    slow.write_all(first).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    slow.write_all(rest).unwrap();
+    let (answer, _) = until_closed(&mut slow);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    gw.wait_events(2);
+    let metrics = reqwest::blocking::get(gw.admin_url("/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
+    let line = "hookgate_rejections_total{reason=\"request_timeout\",source=\"unmatched\",stage=\"listener\"} 3";
+    assert!(metrics.contains(line), "{line} not in\n{metrics}");
+    assert!(gw
+        .logs()
+        .contains("no request within the header read timeout"));
+}
