@@ -51,6 +51,16 @@ fn check(path: &Path) -> ExitCode {
     match load(path) {
         Ok((config, catalog)) => match hookgate::app::build_runtime(&config, &catalog) {
             Ok(runtime) => {
+                // The certificate and key are read and matched as `serve` and a reload do.
+                if let Some(Err(e)) = config
+                    .listener
+                    .tls
+                    .as_ref()
+                    .map(hookgate::tls::server_config)
+                {
+                    eprintln!("{}: listener.tls: {e}", path.display());
+                    return ExitCode::from(EX_USAGE);
+                }
                 println!(
                     "{}: ok ({} sources)",
                     path.display(),

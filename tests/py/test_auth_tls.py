@@ -129,3 +129,25 @@ def test_a_request_the_http_parser_refuses_over_tls_gets_a_json_answer(gateway, 
     assert parsed["request_id"] == fields[b"x-request-id"].decode()
     assert "too large" in parsed["error"]
     assert wait_until(lambda: 'reason="headers_too_large"' in gw.log_text())
+
+
+def test_check_refuses_the_tls_files_serve_would_refuse(tmp_path):
+    """`hookgate check` reads the certificate and key as `serve` does: a key of another
+    certificate, or a file that is no certificate, exits 64 naming listener.tls."""
+    from conftest import BIN
+    _, cert, key = make_pki(tmp_path / "a", "a")
+    _, _, other_key = make_pki(tmp_path / "b", "b")
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+
+    def check(cert_file, key_file):
+        config = tmp_path / "hookgate.toml"
+        config.write_text(tls_listener(cert_file, key_file) + CONFIG)
+        return subprocess.run([BIN, "check", "--config", str(config)], capture_output=True, text=True)
+
+    good = check(cert, key)
+    assert good.returncode == 0, good.stderr
+    for cert_file, key_file in [(cert, other_key), (garbage, key), (key, key)]:
+        bad = check(cert_file, key_file)
+        assert bad.returncode == 64, (cert_file, key_file, bad.stdout)
+        assert "listener.tls" in bad.stderr, bad.stderr
