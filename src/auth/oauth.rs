@@ -145,13 +145,17 @@ impl OauthVerifier {
 
     /// Checks the bearer token against the clock `now`.
     pub fn check_at(&self, headers: &HeaderMap, now: u64) -> Result<(), AuthError> {
-        let value = headers
+        // RFC 6750 §2.1: `Authorization: Bearer <token>`; anything else carries no token.
+        let token = headers
             .get(http::header::AUTHORIZATION)
+            .map(|v| v.as_bytes().trim_ascii())
+            .filter(|v| {
+                v.get(..7)
+                    .is_some_and(|s| s.eq_ignore_ascii_case(b"bearer "))
+            })
+            .map(strip_bearer)
             .ok_or(AuthError::TokenMissing)?;
-        let claims = self
-            .keys
-            .decode(strip_bearer(value.as_bytes()))
-            .ok_or(AuthError::TokenInvalid)?;
+        let claims = self.keys.decode(token).ok_or(AuthError::TokenInvalid)?;
         if claims.source != self.source {
             return Err(AuthError::TokenWrongSource);
         }

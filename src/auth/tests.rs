@@ -192,6 +192,16 @@ fn token_wrong_source() {
     assert!(matches!(e, AuthError::TokenWrongSource));
     let good = issuer.keys.issue("s", "c", oauth::now_s()).unwrap();
     assert!(before(&v, &hdr(&[("authorization", &format!("Bearer {good}"))])).is_ok());
+    assert!(before(&v, &hdr(&[("authorization", &format!("bearer  {good} "))])).is_ok());
+    // RFC 6750 §2.1: the token travels under the Bearer scheme; bare, it is no token at all.
+    for bare in [
+        good.clone(),
+        format!("Token {good}"),
+        format!("Basic {good}"),
+    ] {
+        let e = before(&v, &hdr(&[("authorization", &bare)])).unwrap_err();
+        assert!(matches!(e, AuthError::TokenMissing), "{bare}");
+    }
 }
 
 const TOKEN: &str = "0123456789abcdef0123456789abcdef";
