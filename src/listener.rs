@@ -25,6 +25,8 @@ use crate::pipeline;
 mod idle;
 mod refusal;
 
+pub use refusal::http2_head;
+
 use idle::{Activity, Idle};
 use refusal::Refusals;
 
@@ -87,7 +89,12 @@ pub async fn serve(
         .max_headers(MAX_HEADERS)
         .max_buf_size(MAX_BUFFER_BYTES)
         .keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
+    // Room above the head limit, so an HTTP/2 head over it reaches `refusal::http2_head` and
+    // gets the JSON 431 (past this, the h2 layer answers 431 itself).
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(4 * MAX_BUFFER_BYTES).unwrap_or(u32::MAX));
     let builder = Arc::new(builder);
     let permits = Arc::new(Semaphore::new(settings.max_connections));
     let graceful = GracefulShutdown::new();

@@ -117,6 +117,55 @@ pub fn rewrite(
     Some((refusal, id, answer))
 }
 
+/// Logs and counts a refusal before routing.
+fn record(state: &State, peer: SocketAddr, refusal: ProtocolRefusal, id: &RequestId) {
+    let status = refusal.status();
+    state
+        .metrics
+        .rejection(UNMATCHED, "listener", refusal.code());
+    state
+        .metrics
+        .request(UNMATCHED, status, std::time::Duration::ZERO);
+    tracing::info!(
+        request_id = %id.0,
+        status,
+        reason = refusal.code(),
+        client = %peer.ip(),
+        "request rejected before routing"
+    );
+}
+
+/// The HTTP/2 request's head checked against the limits hyper applies to HTTP/1.1 heads
+/// (HTTP/2 frames its headers, so [`Refusals`] cannot see them, and hyper's HTTP/2 side has
+/// no field count): over [`super::MAX_HEADERS`] fields or [`super::MAX_BUFFER_BYTES`] of
+/// names and values, the 431 every head refusal gets (logged and counted alike).
+pub fn http2_head(
+    state: &State,
+    peer: SocketAddr,
+    headers: &http::HeaderMap,
+) -> Option<http::Response<http_body_util::Full<bytes::Bytes>>> {
+    let bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if headers.len() <= super::MAX_HEADERS && bytes <= super::MAX_BUFFER_BYTES {
+        return None;
+    }
+    let refusal = ProtocolRefusal::HeadersTooLarge;
+    let id = RequestId::from_header(None);
+    record(state, peer, refusal, &id);
+    let mut response = http::Response::new(http_body_util::Full::new(bytes::Bytes::from(
+        respond::failure_body(&refusal.to_string(), &id),
+    )));
+    *response.status_mut() = http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    id.stamp(response.headers_mut());
+    Some(response)
+}
+
 /// A connection's stream, with hyper's refusals answered in JSON (see the module note).
 pub struct Refusals<S> {
     inner: S,
@@ -142,20 +191,7 @@ impl<S> Refusals<S> {
     /// are ruled out by `rewrite`'s first compares (prefix, status code).
     fn check(&mut self, head: &[u8]) {
         if let Some((refusal, id, answer)) = rewrite(head, || RequestId::from_header(None)) {
-            let status = refusal.status();
-            self.state
-                .metrics
-                .rejection(UNMATCHED, "listener", refusal.code());
-            self.state
-                .metrics
-                .request(UNMATCHED, status, std::time::Duration::ZERO);
-            tracing::info!(
-                request_id = %id.0,
-                status,
-                reason = refusal.code(),
-                client = %self.peer.ip(),
-                "request rejected before routing"
-            );
+            record(&self.state, self.peer, refusal, &id);
             self.replacing = Some((answer, 0, head.len()));
         }
     }

@@ -684,3 +684,43 @@ fn silent_connections_are_closed_after_the_header_timeout_but_a_slow_request_is_
         .logs()
         .contains("no request within the header read timeout"));
 }
+
+#[test]
+fn http2_heads_over_the_limits_get_the_same_json_431() {
+    let gw = Gateway::start(&hyprwatch_source());
+    let h2 = reqwest::blocking::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let post = || {
+        h2.post(gw.url("/ingest/hyprwatch"))
+            .header("content-type", "application/json")
+            .body("{}")
+    };
+    let mut many = post();
+    for i in 0..101 {
+        many = many.header(format!("x-field-{i}"), "v");
+    }
+    let long = post().header("x-long", "a".repeat(70 * 1024));
+    for req in [many, long] {
+        let resp = req.send().unwrap();
+        assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+        assert_eq!(resp.status(), 431);
+        let id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+        let body: serde_json::Value = resp.json().unwrap();
+        assert_eq!(body["request_id"], id.as_str());
+        assert!(body["error"].as_str().unwrap().contains("100 fields"));
+    }
+    // Under the limits: the request goes on its trip (unsigned here, so 401).
+    let mut fine = post();
+    for i in 0..60 {
+        fine = fine.header(format!("x-field-{i}"), "v");
+    }
+    assert_eq!(fine.send().unwrap().status(), 401);
+    let metrics = reqwest::blocking::get(gw.admin_url("/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
+    let line = "hookgate_rejections_total{reason=\"headers_too_large\",source=\"unmatched\",stage=\"listener\"} 2";
+    assert!(metrics.contains(line), "{line} not in\n{metrics}");
+}
