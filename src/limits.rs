@@ -26,11 +26,18 @@ pub struct Protection {
     in_flight: Arc<Semaphore>,
     max_in_flight: usize,
     shed_retry_after: Duration,
-    per_source: HashMap<String, DefaultDirectRateLimiter>,
-    per_address: Option<AddressLimiter>,
+    per_source: HashMap<String, SourceLimiter>,
+    per_address: Option<Arc<AddressLimiter>>,
 }
 
 /// Per-address buckets with a bounded table.
+/// One source's bucket, with the quota it was built for (a reload keeps a bucket whose
+/// quota did not change).
+struct SourceLimiter {
+    quota: Quota,
+    limiter: Arc<DefaultDirectRateLimiter>,
+}
+
 struct AddressLimiter {
     quota: Quota,
     max_tracked: usize,
@@ -117,18 +124,22 @@ impl Protection {
         for name in sources {
             let rate = limits.source_rate.get(name).or(limits.per_source.as_ref());
             if let Some(q) = rate.and_then(quota) {
-                per_source.insert(name.to_owned(), RateLimiter::direct(q));
+                per_source.insert(
+                    name.to_owned(),
+                    SourceLimiter {
+                        quota: q,
+                        limiter: Arc::new(RateLimiter::direct(q)),
+                    },
+                );
             }
         }
-        let per_address = limits
-            .per_address
-            .as_ref()
-            .and_then(quota)
-            .map(|q| AddressLimiter {
+        let per_address = limits.per_address.as_ref().and_then(quota).map(|q| {
+            Arc::new(AddressLimiter {
                 quota: q,
                 max_tracked: limits.max_tracked_addresses,
                 limiter: ArcSwap::from_pointee(RateLimiter::keyed(q)),
-            });
+            })
+        });
         let max_in_flight = limits.max_in_flight_requests.max(1);
         Protection {
             in_flight: Arc::new(Semaphore::new(max_in_flight)),
@@ -139,14 +150,36 @@ impl Protection {
         }
     }
 
+    /// Takes over what `previous` (the running config's) has counted where the limits did not
+    /// change: the requests in flight (a reload must not open a second set of slots beside
+    /// the ones still held) and the rate buckets (a sender over its rate stays over it).
+    pub fn carry_over(&mut self, previous: &Protection) {
+        if self.max_in_flight == previous.max_in_flight {
+            self.in_flight = Arc::clone(&previous.in_flight);
+        }
+        for (name, bucket) in &mut self.per_source {
+            if let Some(old) = previous.per_source.get(name) {
+                if old.quota == bucket.quota {
+                    bucket.limiter = Arc::clone(&old.limiter);
+                }
+            }
+        }
+        if let (Some(new), Some(old)) = (&mut self.per_address, &previous.per_address) {
+            if new.quota == old.quota && new.max_tracked == old.max_tracked {
+                *new = Arc::clone(old);
+            }
+        }
+    }
+
     /// Admits one request for `source` from `peer`, or refuses it. Checks the address rate,
     /// then the source rate, then takes an in-flight slot without waiting.
     pub fn admit(&self, source: &str, peer: IpAddr) -> Result<Admitted, LimitError> {
         if let Some(addresses) = &self.per_address {
             addresses.check(peer.to_canonical())?;
         }
-        if let Some(limiter) = self.per_source.get(source) {
-            limiter
+        if let Some(bucket) = self.per_source.get(source) {
+            bucket
+                .limiter
                 .check()
                 .map_err(|not_until| LimitError::SourceRate {
                     retry_after: not_until.wait_time_from(DefaultClock::default().now()),
@@ -287,6 +320,50 @@ mod tests {
         assert_eq!(err.retry_after(), Duration::from_secs(5));
         drop(first);
         assert!(p.admit("s", A).is_ok());
+    }
+
+    #[test]
+    fn a_reload_keeps_the_slots_in_use_and_the_buckets_whose_limits_did_not_change() {
+        let config = |cap: usize, rate: u32| {
+            limits(|l| {
+                l.max_in_flight_requests = cap;
+                l.per_source = Some(RateConfig {
+                    requests_per_second: rate,
+                    burst: Some(1),
+                });
+                l.per_address = Some(RateConfig {
+                    requests_per_second: 1,
+                    burst: Some(2),
+                });
+            })
+        };
+        let running = Protection::build(&config(2, 1), ["s", "t"].into_iter());
+        let _held = running.admit("s", A).unwrap();
+        let _also = running.admit("t", B).unwrap();
+        // The same limits again: the two slots are still taken, s's and t's buckets empty.
+        let mut same = Protection::build(&config(2, 1), ["s", "t"].into_iter());
+        same.carry_over(&running);
+        assert_eq!(
+            same.admit("u", IpAddr::from([192, 0, 2, 9]))
+                .unwrap_err()
+                .code(),
+            "overloaded"
+        );
+        drop(_held);
+        assert_eq!(
+            same.admit("s", B).unwrap_err().code(),
+            "rate_limited_source"
+        );
+        // A's address bucket (burst 2) has one left, then none.
+        assert!(same.admit("u", A).is_ok());
+        assert_eq!(
+            same.admit("u", A).unwrap_err().code(),
+            "rate_limited_address"
+        );
+        // Limits that changed start afresh.
+        let mut changed = Protection::build(&config(3, 2), ["s", "t"].into_iter());
+        changed.carry_over(&running);
+        assert!(changed.admit("s", IpAddr::from([192, 0, 2, 10])).is_ok());
     }
 
     #[test]

@@ -90,7 +90,11 @@ fn apply(state: &State, tls_slot: Option<&ArcSwap<ServerConfig>>, next: Next) {
         tracing::info!("TLS certificate reloaded");
     }
     let sources = next.runtime.routes.sources().count();
-    state.runtime.store(Arc::new(next.runtime));
+    let mut runtime = next.runtime;
+    runtime
+        .protection
+        .carry_over(&state.runtime.load().protection);
+    state.runtime.store(Arc::new(runtime));
     // Per-source expectations and health tracking follow the new source list.
     state.metrics.configure(&next.config);
     state.health.configure(&next.config);

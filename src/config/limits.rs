@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-/// `[limits]`: bounds on what one request may cost, and on how many may run at once.
+/// `[limits]`: bounds on what one request may cost, and on how many may run at once. A SIGHUP
+/// reload keeps the requests in flight and the rate buckets counted under limits it leaves
+/// unchanged.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
