@@ -131,13 +131,13 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// Operator's fault: the file is not valid TOML or does not match the schema.
-    #[error("config file {path}: {source}")]
+    #[error("config file {path}: {message}")]
     Syntax {
         /// The file.
         path: PathBuf,
-        /// toml's message, which names the line and the key.
-        #[source]
-        source: Box<toml::de::Error>,
+        /// Where and what ([`syntax_message`]): never the offending line itself, which may
+        /// hold a literal secret.
+        message: String,
     },
     /// Operator's fault: the file parsed but its values do not fit together.
     #[error("config file {path} has {} problem(s):\n{}", problems.len(), list(problems))]
@@ -147,6 +147,38 @@ pub enum ConfigError {
         /// Every problem found.
         problems: Vec<Problem>,
     },
+}
+
+/// toml's error as line, column and message. toml's own `Display` quotes the offending line,
+/// and a message may quote a value: a literal secret (allowed for local experiments) would
+/// reach `check`'s output and the reload log, so quoted text is masked. When an environment
+/// variable is missing, every `${NAME}` the file uses (outside comments) that is not set is
+/// listed, not only the first one met.
+fn syntax_message(text: &str, e: &toml::de::Error) -> String {
+    let mut message = String::new();
+    if let Some(span) = e.span() {
+        let before = text.get(..span.start).unwrap_or_default();
+        let line = 1 + before.matches('\n').count();
+        let column = 1 + before.len() - before.rfind('\n').map_or(0, |i| i + 1);
+        message.push_str(&format!("line {line}, column {column}: "));
+    }
+    let mut quoted = false;
+    for part in e.message().trim_end().split('"') {
+        if quoted {
+            message.push_str("\"***\"");
+        } else {
+            message.push_str(part);
+        }
+        quoted = !quoted;
+    }
+    let unset = secret::unset_variables(text);
+    if !unset.is_empty() {
+        message.push_str(&format!(
+            " (environment variables not set: {})",
+            unset.join(", ")
+        ));
+    }
+    message
 }
 
 fn list(problems: &[Problem]) -> String {
@@ -175,7 +207,7 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax {
             path: path.to_owned(),
-            source: Box::new(e),
+            message: syntax_message(text, &e),
         })?;
         config.path = path.to_owned();
         let problems = config.problems(known_vendors);
@@ -452,6 +484,35 @@ auth = [{ kind = "hmac", secrets = ["whsec_test"] }]
         .unwrap();
         assert_eq!(c.limits.max_body_bytes, 1024 * 1024);
         assert_eq!(c.sources[0].methods, vec!["POST"]);
+    }
+
+    #[test]
+    fn a_syntax_error_names_its_place_but_never_quotes_a_secret() {
+        // A literal secret on the broken line (allowed for local experiments), and one a
+        // type error would quote.
+        for text in [
+            "[[source]]\nname = \"hw\"\nvendor = \"hyprwatch\"\npath = \"/in\"\nauth = [{ kind = \"hmac\", secrets = [\"hunter2-literal\"] }\n",
+            "[[source]]\nname = \"hw\"\nvendor = \"hyprwatch\"\npath = \"/in\"\nauth = [{ kind = \"hmac\", secrets = \"hunter2-literal\" }]\n",
+        ] {
+            let err = Config::from_toml(text, Path::new("t.toml"), &vendors())
+                .unwrap_err()
+                .to_string();
+            assert!(!err.contains("hunter2"), "{err}");
+            assert!(err.contains("line "), "{err}");
+        }
+    }
+
+    #[test]
+    fn every_unset_environment_variable_is_named_at_once() {
+        let text = "# ${HOOKGATE_UNSET_IN_A_COMMENT}\n[[source]]\nname = \"hw\"\nvendor = \"hyprwatch\"\npath = \"/in\"\nauth = [{ kind = \"hmac\", secrets = [\"${HOOKGATE_UNSET_ONE}\", \"${HOOKGATE_UNSET_TWO}\", \"${PATH}\"] }]\n";
+        let err = Config::from_toml(text, Path::new("t.toml"), &vendors())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("environment variables not set: HOOKGATE_UNSET_ONE, HOOKGATE_UNSET_TWO)"),
+            "{err}"
+        );
+        assert!(!err.contains("IN_A_COMMENT"), "{err}");
     }
 
     #[test]

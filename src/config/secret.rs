@@ -54,6 +54,28 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
+/// Every `${NAME}` in the config `text` (outside comment lines) whose variable is not set, in
+/// order, each once.
+pub fn unset_variables(text: &str) -> Vec<String> {
+    let mut unset: Vec<String> = Vec::new();
+    for line in text.lines().filter(|l| !l.trim_start().starts_with('#')) {
+        let mut rest = line;
+        while let Some(start) = rest.find("${") {
+            let after = rest.get(start + 2..).unwrap_or_default();
+            let Some(end) = after.find('}') else { break };
+            let name = after.get(..end).unwrap_or_default();
+            if !name.is_empty()
+                && std::env::var_os(name).is_none()
+                && !unset.iter().any(|n| n == name)
+            {
+                unset.push(name.to_owned());
+            }
+            rest = after.get(end + 1..).unwrap_or_default();
+        }
+    }
+    unset
+}
+
 /// Replaces every `${NAME}` in `text` with the environment variable `NAME`.
 /// A missing variable is an error that names it (never its value).
 pub fn interpolate(text: &str) -> Result<String, String> {
