@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use hookgate::cli::{Cli, Command};
-use hookgate::config::{Config, TelemetryConfig};
+use hookgate::config::{AuthConfig, Config, TelemetryConfig};
 use hookgate::huge_pages::HugePages;
 use hookgate::parse::Catalog;
 use tokio_util::sync::CancellationToken;
@@ -60,6 +60,17 @@ fn check(path: &Path) -> ExitCode {
                 {
                     eprintln!("{}: listener.tls: {e}", path.display());
                     return ExitCode::from(EX_USAGE);
+                }
+                // `serve` warns through its log; `check` has none, so it says so itself.
+                let open = config
+                    .sources
+                    .iter()
+                    .filter(|s| s.auth.iter().all(|a| matches!(a, AuthConfig::None)));
+                for source in open {
+                    eprintln!(
+                        "warning: source {:?} accepts UNAUTHENTICATED requests (auth kind = \"none\")",
+                        source.name
+                    );
                 }
                 println!(
                     "{}: ok ({} sources)",

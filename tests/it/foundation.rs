@@ -517,6 +517,25 @@ fn check_accepts_a_good_config_and_rejects_a_bad_one_precisely() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert!(out.stderr.is_empty());
+    // A source open to anyone passes, loudly.
+    let open = dir.path().join("open.toml");
+    std::fs::write(
+        &open,
+        "[[source]]\nname = \"lab\"\nvendor = \"hyprwatch\"\npath = \"/in/lab\"\nauth = [{ kind = \"none\" }]\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(crate::harness::binary())
+        .args(["check", "--config"])
+        .arg(&open)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("\"lab\" accepts UNAUTHENTICATED requests"),
+        "{err}"
+    );
 
     let bad = dir.path().join("bad.toml");
     std::fs::write(
