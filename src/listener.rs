@@ -25,7 +25,7 @@ use crate::pipeline;
 mod idle;
 mod refusal;
 
-pub use refusal::http2_head;
+pub use refusal::head as refused_head;
 
 use idle::{Activity, Idle};
 use refusal::Refusals;
@@ -36,6 +36,10 @@ pub const MAX_HEADERS: usize = 100;
 /// Most bytes hyper buffers for one connection, which bounds a request head (request line and
 /// header fields together); a longer head → 431. Bodies stream through it in pieces.
 pub const MAX_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Longest request target (path and query) in bytes; longer → 414. No vendor's URL comes
+/// near it; a path token is 43 characters.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
 
 /// How the public listener behaves.
 #[derive(Debug, Clone, Copy)]

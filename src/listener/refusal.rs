@@ -29,8 +29,8 @@ pub enum ProtocolRefusal {
     /// Sender's fault: the request line or a header line is not valid HTTP/1.1.
     #[error("request is not valid HTTP/1.1")]
     Malformed,
-    /// Sender's fault: the request target is longer than hyper accepts.
-    #[error("request URI is too long")]
+    /// Sender's fault: the request target is longer than [`super::MAX_URI_BYTES`].
+    #[error("request URI is too long (at most {} KiB)", super::MAX_URI_BYTES / 1024)]
     UriTooLong,
     /// Sender's fault: more header fields than [`super::MAX_HEADERS`], or a head longer than
     /// [`super::MAX_BUFFER_BYTES`].
@@ -135,35 +135,47 @@ fn record(state: &State, peer: SocketAddr, refusal: ProtocolRefusal, id: &Reques
     );
 }
 
-/// The HTTP/2 request's head checked against the limits hyper applies to HTTP/1.1 heads
-/// (HTTP/2 frames its headers, so [`Refusals`] cannot see them, and hyper's HTTP/2 side has
-/// no field count): over [`super::MAX_HEADERS`] fields or [`super::MAX_BUFFER_BYTES`] of
-/// names and values, the 431 every head refusal gets (logged and counted alike).
-pub fn http2_head(
+/// A request head checked against what hyper does not check itself, answered as hyper's own
+/// refusals are (the same JSON, log line and metric): a request target over
+/// [`super::MAX_URI_BYTES`] (414; hyper's own limit, near 64 KiB, is past the head's), and,
+/// over HTTP/2, the header limits hyper applies to HTTP/1.1 heads (HTTP/2 frames its headers,
+/// so [`Refusals`] cannot see them, and hyper's HTTP/2 side has no field count): over
+/// [`super::MAX_HEADERS`] fields or [`super::MAX_BUFFER_BYTES`] of names and values, 431.
+pub fn head(
     state: &State,
     peer: SocketAddr,
-    headers: &http::HeaderMap,
+    parts: &http::request::Parts,
 ) -> Option<http::Response<http_body_util::Full<bytes::Bytes>>> {
-    let bytes: usize = headers
-        .iter()
-        .map(|(name, value)| name.as_str().len() + value.len())
-        .sum();
-    if headers.len() <= super::MAX_HEADERS && bytes <= super::MAX_BUFFER_BYTES {
+    let uri_bytes = parts.uri.path_and_query().map_or(0, |p| p.as_str().len());
+    let refusal = if uri_bytes > super::MAX_URI_BYTES {
+        ProtocolRefusal::UriTooLong
+    } else if parts.version == http::Version::HTTP_2 && over_limits(&parts.headers) {
+        ProtocolRefusal::HeadersTooLarge
+    } else {
         return None;
-    }
-    let refusal = ProtocolRefusal::HeadersTooLarge;
+    };
     let id = RequestId::from_header(None);
     record(state, peer, refusal, &id);
     let mut response = http::Response::new(http_body_util::Full::new(bytes::Bytes::from(
         respond::failure_body(&refusal.to_string(), &id),
     )));
-    *response.status_mut() = http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+    *response.status_mut() =
+        http::StatusCode::from_u16(refusal.status()).unwrap_or(http::StatusCode::BAD_REQUEST);
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),
     );
     id.stamp(response.headers_mut());
     Some(response)
+}
+
+/// More header fields, or more bytes of names and values, than an HTTP/1.1 head may carry.
+fn over_limits(headers: &http::HeaderMap) -> bool {
+    let bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    headers.len() > super::MAX_HEADERS || bytes > super::MAX_BUFFER_BYTES
 }
 
 /// A connection's stream, with hyper's refusals answered in JSON (see the module note).

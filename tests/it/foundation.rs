@@ -395,6 +395,14 @@ fn requests_the_http_parser_refuses_get_json_answers_log_lines_and_metrics() {
             "malformed_request",
         ),
         ("NOT HTTP AT ALL\r\n\r\n".to_owned(), "400", "malformed_request"),
+        (
+            format!(
+                "POST /ingest/hyprwatch?{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{{}}",
+                "q".repeat(9 * 1024)
+            ),
+            "414",
+            "uri_too_long",
+        ),
     ];
     for (raw, status, reason) in &cases {
         let answer = raw_exchange(&gw, raw.as_bytes());
@@ -435,7 +443,11 @@ fn requests_the_http_parser_refuses_get_json_answers_log_lines_and_metrics() {
         .unwrap()
         .text()
         .unwrap();
-    for (reason, count) in [("headers_too_large", 2), ("malformed_request", 2)] {
+    for (reason, count) in [
+        ("headers_too_large", 2),
+        ("malformed_request", 2),
+        ("uri_too_long", 1),
+    ] {
         let line = format!(
             "hookgate_rejections_total{{reason=\"{reason}\",source=\"unmatched\",stage=\"listener\"}} {count}"
         );
