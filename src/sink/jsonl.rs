@@ -234,12 +234,7 @@ fn write_loop(
             }
         }
         // Written and synced even when empty: an empty batch is a flush barrier.
-        let mut result = write_synced(&mut events, &event_buf);
-        if let (Ok(()), Some(dead)) = (&result, dead_letters.as_mut()) {
-            if !dead_buf.is_empty() {
-                result = write_synced(dead, &dead_buf);
-            }
-        }
+        let result = write_batch(&mut events, dead_letters.as_mut(), &event_buf, &dead_buf);
         if let Err(e) = &result {
             tracing::error!(error = %e, requests = waiting.len(), "sink write failed");
         }
@@ -256,6 +251,47 @@ fn write_loop(
 /// One sync outcome is shared by every request of the batch; `io::Error` is not `Clone`.
 fn copy_error(e: &std::io::Error) -> SinkError {
     SinkError::Io(std::io::Error::new(e.kind(), e.to_string()))
+}
+
+/// Writes and syncs a batch, all or nothing: when a write or sync fails (a full disk), each
+/// file is cut back to its length before the batch, so no torn line is left for the next
+/// batch to be glued to, and no line of a refused request stays to be written again by its
+/// retry.
+fn write_batch(
+    events: &mut Output,
+    dead_letters: Option<&mut Output>,
+    event_buf: &[u8],
+    dead_buf: &[u8],
+) -> Result<(), std::io::Error> {
+    let events_mark = mark(events)?;
+    let result = write_synced(events, event_buf).and_then(|()| match dead_letters {
+        Some(dead) if !dead_buf.is_empty() => {
+            let dead_mark = mark(dead)?;
+            write_synced(dead, dead_buf).inspect_err(|_| rewind(dead, dead_mark))
+        }
+        _ => Ok(()),
+    });
+    if result.is_err() {
+        rewind(events, events_mark);
+    }
+    result
+}
+
+/// A file's length before a batch (`None` for stdout, which cannot be cut back).
+fn mark(output: &Output) -> Result<Option<u64>, std::io::Error> {
+    match output {
+        Output::Stdout => Ok(None),
+        Output::File(file) => Ok(Some(file.metadata()?.len())),
+    }
+}
+
+/// Cuts a file back to `mark` after a failed batch.
+fn rewind(output: &mut Output, mark: Option<u64>) {
+    if let (Output::File(file), Some(len)) = (output, mark) {
+        if let Err(e) = file.set_len(len).and_then(|()| file.sync_data()) {
+            tracing::error!(error = %e, "cannot cut the sink file back after a failed write");
+        }
+    }
 }
 
 fn write_synced(output: &mut Output, bytes: &[u8]) -> Result<(), std::io::Error> {
@@ -371,6 +407,31 @@ mod tests {
         let line: serde_json::Value = serde_json::from_str(dead.trim()).unwrap();
         assert_eq!(line["dead_letter"], true);
         assert_eq!(line["raw_data"], "{}");
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_fails_leaves_no_line_behind() {
+        // Dead letters to a device that is always full: the request fails, and the events
+        // file holds no line of it (its retry would write them a second time).
+        let dir = tempfile::tempdir().unwrap();
+        let sink = JsonlSink::open(&SinkConfig {
+            path: dir.path().join("events.jsonl"),
+            dead_letter_path: Some(PathBuf::from("/dev/full")),
+        })
+        .unwrap();
+        deliver(&sink, batch(vec![event("before")])).await.unwrap();
+        let dead = Record::DeadLetter(DeadLetter {
+            uid: "d".to_owned(),
+            reason_code: "unmappable",
+            reason: "no".to_owned(),
+            raw: bytes::Bytes::from_static(b"{}"),
+        });
+        assert!(deliver(&sink, batch(vec![event("refused"), dead]))
+            .await
+            .is_err());
+        deliver(&sink, batch(vec![event("after")])).await.unwrap();
+        let text = std::fs::read_to_string(dir.path().join("events.jsonl")).unwrap();
+        assert_eq!(text, "{\"uid\":\"before\"}\n{\"uid\":\"after\"}\n");
     }
 
     #[tokio::test]
