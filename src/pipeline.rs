@@ -236,7 +236,17 @@ async fn trip(
             return Err(e.into());
         }
     }
-    dedup::commit_all(&state.dedup, &source.name, &keys).await?;
+    // The events are durable now, so the answer is 2xx whatever the dedup store says: a 503
+    // would have the vendor send them again. Keys left reserved (Redis unreachable) hold a
+    // retry off with 409 until the reservation's TTL lapses.
+    if let Err(e) = dedup::commit_all(&state.dedup, &source.name, &keys).await {
+        tracing::error!(
+            error = %e,
+            reason = e.code(),
+            events = keys.len(),
+            "dedup commit failed after delivery; the events are durable and answered 2xx"
+        );
+    }
     // Counted once durable, once per batch; the status keeps the latest for its lookback.
     let (classes, lookback): (Vec<&'static str>, Vec<Bytes>) = published.into_iter().unzip();
     let (name, vendor) = (&source.name, &source.vendor);
