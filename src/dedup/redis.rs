@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
 
 use super::{Dedup, DedupError};
@@ -44,6 +44,19 @@ async fn bounded<T>(
     }
 }
 
+/// How the connection comes back after Redis went away. The crate's defaults hand a factor of
+/// 100 to its backoff as a multiplier, so after a restart of Redis of a second or two the
+/// next attempt came a minute or more later, every request meanwhile a 503: retries here are
+/// a second apart at most, each connect and each answer bounded.
+fn manager_config() -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_factor(2)
+        .set_max_delay(1_000)
+        .set_number_of_retries(5)
+        .set_connection_timeout(Duration::from_secs(1))
+        .set_response_timeout(CALL_TIMEOUT)
+}
+
 impl RedisStore {
     /// Connects to `url`.
     pub async fn connect(
@@ -52,7 +65,7 @@ impl RedisStore {
         reservation_ttl: Duration,
     ) -> Result<RedisStore, DedupError> {
         let client = redis::Client::open(url).map_err(DedupError::Redis)?;
-        let conn = bounded(ConnectionManager::new(client)).await?;
+        let conn = bounded(ConnectionManager::new_with_config(client, manager_config())).await?;
         Ok(RedisStore {
             conn,
             prefix,

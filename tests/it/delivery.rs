@@ -658,3 +658,76 @@ fn the_forwarder_lets_a_partial_batch_fill_for_forward_wait_ms() {
         );
     }
 }
+
+#[test]
+fn the_redis_dedup_store_is_back_within_seconds_after_redis_restarts() {
+    // A private Redis, killed outright while requests keep coming, then started again on the
+    // same port: the gateway's connection must come back at once, not after the minute of
+    // backoff the client library's defaults gave (every request meanwhile a 503).
+    let test = "the_redis_dedup_store_is_back_within_seconds_after_redis_restarts";
+    if shared_redis(test).is_none() {
+        return;
+    }
+    /// The private Redis, killed however the test ends.
+    struct Redis(std::process::Child);
+    impl Drop for Redis {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let port = free_port();
+    let start_redis = || {
+        Redis(
+            std::process::Command::new("redis-server")
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let up = |port: u16| {
+        crate::harness::wait_until(Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        })
+    };
+    let redis = start_redis();
+    assert!(up(port));
+    let gw = Gateway::start(&format!(
+        "[dedup]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:{port}/0\"\n{}",
+        crate::foundation::hyprwatch_source()
+    ));
+    let c = client();
+    let url = gw.url("/ingest/hyprwatch");
+    assert_eq!(send(&c, &url, "before").unwrap().0, 200);
+    drop(redis);
+    // Refused while Redis is gone (503, retried by the vendor), which also starts the
+    // library's reconnect attempts and their backoff.
+    for id in ["during-1", "during-2"] {
+        let (status, retry_after) = send(&c, &url, id).unwrap();
+        assert_eq!(status, 503);
+        assert!(retry_after.is_some());
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let _redis = start_redis();
+    assert!(up(port));
+    let back = std::time::Instant::now();
+    let mut attempts = 0;
+    while send(&c, &url, "after").unwrap().0 != 200 {
+        attempts += 1;
+        assert!(
+            back.elapsed() < Duration::from_secs(10),
+            "still refused {:?} after Redis came back ({attempts} attempts)",
+            back.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
