@@ -68,10 +68,12 @@ fn route(
         "/healthz" => text(StatusCode::OK, JSON, "{\"status\":\"ok\"}".into()),
         "/readyz" => {
             let readiness = state.sink.readiness();
-            let ready = readiness.ready && !state.draining.is_cancelled();
+            let dedup_ready = state.dedup.is_ready();
+            let ready = readiness.ready && dedup_ready && !state.draining.is_cancelled();
             let body = serde_json::json!({
                 "status": if ready { "ready" } else { "not ready" },
                 "sink": readiness.detail,
+                "dedup": { "ready": dedup_ready },
             });
             let status = if ready {
                 StatusCode::OK

@@ -22,6 +22,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::config::{DedupBackend, DedupConfig};
+use crate::health::recent_failure::RecentFailure;
 use crate::parse::EventKey;
 use crate::split::RawEvent;
 
@@ -90,12 +91,24 @@ pub enum Backend {
 pub struct DedupStore {
     backend: Backend,
     window: Option<Duration>,
+    /// The last reservation's outcome (Redis unreachable), for readiness.
+    health: RecentFailure,
 }
 
 impl DedupStore {
     /// A store over `backend`; `window` replaces every parser's window when set.
     pub fn new(backend: Backend, window: Option<Duration>) -> DedupStore {
-        DedupStore { backend, window }
+        DedupStore {
+            backend,
+            window,
+            health: RecentFailure::new(),
+        }
+    }
+
+    /// False for a while after a reservation failed (Redis unreachable or slow) with none
+    /// succeeding since: every request is refused then, so the instance is not ready.
+    pub fn is_ready(&self) -> bool {
+        self.health.is_healthy()
     }
 
     /// Builds the configured store. `spool_dir` is where the journal goes by default (spool
@@ -226,11 +239,13 @@ pub async fn check<'b>(
             Ok(Dedup::InFlight) if fresh.iter().any(|f| f.key == event.key) => duplicates += 1,
             Ok(Dedup::InFlight) => in_flight = true,
             Err(e) => {
+                store.health.record(false);
                 release_all(store, source, fresh.iter().map(|f| &f.key)).await;
                 return Err(e);
             }
         }
     }
+    store.health.record(true);
     if in_flight {
         release_all(store, source, fresh.iter().map(|f| &f.key)).await;
         return Ok(Reservation::InFlight);

@@ -19,6 +19,7 @@ use serde_json::Value;
 use crate::config::{Config, Secret};
 
 mod derive;
+pub mod recent_failure;
 mod redact;
 
 use self::derive::derive;

@@ -299,10 +299,12 @@ impl Sink {
             } => {
                 let stats = spool.stats();
                 let percent = stats.used_bytes.saturating_mul(100) / stats.max_bytes.max(1);
+                let writable = spool.is_writable();
                 Readiness {
-                    ready: percent < u64::from(*ready_below_percent),
+                    ready: percent < u64::from(*ready_below_percent) && writable,
                     detail: json!({
                         "mode": "spool",
+                        "spool_writable": writable,
                         "output_reachable": output.is_reachable(),
                         "spool_used_percent": percent,
                         "spool_pending_records": stats.pending_records,

@@ -64,6 +64,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 
+use crate::health::recent_failure::RecentFailure;
 use tokio::sync::{oneshot, Notify};
 
 pub use self::format::{MAX_RECORD_BYTES, RECORD_HEADER_BYTES};
@@ -163,6 +164,8 @@ struct Inner {
     mark: Mutex<mark::Mark>,
     /// Woken after each group commit (the forwarder waits on it).
     appended: Notify,
+    /// The last append's disk outcome, for readiness.
+    io: RecentFailure,
 }
 
 impl Inner {
@@ -245,6 +248,7 @@ impl Spool {
             shared: Mutex::new(shared),
             mark: Mutex::new(mark),
             appended: Notify::new(),
+            io: RecentFailure::new(),
         });
         let (jobs, rx) = mpsc::channel();
         let writer = Writer::new(Arc::clone(&inner), rx, file, open, next_seq);
@@ -287,7 +291,17 @@ impl Spool {
             self.unqueue(bytes);
             return Err(SpoolError::Closed);
         }
-        answer.await.map_err(|_| SpoolError::Closed)?
+        let result = answer.await.map_err(|_| SpoolError::Closed)?;
+        self.inner
+            .io
+            .record(!matches!(result, Err(SpoolError::Io { .. })));
+        result
+    }
+
+    /// False for a while after an append failed on the disk (full, read-only) with none
+    /// succeeding since: every request is refused then, so the instance is not ready.
+    pub fn is_writable(&self) -> bool {
+        self.inner.io.is_healthy()
     }
 
     fn unqueue(&self, bytes: u64) {

@@ -16,9 +16,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
@@ -26,15 +24,11 @@ use tokio::sync::{mpsc, oneshot};
 use super::envelope::{Envelope, Kind};
 use super::{SinkBuildError, SinkError};
 use crate::config::SinkConfig;
+use crate::health::recent_failure::RecentFailure;
 
 /// Appends waiting for the writer. Bounded so a stalled disk pushes back on requests (they
 /// wait in `send`, holding no lock) instead of queuing without limit.
 const QUEUE_APPENDS: usize = 4096;
-
-/// After a failed write the sink reports not ready for this long, unless a write succeeds
-/// first: a load balancer then sends vendors' retries to another instance, and traffic comes
-/// back to test the output again once it has passed.
-const NOT_READY_AFTER_FAILURE: Duration = Duration::from_secs(10);
 
 /// The writer stops collecting a batch past this many bytes, so one sync never covers an
 /// unbounded amount of data and the first request of a burst is not held back for long.
@@ -54,49 +48,12 @@ struct Append {
     done: oneshot::Sender<Result<(), SinkError>>,
 }
 
-/// When the writer last failed, shared between the writer thread and the readiness probe.
-#[derive(Debug)]
-struct WriteHealth {
-    /// The clock's origin.
-    start: Instant,
-    /// Milliseconds from `start` to the last failed write; [`WriteHealth::OK`] after a
-    /// success.
-    failed_at_ms: AtomicU64,
-}
-
-impl WriteHealth {
-    const OK: u64 = u64::MAX;
-
-    fn new() -> WriteHealth {
-        WriteHealth {
-            start: Instant::now(),
-            failed_at_ms: AtomicU64::new(WriteHealth::OK),
-        }
-    }
-
-    fn now_ms(&self) -> u64 {
-        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(WriteHealth::OK - 1)
-    }
-
-    fn record(&self, ok: bool) {
-        let value = if ok { WriteHealth::OK } else { self.now_ms() };
-        self.failed_at_ms.store(value, Ordering::Relaxed);
-    }
-
-    /// False within [`NOT_READY_AFTER_FAILURE`] of a failed write not followed by a success.
-    fn is_healthy(&self) -> bool {
-        let failed = self.failed_at_ms.load(Ordering::Relaxed);
-        failed == WriteHealth::OK
-            || self.now_ms().saturating_sub(failed) >= NOT_READY_AFTER_FAILURE.as_millis() as u64
-    }
-}
-
 /// JSON-lines writer: the sending side of the writer thread's queue.
 #[derive(Debug)]
 pub struct JsonlSink {
     queue: mpsc::Sender<Append>,
     /// The writer's last outcome, for the readiness probe.
-    health: Arc<WriteHealth>,
+    health: Arc<RecentFailure>,
     /// The events file (`None` for stdout), for the readiness probe.
     path: Option<PathBuf>,
     /// True when dead letters go to their own output.
@@ -128,7 +85,7 @@ impl JsonlSink {
         };
         let separate_dead_letters = dead_letters.is_some();
         let (queue, appends) = mpsc::channel(QUEUE_APPENDS);
-        let health = Arc::new(WriteHealth::new());
+        let health = Arc::new(RecentFailure::new());
         let writer_health = Arc::clone(&health);
         std::thread::Builder::new()
             .name("jsonl-writer".to_owned())
@@ -198,7 +155,7 @@ impl JsonlSink {
     }
 
     /// Ready while the writer runs, the events file still exists (stdout always does), and
-    /// no write failed in the last [`NOT_READY_AFTER_FAILURE`] without a success since.
+    /// no write failed in the last [`NOT_READY_AFTER_FAILURE`](crate::health::recent_failure::NOT_READY_AFTER_FAILURE) without a success since.
     pub fn is_ready(&self) -> bool {
         !self.queue.is_closed()
             && self.path.as_deref().is_none_or(Path::exists)
@@ -218,7 +175,7 @@ fn write_loop(
     mut appends: mpsc::Receiver<Append>,
     mut events: Output,
     mut dead_letters: Option<Output>,
-    health: &WriteHealth,
+    health: &RecentFailure,
 ) {
     let mut event_buf = Vec::new();
     let mut dead_buf = Vec::new();
@@ -455,21 +412,5 @@ mod tests {
         let err = deliver(&sink, batch(vec![event("x")])).await.unwrap_err();
         assert!(matches!(err, SinkError::Io(_)), "{err:?}");
         assert!(!sink.is_ready());
-        let health = WriteHealth::new();
-        health.record(false);
-        assert!(!health.is_healthy());
-        health.record(true);
-        assert!(health.is_healthy());
-        // A failure older than the window no longer counts; one just inside it does.
-        let earlier = WriteHealth {
-            start: Instant::now() - NOT_READY_AFTER_FAILURE * 2,
-            failed_at_ms: AtomicU64::new(0),
-        };
-        assert!(earlier.is_healthy());
-        let window_ms = NOT_READY_AFTER_FAILURE.as_millis() as u64;
-        earlier
-            .failed_at_ms
-            .store(window_ms + 1_000, Ordering::Relaxed);
-        assert!(!earlier.is_healthy());
     }
 }

@@ -716,6 +716,12 @@ fn the_redis_dedup_store_is_back_within_seconds_after_redis_restarts() {
         assert_eq!(status, 503);
         assert!(retry_after.is_some());
     }
+    // Not ready while every request is refused, so a load balancer sends retries elsewhere.
+    let readyz = || reqwest::blocking::get(gw.admin_url("/readyz")).unwrap();
+    let not_ready = readyz();
+    assert_eq!(not_ready.status(), 503);
+    let body: serde_json::Value = not_ready.json().unwrap();
+    assert_eq!(body["dedup"]["ready"], false, "{body}");
     std::thread::sleep(Duration::from_secs(2));
     let _redis = start_redis();
     assert!(up(port));
@@ -730,4 +736,5 @@ fn the_redis_dedup_store_is_back_within_seconds_after_redis_restarts() {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
+    assert_eq!(readyz().status(), 200);
 }
