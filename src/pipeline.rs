@@ -65,7 +65,9 @@ pub async fn handle(
             Err(limited) => {
                 let failure = Failure::Limited(limited);
                 let code = failure.code();
-                span.in_scope(|| tracing::debug!(reason = code, "token request shed"));
+                if let Failure::Limited(limited) = &failure {
+                    crate::limits::log_shed(limited, TOKEN_ENDPOINT, &request_id.0);
+                }
                 (
                     respond::build(&Err(failure), &request_id),
                     Some(("limits", code)),
@@ -103,8 +105,8 @@ pub async fn handle(
                 let status = response.status().as_u16();
                 // Shedding is the gateway working as designed; logging each shed request at
                 // error would cost most exactly when the gateway is overloaded.
-                if matches!(failure, Failure::Limited(_)) {
-                    tracing::debug!(status, reason = failure.code(), %client, "request shed");
+                if let Failure::Limited(limited) = failure {
+                    crate::limits::log_shed(limited, source, &request_id.0);
                 } else if status >= 500 {
                     tracing::error!(status, reason = failure.code(), error = %causes(failure), %client, "request failed");
                 } else {

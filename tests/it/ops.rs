@@ -133,6 +133,15 @@ fn requests_beyond_the_in_flight_cap_are_shed_with_503() {
     let shed = post_hyprwatch(&gw, "evt_shed");
     assert_eq!(shed.status(), 503);
     assert_eq!(shed.headers()["retry-after"], "7");
+    // Logged at info, a line a second at most with how many were shed since the last.
+    let id = shed.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert!(
+        wait_until(Duration::from_secs(5), || gw.logs().lines().any(|l| l
+            .contains("requests shed by the limits")
+            && l.contains(&id))),
+        "{}",
+        gw.logs()
+    );
     assert!(metrics(&gw).contains("reason=\"overloaded\""));
     // The slot frees when the slow request ends; the gateway accepts again.
     drop(slow);
