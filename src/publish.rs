@@ -7,6 +7,7 @@
 //! reason). Fails with [`PublishError`] (always a downstream fault: the caller answers 503 or
 //! retries). Never reports an envelope done before its delivery report said so.
 
+mod kafka_log;
 mod topics;
 
 use std::collections::HashSet;
@@ -16,12 +17,12 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
+use self::kafka_log::KafkaLog;
 pub use self::topics::TopicTemplate;
 use crate::config::{DeliveryMode, KafkaConfig};
 use crate::normalize::OCSF_VERSION;
@@ -90,9 +91,11 @@ impl PublishError {
 pub struct Kafka {
     /// Replaced whole when librdkafka reports a fatal error (an idempotent producer that lost
     /// its sequence state cannot continue; a new one can).
-    producer: ArcSwap<FutureProducer>,
+    producer: ArcSwap<FutureProducer<KafkaLog>>,
     client_config: ClientConfig,
-    admin: AdminClient<DefaultClientContext>,
+    admin: AdminClient<KafkaLog>,
+    /// Shared by the clients, so a rebuilt producer keeps counting repeats.
+    log: KafkaLog,
     topic: TopicTemplate,
     dead_letter_topic: TopicTemplate,
     create_topics: bool,
@@ -134,9 +137,13 @@ impl Kafka {
         for (key, value) in &config.properties {
             client.set(key, value.expose());
         }
-        let producer: FutureProducer = client.create().map_err(PublishError::Build)?;
-        let admin: AdminClient<DefaultClientContext> =
-            client.create().map_err(PublishError::Build)?;
+        let log = KafkaLog::default();
+        let producer: FutureProducer<KafkaLog> = client
+            .create_with_context(log.clone())
+            .map_err(PublishError::Build)?;
+        let admin: AdminClient<KafkaLog> = client
+            .create_with_context(log.clone())
+            .map_err(PublishError::Build)?;
         let template = |t: &str| {
             TopicTemplate::parse(t).map_err(|reason| PublishError::Topic {
                 topic: t.to_owned(),
@@ -147,6 +154,7 @@ impl Kafka {
             producer: ArcSwap::from_pointee(producer),
             client_config: client,
             admin,
+            log,
             topic: template(&config.topic)?,
             dead_letter_topic: template(&config.dead_letter_topic)?,
             create_topics: config.create_topics,
@@ -300,7 +308,10 @@ impl Kafka {
             return;
         };
         tracing::error!(%code, reason, "Kafka producer hit a fatal error; replacing it");
-        match self.client_config.create::<FutureProducer>() {
+        match self
+            .client_config
+            .create_with_context::<_, FutureProducer<KafkaLog>>(self.log.clone())
+        {
             Ok(fresh) => self.producer.store(std::sync::Arc::new(fresh)),
             Err(e) => tracing::error!(error = %e, "cannot create a new Kafka producer"),
         }
