@@ -93,7 +93,7 @@ pub async fn serve(
         .max_headers(MAX_HEADERS)
         .max_buf_size(MAX_BUFFER_BYTES)
         .keep_alive(true);
-    // Room above the head limit, so an HTTP/2 head over it reaches `refusal::http2_head` and
+    // Room above the head limit, so an HTTP/2 head over it reaches `refusal::head` and
     // gets the JSON 431 (past this, the h2 layer answers 431 itself).
     builder
         .http2()

@@ -36,11 +36,9 @@ pub async fn handle(
 ) -> Response<Full<Bytes>> {
     let started = Instant::now();
     let _in_flight = state.metrics.in_flight();
-    let (parts, body) = request.into_parts();
-    if let Some(refused) = crate::listener::refused_head(&state, peer, &parts) {
+    if let Some(refused) = crate::listener::refused_head(&state, peer, &request) {
         return refused;
     }
-    let request = Request::from_parts(parts, body);
     // OAuth2 token endpoint ([trust] token_path, issue #3). It is hookgate's own
     // authorization server, not a source: answered here, it never enters the trip.
     let runtime = state.runtime.load_full();

@@ -141,15 +141,18 @@ fn record(state: &State, peer: SocketAddr, refusal: ProtocolRefusal, id: &Reques
 /// over HTTP/2, the header limits hyper applies to HTTP/1.1 heads (HTTP/2 frames its headers,
 /// so [`Refusals`] cannot see them, and hyper's HTTP/2 side has no field count): over
 /// [`super::MAX_HEADERS`] fields or [`super::MAX_BUFFER_BYTES`] of names and values, 431.
-pub fn head(
+pub fn head<B>(
     state: &State,
     peer: SocketAddr,
-    parts: &http::request::Parts,
+    request: &http::Request<B>,
 ) -> Option<http::Response<http_body_util::Full<bytes::Bytes>>> {
-    let uri_bytes = parts.uri.path_and_query().map_or(0, |p| p.as_str().len());
+    let uri_bytes = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |p| p.as_str().len());
     let refusal = if uri_bytes > super::MAX_URI_BYTES {
         ProtocolRefusal::UriTooLong
-    } else if parts.version == http::Version::HTTP_2 && over_limits(&parts.headers) {
+    } else if request.version() == http::Version::HTTP_2 && over_limits(request.headers()) {
         ProtocolRefusal::HeadersTooLarge
     } else {
         return None;
