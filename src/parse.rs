@@ -480,21 +480,19 @@ pub fn apply_routed(
         .and_then(|s| eval::value(s, &scope, &fields))
         .map(|v| compile::scalar_text(&v));
     // A value the vendor sent that a mapping's conversion refused, and that no other mapping
-    // placed (an `ip_address` that is no address): kept in `unmapped` below.
-    let mut unconverted = Vec::new();
+    // placed (an `ip_address` that is no address): kept in `unmapped`.
+    let mut unmapped = Map::new();
     for (m, path) in refused {
         let placed = route.maps.iter().any(|o| {
             !std::ptr::eq(o, m) && eval::reads(&o.spec, path) && o.to.get(&fields).is_some()
         });
         if let (false, Some(raw)) = (placed, path.get(&event)) {
-            unconverted.push((path.last_key().to_owned(), raw.to_value()));
+            unmapped
+                .entry(path.last_key().to_owned())
+                .or_insert_with(|| raw.to_value());
         }
     }
     let mut event = event;
-    let mut unmapped = Map::new();
-    for (key, raw) in unconverted {
-        unmapped.entry(key).or_insert(raw);
-    }
     for path in &route.unmapped {
         if let Some(v) = path.get(&event) {
             unmapped.insert(path.last_key().to_owned(), v.to_value());
