@@ -405,18 +405,14 @@ pub fn apply_routed(
         };
         if ex.all {
             for c in ex.regex.captures_iter(text) {
-                for name in ex.regex.capture_names().flatten() {
-                    if let Some(m) = c.name(name) {
-                        captures.append(name, Value::String(m.as_str().to_owned()));
-                    }
+                for (name, m) in eval::named_groups(&ex.regex, &c) {
+                    captures.append(name, Value::String(m.as_str().to_owned()));
                 }
             }
         } else if let Some(c) = ex.regex.captures(text) {
             // The first extraction that captures a name keeps it.
-            for name in ex.regex.capture_names().flatten() {
-                if let Some(m) = c.name(name) {
-                    captures.keep_first(name, || Value::String(m.as_str().to_owned()));
-                }
+            for (name, m) in eval::named_groups(&ex.regex, &c) {
+                captures.keep_first(name, || Value::String(m.as_str().to_owned()));
             }
         }
     }

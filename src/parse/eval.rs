@@ -100,6 +100,17 @@ impl<'a> Captures<'a> {
     }
 }
 
+/// The named groups of `re` that took part in the match `c`, with their names. By group
+/// index: looking a group up by name hashes the name for every group of every match.
+pub fn named_groups<'r: 'c, 'c, 'h>(
+    re: &'r regex::Regex,
+    c: &'c regex::Captures<'h>,
+) -> impl Iterator<Item = (&'r str, regex::Match<'h>)> + 'c {
+    re.capture_names()
+        .enumerate()
+        .filter_map(|(i, name)| Some((name?, c.get(i)?)))
+}
+
 /// Text of a scalar (strings unquoted); `None` for arrays/objects/null.
 fn text(v: &Value) -> Option<Cow<'_, str>> {
     match v {
@@ -508,10 +519,8 @@ pub fn build_list(list: &List, scope: &Scope<'_>, out: &mut Map<String, Value>) 
                 let take = if list.all { usize::MAX } else { 1 };
                 for c in re.captures_iter(seg).take(take) {
                     let mut caps = Captures::over(scope.captures);
-                    for name in re.capture_names().flatten() {
-                        if let Some(m) = c.name(name) {
-                            caps.set(name, Value::String(m.as_str().to_owned()));
-                        }
+                    for (name, m) in named_groups(re, &c) {
+                        caps.set(name, Value::String(m.as_str().to_owned()));
                     }
                     available += 1;
                     if items.len() < limit {
