@@ -306,8 +306,8 @@ fn finish(spec: &Spec, v: Value) -> Option<Value> {
         }
         match &spec.lookup {
             Some((table, mode)) => {
-                let key = match mode {
-                    LookupMode::Exact => text(&v).map(|t| t.into_owned()),
+                let hit = match mode {
+                    LookupMode::Exact => text(&v).and_then(|t| table.entries.get(t.as_ref())),
                     LookupMode::FirstWord => text(&v).and_then(|t| {
                         // Outside quoted names first, then the whole text: a quoted word
                         // counts when nothing else matches (a ConnectSecure subject may
@@ -315,12 +315,10 @@ fn finish(spec: &Spec, v: Value) -> Option<Value> {
                         unquoted(&t)
                             .chain(std::iter::once(t.as_ref()))
                             .flat_map(|part| part.split(|c: char| !c.is_alphanumeric()))
-                            .map(str::to_lowercase)
-                            .find(|w| table.entries.contains_key(w))
+                            .find_map(|w| table.entries.get(&w.to_lowercase()))
                     }),
                 };
-                key.and_then(|k| table.entries.get(&k).cloned())
-                    .or_else(|| table.other.clone())
+                hit.or(table.other.as_ref()).cloned()
             }
             None => Some(v),
         }

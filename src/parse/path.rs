@@ -224,28 +224,30 @@ fn set_in(map: &mut Map<String, Value>, steps: &[OutStep], value: Value) {
         return;
     };
     if rest.is_empty() && !step.append {
-        match map.get_mut(&step.key) {
-            Some(slot) => *slot = value,
-            None => {
-                map.insert(step.key.clone(), value);
-            }
-        }
+        // One search: a key set twice is rare, so its text is copied whether or not it exists.
+        map.insert(step.key.clone(), value);
         return;
     }
-    // The slot this step leads to: looked up first, so the key text is only copied when the
-    // slot is new, and a new slot is created and reached in one search.
-    let slot = if map.contains_key(&step.key) {
-        map.get_mut(&step.key)
+    // The slot this step leads to: an existing one found in one search, a new one created and
+    // reached in a second (the key text copied only then).
+    if let Some(slot) = map.get_mut(&step.key) {
+        set_below(slot, step, rest, value);
+        return;
+    }
+    let empty = if step.append {
+        Value::Array(Vec::new())
     } else {
-        let empty = if step.append {
-            Value::Array(Vec::new())
-        } else {
-            Value::Object(Map::new())
-        };
-        Some(map.entry(step.key.clone()).or_insert(empty))
+        Value::Object(Map::new())
     };
+    let slot = map.entry(step.key.clone()).or_insert(empty);
+    set_below(slot, step, rest, value);
+}
+
+/// Sets `value` at `rest` under `slot`, the value `step` led to (appended to it when `step`
+/// appends). A slot of the other kind is left as it is.
+fn set_below(slot: &mut Value, step: &OutStep, rest: &[OutStep], value: Value) {
     match slot {
-        Some(Value::Array(items)) if step.append => {
+        Value::Array(items) if step.append => {
             if rest.is_empty() {
                 items.push(value);
             } else {
@@ -254,7 +256,7 @@ fn set_in(map: &mut Map<String, Value>, steps: &[OutStep], value: Value) {
                 items.push(Value::Object(inner));
             }
         }
-        Some(Value::Object(inner)) if !step.append => set_in(inner, rest, value),
+        Value::Object(inner) if !step.append => set_in(inner, rest, value),
         _ => {}
     }
 }
