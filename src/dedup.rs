@@ -54,6 +54,9 @@ pub enum DedupError {
     /// Downstream fault: Redis did not answer in time.
     #[error("dedup store (Redis) timed out")]
     Timeout,
+    /// Downstream fault: Redis has not been reachable since startup.
+    #[error("dedup store (Redis) not connected yet")]
+    NotConnected,
     /// Operator's fault: the journal file cannot be opened.
     #[error("cannot open dedup journal {path}")]
     Journal {
@@ -70,7 +73,7 @@ impl DedupError {
     pub fn code(&self) -> &'static str {
         match self {
             DedupError::Unavailable => "dedup_unavailable",
-            DedupError::Redis(_) => "dedup_redis",
+            DedupError::Redis(_) | DedupError::NotConnected => "dedup_redis",
             DedupError::Timeout => "dedup_timeout",
             DedupError::Journal { .. } => "dedup_journal",
         }
@@ -106,9 +109,14 @@ impl DedupStore {
     }
 
     /// False for a while after a reservation failed (Redis unreachable or slow) with none
-    /// succeeding since: every request is refused then, so the instance is not ready.
+    /// succeeding since, and while Redis has not been reached since startup: every request is
+    /// refused then, so the instance is not ready.
     pub fn is_ready(&self) -> bool {
-        self.health.is_healthy()
+        let connected = match &self.backend {
+            Backend::Redis(r) => r.is_connected(),
+            Backend::Memory(_) => true,
+        };
+        connected && self.health.is_healthy()
     }
 
     /// Builds the configured store. `spool_dir` is where the journal goes by default (spool

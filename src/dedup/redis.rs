@@ -6,11 +6,17 @@
 //! a commit by another request in between is never undone). Fails with
 //! [`DedupError::Redis`] (→ 503, the vendor retries). Never logs the URL (it may hold a
 //! password).
+//!
+//! Redis unreachable at startup does not stop the gateway: it serves, answering 503 to what
+//! needs the store and reporting not ready, while a task connects once a second until Redis
+//! answers (in Kubernetes, a pod that exits instead would restart with a growing backoff).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
+use tokio::sync::OnceCell;
 
 use super::{Dedup, DedupError};
 
@@ -21,7 +27,8 @@ const COMMITTED: &str = "c";
 
 /// Redis-backed dedup.
 pub struct RedisStore {
-    conn: ConnectionManager,
+    /// Set once the first connection is made; the manager reconnects by itself after that.
+    conn: Arc<OnceCell<ConnectionManager>>,
     prefix: String,
     reservation_ttl: Duration,
     release: Script,
@@ -57,15 +64,48 @@ fn manager_config() -> ConnectionManagerConfig {
         .set_response_timeout(CALL_TIMEOUT)
 }
 
+/// How long the startup task waits between attempts while Redis is unreachable.
+const CONNECT_RETRY: Duration = Duration::from_secs(1);
+
+async fn connect_once(client: redis::Client) -> Result<ConnectionManager, DedupError> {
+    bounded(ConnectionManager::new_with_config(client, manager_config())).await
+}
+
 impl RedisStore {
-    /// Connects to `url`.
+    /// A store for `url`. Fails only when the URL is not a Redis URL; when Redis does not
+    /// answer, the store is returned unconnected and a task keeps connecting (see the module
+    /// documentation).
     pub async fn connect(
         url: &str,
         prefix: String,
         reservation_ttl: Duration,
     ) -> Result<RedisStore, DedupError> {
         let client = redis::Client::open(url).map_err(DedupError::Redis)?;
-        let conn = bounded(ConnectionManager::new_with_config(client, manager_config())).await?;
+        let conn = Arc::new(OnceCell::new());
+        match connect_once(client.clone()).await {
+            Ok(manager) => {
+                let _ = conn.set(manager);
+            }
+            Err(e) => {
+                tracing::warn!(
+                    error = %e,
+                    reason = e.code(),
+                    "Redis dedup store unreachable at startup; answering 503 and not ready \
+                     until it connects (retried every second)"
+                );
+                let cell = Arc::clone(&conn);
+                tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(CONNECT_RETRY).await;
+                        if let Ok(manager) = connect_once(client.clone()).await {
+                            let _ = cell.set(manager);
+                            tracing::info!("Redis dedup store connected");
+                            return;
+                        }
+                    }
+                });
+            }
+        }
         Ok(RedisStore {
             conn,
             prefix,
@@ -76,6 +116,16 @@ impl RedisStore {
         })
     }
 
+    /// Whether the first connection has been made.
+    pub fn is_connected(&self) -> bool {
+        self.conn.initialized()
+    }
+
+    /// A handle on the connection, or [`DedupError::NotConnected`] before the first one.
+    fn conn(&self) -> Result<ConnectionManager, DedupError> {
+        self.conn.get().cloned().ok_or(DedupError::NotConnected)
+    }
+
     fn key(&self, scoped: &str) -> String {
         format!("{}{}", self.prefix, scoped)
     }
@@ -83,7 +133,7 @@ impl RedisStore {
     /// Reserves `key` unless it is in flight or seen.
     pub async fn reserve(&self, key: &str) -> Result<Dedup, DedupError> {
         let key = self.key(key);
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn()?;
         let set: Option<String> = bounded(
             redis::cmd("SET")
                 .arg(&key)
@@ -108,7 +158,7 @@ impl RedisStore {
 
     /// Marks `key` delivered for `window`.
     pub async fn commit(&self, key: &str, window: Duration) -> Result<(), DedupError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn()?;
         bounded(
             redis::cmd("SET")
                 .arg(self.key(key))
@@ -122,7 +172,7 @@ impl RedisStore {
 
     /// Deletes `key` if it is still only reserved.
     pub async fn release(&self, key: &str) -> Result<(), DedupError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn()?;
         bounded(
             self.release
                 .key(self.key(key))

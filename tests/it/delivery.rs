@@ -660,25 +660,77 @@ fn the_forwarder_lets_a_partial_batch_fill_for_forward_wait_ms() {
 }
 
 #[test]
-fn the_redis_dedup_store_is_back_within_seconds_after_redis_restarts() {
-    // A private Redis, killed outright while requests keep coming, then started again on the
-    // same port: the gateway's connection must come back at once, not after the minute of
-    // backoff the client library's defaults gave (every request meanwhile a 503).
-    let test = "the_redis_dedup_store_is_back_within_seconds_after_redis_restarts";
+fn the_gateway_starts_with_redis_down_and_serves_once_redis_is_up() {
+    // Redis not there when the gateway starts (a pod scheduled before Redis): the gateway
+    // listens, refuses with 503 and reports not ready, then serves within seconds of Redis
+    // coming up, without a restart.
+    let test = "the_gateway_starts_with_redis_down_and_serves_once_redis_is_up";
     if shared_redis(test).is_none() {
         return;
     }
-    /// The private Redis, killed however the test ends.
-    struct Redis(std::process::Child);
-    impl Drop for Redis {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
     let port = free_port();
-    let start_redis = || {
-        Redis(
+    let gw = Gateway::start(&format!(
+        "[dedup]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:{port}/0\"\n{}",
+        crate::foundation::hyprwatch_source()
+    ));
+    assert!(
+        gw.logs()
+            .contains("Redis dedup store unreachable at startup"),
+        "{}",
+        gw.logs()
+    );
+    let c = client();
+    let url = gw.url("/ingest/hyprwatch");
+    let (status, retry_after) = send(&c, &url, "before-redis").unwrap();
+    assert_eq!(status, 503);
+    assert!(retry_after.is_some());
+    let readyz = || reqwest::blocking::get(gw.admin_url("/readyz")).unwrap();
+    let not_ready = readyz();
+    assert_eq!(not_ready.status(), 503);
+    let body: serde_json::Value = not_ready.json().unwrap();
+    assert_eq!(body["dedup"]["ready"], false, "{body}");
+    let metrics = reqwest::blocking::get(gw.admin_url("/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.contains("reason=\"dedup_redis\"") && !l.ends_with(" 0")),
+        "no dedup_redis rejection counted:\n{metrics}"
+    );
+
+    let _redis = PrivateRedis::start(port);
+    let up = std::time::Instant::now();
+    let mut attempts = 0;
+    while send(&c, &url, "after-redis").unwrap().0 != 200 {
+        attempts += 1;
+        assert!(
+            up.elapsed() < Duration::from_secs(10),
+            "still refused {:?} after Redis came up ({attempts} attempts)\n{}",
+            up.elapsed(),
+            gw.logs()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(wait_until(Duration::from_secs(15), || readyz().status() == 200));
+    // Deduplicating for real: the same event again is a duplicate, not a second delivery.
+    let again = send(&c, &url, "after-redis").unwrap().0;
+    assert!((200..300).contains(&again), "{again}");
+    let delivered = gw
+        .events()
+        .iter()
+        .filter(|e| e["metadata"]["uid"] == "after-redis")
+        .count();
+    assert_eq!(delivered, 1, "{}", gw.logs());
+}
+
+/// A Redis of the test's own on `port`, killed however the test ends.
+struct PrivateRedis(std::process::Child);
+
+impl PrivateRedis {
+    fn start(port: u16) -> PrivateRedis {
+        let redis = PrivateRedis(
             std::process::Command::new("redis-server")
                 .args([
                     "--port",
@@ -692,15 +744,32 @@ fn the_redis_dedup_store_is_back_within_seconds_after_redis_restarts() {
                 .stderr(std::process::Stdio::null())
                 .spawn()
                 .unwrap(),
-        )
-    };
-    let up = |port: u16| {
-        crate::harness::wait_until(Duration::from_secs(10), || {
+        );
+        assert!(wait_until(Duration::from_secs(10), || {
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        })
-    };
-    let redis = start_redis();
-    assert!(up(port));
+        }));
+        redis
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_redis_dedup_store_is_back_within_seconds_after_redis_restarts() {
+    // A private Redis, killed outright while requests keep coming, then started again on the
+    // same port: the gateway's connection must come back at once, not after the minute of
+    // backoff the client library's defaults gave (every request meanwhile a 503).
+    let test = "the_redis_dedup_store_is_back_within_seconds_after_redis_restarts";
+    if shared_redis(test).is_none() {
+        return;
+    }
+    let port = free_port();
+    let redis = PrivateRedis::start(port);
     let gw = Gateway::start(&format!(
         "[dedup]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:{port}/0\"\n{}",
         crate::foundation::hyprwatch_source()
@@ -723,8 +792,7 @@ fn the_redis_dedup_store_is_back_within_seconds_after_redis_restarts() {
     let body: serde_json::Value = not_ready.json().unwrap();
     assert_eq!(body["dedup"]["ready"], false, "{body}");
     std::thread::sleep(Duration::from_secs(2));
-    let _redis = start_redis();
-    assert!(up(port));
+    let _redis = PrivateRedis::start(port);
     let back = std::time::Instant::now();
     let mut attempts = 0;
     while send(&c, &url, "after").unwrap().0 != 200 {
