@@ -93,13 +93,20 @@ impl RedisStore {
                     "Redis dedup store unreachable at startup; answering 503 and not ready \
                      until it connects (retried every second)"
                 );
-                let cell = Arc::clone(&conn);
+                // Holds the cell weakly: a store dropped meanwhile (a reload built another)
+                // ends its task.
+                let cell = Arc::downgrade(&conn);
                 tokio::spawn(async move {
                     loop {
                         tokio::time::sleep(CONNECT_RETRY).await;
+                        if cell.strong_count() == 0 {
+                            return;
+                        }
                         if let Ok(manager) = connect_once(client.clone()).await {
-                            let _ = cell.set(manager);
-                            tracing::info!("Redis dedup store connected");
+                            if let Some(cell) = cell.upgrade() {
+                                let _ = cell.set(manager);
+                                tracing::info!("Redis dedup store connected");
+                            }
                             return;
                         }
                     }
