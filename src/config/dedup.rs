@@ -47,6 +47,8 @@ pub struct DedupConfig {
     pub journal_path: Option<PathBuf>,
     /// Redis backend: connection URL (a secret: it may hold a password). Required for
     /// `backend = "redis"`. Example: `"${HOOKGATE_REDIS_URL}"` = `redis://:pw@redis:6379/0`.
+    /// A Redis that does not answer at startup does not stop the gateway: it answers 503 and
+    /// reports not ready until the connection is made (retried every second).
     #[serde(default)]
     pub redis_url: Option<Secret>,
     /// Redis backend: prefix of every key. Default `"hookgate:dedup:"`.
