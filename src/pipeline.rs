@@ -106,7 +106,7 @@ pub async fn handle(
                 if let Failure::Limited(limited) = failure {
                     crate::limits::log_shed(limited, source, &request_id.0);
                 } else if status >= 500 {
-                    tracing::error!(status, reason = failure.code(), error = %causes(failure), %client, "request failed");
+                    tracing::error!(status, reason = failure.code(), error = %crate::telemetry::causes(failure), %client, "request failed");
                 } else {
                     tracing::info!(status, reason = failure.code(), %client, "request rejected");
                 }
@@ -257,20 +257,4 @@ async fn trip(
 
     // 11. respond (the caller builds the answer from this outcome)
     Ok(Outcome::Accepted { events, duplicates })
-}
-
-/// An error and its causes, `: `-joined (the disk's "No space left on device" under "spool
-/// i/o failed: append to spool"; librdkafka's reason under "Kafka did not acknowledge").
-fn causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let more = cause.to_string();
-        if !text.ends_with(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = cause.source();
-    }
-    text
 }

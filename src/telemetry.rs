@@ -47,9 +47,43 @@ pub fn redact_header<'a>(name: &str, value: &'a str) -> &'a str {
     }
 }
 
+/// An error and its causes, `: `-joined (the disk's "No space left on device" under "spool
+/// i/o failed: append to spool"; librdkafka's reason under "Kafka did not acknowledge").
+pub fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.ends_with(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn causes_joins_the_chain_once_each() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("spool i/o failed")]
+        struct Outer(#[source] std::io::Error);
+        let disk = std::io::Error::other("No space left on device");
+        assert_eq!(
+            causes(&Outer(disk)),
+            "spool i/o failed: No space left on device"
+        );
+        // A message that already ends with its cause's text does not repeat it.
+        #[derive(Debug, thiserror::Error)]
+        #[error("refused: {0}")]
+        struct Same(#[source] std::io::Error);
+        let why = std::io::Error::other("connection refused");
+        assert_eq!(causes(&Same(why)), "refused: connection refused");
+    }
 
     #[test]
     fn redacts_authorization_and_signatures() {

@@ -88,13 +88,13 @@ impl RedisStore {
             }
             Err(e) => {
                 tracing::warn!(
-                    error = %e,
+                    error = %crate::telemetry::causes(&e),
                     reason = e.code(),
                     "Redis dedup store unreachable at startup; answering 503 and not ready \
                      until it connects (retried every second)"
                 );
-                // Holds the cell weakly: a store dropped meanwhile (a reload built another)
-                // ends its task.
+                // Holds the cell weakly, so a store that is dropped (a stop, a test) does not
+                // leave a task connecting for nothing.
                 let cell = Arc::downgrade(&conn);
                 tokio::spawn(async move {
                     loop {
