@@ -669,10 +669,7 @@ fn the_gateway_starts_with_redis_down_and_serves_once_redis_is_up() {
         return;
     }
     let port = free_port();
-    let gw = Gateway::start(&format!(
-        "[dedup]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:{port}/0\"\n{}",
-        crate::foundation::hyprwatch_source()
-    ));
+    let gw = redis_gateway(port);
     assert!(
         gw.logs()
             .contains("Redis dedup store unreachable at startup"),
@@ -684,11 +681,7 @@ fn the_gateway_starts_with_redis_down_and_serves_once_redis_is_up() {
     let (status, retry_after) = send(&c, &url, "before-redis").unwrap();
     assert_eq!(status, 503);
     assert!(retry_after.is_some());
-    let readyz = || reqwest::blocking::get(gw.admin_url("/readyz")).unwrap();
-    let not_ready = readyz();
-    assert_eq!(not_ready.status(), 503);
-    let body: serde_json::Value = not_ready.json().unwrap();
-    assert_eq!(body["dedup"]["ready"], false, "{body}");
+    assert_dedup_not_ready(&gw);
     let metrics = reqwest::blocking::get(gw.admin_url("/metrics"))
         .unwrap()
         .text()
@@ -701,19 +694,13 @@ fn the_gateway_starts_with_redis_down_and_serves_once_redis_is_up() {
     );
 
     let _redis = PrivateRedis::start(port);
-    let up = std::time::Instant::now();
-    let mut attempts = 0;
-    while send(&c, &url, "after-redis").unwrap().0 != 200 {
-        attempts += 1;
-        assert!(
-            up.elapsed() < Duration::from_secs(10),
-            "still refused {:?} after Redis came up ({attempts} attempts)\n{}",
-            up.elapsed(),
-            gw.logs()
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    assert!(wait_until(Duration::from_secs(15), || readyz().status() == 200));
+    accepted_within_seconds(&gw, &c, "after-redis");
+    assert!(wait_until(Duration::from_secs(15), || {
+        reqwest::blocking::get(gw.admin_url("/readyz"))
+            .unwrap()
+            .status()
+            == 200
+    }));
     // Deduplicating for real: the same event again is a duplicate, not a second delivery.
     let again = send(&c, &url, "after-redis").unwrap().0;
     assert!((200..300).contains(&again), "{again}");
@@ -723,6 +710,39 @@ fn the_gateway_starts_with_redis_down_and_serves_once_redis_is_up() {
         .filter(|e| e["metadata"]["uid"] == "after-redis")
         .count();
     assert_eq!(delivered, 1, "{}", gw.logs());
+}
+
+/// A gateway whose dedup store is a Redis on `port` of this machine.
+fn redis_gateway(port: u16) -> Gateway {
+    Gateway::start(&format!(
+        "[dedup]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:{port}/0\"\n{}",
+        crate::foundation::hyprwatch_source()
+    ))
+}
+
+/// `/readyz` says 503, with the dedup store not ready.
+fn assert_dedup_not_ready(gw: &Gateway) {
+    let not_ready = reqwest::blocking::get(gw.admin_url("/readyz")).unwrap();
+    assert_eq!(not_ready.status(), 503);
+    let body: serde_json::Value = not_ready.json().unwrap();
+    assert_eq!(body["dedup"]["ready"], false, "{body}");
+}
+
+/// Sends event `id` until it is answered 200, failing after 10 s.
+fn accepted_within_seconds(gw: &Gateway, c: &reqwest::blocking::Client, id: &str) {
+    let url = gw.url("/ingest/hyprwatch");
+    let since = Instant::now();
+    let mut attempts = 0;
+    while send(c, &url, id).unwrap().0 != 200 {
+        attempts += 1;
+        assert!(
+            since.elapsed() < Duration::from_secs(10),
+            "still refused {:?} after Redis came up ({attempts} attempts)\n{}",
+            since.elapsed(),
+            gw.logs()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }
 
 /// A Redis of the test's own on `port`, killed however the test ends.
@@ -770,10 +790,7 @@ fn the_redis_dedup_store_is_back_within_seconds_after_redis_restarts() {
     }
     let port = free_port();
     let redis = PrivateRedis::start(port);
-    let gw = Gateway::start(&format!(
-        "[dedup]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:{port}/0\"\n{}",
-        crate::foundation::hyprwatch_source()
-    ));
+    let gw = redis_gateway(port);
     let c = client();
     let url = gw.url("/ingest/hyprwatch");
     assert_eq!(send(&c, &url, "before").unwrap().0, 200);
@@ -786,23 +803,10 @@ fn the_redis_dedup_store_is_back_within_seconds_after_redis_restarts() {
         assert!(retry_after.is_some());
     }
     // Not ready while every request is refused, so a load balancer sends retries elsewhere.
-    let readyz = || reqwest::blocking::get(gw.admin_url("/readyz")).unwrap();
-    let not_ready = readyz();
-    assert_eq!(not_ready.status(), 503);
-    let body: serde_json::Value = not_ready.json().unwrap();
-    assert_eq!(body["dedup"]["ready"], false, "{body}");
+    assert_dedup_not_ready(&gw);
     std::thread::sleep(Duration::from_secs(2));
     let _redis = PrivateRedis::start(port);
-    let back = std::time::Instant::now();
-    let mut attempts = 0;
-    while send(&c, &url, "after").unwrap().0 != 200 {
-        attempts += 1;
-        assert!(
-            back.elapsed() < Duration::from_secs(10),
-            "still refused {:?} after Redis came back ({attempts} attempts)",
-            back.elapsed()
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    assert_eq!(readyz().status(), 200);
+    accepted_within_seconds(&gw, &c, "after");
+    let ready = reqwest::blocking::get(gw.admin_url("/readyz")).unwrap();
+    assert_eq!(ready.status(), 200);
 }
