@@ -129,17 +129,26 @@ impl Writer {
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, "spool append failed; answering its group with 503");
+                tracing::error!(
+                    error = %crate::telemetry::causes(&e),
+                    "spool append failed; answering its group with 503"
+                );
                 // Undo whatever part of the group reached the open segment (invariant 3).
                 if self.file.set_len(start_len).is_err() {
                     shared.broken = true;
                 }
                 self.next_seq = shared.durable_seq + 1;
                 drop(shared);
+                // Each request gets the disk's own error (its kind and text: "No space left
+                // on device"), not only this layer's context.
+                let (kind, why) = match &e {
+                    SpoolError::Io { source, .. } => (source.kind(), source.to_string()),
+                    other => (std::io::ErrorKind::Other, other.to_string()),
+                };
                 for (_, reply) in answers {
                     let _ = reply.send(Err(SpoolError::Io {
                         context: "append to spool",
-                        source: std::io::Error::other(e.to_string()),
+                        source: std::io::Error::new(kind, why.clone()),
                     }));
                 }
             }

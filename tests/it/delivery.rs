@@ -660,6 +660,69 @@ fn the_forwarder_lets_a_partial_batch_fill_for_forward_wait_ms() {
 }
 
 #[test]
+fn a_full_disk_is_refused_with_503_and_loses_nothing_it_acknowledged() {
+    // The spool's files may not grow past 128 blocks (64 or 128 KiB): a full disk, without
+    // one. Segments are larger than that, so appends start failing partway. Every 200 must
+    // reach Kafka once; past the limit the answer is 503 (the vendor retries) and the instance
+    // reports the spool not writable.
+    let Some(brokers) = shared_broker("a_full_disk_is_refused_with_503") else {
+        return;
+    };
+    let topic = topic();
+    let gw = Gateway::start_with_file_size_limit(
+        |dir| {
+            kafka_config(dir, &brokers, &topic, "spool", "")
+                .replace("segment_bytes = 65536", "segment_bytes = 4194304")
+        },
+        128,
+    );
+    let c = client();
+    let url = gw.url("/ingest/hyprwatch");
+    let (mut accepted, mut refused) = (Vec::new(), 0);
+    for i in 0..1000 {
+        let id = format!("disk-{i}");
+        match send(&c, &url, &id).unwrap() {
+            (200, _) => accepted.push(id),
+            (503, retry_after) => {
+                assert!(retry_after.is_some());
+                refused += 1;
+                if refused == 5 {
+                    break;
+                }
+            }
+            (other, _) => panic!("{id}: {other}\n{}", gw.logs()),
+        }
+    }
+    assert!(
+        refused == 5,
+        "never refused: the limit was not reached\n{}",
+        gw.logs()
+    );
+    assert!(
+        accepted.len() > 10,
+        "{} accepted\n{}",
+        accepted.len(),
+        gw.logs()
+    );
+    let ready = reqwest::blocking::get(gw.admin_url("/readyz")).unwrap();
+    assert_eq!(ready.status(), 503);
+    let body: serde_json::Value = ready.json().unwrap();
+    assert_eq!(body["sink"]["spool_writable"], false, "{body}");
+    assert!(gw.logs().contains("File too large"), "{}", gw.logs());
+
+    let got = consume(&brokers, &topic, accepted.len(), Duration::from_secs(60));
+    let c = counts(&got);
+    let missing: Vec<_> = accepted.iter().filter(|id| !c.contains_key(*id)).collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged, never delivered: {missing:?}"
+    );
+    let twice: Vec<_> = c.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "published more than once: {twice:?}");
+    assert_eq!(c.len(), accepted.len(), "delivered but answered 503");
+}
+
+#[test]
 fn the_gateway_starts_with_redis_down_and_serves_once_redis_is_up() {
     // Redis not there when the gateway starts (a pod scheduled before Redis): the gateway
     // listens, refuses with 503 and reports not ready, then serves within seconds of Redis

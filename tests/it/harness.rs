@@ -58,6 +58,29 @@ impl Gateway {
 
     /// Starts hookgate; `Err(logs)` when it exits before listening.
     pub fn try_start_with(build: impl FnOnce(&Path) -> String) -> Result<Gateway, String> {
+        let (dir, events_path, config_path) = Self::write_config(build);
+        Self::spawn(dir, events_path, &config_path, &[])
+    }
+
+    /// Like [`Gateway::start_with`], with every file hookgate writes limited to `blocks`
+    /// (`ulimit -f`: 512 or 1024 bytes each, as the shell counts) and `SIGXFSZ` ignored, so a
+    /// write past the limit fails with `EFBIG` as on a full disk, instead of killing it.
+    pub fn start_with_file_size_limit(build: impl FnOnce(&Path) -> String, blocks: u32) -> Gateway {
+        let (dir, events_path, config_path) = Self::write_config(build);
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!(
+                "trap '' XFSZ; ulimit -f {blocks}; exec \"$0\" serve --config \"$1\""
+            ))
+            .arg(binary())
+            .arg(&config_path);
+        Self::run(cmd, dir, events_path)
+            .unwrap_or_else(|logs| panic!("hookgate did not start:\n{logs}"))
+    }
+
+    /// The config built by `build` (with the listener, admin and sink sections supplied),
+    /// written into a new temp dir: (dir, JSON-lines path, config path).
+    fn write_config(build: impl FnOnce(&Path) -> String) -> (tempfile::TempDir, PathBuf, PathBuf) {
         let dir = tempfile::tempdir().expect("tempdir");
         let events_path = dir.path().join("events.jsonl");
         let body = build(dir.path());
@@ -77,7 +100,7 @@ impl Gateway {
         config.push_str(&body);
         let config_path = dir.path().join("hookgate.toml");
         std::fs::write(&config_path, &config).expect("write config");
-        Self::spawn(dir, events_path, &config_path, &[])
+        (dir, events_path, config_path)
     }
 
     /// Spawns the binary on an existing config file (used to restart on the same state).
@@ -88,12 +111,21 @@ impl Gateway {
         env: &[(&str, &str)],
     ) -> Result<Gateway, String> {
         let mut cmd = Command::new(binary());
-        cmd.arg("serve")
-            .arg("--config")
-            .arg(config_path)
-            .env("RUST_LOG", "info,hookgate=debug");
+        cmd.arg("serve").arg("--config").arg(config_path);
         for (k, v) in env {
             cmd.env(k, v);
+        }
+        Self::run(cmd, dir, events_path)
+    }
+
+    /// Runs `cmd` (hookgate, maybe through a wrapper) and waits until it listens.
+    fn run(
+        mut cmd: Command,
+        dir: tempfile::TempDir,
+        events_path: PathBuf,
+    ) -> Result<Gateway, String> {
+        if !cmd.get_envs().any(|(k, _)| k == "RUST_LOG") {
+            cmd.env("RUST_LOG", "info,hookgate=debug");
         }
         let mut child = cmd
             .stdout(Stdio::null())
