@@ -209,7 +209,7 @@ pub async fn run(
     tracing::info!("flushing sink");
     match state.sink.flush().await {
         Ok(()) => tracing::info!("sink flushed"),
-        Err(e) => tracing::error!(error = %e, "sink flush failed"),
+        Err(e) => tracing::error!(error = %crate::telemetry::causes(&e), "sink flush failed"),
     }
     state.dedup.flush();
     if let Some(task) = writer_task {

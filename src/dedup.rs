@@ -299,7 +299,7 @@ pub async fn release_all<'a>(
 ) {
     for key in keys {
         if let Err(e) = store.release(source, key).await {
-            tracing::error!(error = %e, "dedup release failed");
+            tracing::error!(error = %crate::telemetry::causes(&e), "dedup release failed");
         }
     }
 }

@@ -241,7 +241,7 @@ async fn trip(
     // retry off with 409 until the reservation's TTL lapses.
     if let Err(e) = dedup::commit_all(&state.dedup, &source.name, &keys).await {
         tracing::error!(
-            error = %e,
+            error = %crate::telemetry::causes(&e),
             reason = e.code(),
             events = keys.len(),
             "dedup commit failed after delivery; the events are durable and answered 2xx"

@@ -80,7 +80,7 @@ impl Forwarder {
             let records = match reader.read(BATCH_RECORDS, BATCH_BYTES) {
                 Ok(r) => r,
                 Err(e) => {
-                    tracing::error!(error = %e, "cannot read the spool; retrying");
+                    tracing::error!(error = %crate::telemetry::causes(&e), "cannot read the spool; retrying");
                     if sleep_or_stop(Duration::from_secs(1), &stop).await {
                         break;
                     }
@@ -167,7 +167,7 @@ impl Forwarder {
                     self.report(metrics, Some(waiting_since));
                     failures += 1;
                     if failures == 1 || failures % 20 == 0 {
-                        tracing::warn!(error = %e, code = e.code(), failures, "forwarding failed; retrying");
+                        tracing::warn!(error = %crate::telemetry::causes(&e), code = e.code(), failures, "forwarding failed; retrying");
                     }
                     if sleep_or_stop(backoff, stop).await {
                         return false;

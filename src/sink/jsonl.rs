@@ -193,7 +193,7 @@ fn write_loop(
         // Written and synced even when empty: an empty batch is a flush barrier.
         let result = write_batch(&mut events, dead_letters.as_mut(), &event_buf, &dead_buf);
         if let Err(e) = &result {
-            tracing::error!(error = %e, requests = waiting.len(), "sink write failed");
+            tracing::error!(error = %crate::telemetry::causes(&e), requests = waiting.len(), "sink write failed");
         }
         health.record(result.is_ok());
         for done in waiting.drain(..) {
