@@ -723,6 +723,55 @@ fn a_full_disk_is_refused_with_503_and_loses_nothing_it_acknowledged() {
 }
 
 #[test]
+fn the_json_lines_sink_on_a_full_disk_refuses_with_503_and_keeps_every_line_whole() {
+    // The embedded default (no Kafka) with its file limited to 128 blocks (64 or 128 KiB):
+    // every 200 is a whole line of the file, the rest get 503, and the sink is not ready.
+    let gw = Gateway::start_with_file_size_limit(|_| hyprwatch_source(), 128);
+    let c = client();
+    let url = gw.url("/ingest/hyprwatch");
+    let (mut accepted, mut refused) = (Vec::new(), 0);
+    for i in 0..2000 {
+        let id = format!("full-{i}");
+        match send(&c, &url, &id).unwrap() {
+            (200, _) => accepted.push(id),
+            (503, retry_after) => {
+                assert!(retry_after.is_some());
+                refused += 1;
+                if refused == 5 {
+                    break;
+                }
+            }
+            (other, _) => panic!("{id}: {other}\n{}", gw.logs()),
+        }
+    }
+    assert!(
+        refused == 5,
+        "never refused: the limit was not reached\n{}",
+        gw.logs()
+    );
+    assert!(
+        accepted.len() > 10,
+        "{} accepted\n{}",
+        accepted.len(),
+        gw.logs()
+    );
+    let ready = reqwest::blocking::get(gw.admin_url("/readyz")).unwrap();
+    assert_eq!(ready.status(), 503);
+    assert!(gw.logs().contains("File too large"), "{}", gw.logs());
+    let text = std::fs::read_to_string(&gw.events_path).unwrap();
+    let mut ids = Vec::new();
+    for line in text.lines() {
+        let event: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("a torn line in the sink ({e}): {line:?}"));
+        ids.push(event["metadata"]["uid"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        ids, accepted,
+        "the file holds exactly the accepted events, in order"
+    );
+}
+
+#[test]
 fn the_gateway_starts_with_redis_down_and_serves_once_redis_is_up() {
     // Redis not there when the gateway starts (a pod scheduled before Redis): the gateway
     // listens, refuses with 503 and reports not ready, then serves within seconds of Redis
