@@ -113,6 +113,22 @@ impl SpoolError {
         }
     }
 
+    /// An I/O error with this one's context, kind and text (the OS's "No space left on
+    /// device" included), for each request of a group that failed (an `io::Error` is not
+    /// `Clone`).
+    fn copy_as_io(&self) -> SpoolError {
+        match self {
+            SpoolError::Io { context, source } => SpoolError::Io {
+                context,
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            other => SpoolError::Io {
+                context: "append to spool",
+                source: std::io::Error::other(other.to_string()),
+            },
+        }
+    }
+
     fn io(context: &'static str) -> impl FnOnce(std::io::Error) -> SpoolError {
         move |source| SpoolError::Io { context, source }
     }
@@ -164,7 +180,7 @@ struct Inner {
     mark: Mutex<mark::Mark>,
     /// Woken after each group commit (the forwarder waits on it).
     appended: Notify,
-    /// The last append's disk outcome, for readiness.
+    /// The last group commit's disk outcome (recorded by the writer), for readiness.
     io: RecentFailure,
 }
 
@@ -291,11 +307,7 @@ impl Spool {
             self.unqueue(bytes);
             return Err(SpoolError::Closed);
         }
-        let result = answer.await.map_err(|_| SpoolError::Closed)?;
-        self.inner
-            .io
-            .record(!matches!(result, Err(SpoolError::Io { .. })));
-        result
+        answer.await.map_err(|_| SpoolError::Closed)?
     }
 
     /// False for a while after an append failed on the disk (full, read-only) with none

@@ -123,6 +123,7 @@ impl Writer {
                     open.last_seq = self.segment.last_seq;
                 }
                 drop(shared);
+                self.inner.io.record(true);
                 self.inner.appended.notify_one();
                 for (seq, reply) in answers {
                     let _ = reply.send(Ok(seq));
@@ -139,17 +140,9 @@ impl Writer {
                 }
                 self.next_seq = shared.durable_seq + 1;
                 drop(shared);
-                // Each request gets the disk's own error (its kind and text: "No space left
-                // on device"), not only this layer's context.
-                let (kind, why) = match &e {
-                    SpoolError::Io { source, .. } => (source.kind(), source.to_string()),
-                    other => (std::io::ErrorKind::Other, other.to_string()),
-                };
+                self.inner.io.record(false);
                 for (_, reply) in answers {
-                    let _ = reply.send(Err(SpoolError::Io {
-                        context: "append to spool",
-                        source: std::io::Error::new(kind, why.clone()),
-                    }));
+                    let _ = reply.send(Err(e.copy_as_io()));
                 }
             }
         }
