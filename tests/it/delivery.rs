@@ -676,34 +676,7 @@ fn a_full_disk_is_refused_with_503_and_loses_nothing_it_acknowledged() {
         },
         128,
     );
-    let c = client();
-    let url = gw.url("/ingest/hyprwatch");
-    let (mut accepted, mut refused) = (Vec::new(), 0);
-    for i in 0..1000 {
-        let id = format!("disk-{i}");
-        match send(&c, &url, &id).unwrap() {
-            (200, _) => accepted.push(id),
-            (503, retry_after) => {
-                assert!(retry_after.is_some());
-                refused += 1;
-                if refused == 5 {
-                    break;
-                }
-            }
-            (other, _) => panic!("{id}: {other}\n{}", gw.logs()),
-        }
-    }
-    assert!(
-        refused == 5,
-        "never refused: the limit was not reached\n{}",
-        gw.logs()
-    );
-    assert!(
-        accepted.len() > 10,
-        "{} accepted\n{}",
-        accepted.len(),
-        gw.logs()
-    );
+    let accepted = send_until_refused(&gw, "disk", 1000);
     let ready = reqwest::blocking::get(gw.admin_url("/readyz")).unwrap();
     assert_eq!(ready.status(), 503);
     let body: serde_json::Value = ready.json().unwrap();
@@ -722,16 +695,15 @@ fn a_full_disk_is_refused_with_503_and_loses_nothing_it_acknowledged() {
     assert_eq!(c.len(), accepted.len(), "delivered but answered 503");
 }
 
-#[test]
-fn the_json_lines_sink_on_a_full_disk_refuses_with_503_and_keeps_every_line_whole() {
-    // The embedded default (no Kafka) with its file limited to 128 blocks (64 or 128 KiB):
-    // every 200 is a whole line of the file, the rest get 503, and the sink is not ready.
-    let gw = Gateway::start_with_file_size_limit(|_| hyprwatch_source(), 128);
+/// Sends events `{prefix}-0`, `{prefix}-1`, … (at most `max`) until five are refused with
+/// 503 and Retry-After; anything else fails the test, as do fewer than 11 accepted. Returns
+/// the ids answered 200, in order.
+fn send_until_refused(gw: &Gateway, prefix: &str, max: usize) -> Vec<String> {
     let c = client();
     let url = gw.url("/ingest/hyprwatch");
     let (mut accepted, mut refused) = (Vec::new(), 0);
-    for i in 0..2000 {
-        let id = format!("full-{i}");
+    for i in 0..max {
+        let id = format!("{prefix}-{i}");
         match send(&c, &url, &id).unwrap() {
             (200, _) => accepted.push(id),
             (503, retry_after) => {
@@ -755,6 +727,15 @@ fn the_json_lines_sink_on_a_full_disk_refuses_with_503_and_keeps_every_line_whol
         accepted.len(),
         gw.logs()
     );
+    accepted
+}
+
+#[test]
+fn the_json_lines_sink_on_a_full_disk_refuses_with_503_and_keeps_every_line_whole() {
+    // The embedded default (no Kafka) with its file limited to 128 blocks (64 or 128 KiB):
+    // every 200 is a whole line of the file, the rest get 503, and the sink is not ready.
+    let gw = Gateway::start_with_file_size_limit(|_| hyprwatch_source(), 128);
+    let accepted = send_until_refused(&gw, "full", 2000);
     let ready = reqwest::blocking::get(gw.admin_url("/readyz")).unwrap();
     assert_eq!(ready.status(), 503);
     assert!(gw.logs().contains("File too large"), "{}", gw.logs());
