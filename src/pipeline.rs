@@ -61,11 +61,9 @@ pub async fn handle(
                 (served.response, served.refused.map(|r| ("auth", r)))
             }
             Err(limited) => {
+                crate::limits::log_shed(&limited, TOKEN_ENDPOINT, &request_id.0);
                 let failure = Failure::Limited(limited);
                 let code = failure.code();
-                if let Failure::Limited(limited) = &failure {
-                    crate::limits::log_shed(limited, TOKEN_ENDPOINT, &request_id.0);
-                }
                 (
                     respond::build(&Err(failure), &request_id),
                     Some(("limits", code)),
