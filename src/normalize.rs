@@ -14,10 +14,11 @@ pub mod ocsf;
 
 use bytes::Bytes;
 use http::HeaderMap;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use self::json_text::Added;
 use crate::parse::compile::Product;
+use crate::parse::fields::{Field, Fields};
 use crate::parse::{self, ParsedEvent, Parser};
 use crate::sink::{DeadLetter, Record};
 use crate::split::RawEvent;
@@ -178,7 +179,7 @@ pub fn to_ocsf(parsed: ParsedEvent, ctx: &EventContext<'_>) -> Result<OcsfEvent,
         _ => caption,
     };
 
-    let status_id = fields.get("status_id").and_then(Value::as_i64);
+    let status_id = fields.value("status_id").and_then(Value::as_i64);
     let status = match status_id {
         Some(id) if !fields.contains_key("status") => ocsf::status_name(class, id),
         _ => None,
@@ -188,6 +189,7 @@ pub fn to_ocsf(parsed: ParsedEvent, ctx: &EventContext<'_>) -> Result<OcsfEvent,
     let severity_id = match fields
         .remove("severity_id")
         .as_ref()
+        .and_then(Field::as_value)
         .and_then(Value::as_i64)
     {
         Some(s) => s,
@@ -202,17 +204,15 @@ pub fn to_ocsf(parsed: ParsedEvent, ctx: &EventContext<'_>) -> Result<OcsfEvent,
     let time = fields
         .remove("time")
         .as_ref()
+        .and_then(Field::as_value)
         .and_then(Value::as_i64)
         .unwrap_or(ctx.received_at_ms);
 
-    let metadata = match fields.remove("metadata") {
-        Some(Value::Object(m)) => m,
-        _ => Map::new(),
-    };
+    let metadata = fields.remove("metadata").map(object).unwrap_or_default();
 
-    if let Some(Value::Object(extra)) = fields.remove("unmapped") {
-        for (k, v) in extra {
-            unmapped.entry(k).or_insert(v);
+    if let Some(extra) = fields.remove("unmapped").map(object) {
+        for (k, v) in extra.into_members() {
+            unmapped.get_or_insert_with(k, || v);
         }
     }
     unmapped.remove("hookgate");
@@ -230,11 +230,8 @@ pub fn to_ocsf(parsed: ParsedEvent, ctx: &EventContext<'_>) -> Result<OcsfEvent,
     out.member("class_uid", &class.uid)?;
     // A parser value under a gateway member's name is skipped, not removed from the map
     // first: a slice of nine names compares lengths before bytes, a map removal does not.
-    for (k, v) in fields
-        .iter()
-        .filter(|(k, _)| !GATEWAY_MEMBERS.contains(&k.as_str()))
-    {
-        out.member_value(k, v);
+    for (k, v) in fields.iter().filter(|(k, _)| !GATEWAY_MEMBERS.contains(k)) {
+        out.member_field(k, v);
     }
     out.key("metadata");
     write_metadata(out.out, &metadata, &product, &key.id, ctx.tenant);
@@ -282,14 +279,14 @@ pub fn to_ocsf(parsed: ParsedEvent, ctx: &EventContext<'_>) -> Result<OcsfEvent,
 /// parser's, `tenant_uid` the source's tenant unless the parser mapped one.
 fn write_metadata(
     out: &mut Vec<u8>,
-    parsed: &Map<String, Value>,
+    parsed: &Fields<'_>,
     product: &Product,
     uid: &str,
     tenant: &str,
 ) {
-    let name = |out: &mut Vec<u8>, _: Option<&Value>| json_text::write_str(out, &product.name);
+    let name = |out: &mut Vec<u8>, _: Option<&Field<'_>>| json_text::write_str(out, &product.name);
     let vendor =
-        |out: &mut Vec<u8>, _: Option<&Value>| json_text::write_str(out, &product.vendor_name);
+        |out: &mut Vec<u8>, _: Option<&Field<'_>>| json_text::write_str(out, &product.vendor_name);
     let product_members = [
         Added {
             key: "name",
@@ -302,17 +299,18 @@ fn write_metadata(
             write: &vendor,
         },
     ];
-    let empty = Map::new();
-    let product = |out: &mut Vec<u8>, parsed: Option<&Value>| {
-        let parsed = match parsed {
-            Some(Value::Object(p)) => p,
-            _ => &empty,
-        };
-        json_text::write_merged(out, parsed, &product_members);
+    let product = |out: &mut Vec<u8>, parsed: Option<&Field<'_>>| match parsed {
+        Some(Field::Object(p)) => json_text::write_merged(out, p, &product_members),
+        // A whole object mapped as `metadata.product` (rare): its members copied over.
+        Some(Field::Value(Value::Object(p))) => {
+            json_text::write_merged(out, &Fields::from_map(p.clone()), &product_members)
+        }
+        _ => json_text::write_merged(out, &Fields::new(), &product_members),
     };
-    let tenant = |out: &mut Vec<u8>, _: Option<&Value>| json_text::write_str(out, tenant);
-    let uid = |out: &mut Vec<u8>, _: Option<&Value>| json_text::write_str(out, uid);
-    let version = |out: &mut Vec<u8>, _: Option<&Value>| json_text::write_str(out, OCSF_VERSION);
+    let tenant = |out: &mut Vec<u8>, _: Option<&Field<'_>>| json_text::write_str(out, tenant);
+    let uid = |out: &mut Vec<u8>, _: Option<&Field<'_>>| json_text::write_str(out, uid);
+    let version =
+        |out: &mut Vec<u8>, _: Option<&Field<'_>>| json_text::write_str(out, OCSF_VERSION);
     json_text::write_merged(
         out,
         parsed,
@@ -392,22 +390,22 @@ impl<'b> Members<'b> {
         self.out.push(b'"');
     }
 
-    /// A member whose value is a parser-built `Value`.
-    fn member_value(&mut self, key: &str, value: &Value) {
+    /// A member whose value the parser built.
+    fn member_field(&mut self, key: &str, value: &Field<'_>) {
         self.key(key);
-        json_text::write_value(self.out, value);
+        json_text::write_field(self.out, value);
     }
 
     /// An object member: the entries of `map`, then what `more` appends before the brace.
     fn member_object(
         &mut self,
         key: &str,
-        map: &Map<String, Value>,
+        map: &Fields<'_>,
         more: impl FnOnce(&mut Vec<u8>) -> Result<(), serde_json::Error>,
     ) -> Result<(), NormalizeError> {
         self.key(key);
         self.out.push(b'{');
-        json_text::write_members(self.out, map);
+        json_text::write_fields(self.out, map);
         more(self.out).map_err(NormalizeError::Serialize)?;
         self.out.push(b'}');
         Ok(())
@@ -415,6 +413,16 @@ impl<'b> Members<'b> {
 
     fn close(self) {
         self.out.push(b'}');
+    }
+}
+
+/// A parser-built object member as an object of the tree (a leaf object's keys moved over);
+/// empty when the parser put something else there.
+fn object(field: Field<'_>) -> Fields<'_> {
+    match field {
+        Field::Object(fields) => fields,
+        Field::Value(Value::Object(map)) => Fields::from_map(map),
+        Field::Value(_) => Fields::new(),
     }
 }
 

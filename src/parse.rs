@@ -13,6 +13,7 @@ pub mod compiled;
 pub mod definition;
 pub mod doc;
 pub mod eval;
+pub mod fields;
 pub mod path;
 pub mod quoted_list;
 pub mod session_cache;
@@ -24,13 +25,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderMap;
-use serde_json::map::Entry;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use self::compile::{Activity, Compiled, Product, Route};
 use self::doc::Doc;
 use self::eval::{Captures, Scope};
+use self::fields::{Field, Fields};
 use crate::normalize::ocsf::ClassInfo;
 use crate::normalize::EventContext;
 
@@ -73,9 +74,10 @@ pub struct EventKey {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RouteChoice(Option<usize>);
 
-/// A parsed event, ready for normalization.
+/// A parsed event, ready for normalization. Its keys (and the route name) are borrowed from
+/// the parser and the event for `'k`.
 #[derive(Debug)]
-pub struct ParsedEvent {
+pub struct ParsedEvent<'k> {
     /// The dedup identity (becomes `metadata.uid` and the Kafka key).
     pub key: EventKey,
     /// OCSF class of the matched route.
@@ -85,13 +87,13 @@ pub struct ParsedEvent {
     /// The source's own word for activity 99.
     pub activity_name: Option<String>,
     /// OCSF fields mapped by the route.
-    pub fields: Map<String, Value>,
+    pub fields: Fields<'k>,
     /// Vendor fields without an OCSF home.
-    pub unmapped: Map<String, Value>,
+    pub unmapped: Fields<'k>,
     /// `metadata.product`.
     pub product: Arc<Product>,
     /// Name of the matched route.
-    pub route: String,
+    pub route: &'k str,
 }
 
 /// Why a parser could not be loaded or applied.
@@ -251,7 +253,11 @@ impl Parser {
             Some(v) => self.compiled.heartbeat.as_ref().is_some_and(|c| {
                 let captures = Captures::default();
                 let headers = HeaderMap::new();
-                eval::holds(c, &Parser::bare_scope(v, &headers, &captures), &Map::new())
+                eval::holds(
+                    c,
+                    &Parser::bare_scope(v, &headers, &captures),
+                    &Fields::new(),
+                )
             }),
         }
     }
@@ -277,7 +283,7 @@ impl Parser {
     fn route_for(&self, event: &Doc<'_>, headers: &HeaderMap) -> RouteChoice {
         let captures = Captures::default();
         let scope = Parser::bare_scope(event, headers, &captures);
-        let empty = Map::new();
+        let empty = Fields::new();
         RouteChoice(self.compiled.routes.iter().position(|r| {
             r.when
                 .as_ref()
@@ -362,25 +368,25 @@ pub fn content_hash(prefix: &str, event: &Doc<'_>) -> String {
 
 /// Applies `parser` to one event: pick the route, run its extractions, mappings, lists,
 /// session cache and leftovers.
-pub fn apply(
-    parser: &Parser,
-    event: Doc<'_>,
+pub fn apply<'k>(
+    parser: &'k Parser,
+    event: Doc<'k>,
     key: EventKey,
     ctx: &EventContext<'_>,
-) -> Result<ParsedEvent, ParseError> {
+) -> Result<ParsedEvent<'k>, ParseError> {
     let choice = parser.route_for(&event, ctx.headers);
     apply_routed(parser, event, key, choice, ctx)
 }
 
 /// [`apply`] with the route already chosen by [`Parser::key_and_route`] for this event and
 /// these headers (the split stage does that once per event).
-pub fn apply_routed(
-    parser: &Parser,
-    event: Doc<'_>,
+pub fn apply_routed<'k>(
+    parser: &'k Parser,
+    event: Doc<'k>,
     key: EventKey,
     choice: RouteChoice,
     ctx: &EventContext<'_>,
-) -> Result<ParsedEvent, ParseError> {
+) -> Result<ParsedEvent<'k>, ParseError> {
     if !event.is_object() {
         return Err(ParseError::Unmappable {
             parser: parser.name.clone(),
@@ -426,7 +432,7 @@ pub fn apply_routed(
         tenant: ctx.tenant,
         source: ctx.source,
     };
-    let mut fields = Map::new();
+    let mut fields = Fields::new();
     let missing = |m: &compile::Mapping| ParseError::MissingField {
         parser: parser.name.clone(),
         route: route.name.clone(),
@@ -443,7 +449,7 @@ pub fn apply_routed(
             let mut kept = Map::new();
             for f in &store.fields {
                 if let Some(v) = fields.get(f) {
-                    kept.insert(f.clone(), v.clone());
+                    kept.insert(f.clone(), v.to_value());
                 }
             }
             cache.store(cache_key(ctx, &k), kept);
@@ -456,7 +462,7 @@ pub fn apply_routed(
             Some(kept) => {
                 for f in &load.fields {
                     if let Some(v) = kept.get(f) {
-                        fields.insert(f.clone(), v.clone());
+                        fields.insert(Cow::Borrowed(f), Field::Value(v.clone()));
                     }
                 }
             }
@@ -477,21 +483,21 @@ pub fn apply_routed(
         .map(|v| compile::scalar_text(&v));
     // A value the vendor sent that a mapping's conversion refused, and that no other mapping
     // placed (an `ip_address` that is no address): kept in `unmapped`.
-    let mut unmapped = Map::new();
+    let mut unmapped = Fields::new();
     for (m, path) in refused {
         let placed = route.maps.iter().any(|o| {
             !std::ptr::eq(o, m) && eval::reads(&o.spec, path) && o.to.get(&fields).is_some()
         });
         if let (false, Some(raw)) = (placed, path.get(&event)) {
-            unmapped
-                .entry(path.last_key().to_owned())
-                .or_insert_with(|| raw.to_value());
+            unmapped.get_or_insert_with(Cow::Borrowed(path.last_key()), || {
+                Field::Value(raw.to_value())
+            });
         }
     }
     let mut event = event;
     for path in &route.unmapped {
         if let Some(v) = path.get(&event) {
-            unmapped.insert(path.last_key().to_owned(), v.to_value());
+            unmapped.insert(Cow::Borrowed(path.last_key()), Field::Value(v.to_value()));
         }
     }
     // Leftovers are moved out of the event (it is not needed any more), not cloned. The map is
@@ -512,22 +518,22 @@ pub fn apply_routed(
                     continue;
                 }
                 // One search: the key is put in unless it is already there.
-                match unmapped.entry(k.to_string()) {
-                    Entry::Vacant(slot) => {
-                        slot.insert(v.into_value());
+                match unmapped.find(&k) {
+                    Err(at) => {
+                        unmapped.insert_at(at, k.clone(), Field::Value(v.into_value()));
                         mine.push(k);
                     }
                     // This object's own repeat of a key: its last value counts.
-                    Entry::Occupied(taken) if mine.iter().any(|m| m == taken.key()) => {}
-                    Entry::Occupied(taken) if left.containers.contains(taken.key()) => {
-                        kept.push((Cow::Owned(taken.key().clone()), v));
-                    }
+                    Ok(_) if mine.contains(&k) => {}
+                    Ok(_) if left.containers.contains(k.as_ref()) => kept.push((k, v)),
                     // Taken by a level listed earlier (or by `unmapped`): under its full path,
                     // so neither value is lost (at the top level there is no longer name).
-                    Entry::Occupied(taken) => {
+                    Ok(_) => {
                         if !left.path.text().is_empty() {
-                            let qualified = format!("{}.{}", left.path.text(), taken.key());
-                            unmapped.entry(qualified).or_insert_with(|| v.into_value());
+                            let qualified = format!("{}.{}", left.path.text(), k);
+                            unmapped.get_or_insert_with(Cow::Owned(qualified), || {
+                                Field::Value(v.into_value())
+                            });
                         }
                     }
                 }
@@ -543,7 +549,7 @@ pub fn apply_routed(
         fields,
         unmapped,
         product: Arc::clone(&parser.compiled.product),
-        route: route.name.clone(),
+        route: &route.name,
     })
 }
 

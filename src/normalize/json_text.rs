@@ -1,8 +1,11 @@
-//! Writes `serde_json` values as compact JSON text with every string (key or value) escaped by
+//! Writes `serde_json` values and parser-built [`Fields`] as compact JSON text with every
+//! string (key or value) escaped by
 //! the SIMD kernel of `json-escape-simd`. Same bytes as `serde_json::to_writer` (tested
 //! below); numbers are still written by serde_json.
 
 use serde_json::{Map, Value};
+
+use crate::parse::fields::{Field, Fields};
 
 /// Appends `text` as a JSON string, quotes included.
 pub fn write_str(out: &mut Vec<u8>, text: &str) {
@@ -50,6 +53,30 @@ pub fn write_members(out: &mut Vec<u8>, map: &Map<String, Value>) {
     }
 }
 
+/// Appends a parser-built field as compact JSON.
+pub fn write_field(out: &mut Vec<u8>, field: &Field<'_>) {
+    match field {
+        Field::Value(v) => write_value(out, v),
+        Field::Object(fields) => {
+            out.push(b'{');
+            write_fields(out, fields);
+            out.push(b'}');
+        }
+    }
+}
+
+/// Appends the `"key":value` pairs of `fields`, comma-separated, without braces.
+pub fn write_fields(out: &mut Vec<u8>, fields: &Fields<'_>) {
+    for (i, (k, f)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(out, k);
+        out.push(b':');
+        write_field(out, f);
+    }
+}
+
 /// A member the gateway adds to an object the parser may also have built.
 pub struct Added<'a> {
     /// Its key.
@@ -57,13 +84,13 @@ pub struct Added<'a> {
     /// True when a value the parser mapped under this key stays (the gateway's is a default).
     pub parser_wins: bool,
     /// Writes the gateway's value, given the parser's value under the key, if any.
-    pub write: &'a dyn Fn(&mut Vec<u8>, Option<&Value>),
+    pub write: &'a dyn Fn(&mut Vec<u8>, Option<&Field<'_>>),
 }
 
 /// Writes `map` (a parser-built object) with `added` merged in, as one object in key order,
 /// each key once: the same bytes as inserting `added` into the map first and writing it,
 /// without copying a key or value into the map. `added` must be sorted by key.
-pub fn write_merged(out: &mut Vec<u8>, map: &Map<String, Value>, added: &[Added<'_>]) {
+pub fn write_merged(out: &mut Vec<u8>, map: &Fields<'_>, added: &[Added<'_>]) {
     let mut first = true;
     let mut key = |out: &mut Vec<u8>, k: &str| {
         if !std::mem::take(&mut first) {
@@ -74,15 +101,15 @@ pub fn write_merged(out: &mut Vec<u8>, map: &Map<String, Value>, added: &[Added<
     };
     let mut pending = added.iter().peekable();
     out.push(b'{');
-    for (k, v) in map {
-        while let Some(a) = pending.next_if(|a| a.key < k.as_str()) {
+    for (k, v) in map.iter() {
+        while let Some(a) = pending.next_if(|a| a.key < k) {
             key(out, a.key);
             (a.write)(out, None);
         }
         key(out, k);
-        match pending.next_if(|a| a.key == k.as_str()) {
+        match pending.next_if(|a| a.key == k) {
             Some(a) if !a.parser_wins => (a.write)(out, Some(v)),
-            _ => write_value(out, v),
+            _ => write_field(out, v),
         }
     }
     for a in pending {
@@ -98,7 +125,8 @@ mod tests {
 
     #[test]
     fn merged_objects_are_the_map_with_the_members_inserted() {
-        let text = |s: &'static str| move |out: &mut Vec<u8>, _: Option<&Value>| write_str(out, s);
+        let text =
+            |s: &'static str| move |out: &mut Vec<u8>, _: Option<&Field<'_>>| write_str(out, s);
         let (a, m, z) = (text("A"), text("M"), text("Z"));
         let added = [
             Added {
@@ -131,7 +159,7 @@ mod tests {
             oracle.entry("m").or_insert_with(|| "M".into());
             oracle.insert("z".into(), "Z".into());
             let mut out = Vec::new();
-            write_merged(&mut out, &map, &added);
+            write_merged(&mut out, &Fields::from_map(map.clone()), &added);
             assert_eq!(out, serde_json::to_vec(&oracle).unwrap(), "{map:?}");
         }
     }

@@ -16,6 +16,7 @@ use super::compile::{
     Subject, Test,
 };
 use super::doc::Doc;
+use super::fields::{Fields, Found};
 use super::path::InPath;
 
 /// Everything a value spec may read.
@@ -130,8 +131,17 @@ fn of_value(v: Option<&Value>) -> (bool, Option<Cow<'_, str>>) {
     (v.is_some_and(present), v.and_then(text))
 }
 
+/// [`of_value`] of what an output path found: an object built by paths is present, no text.
+fn of_found(found: Option<Found<'_>>) -> (bool, Option<Cow<'_, str>>) {
+    match found {
+        Some(Found::Value(v)) => of_value(Some(v)),
+        Some(Found::Object) => (true, None),
+        None => (false, None),
+    }
+}
+
 /// Evaluates a condition.
-pub fn holds(cond: &Cond, scope: &Scope<'_>, out: &Map<String, Value>) -> bool {
+pub fn holds(cond: &Cond, scope: &Scope<'_>, out: &Fields<'_>) -> bool {
     match cond {
         Cond::All(cs) => cs.iter().all(|c| holds(c, scope, out)),
         Cond::Any(cs) => cs.iter().any(|c| holds(c, scope, out)),
@@ -165,7 +175,7 @@ pub fn holds(cond: &Cond, scope: &Scope<'_>, out: &Map<String, Value>) -> bool {
                     let h = scope.headers.get(name).and_then(|h| h.to_str().ok());
                     (h.is_some_and(|s| !s.is_empty()), h.map(Cow::Borrowed))
                 }
-                Subject::Out(path) => of_value(path.get(out)),
+                Subject::Out(path) => of_found(path.get(out)),
             };
             if let Test::Exists(want) = test {
                 return is_present == *want;
@@ -200,7 +210,7 @@ pub fn holds(cond: &Cond, scope: &Scope<'_>, out: &Map<String, Value>) -> bool {
 }
 
 /// Evaluates a value spec; `None` = absent.
-pub fn value(spec: &Spec, scope: &Scope<'_>, out: &Map<String, Value>) -> Option<Value> {
+pub fn value(spec: &Spec, scope: &Scope<'_>, out: &Fields<'_>) -> Option<Value> {
     if let Some(when) = &spec.when {
         if !holds(when, scope, out) {
             return None;
@@ -217,7 +227,7 @@ pub fn value(spec: &Spec, scope: &Scope<'_>, out: &Map<String, Value>) -> Option
 fn value_noting_refusal<'s>(
     spec: &'s Spec,
     scope: &Scope<'_>,
-    out: &Map<String, Value>,
+    out: &Fields<'_>,
 ) -> (Option<Value>, Option<&'s InPath>) {
     let Source::From(paths) = &spec.source else {
         return (value(spec, scope, out), None);
@@ -244,7 +254,7 @@ pub fn reads(spec: &Spec, path: &InPath) -> bool {
     matches!(&spec.source, Source::From(paths) if paths.iter().any(|p| p.text() == path.text()))
 }
 
-fn source(spec: &Spec, scope: &Scope<'_>, out: &Map<String, Value>) -> Option<Value> {
+fn source(spec: &Spec, scope: &Scope<'_>, out: &Fields<'_>) -> Option<Value> {
     match &spec.source {
         Source::From(paths) => paths
             .iter()
@@ -447,7 +457,7 @@ fn convert(c: &Convert, v: Value) -> Option<Value> {
 pub fn apply_maps<'m>(
     maps: &'m [Mapping],
     scope: &Scope<'_>,
-    out: &mut Map<String, Value>,
+    out: &mut Fields<'m>,
     refused: &mut Vec<(&'m Mapping, &'m InPath)>,
 ) -> Result<(), &'m Mapping> {
     for m in maps {
@@ -465,34 +475,32 @@ pub fn apply_maps<'m>(
 }
 
 /// Builds one list.
-pub fn build_list(list: &List, scope: &Scope<'_>, out: &mut Map<String, Value>) {
+pub fn build_list<'m>(list: &'m List, scope: &Scope<'_>, out: &mut Fields<'m>) {
     let mut items = Vec::new();
     let mut available = 0usize;
     let limit = list.limit.unwrap_or(usize::MAX);
-    let push = |item: &Doc<'_>,
-                captures: &Captures<'_>,
-                items: &mut Vec<Value>,
-                out: &Map<String, Value>| {
-        let inner = Scope {
-            body: scope.body,
-            headers: scope.headers,
-            captures,
-            item: Some(item),
-            received_at_ms: scope.received_at_ms,
-            uid: scope.uid,
-            tenant: scope.tenant,
-            source: scope.source,
-        };
-        let mut obj = Map::new();
-        for m in &list.item {
-            if let Some(v) = value(&m.spec, &inner, out) {
-                m.to.set(&mut obj, v);
+    let push =
+        |item: &Doc<'_>, captures: &Captures<'_>, items: &mut Vec<Value>, out: &Fields<'_>| {
+            let inner = Scope {
+                body: scope.body,
+                headers: scope.headers,
+                captures,
+                item: Some(item),
+                received_at_ms: scope.received_at_ms,
+                uid: scope.uid,
+                tenant: scope.tenant,
+                source: scope.source,
+            };
+            let mut obj = Map::new();
+            for m in &list.item {
+                if let Some(v) = value(&m.spec, &inner, out) {
+                    m.to.set_in_map(&mut obj, v);
+                }
             }
-        }
-        if !obj.is_empty() {
-            items.push(Value::Object(obj));
-        }
-    };
+            if !obj.is_empty() {
+                items.push(Value::Object(obj));
+            }
+        };
     match list.from.get(scope.body) {
         Some(Doc::Array(source)) => {
             available = source.len();

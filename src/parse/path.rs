@@ -6,9 +6,12 @@
 //! writing creates intermediate objects and never panics on a shape clash (the write is
 //! skipped instead).
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
 use super::doc::Doc;
+use super::fields::{Field, Fields, Found};
 
 /// One step of a vendor path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -203,22 +206,51 @@ impl OutPath {
             .unwrap_or_default()
     }
 
-    /// Writes `value` (replacing, or appending for `[]`).
-    pub fn set(&self, root: &mut Map<String, Value>, value: Value) {
+    /// Writes `value` into the event's fields (replacing, or appending for `[]`); the keys
+    /// are borrowed from this path.
+    pub fn set<'k>(&'k self, root: &mut Fields<'k>, value: Value) {
+        set_in_fields(root, &self.steps, value);
+    }
+
+    /// Writes `value` into a `serde_json` object (a list item being built).
+    pub fn set_in_map(&self, root: &mut Map<String, Value>, value: Value) {
         set_in(root, &self.steps, value);
     }
 
     /// Reads the value written so far.
-    pub fn get<'v>(&self, root: &'v Map<String, Value>) -> Option<&'v Value> {
-        let (first, rest) = self.steps.split_first()?;
-        let mut cur = root.get(&first.key)?;
-        for step in rest {
-            cur = cur.get(&step.key)?;
-        }
-        Some(cur)
+    pub fn get<'v>(&self, root: &'v Fields<'_>) -> Option<Found<'v>> {
+        root.lookup(self.steps.iter().map(|s| s.key.as_str()))
     }
 }
 
+/// [`OutPath::set`]: objects of the tree down to the last step, or to a leaf value, inside
+/// which the path goes on as in a `serde_json` object.
+fn set_in_fields<'k>(fields: &mut Fields<'k>, steps: &'k [OutStep], value: Value) {
+    let Some((step, rest)) = steps.split_first() else {
+        return;
+    };
+    if rest.is_empty() && !step.append {
+        fields.insert(Cow::Borrowed(&step.key), Field::Value(value));
+        return;
+    }
+    let slot = fields.get_or_insert_with(Cow::Borrowed(&step.key), || {
+        if step.append {
+            Field::Value(Value::Array(Vec::new()))
+        } else {
+            Field::Object(Fields::new())
+        }
+    });
+    let Some(slot) = slot else {
+        return;
+    };
+    match slot {
+        Field::Object(inner) if !step.append => set_in_fields(inner, rest, value),
+        Field::Object(_) => {}
+        Field::Value(v) => set_below(v, step, rest, value),
+    }
+}
+
+/// [`OutPath::set_in_map`].
 fn set_in(map: &mut Map<String, Value>, steps: &[OutStep], value: Value) {
     let Some((step, rest)) = steps.split_first() else {
         return;
@@ -285,16 +317,68 @@ mod tests {
 
     #[test]
     fn writes_nested_and_appends() {
-        let mut m = Map::new();
-        OutPath::parse("device.os.name")
-            .unwrap()
-            .set(&mut m, json!("linux"));
-        OutPath::parse("labels[]").unwrap().set(&mut m, json!("a"));
-        OutPath::parse("labels[]").unwrap().set(&mut m, json!("b"));
+        let paths: Vec<OutPath> = ["device.os.name", "labels[]", "labels[]"]
+            .iter()
+            .map(|p| OutPath::parse(p).unwrap())
+            .collect();
+        let mut m = Fields::new();
+        paths[0].set(&mut m, json!("linux"));
+        paths[1].set(&mut m, json!("a"));
+        paths[2].set(&mut m, json!("b"));
         assert_eq!(
-            Value::Object(m),
+            m.to_value(),
             json!({"device": {"os": {"name": "linux"}}, "labels": ["a", "b"]})
         );
+    }
+
+    /// The event's fields and a list item's `serde_json` object take the same writes to the
+    /// same result: replacing, appending, going on inside a leaf object, and skipping a write
+    /// whose path runs into a value of the other kind.
+    #[test]
+    fn fields_and_maps_take_writes_alike() {
+        let writes = [
+            ("user.name", json!("ann")),
+            ("user.name", json!("bob")),
+            ("user", json!({"uid": "u1", "groups": []})),
+            ("user.email_addr", json!("b@example.com")),
+            ("user.groups[]", json!({"name": "g"})),
+            ("user.uid.deeper", json!(1)),
+            ("observables[]", json!({"name": "ip"})),
+            ("observables[].value", json!("10.0.0.1")),
+            ("observables.name", json!("clash")),
+            ("labels[]", json!("a")),
+            ("labels", json!("flat")),
+            ("labels[]", json!("b")),
+            ("a.b.c.d", json!(null)),
+            ("a.b", json!([1])),
+            ("a.b.c", json!(2)),
+            ("metadata.product.version", json!("9.3")),
+            ("metadata.product[]", json!("clash")),
+        ];
+        let paths: Vec<(OutPath, Value)> = writes
+            .iter()
+            .map(|(p, v)| (OutPath::parse(p).unwrap(), v.clone()))
+            .collect();
+        let mut fields = Fields::new();
+        let mut map = Map::new();
+        for (i, (path, value)) in paths.iter().enumerate() {
+            path.set(&mut fields, value.clone());
+            path.set_in_map(&mut map, value.clone());
+            let (got, want) = (fields.to_value(), Value::Object(map.clone()));
+            assert_eq!(got, want, "after write {i} ({})", path.text());
+            // Reading back: a leaf as it is, an object the paths built as an object.
+            if !path.text().contains("[]") {
+                let pointer = format!("/{}", path.text().replace('.', "/"));
+                let read = match path.get(&fields) {
+                    Some(Found::Value(v)) => Some(v.clone()),
+                    Some(Found::Object) => {
+                        want.pointer(&pointer).filter(|v| v.is_object()).cloned()
+                    }
+                    None => None,
+                };
+                assert_eq!(read.as_ref(), want.pointer(&pointer), "read back {i}");
+            }
+        }
     }
 
     #[test]
