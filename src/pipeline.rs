@@ -21,7 +21,7 @@ use crate::metrics::{EventOutcome, UNMATCHED};
 use crate::normalize::{self, EventContext, Normalized};
 use crate::respond::{self, Failure, Outcome};
 use crate::route::{self, Incoming, RequestId, Routed};
-use crate::sink::Batch;
+use crate::sink::{Batch, DeadLetter, Record};
 use crate::split::{self, Split};
 use hyper::body::Body as _;
 
@@ -169,13 +169,22 @@ async fn trip(
     // 4b. auth over the exact raw bytes
     let authenticated = auth::verify(&source.verifier, &head, &raw)?;
 
-    // 5. split
-    let events = match split::events(
+    // 5. split. An authenticated body that holds no readable events is refused (400) but
+    // kept first: the vendor's retries cannot fix it, and its bytes are the SOC's evidence.
+    let split = split::events(
         &raw,
         &source.parser,
         &incoming.parts.headers,
         runtime.limits.max_events_per_request,
-    )? {
+    );
+    let split = match split {
+        Err(e) if e.is_unreadable() => {
+            dead_letter_body(state, &source, &incoming.request_id, &raw, &e).await?;
+            return Err(e.into());
+        }
+        other => other?,
+    };
+    let events = match split {
         Split::Heartbeat => {
             // The vendor's health call: the source's heartbeat, never an event.
             state.metrics.heartbeat(&source.name);
@@ -255,4 +264,38 @@ async fn trip(
 
     // 11. respond (the caller builds the answer from this outcome)
     Ok(Outcome::Accepted { events, duplicates })
+}
+
+/// Keeps an authenticated body that split could not read (`error`) as one dead letter with its
+/// exact bytes, before the request is refused. Its id is the body's SHA-256, the same for
+/// every retry of it. Fails (→ 503, so the vendor retries) when the dead letter is not durable.
+async fn dead_letter_body(
+    state: &State,
+    source: &route::Source,
+    request_id: &RequestId,
+    raw: &Bytes,
+    error: &split::SplitError,
+) -> Result<(), Failure> {
+    use sha2::{Digest, Sha256};
+    let letter = DeadLetter {
+        uid: hex::encode(Sha256::digest(raw)),
+        reason_code: error.code(),
+        reason: error.to_string(),
+        raw: raw.clone(),
+    };
+    let batch = Batch {
+        source: Arc::clone(&source.label),
+        vendor: Arc::clone(&source.vendor_label),
+        request_id: request_id.0.clone(),
+        records: vec![Record::DeadLetter(letter)],
+    };
+    state.sink.deliver(batch).await?;
+    tracing::warn!(
+        reason = error.code(),
+        bytes = raw.len(),
+        "unreadable body kept as a dead letter"
+    );
+    let (name, vendor) = (&source.name, &source.vendor);
+    state.metrics.batch(name, vendor, &[], 0, 1);
+    Ok(())
 }

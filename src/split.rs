@@ -76,6 +76,19 @@ pub enum SplitError {
 }
 
 impl SplitError {
+    /// True when the body is there but holds no readable events (not JSON, nested too deep,
+    /// an element not an object): no retry of it can succeed, so the gateway keeps it as a
+    /// dead letter before refusing it. (An empty body or array holds nothing to keep; an
+    /// oversized batch is events the sender can send in smaller batches.)
+    pub fn is_unreadable(&self) -> bool {
+        matches!(
+            self,
+            SplitError::Malformed { .. }
+                | SplitError::TooDeep { .. }
+                | SplitError::NotObject { .. }
+        )
+    }
+
     /// Bounded label for logs and metrics.
     pub fn code(&self) -> &'static str {
         match self {

@@ -1,6 +1,7 @@
 //! Foundation scenarios: route, body, split, sink, shutdown, `check`.
 
 use crate::harness::{hyprwatch_signature, Gateway};
+use sha2::Digest as _;
 
 pub const HW_SECRET: &str = "whsec_test_foundation";
 
@@ -258,20 +259,43 @@ fn unsupported_media_type_is_415() {
 #[test]
 fn malformed_non_object_and_empty_bodies_are_400() {
     let gw = Gateway::start(&hyprwatch_source());
-    for body in [
-        &b"{\"id\": \"evt_1\", "[..],
-        b"[1, 2]",
-        b"\"just a string\"",
-        b"",
-        b"   ",
-        b"[]",
-        b"42",
-    ] {
+    // (body, the dead letter it leaves: an authenticated body with no readable event is
+    // refused, but kept with its exact bytes first; nothing is kept of an empty one)
+    let cases: [(&[u8], Option<&str>); 7] = [
+        (b"{\"id\": \"evt_1\", ", Some("json_malformed")),
+        (b"[1, 2]", Some("json_not_object")),
+        (b"\"just a string\"", Some("json_not_object")),
+        (b"", None),
+        (b"   ", None),
+        (b"[]", None),
+        (b"42", Some("json_not_object")),
+    ];
+    for (body, _) in cases {
         let resp = signed_post(&gw, "/ingest/hyprwatch", body);
         let status = resp.status().as_u16();
         assert_eq!(status, 400, "body {:?}", String::from_utf8_lossy(body));
         assert_error_body(resp, 400);
     }
+    let kept: Vec<(String, String)> = gw
+        .events()
+        .iter()
+        .map(|line| {
+            assert_eq!(line["dead_letter"], true, "{line}");
+            let uid = line["uid"].as_str().unwrap_or_default();
+            let raw = line["raw_data"].as_str().unwrap_or_default();
+            let want = hex::encode(sha2::Sha256::digest(raw.as_bytes()));
+            assert_eq!(uid, want, "the id is the body's SHA-256: {line}");
+            (line["reason_code"].to_string(), raw.to_owned())
+        })
+        .collect();
+    let want: Vec<(String, String)> = cases
+        .iter()
+        .filter_map(|(body, reason)| {
+            let text = String::from_utf8(body.to_vec()).unwrap();
+            reason.map(|r| (format!("\"{r}\""), text))
+        })
+        .collect();
+    assert_eq!(kept, want);
     // Nesting past serde_json's limit is told apart from broken JSON.
     let deep = format!(
         "{{\"id\":\"evt_deep\",\"data\":{}1{}}}",
@@ -292,7 +316,23 @@ fn malformed_non_object_and_empty_bodies_are_400() {
         "{}",
         gw.logs()
     );
-    assert!(gw.events().is_empty());
+    assert_eq!(
+        gw.events().len(),
+        want.len() + 1,
+        "the deep body is kept too"
+    );
+    let metrics = reqwest::blocking::get(gw.admin_url("/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("hookgate_events_total{")
+                && l.contains("outcome=\"dead_lettered\"")
+                && l.ends_with(&format!(" {}", want.len() + 1))),
+        "{metrics}"
+    );
 }
 
 #[test]

@@ -207,8 +207,13 @@ fn hyperproof_heartbeat_is_recorded_not_published() {
     assert!(
         text.contains("hookgate_source_expected_heartbeat_interval_seconds{source=\"hp\"} 90000")
     );
-    assert!(!text.contains("hookgate_events_total{"), "{text}");
-    assert!(gw.events().is_empty());
+    assert!(!text.contains("outcome=\"published\""), "{text}");
+    // The cut body passed authentication: kept as a dead letter (its only trace) before the 400.
+    let kept = gw.events();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(kept[0]["dead_letter"], true);
+    assert_eq!(kept[0]["reason_code"], "json_malformed");
+    assert_eq!(kept[0]["raw_data"], "{\"description\": \"Control upd");
     let s = status(&gw);
     let hp = &s["sources"][0];
     assert_eq!(hp["name"], "hp");
