@@ -2,7 +2,7 @@
 //!
 //! Input: the raw body bytes and the source's parser. Output: [`Split`] (a heartbeat, or one
 //! [`RawEvent`] per JSON object: a single object, each element of a top-level array, or each
-//! line of NDJSON). Fails with [`SplitError`] → 400 (413 over the per-request event cap).
+//! line of NDJSON, or each record of a JSON text sequence). Fails with [`SplitError`] → 400 (413 over the per-request event cap).
 //! Each event keeps its exact bytes for `raw_data`.
 
 use bytes::Bytes;
@@ -254,12 +254,11 @@ fn events_of<'b>(
                         tracing::debug!(bytes = body.len(), "text body taken as a heartbeat");
                         return Ok(Split::Heartbeat);
                     }
-                    // Not one JSON document: try NDJSON, one object per non-blank line.
-                    let lines: Vec<&[u8]> = body
-                        .split(|b| *b == b'\n')
-                        .filter(|l| l.iter().any(|b| !b.is_ascii_whitespace()))
-                        .collect();
-                    if lines.len() < 2 {
+                    // Not one JSON document: a JSON text sequence (RFC 7464, `json-seq`: each
+                    // record after an RS byte), or NDJSON (one object per non-blank line).
+                    let lines = records(body);
+                    let least = if is_json_seq(body) { 1 } else { 2 };
+                    if lines.len() < least {
                         return Err(single_err);
                     }
                     if lines.len() > max_events {
@@ -290,6 +289,32 @@ fn events_of<'b>(
         });
     }
     Ok(Split::Events(events))
+}
+
+/// ASCII record separator, which opens each record of a JSON text sequence (RFC 7464).
+const RS: u8 = 0x1E;
+
+/// True when `body` is a JSON text sequence: its first non-blank byte is RS.
+fn is_json_seq(body: &[u8]) -> bool {
+    body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&RS)
+}
+
+/// The non-blank records of a body that is not one JSON document, each an event's exact
+/// bytes: a JSON text sequence's records without the whitespace that ends them (a record may
+/// span lines), or NDJSON's lines without the CR of a CRLF line end.
+fn records(body: &[u8]) -> Vec<&[u8]> {
+    let blank = |r: &&[u8]| r.iter().all(u8::is_ascii_whitespace);
+    if is_json_seq(body) {
+        return body
+            .split(|b| *b == RS)
+            .map(<[u8]>::trim_ascii_end)
+            .filter(|r| !blank(r))
+            .collect();
+    }
+    body.split(|b| *b == b'\n')
+        .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+        .filter(|l| !blank(l))
+        .collect()
 }
 
 /// `bytes` parsed as JSON; from `text` (the same bytes, already known to be UTF-8) when there
@@ -655,6 +680,37 @@ mod tests {
         let events = split(ndjson.as_bytes()).unwrap();
         assert_eq!(events[0].1["m"], "ü");
         assert_eq!(&events[1].0[..], b"{\"id\":\"b\"}");
+    }
+
+    #[test]
+    fn crlf_lines_and_json_text_sequences_give_each_event_its_own_bytes() {
+        let raws = |body: &[u8]| -> Vec<Vec<u8>> {
+            split(body)
+                .unwrap()
+                .into_iter()
+                .map(|(raw, _)| raw.to_vec())
+                .collect()
+        };
+        // NDJSON with CRLF line ends: the CR ends the line, it is not the event's.
+        assert_eq!(
+            raws(b"{\"id\":\"a\"}\r\n{\"id\":\"b\"} \r\n\r\n"),
+            [b"{\"id\":\"a\"}".to_vec(), b"{\"id\":\"b\"} ".to_vec()]
+        );
+        // RFC 7464: RS before each record, LF after it; a record may span lines; one record
+        // is a sequence too.
+        assert_eq!(
+            raws(b"\x1e{\"id\":\"a\"}\n\x1e{\n  \"id\": \"b\"\n}\r\n"),
+            [
+                b"{\"id\":\"a\"}".to_vec(),
+                b"{\n  \"id\": \"b\"\n}".to_vec()
+            ]
+        );
+        assert_eq!(raws(b"\x1e{\"id\":\"a\"}\n"), [b"{\"id\":\"a\"}".to_vec()]);
+        // A record that is not JSON is refused, with its position.
+        assert!(matches!(
+            split(b"\x1e{\"id\":\"a\"}\n\x1e{\"id\":\n"),
+            Err(SplitError::Malformed { line: 2, .. })
+        ));
     }
 
     #[test]
