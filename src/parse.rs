@@ -432,7 +432,8 @@ pub fn apply_routed<'k>(
         tenant: ctx.tenant,
         source: ctx.source,
     };
-    let mut fields = Fields::new();
+    // At most one top-level member per mapping and list.
+    let mut fields = Fields::with_capacity(route.maps.len() + route.lists.len());
     let missing = |m: &compile::Mapping| ParseError::MissingField {
         parser: parser.name.clone(),
         route: route.name.clone(),
