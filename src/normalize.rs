@@ -422,7 +422,7 @@ fn object(field: Field<'_>) -> Fields<'_> {
     match field {
         Field::Object(fields) => fields,
         Field::Value(Value::Object(map)) => Fields::from_map(map),
-        Field::Value(_) => Fields::new(),
+        Field::Value(_) | Field::Text(_) => Fields::new(),
     }
 }
 

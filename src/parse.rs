@@ -444,7 +444,7 @@ pub fn apply_routed<'k>(
         eval::build_list(list, &scope, &mut fields);
     }
     let mut refused = Vec::new();
-    eval::apply_maps(&route.maps, &scope, &mut fields, &mut refused).map_err(missing)?;
+    eval::apply_maps(&route.maps, &event, &scope, &mut fields, &mut refused).map_err(missing)?;
     if let (Some(cache), Some(store)) = (&parser.compiled.cache, &route.cache_store) {
         if let Some(k) = eval::value(&store.key, &scope, &fields) {
             let mut kept = Map::new();
@@ -467,7 +467,7 @@ pub fn apply_routed<'k>(
                     }
                 }
             }
-            None => eval::apply_maps(&load.on_miss, &scope, &mut fields, &mut refused)
+            None => eval::apply_maps(&load.on_miss, &event, &scope, &mut fields, &mut refused)
                 .map_err(missing)?,
         }
     }
@@ -490,15 +490,13 @@ pub fn apply_routed<'k>(
             !std::ptr::eq(o, m) && eval::reads(&o.spec, path) && o.to.get(&fields).is_some()
         });
         if let (false, Some(raw)) = (placed, path.get(&event)) {
-            unmapped.get_or_insert_with(Cow::Borrowed(path.last_key()), || {
-                Field::Value(raw.to_value())
-            });
+            unmapped.get_or_insert_with(Cow::Borrowed(path.last_key()), || Field::of_doc(raw));
         }
     }
     let mut event = event;
     for path in &route.unmapped {
         if let Some(v) = path.get(&event) {
-            unmapped.insert(Cow::Borrowed(path.last_key()), Field::Value(v.to_value()));
+            unmapped.insert(Cow::Borrowed(path.last_key()), Field::of_doc(v));
         }
     }
     // Leftovers are moved out of the event (it is not needed any more), not cloned. The map is
@@ -521,7 +519,7 @@ pub fn apply_routed<'k>(
                 // One search: the key is put in unless it is already there.
                 match unmapped.find(&k) {
                     Err(at) => {
-                        unmapped.insert_at(at, k.clone(), Field::Value(v.into_value()));
+                        unmapped.insert_at(at, k.clone(), Field::from_doc(v));
                         mine.push(k);
                     }
                     // This object's own repeat of a key: its last value counts.
@@ -532,9 +530,8 @@ pub fn apply_routed<'k>(
                     Ok(_) => {
                         if !left.path.text().is_empty() {
                             let qualified = format!("{}.{}", left.path.text(), k);
-                            unmapped.get_or_insert_with(Cow::Owned(qualified), || {
-                                Field::Value(v.into_value())
-                            });
+                            unmapped
+                                .get_or_insert_with(Cow::Owned(qualified), || Field::from_doc(v));
                         }
                     }
                 }

@@ -57,6 +57,7 @@ pub fn write_members(out: &mut Vec<u8>, map: &Map<String, Value>) {
 pub fn write_field(out: &mut Vec<u8>, field: &Field<'_>) {
     match field {
         Field::Value(v) => write_value(out, v),
+        Field::Text(s) => write_str(out, s),
         Field::Object(fields) => {
             out.push(b'{');
             write_fields(out, fields);

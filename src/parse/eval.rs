@@ -16,7 +16,7 @@ use super::compile::{
     Subject, Test,
 };
 use super::doc::Doc;
-use super::fields::{Fields, Found};
+use super::fields::{Field, Fields, Found};
 use super::path::InPath;
 
 /// Everything a value spec may read.
@@ -135,6 +135,7 @@ fn of_value(v: Option<&Value>) -> (bool, Option<Cow<'_, str>>) {
 fn of_found(found: Option<Found<'_>>) -> (bool, Option<Cow<'_, str>>) {
     match found {
         Some(Found::Value(v)) => of_value(Some(v)),
+        Some(Found::Text(s)) => (!s.is_empty(), Some(Cow::Borrowed(s))),
         Some(Found::Object) => (true, None),
         None => (false, None),
     }
@@ -454,24 +455,56 @@ fn convert(c: &Convert, v: Value) -> Option<Value> {
 /// Applies mappings in order. Returns the `to` text of a required mapping left absent.
 /// Notes in `refused` each mapping whose conversion refused the body value it read, with
 /// that value's path.
-pub fn apply_maps<'m>(
+/// `body` is the event `scope` reads, with its own lifetime: a string a mapping copies from
+/// it as it is stays borrowed from the body ([`copied_text`]).
+pub fn apply_maps<'m: 'k, 'k>(
     maps: &'m [Mapping],
+    body: &Doc<'k>,
     scope: &Scope<'_>,
-    out: &mut Fields<'m>,
+    out: &mut Fields<'k>,
     refused: &mut Vec<(&'m Mapping, &'m InPath)>,
 ) -> Result<(), &'m Mapping> {
     for m in maps {
+        if let Some(text) = copied_text(&m.spec, body) {
+            m.to.set(out, Field::Text(text));
+            continue;
+        }
         let (v, refusal) = value_noting_refusal(&m.spec, scope, out);
         if let Some(path) = refusal {
             refused.push((m, path));
         }
         match v {
-            Some(v) => m.to.set(out, v),
+            Some(v) => m.to.set(out, Field::Value(v)),
             None if m.required => return Err(m),
             None => {}
         }
     }
     Ok(())
+}
+
+/// The body string a mapping copies as it is (from paths, with at most `convert = "string"`,
+/// no condition, lookup or reduction), borrowed from the body rather than copied into a
+/// `Value`. `None` when the mapping does more, or the value it finds is not a string without
+/// escapes: [`value_noting_refusal`] then evaluates it the general way.
+fn copied_text<'k>(spec: &Spec, body: &Doc<'k>) -> Option<&'k str> {
+    let Source::From(paths) = &spec.source else {
+        return None;
+    };
+    let copies = spec.when.is_none()
+        && spec.lookup.is_none()
+        && spec.aggregate.is_none()
+        && spec.converts.iter().all(|c| matches!(c, Convert::Text));
+    if !copies {
+        return None;
+    }
+    match paths
+        .iter()
+        .filter_map(|p| p.get(body))
+        .find(|v| v.present())?
+    {
+        Doc::String(Cow::Borrowed(s)) => Some(s),
+        _ => None,
+    }
 }
 
 /// Builds one list.
@@ -539,7 +572,7 @@ pub fn build_list<'m>(list: &'m List, scope: &Scope<'_>, out: &mut Fields<'m>) {
     }
     let kept = items.len();
     if !items.is_empty() {
-        list.to.set(out, Value::Array(items));
+        list.to.set(out, Field::Value(Value::Array(items)));
     }
     if let Some(to) = &list.truncated_to {
         let flag = list
@@ -555,7 +588,7 @@ pub fn build_list<'m>(list: &'m List, scope: &Scope<'_>, out: &mut Fields<'m>) {
             .and_then(Doc::as_i64)
             .unwrap_or(0);
         let dropped = available > kept || usize::try_from(declared).unwrap_or(0) > kept;
-        to.set(out, Value::Bool(flag || dropped));
+        to.set(out, Field::Value(Value::Bool(flag || dropped)));
     }
 }
 

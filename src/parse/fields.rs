@@ -4,13 +4,16 @@
 //! A tree of objects, each a vector of members kept sorted by key: the order they are
 //! written in, the same as a `serde_json::Map`'s. Keys are borrowed from the parser definition
 //! (output paths, `unmapped` paths) or from the event (leftover keys), so setting a field
-//! copies no key into a `String` and allocates no B-tree node. Leaf values stay
-//! `serde_json::Value`s; a path that goes on below a leaf object or list (a constant object, a
-//! session-cache value, the items of an `observables[]` list) continues inside that `Value`.
+//! copies no key into a `String` and allocates no B-tree node. A string copied from the event
+//! as it is stays borrowed from the body ([`Field::Text`]); other leaf values are
+//! `serde_json::Value`s, and a path that goes on below a leaf object or list (a constant object,
+//! a session-cache value, the items of an `observables[]` list) continues inside that `Value`.
 
 use std::borrow::Cow;
 
 use serde_json::{Map, Value};
+
+use super::doc::Doc;
 
 /// One object of the tree: members sorted by key, each key once.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -23,6 +26,8 @@ pub struct Fields<'k> {
 pub enum Field<'k> {
     /// A leaf: whatever a value spec produced.
     Value(Value),
+    /// A leaf string, borrowed from the event's body (copied there as it is, no escapes).
+    Text(&'k str),
     /// An object built by output paths (`user.name` makes `user` one).
     Object(Fields<'k>),
 }
@@ -32,6 +37,8 @@ pub enum Field<'k> {
 pub enum Found<'v> {
     /// A leaf value, or a value inside one.
     Value(&'v Value),
+    /// A leaf string borrowed from the body.
+    Text(&'v str),
     /// An object of the tree.
     Object,
 }
@@ -159,6 +166,7 @@ impl<'k> Fields<'k> {
         while let Some(key) = keys.next() {
             match fields.get(key)? {
                 Field::Object(inner) => fields = inner,
+                Field::Text(s) => return keys.next().is_none().then_some(Found::Text(s)),
                 Field::Value(v) => {
                     let mut cur = v;
                     for k in keys {
@@ -172,12 +180,29 @@ impl<'k> Fields<'k> {
     }
 }
 
-impl Field<'_> {
-    /// The leaf value (`None` for an object of the tree).
+impl<'k> Field<'k> {
+    /// A value of the event: a string without escapes stays borrowed from the body.
+    pub fn of_doc(doc: &Doc<'k>) -> Field<'k> {
+        match doc {
+            Doc::String(Cow::Borrowed(s)) => Field::Text(s),
+            other => Field::Value(other.to_value()),
+        }
+    }
+
+    /// [`Field::of_doc`] of a value moved out of the event.
+    pub fn from_doc(doc: Doc<'k>) -> Field<'k> {
+        match doc {
+            Doc::String(Cow::Borrowed(s)) => Field::Text(s),
+            other => Field::Value(other.into_value()),
+        }
+    }
+
+    /// The leaf `serde_json` value (`None` for an object of the tree or a borrowed string,
+    /// which are no number, the only thing read this way).
     pub fn as_value(&self) -> Option<&Value> {
         match self {
             Field::Value(v) => Some(v),
-            Field::Object(_) => None,
+            Field::Text(_) | Field::Object(_) => None,
         }
     }
 
@@ -185,7 +210,16 @@ impl Field<'_> {
     pub fn to_value(&self) -> Value {
         match self {
             Field::Value(v) => v.clone(),
+            Field::Text(s) => Value::String((*s).to_owned()),
             Field::Object(f) => f.to_value(),
+        }
+    }
+
+    /// As a `serde_json` value, moved.
+    pub fn into_value(self) -> Value {
+        match self {
+            Field::Value(v) => v,
+            other => other.to_value(),
         }
     }
 }

@@ -208,7 +208,7 @@ impl OutPath {
 
     /// Writes `value` into the event's fields (replacing, or appending for `[]`); the keys
     /// are borrowed from this path.
-    pub fn set<'k>(&'k self, root: &mut Fields<'k>, value: Value) {
+    pub fn set<'k>(&'k self, root: &mut Fields<'k>, value: Field<'k>) {
         set_in_fields(root, &self.steps, value);
     }
 
@@ -225,12 +225,12 @@ impl OutPath {
 
 /// [`OutPath::set`]: objects of the tree down to the last step, or to a leaf value, inside
 /// which the path goes on as in a `serde_json` object.
-fn set_in_fields<'k>(fields: &mut Fields<'k>, steps: &'k [OutStep], value: Value) {
+fn set_in_fields<'k>(fields: &mut Fields<'k>, steps: &'k [OutStep], value: Field<'k>) {
     let Some((step, rest)) = steps.split_first() else {
         return;
     };
     if rest.is_empty() && !step.append {
-        fields.insert(Cow::Borrowed(&step.key), Field::Value(value));
+        fields.insert(Cow::Borrowed(&step.key), value);
         return;
     }
     let slot = fields.get_or_insert_with(Cow::Borrowed(&step.key), || {
@@ -245,8 +245,9 @@ fn set_in_fields<'k>(fields: &mut Fields<'k>, steps: &'k [OutStep], value: Value
     };
     match slot {
         Field::Object(inner) if !step.append => set_in_fields(inner, rest, value),
-        Field::Object(_) => {}
-        Field::Value(v) => set_below(v, step, rest, value),
+        // Below a string: a slot of the other kind, left as it is.
+        Field::Object(_) | Field::Text(_) => {}
+        Field::Value(v) => set_below(v, step, rest, value.into_value()),
     }
 }
 
@@ -322,9 +323,9 @@ mod tests {
             .map(|p| OutPath::parse(p).unwrap())
             .collect();
         let mut m = Fields::new();
-        paths[0].set(&mut m, json!("linux"));
-        paths[1].set(&mut m, json!("a"));
-        paths[2].set(&mut m, json!("b"));
+        paths[0].set(&mut m, Field::Value(json!("linux")));
+        paths[1].set(&mut m, Field::Text("a"));
+        paths[2].set(&mut m, Field::Value(json!("b")));
         assert_eq!(
             m.to_value(),
             json!({"device": {"os": {"name": "linux"}}, "labels": ["a", "b"]})
@@ -362,7 +363,11 @@ mod tests {
         let mut fields = Fields::new();
         let mut map = Map::new();
         for (i, (path, value)) in paths.iter().enumerate() {
-            path.set(&mut fields, value.clone());
+            // Strings as a copy from the body would write them: borrowed.
+            match value.as_str() {
+                Some(s) => path.set(&mut fields, Field::Text(s)),
+                None => path.set(&mut fields, Field::Value(value.clone())),
+            }
             path.set_in_map(&mut map, value.clone());
             let (got, want) = (fields.to_value(), Value::Object(map.clone()));
             assert_eq!(got, want, "after write {i} ({})", path.text());
@@ -371,6 +376,7 @@ mod tests {
                 let pointer = format!("/{}", path.text().replace('.', "/"));
                 let read = match path.get(&fields) {
                     Some(Found::Value(v)) => Some(v.clone()),
+                    Some(Found::Text(s)) => Some(json!(s)),
                     Some(Found::Object) => {
                         want.pointer(&pointer).filter(|v| v.is_object()).cloned()
                     }
