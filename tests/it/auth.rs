@@ -342,12 +342,7 @@ fn token_endpoint_answers_rfc_6749_errors() {
     assert_eq!(resp.headers()["allow"], "GET, POST, PUT");
     assert!(gw.events().is_empty());
     // Each refusal is counted by its reason.
-    let metrics = Client::new()
-        .get(gw.admin_url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = gw.metrics();
     for reason in [
         "invalid_client",
         "unsupported_grant_type",
@@ -389,12 +384,7 @@ fn the_token_endpoint_is_rate_limited_per_address_like_the_sources() {
     assert!(limited.headers().contains_key("retry-after"));
     let body: serde_json::Value = limited.json().unwrap();
     assert!(body["request_id"].is_string(), "{body}");
-    let metrics = client
-        .get(gw.admin_url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = gw.metrics();
     assert!(
         metrics.contains("source=\"oauth_token\",stage=\"limits\""),
         "{metrics}"

@@ -616,11 +616,8 @@ fn a_large_spool_backlog_drains_to_the_broker_exactly_once() {
 
 /// Kafka produce requests made by the forwarder so far (successful deliveries).
 fn forwarded_batches(gw: &Gateway) -> u64 {
-    let text = reqwest::blocking::get(gw.admin_url("/metrics"))
-        .unwrap()
-        .text()
-        .unwrap();
-    text.lines()
+    gw.metrics()
+        .lines()
         .find_map(|l| l.strip_prefix("hookgate_kafka_delivery_duration_seconds_count "))
         .map_or(0, |n| n.trim().parse().unwrap())
 }
@@ -775,10 +772,7 @@ fn the_gateway_starts_with_redis_down_and_serves_once_redis_is_up() {
     assert_eq!(status, 503);
     assert!(retry_after.is_some());
     assert_dedup_not_ready(&gw);
-    let metrics = reqwest::blocking::get(gw.admin_url("/metrics"))
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = gw.metrics();
     assert!(
         metrics
             .lines()

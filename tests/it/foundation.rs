@@ -103,10 +103,7 @@ fn wrong_method_is_405_with_allow_header() {
     assert_error_body(resp, 405);
     // Counted under the source the path names, not as unmatched traffic, so a sender set to
     // the wrong method shows on its source.
-    let metrics = reqwest::blocking::get(gw.admin_url("/metrics"))
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = gw.metrics();
     assert!(
         metrics.contains("hookgate_requests_total{source=\"hw\",status=\"405\"} 1"),
         "{metrics}"
@@ -321,10 +318,7 @@ fn malformed_non_object_and_empty_bodies_are_400() {
         want.len() + 1,
         "the deep body is kept too"
     );
-    let metrics = reqwest::blocking::get(gw.admin_url("/metrics"))
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = gw.metrics();
     assert!(
         metrics
             .lines()
@@ -479,10 +473,7 @@ fn requests_the_http_parser_refuses_get_json_answers_log_lines_and_metrics() {
         format!("POST /ingest/nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{under}Content-Length: 2\r\n\r\n{{}}").as_bytes(),
     );
     assert!(answer.starts_with("HTTP/1.1 404 "), "{answer}");
-    let metrics = reqwest::blocking::get(gw.admin_url("/metrics"))
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = gw.metrics();
     for (reason, count) in [
         ("headers_too_large", 2),
         ("malformed_request", 2),
@@ -529,13 +520,7 @@ fn graceful_shutdown_finishes_an_in_flight_request() {
     // Make sure the request is in flight before the signal.
     assert!(crate::harness::wait_until(
         std::time::Duration::from_secs(5),
-        || {
-            let metrics = reqwest::blocking::get(gw.admin_url("/metrics"))
-                .unwrap()
-                .text()
-                .unwrap();
-            metrics.contains("hookgate_requests_in_flight 1")
-        }
+        || { gw.metrics().contains("hookgate_requests_in_flight 1") }
     ));
     gw.signal("TERM");
     std::thread::sleep(std::time::Duration::from_millis(200));
@@ -661,10 +646,7 @@ fn admin_endpoints_live_on_their_own_port() {
             .status(),
         200
     );
-    let metrics = reqwest::blocking::get(gw.admin_url("/metrics"))
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = gw.metrics();
     assert!(metrics.contains("hookgate_build_info"));
     // Never on the public port.
     assert_eq!(
@@ -745,10 +727,7 @@ fn silent_connections_are_closed_after_the_header_timeout_but_a_slow_request_is_
     let (answer, _) = until_closed(&mut slow);
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     gw.wait_events(2);
-    let metrics = reqwest::blocking::get(gw.admin_url("/metrics"))
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = gw.metrics();
     let line = "hookgate_rejections_total{reason=\"request_timeout\",source=\"unmatched\",stage=\"listener\"} 3";
     assert!(metrics.contains(line), "{line} not in\n{metrics}");
     assert!(gw
@@ -788,10 +767,7 @@ fn http2_heads_over_the_limits_get_the_same_json_431() {
         fine = fine.header(format!("x-field-{i}"), "v");
     }
     assert_eq!(fine.send().unwrap().status(), 401);
-    let metrics = reqwest::blocking::get(gw.admin_url("/metrics"))
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = gw.metrics();
     let line = "hookgate_rejections_total{reason=\"headers_too_large\",source=\"unmatched\",stage=\"listener\"} 2";
     assert!(metrics.contains(line), "{line} not in\n{metrics}");
 }

@@ -188,6 +188,13 @@ impl Gateway {
         format!("http://{}{}", self.admin, path)
     }
 
+    /// The admin port's Prometheus text.
+    pub fn metrics(&self) -> String {
+        reqwest::blocking::get(self.admin_url("/metrics"))
+            .and_then(|r| r.text())
+            .unwrap_or_else(|e| panic!("cannot scrape /metrics: {e}"))
+    }
+
     /// Every JSON line the sink has written so far.
     pub fn events(&self) -> Vec<serde_json::Value> {
         read_jsonl(&self.events_path)

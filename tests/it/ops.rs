@@ -32,15 +32,6 @@ fn post_hyprwatch(gw: &Gateway, id: &str) -> reqwest::blocking::Response {
         .unwrap()
 }
 
-fn metrics(gw: &Gateway) -> String {
-    client()
-        .get(gw.admin_url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap()
-}
-
 fn status(gw: &Gateway) -> serde_json::Value {
     let resp = client()
         .get(gw.admin_url("/status"))
@@ -88,7 +79,7 @@ fn source_over_its_rate_gets_429_with_retry_after() {
         .parse()
         .unwrap();
     assert!((1..=2).contains(&retry), "Retry-After {retry}");
-    let text = metrics(&gw);
+    let text = gw.metrics();
     assert!(
         text.contains(
             "hookgate_rejections_total{reason=\"rate_limited_source\",source=\"hw\",stage=\"limits\"}"
@@ -111,7 +102,7 @@ fn client_address_over_its_rate_gets_429() {
     let second = post_hyprwatch(&gw, "evt_a2");
     assert_eq!(second.status(), 429);
     assert!(second.headers().contains_key("retry-after"));
-    assert!(metrics(&gw).contains("reason=\"rate_limited_address\""));
+    assert!(gw.metrics().contains("reason=\"rate_limited_address\""));
 }
 
 #[test]
@@ -128,7 +119,8 @@ fn requests_beyond_the_in_flight_cap_are_shed_with_503() {
     )
     .unwrap();
     slow.flush().unwrap();
-    assert!(wait_until(Duration::from_secs(10), || metrics(&gw)
+    assert!(wait_until(Duration::from_secs(10), || gw
+        .metrics()
         .contains("hookgate_requests_in_flight 1")));
     let shed = post_hyprwatch(&gw, "evt_shed");
     assert_eq!(shed.status(), 503);
@@ -142,10 +134,11 @@ fn requests_beyond_the_in_flight_cap_are_shed_with_503() {
         "{}",
         gw.logs()
     );
-    assert!(metrics(&gw).contains("reason=\"overloaded\""));
+    assert!(gw.metrics().contains("reason=\"overloaded\""));
     // The slot frees when the slow request ends; the gateway accepts again.
     drop(slow);
-    assert!(wait_until(Duration::from_secs(10), || metrics(&gw)
+    assert!(wait_until(Duration::from_secs(10), || gw
+        .metrics()
         .contains("hookgate_requests_in_flight 0")));
     assert_eq!(post_hyprwatch(&gw, "evt_after").status(), 200);
 }
@@ -196,7 +189,7 @@ fn hyperproof_heartbeat_is_recorded_not_published() {
         .send()
         .unwrap();
     assert_eq!(cut.status(), 400);
-    let text = metrics(&gw);
+    let text = gw.metrics();
     assert!(
         text.contains(&format!(
             "hookgate_heartbeats_total{{source=\"hp\"}} {heartbeats}"
@@ -279,7 +272,9 @@ fn an_activity_behind_a_byte_order_mark_or_in_a_second_gzip_member_is_an_event()
         events[0]["raw_data"].as_str().unwrap(),
         format!("\u{feff}{}", activity(1))
     );
-    assert!(!metrics(&gw).contains("hookgate_heartbeats_total{source=\"hp\"} 1"));
+    assert!(!gw
+        .metrics()
+        .contains("hookgate_heartbeats_total{source=\"hp\"} 1"));
 }
 
 #[test]
