@@ -222,14 +222,17 @@ fn events_of<'b>(
                     }
                 }
                 Err(strict) => {
-                    // Only a lenient parser gets here with a result: each element then keeps
-                    // the whole body as its raw bytes, since the repair moved offsets.
+                    // Only a lenient parser gets here with a result. The repair only widens
+                    // strings, so the elements are where a scan of the body as sent finds
+                    // them; were it ever to disagree, each element keeps the whole body.
                     let Value::Array(elements) = repaired(body, parser, &strict)? else {
                         return Err(malformed(&strict));
                     };
                     check_count(elements.len(), max_events)?;
-                    for element in elements {
-                        raws.push(body.clone());
+                    let spans = element_spans(body).filter(|s| s.len() == elements.len());
+                    for (i, element) in elements.into_iter().enumerate() {
+                        let raw = spans.as_ref().and_then(|s| s.get(i));
+                        raws.push(raw.map_or_else(|| body.clone(), |r| body.slice(r.clone())));
                         values.push(Doc::from(element));
                     }
                 }
@@ -349,6 +352,58 @@ fn repaired(
         return Err(malformed(strict));
     }
     serde_json::from_slice(&repair_strings(body)).map_err(|_| malformed(strict))
+}
+
+/// Where the elements of the top-level array in `body` are, each without the whitespace
+/// around it, found by bytes alone: strings (a backslash escaping the byte after it, as
+/// [`repair_strings`] reads them too), nesting, and the commas between elements. For a body
+/// that is not strict JSON but repairs into an array. `None` when it is not that shape.
+fn element_spans(body: &[u8]) -> Option<Vec<std::ops::Range<usize>>> {
+    let blank = |b: &u8| b.is_ascii_whitespace();
+    let open = body
+        .iter()
+        .position(|b| !blank(b))
+        .filter(|&i| body.get(i) == Some(&b'['))?;
+    let mut spans = Vec::new();
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    let mut start = open + 1;
+    for (i, &b) in body.iter().enumerate().skip(open) {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => depth += 1,
+            b']' | b'}' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    spans.push(trimmed(body, start..i)?);
+                    let rest = body.get(i + 1..)?;
+                    return rest.iter().all(blank).then_some(spans);
+                }
+            }
+            b',' if depth == 1 => {
+                spans.push(trimmed(body, start..i)?);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// `range` of `body` without the whitespace at its ends; `None` when nothing is left.
+fn trimmed(body: &[u8], range: std::ops::Range<usize>) -> Option<std::ops::Range<usize>> {
+    let part = body.get(range.clone())?;
+    let lead = part.iter().position(|b| !b.is_ascii_whitespace())?;
+    let trail = part.iter().rev().position(|b| !b.is_ascii_whitespace())?;
+    Some(range.start + lead..range.end - trail)
 }
 
 /// Inside JSON strings, doubles every backslash that does not start a valid escape (`\"`,
@@ -780,5 +835,49 @@ mod tests {
         // Valid JSON comes out unchanged.
         let valid = br#"{"a":"x\"y\\","b":["\u0041\n",1,{"c":"\/"}]}"#;
         assert_eq!(repair_strings(valid), valid.to_vec());
+    }
+
+    /// A lenient parser's array that only the repair reads: each element keeps its own bytes
+    /// as sent, found where strings, nesting and commas put them.
+    #[test]
+    fn a_repaired_array_gives_each_element_its_own_bytes() {
+        let lenient = Parser::from_toml(
+            "t",
+            "[parser]\nproduct = \"T\"\nvendor_name = \"T\"\nlenient_json = true\n\
+             [id]\nfrom = [\"id\"]\nhash = \"t\"\nwindow = \"1h\"\n\
+             [[route]]\nname = \"any\"\nclass = 0\nactivity = 99\n",
+            "t.toml",
+        )
+        .unwrap();
+        let elements: [&[u8]; 3] = [
+            b"{\"subject\": \"A, [b]\", \"body\": \"Acme\\ Product\nline 2\"}",
+            b"{\"subject\": \"q\\\"}\", \"n\": [1, {\"x\": \"]\"}]}",
+            b"{\"body\": \"tab\there \\d\"}",
+        ];
+        let body = [
+            b"\n [ ".as_slice(),
+            elements[0],
+            b" ,\r\n",
+            elements[1],
+            b",",
+            elements[2],
+            b" ]\n",
+        ]
+        .concat();
+        assert!(
+            serde_json::from_slice::<Value>(&body).is_err(),
+            "strict JSON reads it"
+        );
+        let body = Bytes::from(body);
+        let Ok(Split::Events(events)) = events(&body, &lenient, &HeaderMap::new(), 100) else {
+            panic!("the repaired array is not split");
+        };
+        let raws: Vec<&[u8]> = events.iter().map(|e| e.raw.as_ref()).collect();
+        assert_eq!(raws, elements);
+        assert_eq!(events[1].value.to_value()["subject"], "q\"}");
+        // Not an array of that shape: no spans (the caller then keeps the whole body).
+        assert_eq!(element_spans(b"[{\"a\": 1}] x"), None);
+        assert_eq!(element_spans(b"[{\"a\": 1},]"), None);
+        assert_eq!(element_spans(b"{\"a\": [1, 2]}"), None);
     }
 }
