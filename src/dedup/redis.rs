@@ -87,9 +87,15 @@ impl RedisStore {
                 let _ = conn.set(manager);
             }
             Err(e) => {
+                // The manager retries within the bound, so its error is the timeout: one plain
+                // connection attempt tells why (a refusal, an unknown host, a wrong password).
+                let why = match bounded(client.get_multiplexed_async_connection()).await {
+                    Err(probe) => probe,
+                    Ok(_) => e,
+                };
                 tracing::warn!(
-                    error = %crate::telemetry::causes(&e),
-                    reason = e.code(),
+                    error = %crate::telemetry::causes(&why),
+                    reason = why.code(),
                     "Redis dedup store unreachable at startup; answering 503 and not ready \
                      until it connects (retried every second)"
                 );
