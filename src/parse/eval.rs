@@ -222,32 +222,48 @@ pub fn value(spec: &Spec, scope: &Scope<'_>, out: &Fields<'_>) -> Option<Value> 
     converted.or_else(|| spec.default.clone())
 }
 
-/// [`value`], and for a mapping from body paths whose conversion or lookup refused the value
-/// the event carries (an `ip` that is no address, a time in no known form), the path it
-/// came from: so it can be kept in `unmapped` rather than lost.
-fn value_noting_refusal<'s>(
+/// [`value`] as a field, and for a mapping from body paths whose conversion or lookup refused
+/// the value the event carries (an `ip` that is no address, a time in no known form), the
+/// path it came from: so it can be kept in `unmapped` rather than lost. `body` is the event
+/// `scope` reads, with its own lifetime: a string the mapping copies as it is (at most
+/// `convert = "string"`, no lookup or reduction) stays borrowed from it ([`Field::Text`]),
+/// not copied into a `Value`.
+fn value_noting_refusal<'s, 'k>(
     spec: &'s Spec,
+    body: &Doc<'k>,
     scope: &Scope<'_>,
     out: &Fields<'_>,
-) -> (Option<Value>, Option<&'s InPath>) {
+) -> (Option<Field<'k>>, Option<&'s InPath>) {
     let Source::From(paths) = &spec.source else {
-        return (value(spec, scope, out), None);
+        return (value(spec, scope, out).map(Field::Value), None);
     };
     if let Some(when) = &spec.when {
         if !holds(when, scope, out) {
             return (None, None);
         }
     }
+    let default = || spec.default.clone().map(Field::Value);
     let found = paths
         .iter()
-        .find_map(|p| p.get(scope.body).filter(|v| v.present()).map(|v| (p, v)));
+        .find_map(|p| p.get(body).filter(|v| v.present()).map(|v| (p, v)));
     match found {
-        None => (spec.default.clone(), None),
+        None => (default(), None),
+        Some((_, Doc::String(Cow::Borrowed(s)))) if copies_as_is(spec) => {
+            (Some(Field::Text(s)), None)
+        }
         Some((path, raw)) => match finish(spec, raw.to_value()) {
-            Some(v) => (Some(v), None),
-            None => (spec.default.clone(), Some(path)),
+            Some(v) => (Some(Field::Value(v)), None),
+            None => (default(), Some(path)),
         },
     }
+}
+
+/// True when `spec` passes what it reads on unchanged (a string through `convert = "string"`
+/// stays the same string).
+fn copies_as_is(spec: &Spec) -> bool {
+    spec.lookup.is_none()
+        && spec.aggregate.is_none()
+        && spec.converts.iter().all(|c| matches!(c, Convert::Text))
 }
 
 /// True when `spec` reads the body path `path`.
@@ -455,8 +471,7 @@ fn convert(c: &Convert, v: Value) -> Option<Value> {
 /// Applies mappings in order. Returns the `to` text of a required mapping left absent.
 /// Notes in `refused` each mapping whose conversion refused the body value it read, with
 /// that value's path.
-/// `body` is the event `scope` reads, with its own lifetime: a string a mapping copies from
-/// it as it is stays borrowed from the body ([`copied_text`]).
+/// `body` is the event `scope` reads, with its own lifetime ([`value_noting_refusal`]).
 pub fn apply_maps<'m: 'k, 'k>(
     maps: &'m [Mapping],
     body: &Doc<'k>,
@@ -465,46 +480,17 @@ pub fn apply_maps<'m: 'k, 'k>(
     refused: &mut Vec<(&'m Mapping, &'m InPath)>,
 ) -> Result<(), &'m Mapping> {
     for m in maps {
-        if let Some(text) = copied_text(&m.spec, body) {
-            m.to.set(out, Field::Text(text));
-            continue;
-        }
-        let (v, refusal) = value_noting_refusal(&m.spec, scope, out);
+        let (v, refusal) = value_noting_refusal(&m.spec, body, scope, out);
         if let Some(path) = refusal {
             refused.push((m, path));
         }
         match v {
-            Some(v) => m.to.set(out, Field::Value(v)),
+            Some(v) => m.to.set(out, v),
             None if m.required => return Err(m),
             None => {}
         }
     }
     Ok(())
-}
-
-/// The body string a mapping copies as it is (from paths, with at most `convert = "string"`,
-/// no condition, lookup or reduction), borrowed from the body rather than copied into a
-/// `Value`. `None` when the mapping does more, or the value it finds is not a string without
-/// escapes: [`value_noting_refusal`] then evaluates it the general way.
-fn copied_text<'k>(spec: &Spec, body: &Doc<'k>) -> Option<&'k str> {
-    let Source::From(paths) = &spec.source else {
-        return None;
-    };
-    let copies = spec.when.is_none()
-        && spec.lookup.is_none()
-        && spec.aggregate.is_none()
-        && spec.converts.iter().all(|c| matches!(c, Convert::Text));
-    if !copies {
-        return None;
-    }
-    match paths
-        .iter()
-        .filter_map(|p| p.get(body))
-        .find(|v| v.present())?
-    {
-        Doc::String(Cow::Borrowed(s)) => Some(s),
-        _ => None,
-    }
 }
 
 /// Builds one list.

@@ -93,11 +93,6 @@ impl<'k> Fields<'k> {
         self.find(key).is_ok()
     }
 
-    /// The key of the member found at `at` by [`Fields::find`].
-    pub fn key_at(&self, at: usize) -> &str {
-        self.members.get(at).map(|(k, _)| k.as_ref()).unwrap_or("")
-    }
-
     /// Puts `field` under `key` at `at`, where [`Fields::find`] said `Err(at)`.
     pub fn insert_at(&mut self, at: usize, key: Cow<'k, str>, field: Field<'k>) {
         debug_assert_eq!(self.find(&key), Err(at));
