@@ -24,6 +24,7 @@ use crate::route::{self, Incoming, RequestId, Routed};
 use crate::sink::{Batch, DeadLetter, Record};
 use crate::split::{self, Split};
 use hyper::body::Body as _;
+use sha2::{Digest, Sha256};
 
 /// Metrics label of the OAuth2 token endpoint.
 const TOKEN_ENDPOINT: &str = "oauth_token";
@@ -276,7 +277,6 @@ async fn dead_letter_body(
     raw: &Bytes,
     error: &split::SplitError,
 ) -> Result<(), Failure> {
-    use sha2::{Digest, Sha256};
     let letter = DeadLetter {
         uid: hex::encode(Sha256::digest(raw)),
         reason_code: error.code(),

@@ -1,8 +1,9 @@
 //! Stage 5, split: one verified body → the vendor events it carries.
 //!
 //! Input: the raw body bytes and the source's parser. Output: [`Split`] (a heartbeat, or one
-//! [`RawEvent`] per JSON object: a single object, each element of a top-level array, or each
-//! line of NDJSON, or each record of a JSON text sequence). Fails with [`SplitError`] → 400 (413 over the per-request event cap).
+//! [`RawEvent`] per JSON object: a single object, each element of a top-level array, each
+//! line of NDJSON, or each record of a JSON text sequence). Fails with [`SplitError`] → 400
+//! (413 over the per-request event cap).
 //! Each event keeps its exact bytes for `raw_data`.
 
 use bytes::Bytes;
@@ -259,8 +260,9 @@ fn events_of<'b>(
                     }
                     // Not one JSON document: a JSON text sequence (RFC 7464, `json-seq`: each
                     // record after an RS byte), or NDJSON (one object per non-blank line).
-                    let lines = records(body);
-                    let least = if is_json_seq(body) { 1 } else { 2 };
+                    let seq = is_json_seq(body);
+                    let lines = records(body, seq);
+                    let least = if seq { 1 } else { 2 };
                     if lines.len() < least {
                         return Err(single_err);
                     }
@@ -303,11 +305,11 @@ fn is_json_seq(body: &[u8]) -> bool {
 }
 
 /// The non-blank records of a body that is not one JSON document, each an event's exact
-/// bytes: a JSON text sequence's records without the whitespace that ends them (a record may
-/// span lines), or NDJSON's lines without the CR of a CRLF line end.
-fn records(body: &[u8]) -> Vec<&[u8]> {
+/// bytes: a JSON text sequence's (`seq`) records without the whitespace that ends them (a
+/// record may span lines), or NDJSON's lines without the CR of a CRLF line end.
+fn records(body: &[u8], seq: bool) -> Vec<&[u8]> {
     let blank = |r: &&[u8]| r.iter().all(u8::is_ascii_whitespace);
-    if is_json_seq(body) {
+    if seq {
         return body
             .split(|b| *b == RS)
             .map(<[u8]>::trim_ascii_end)

@@ -1,7 +1,6 @@
 //! Writes `serde_json` values and parser-built [`Fields`] as compact JSON text with every
-//! string (key or value) escaped by
-//! the SIMD kernel of `json-escape-simd`. Same bytes as `serde_json::to_writer` (tested
-//! below); numbers are still written by serde_json.
+//! string (key or value) escaped by the SIMD kernel of `json-escape-simd`. Same bytes as
+//! `serde_json::to_writer` (tested below); numbers are still written by serde_json.
 
 use serde_json::{Map, Value};
 
@@ -43,13 +42,22 @@ pub fn write_value(out: &mut Vec<u8>, value: &Value) {
 
 /// Appends the `"key":value` pairs of `map`, comma-separated, without braces.
 pub fn write_members(out: &mut Vec<u8>, map: &Map<String, Value>) {
-    for (i, (k, v)) in map.iter().enumerate() {
+    write_pairs(out, map.iter().map(|(k, v)| (k.as_str(), v)), write_value);
+}
+
+/// Appends `"key":value` pairs, comma-separated, without braces, each value by `write`.
+fn write_pairs<'v, V: 'v>(
+    out: &mut Vec<u8>,
+    pairs: impl Iterator<Item = (&'v str, &'v V)>,
+    write: impl Fn(&mut Vec<u8>, &V),
+) {
+    for (i, (k, v)) in pairs.enumerate() {
         if i > 0 {
             out.push(b',');
         }
         write_str(out, k);
         out.push(b':');
-        write_value(out, v);
+        write(out, v);
     }
 }
 
@@ -68,14 +76,7 @@ pub fn write_field(out: &mut Vec<u8>, field: &Field<'_>) {
 
 /// Appends the `"key":value` pairs of `fields`, comma-separated, without braces.
 pub fn write_fields(out: &mut Vec<u8>, fields: &Fields<'_>) {
-    for (i, (k, f)) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        write_str(out, k);
-        out.push(b':');
-        write_field(out, f);
-    }
+    write_pairs(out, fields.iter(), write_field);
 }
 
 /// A member the gateway adds to an object the parser may also have built.
