@@ -16,12 +16,15 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::ops::Range;
 
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::{Map, Number, Value};
 
 use crate::normalize::json_text;
+
+mod read;
 
 /// One JSON value of a vendor event.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,9 +60,17 @@ impl PartialEq for Members<'_> {
 }
 
 impl<'a> Doc<'a> {
-    /// Parses JSON text, borrowing its strings.
+    /// Parses JSON text, borrowing its strings. What the reader refuses, serde_json reads
+    /// again for its error (line, column, too deep).
     pub fn parse(text: &'a str) -> serde_json::Result<Doc<'a>> {
-        serde_json::from_str(text)
+        read::document(text).map_or_else(|| serde_json::from_str(text), Ok)
+    }
+
+    /// The elements of JSON text that is an array, each with the bytes of `text` it covers
+    /// (without the whitespace around it). `None` when `text` is not such an array as
+    /// serde_json reads it; serde_json then says why.
+    pub fn parse_elements(text: &'a str) -> Option<Vec<(Range<usize>, Doc<'a>)>> {
+        read::elements(text)
     }
 
     /// True for `null`.
