@@ -122,6 +122,7 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let for_refusals = Arc::clone(&state);
+        let ended = Arc::clone(&state);
         let activity = Arc::new(Activity::default());
         let idle = IdleLimit {
             limit: settings.header_read_timeout,
@@ -152,7 +153,7 @@ pub async fn serve(
                 let conn = watcher.watch(conn);
                 tokio::spawn(async move {
                     if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "connection closed with error");
+                        closed_with_error(&*e, peer, &ended);
                     }
                     drop(permit);
                 });
@@ -184,7 +185,7 @@ pub async fn serve(
                         )
                         .into_owned();
                     if let Err(e) = watcher.watch(conn).await {
-                        tracing::debug!(error = %e, "connection closed with error");
+                        closed_with_error(&*e, peer, &ended);
                     }
                     drop(permit);
                 });
@@ -202,6 +203,28 @@ pub async fn serve(
         () = tokio::time::sleep(settings.grace_period) => tracing::warn!("grace period ran out; closing remaining connections"),
     }
     Ok(())
+}
+
+/// A connection that ended in an error. A request head still incomplete when the header
+/// read timeout ran out (sent a byte at a time, say: hyper closes such a connection without
+/// an answer) is a refusal, logged and counted as `request_timeout` like a silent connection
+/// (see `idle.rs`); any other error is the peer going away, for debugging only.
+fn closed_with_error(e: &(dyn std::error::Error + 'static), peer: SocketAddr, state: &State) {
+    let head_timed_out = e
+        .downcast_ref::<hyper::Error>()
+        .is_some_and(hyper::Error::is_timeout);
+    if head_timed_out {
+        state
+            .metrics
+            .rejection(crate::metrics::UNMATCHED, "listener", "request_timeout");
+        tracing::info!(
+            client = %peer.ip(),
+            reason = "request_timeout",
+            "connection closed: request head not complete within the header read timeout"
+        );
+    } else {
+        tracing::debug!(error = %e, "connection closed with error");
+    }
 }
 
 /// What a connection's [`Idle`] wrapper needs, gathered before its stream exists (after
