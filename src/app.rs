@@ -79,6 +79,11 @@ pub fn load_config(path: &std::path::Path) -> Result<(Config, Catalog), String> 
 /// Builds routes (with compiled verifiers and parsers) from `config`.
 pub fn build_runtime(config: &Config, catalog: &Catalog) -> anyhow::Result<Runtime> {
     let trust = Trust::build(config).context("trust")?;
+    for entry in &config.trust.trusted_proxies {
+        if crate::config::auth::lets_everyone_in(entry) {
+            tracing::warn!(entry = %entry, "[trust] trusted_proxies trusts every address: any client can name itself in X-Forwarded-For and pass the ip_allow lists and per-address limits");
+        }
+    }
     let mut sources = Vec::with_capacity(config.sources.len());
     for s in &config.sources {
         let parser = catalog
@@ -88,6 +93,11 @@ pub fn build_runtime(config: &Config, catalog: &Catalog) -> anyhow::Result<Runti
             .with_context(|| format!("source[{}].auth", s.name))?;
         if verifier.is_open() {
             tracing::warn!(source = %s.name, "source accepts UNAUTHENTICATED requests (auth kind = \"none\"); anyone who can reach it can inject events");
+        }
+        for scheme in &s.auth {
+            for weakness in scheme.weaknesses() {
+                tracing::warn!(source = %s.name, auth = scheme.kind(), "weak authentication: {weakness}");
+            }
         }
         let methods: Vec<Method> = s
             .methods

@@ -45,10 +45,10 @@ pub async fn handle(
     let runtime = state.runtime.load_full();
     if let Some(issuer) = runtime.trust.token_endpoint(request.uri().path()) {
         let request_id = RequestId::from_header(request.headers().get("x-request-id"));
-        let span = info_span!("token", request_id = %request_id.0);
         // The per-address rate limit and the in-flight cap hold here too: without them a
         // client could guess client secrets at the token endpoint as fast as it can send.
         let client = runtime.trust.client(peer, request.headers());
+        let span = info_span!("token", request_id = %request_id.0, %client);
         let (response, refused) = match runtime.protection.admit(TOKEN_ENDPOINT, client) {
             Ok(_admitted) => {
                 let served = auth::token_endpoint::serve(

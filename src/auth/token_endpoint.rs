@@ -83,6 +83,7 @@ pub async fn serve(
         response
             .headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("GET, POST, PUT"));
+        tracing::info!(reason = "method_not_allowed", method = %parts.method, "token request refused");
         return refuse(response, "method_not_allowed");
     }
     let mut raw_params = parts.uri.query().unwrap_or_default().as_bytes().to_vec();

@@ -132,6 +132,90 @@ impl AuthConfig {
     }
 }
 
+/// Shortest secret the operator is not warned about (128 bits as 16 random bytes; a chosen
+/// password that short is weaker still).
+pub const WEAK_SECRET_CHARS: usize = 16;
+
+impl AuthConfig {
+    /// What makes this scheme weak, one sentence each (never a secret's value): a secret
+    /// shorter than [`WEAK_SECRET_CHARS`], where nothing else limits guessing by default
+    /// (`[limits] per_address` is off); an allowlist entry that lets every address in.
+    /// Startup logs each as a warning; none refuses the configuration (a vendor may issue a
+    /// short secret).
+    pub fn weaknesses(&self) -> Vec<String> {
+        let short = |what: &str, secret: &Secret| {
+            let n = secret.expose().chars().count();
+            (n < WEAK_SECRET_CHARS).then(|| {
+                format!(
+                    "{what} is {n} characters long; anyone who can reach the route can guess it \
+                     (use at least {WEAK_SECRET_CHARS}, e.g. `openssl rand -hex 16`)"
+                )
+            })
+        };
+        match self {
+            AuthConfig::None | AuthConfig::PathToken { .. } => Vec::new(),
+            AuthConfig::Hmac { secrets, .. } => secrets
+                .iter()
+                .filter_map(|s| short("an hmac secret", s))
+                .collect(),
+            // The key is the base64 after `whsec_`: its decoded bytes count.
+            AuthConfig::Svix { secrets, .. } => secrets
+                .iter()
+                .filter_map(|s| {
+                    let key = crate::auth::svix::decode_secret(s.expose())?;
+                    (key.len() < WEAK_SECRET_CHARS).then(|| {
+                        format!(
+                            "a svix secret's key is {} bytes long; Svix issues 24 or more",
+                            key.len()
+                        )
+                    })
+                })
+                .collect(),
+            AuthConfig::Basic { credentials } => credentials
+                .iter()
+                .filter_map(|c| {
+                    short(
+                        &format!("the basic password of {:?}", c.username),
+                        &c.password,
+                    )
+                })
+                .collect(),
+            AuthConfig::Bearer { tokens, .. } => tokens
+                .iter()
+                .filter_map(|t| short("a bearer token", t))
+                .collect(),
+            AuthConfig::Header { name, values } => values
+                .iter()
+                .filter_map(|v| short(&format!("a value of header {name:?}"), v))
+                .collect(),
+            AuthConfig::Oauth { clients } => clients
+                .iter()
+                .filter_map(|c| {
+                    short(
+                        &format!("the client secret of {:?}", c.client_id),
+                        &c.client_secret,
+                    )
+                })
+                .collect(),
+            AuthConfig::IpAllow { allow } => allow
+                .iter()
+                .filter(|entry| lets_everyone_in(entry))
+                .map(|entry| {
+                    format!("ip_allow entry {entry:?} lets every address in: it checks nothing")
+                })
+                .collect(),
+        }
+    }
+}
+
+/// True for a CIDR entry with a zero-length prefix (`0.0.0.0/0`, `::/0`): every address.
+pub fn lets_everyone_in(entry: &str) -> bool {
+    entry
+        .trim()
+        .rsplit_once('/')
+        .is_some_and(|(_, prefix)| prefix.trim().parse::<u8>() == Ok(0))
+}
+
 fn default_hmac_header() -> String {
     "X-Hyprwatch-Signature".to_owned()
 }
@@ -312,4 +396,58 @@ pub fn problems(scheme: &AuthConfig, trust: &TrustConfig) -> Vec<Problem> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schemes(toml_list: &str) -> Vec<AuthConfig> {
+        #[derive(Deserialize)]
+        struct Wrap {
+            auth: Vec<AuthConfig>,
+        }
+        toml::from_str::<Wrap>(&format!("auth = {toml_list}"))
+            .unwrap()
+            .auth
+    }
+
+    #[test]
+    fn short_secrets_and_open_allowlists_are_weak_and_no_value_is_quoted() {
+        let weak = schemes(
+            r#"[{ kind = "basic", credentials = [{ username = "u", password = "pw-short" }] },
+                { kind = "bearer", tokens = ["tok-short"] },
+                { kind = "header", name = "X-Key", values = ["val-short"] },
+                { kind = "oauth", clients = [{ client_id = "c", client_secret = "sec-short" }] },
+                { kind = "hmac", secrets = ["hmac-short"] },
+                { kind = "svix", secrets = ["whsec_c2hvcnQ="] },
+                { kind = "ip_allow", allow = ["10.0.0.0/8", "0.0.0.0/0", " ::/0 "] }]"#,
+        );
+        let said: Vec<Vec<String>> = weak.iter().map(AuthConfig::weaknesses).collect();
+        let counts: Vec<usize> = said.iter().map(Vec::len).collect();
+        assert_eq!(counts, [1, 1, 1, 1, 1, 1, 2], "{said:?}");
+        let all = said.concat().join("\n");
+        for secret in [
+            "pw-short",
+            "tok-short",
+            "val-short",
+            "sec-short",
+            "hmac-short",
+            "c2hvcnQ",
+        ] {
+            assert!(!all.contains(secret), "{secret} quoted in {all}");
+        }
+        assert!(all.contains("5 bytes long"), "{all}");
+        let strong = schemes(
+            r#"[{ kind = "basic", credentials = [{ username = "u", password = "0123456789abcdef" }] },
+                { kind = "bearer", tokens = ["0123456789abcdef"] },
+                { kind = "svix", secrets = ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"] },
+                { kind = "ip_allow", allow = ["10.0.0.0/8", "::1/128", "hyperproof-us"] },
+                { kind = "path_token", tokens = ["0123456789abcdef0123456789abcdef"] },
+                { kind = "none" }]"#,
+        );
+        for scheme in &strong {
+            assert!(scheme.weaknesses().is_empty(), "{:?}", scheme.weaknesses());
+        }
+    }
 }

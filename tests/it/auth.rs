@@ -72,6 +72,14 @@ fn basic_accepts_any_listed_credential_and_refuses_a_wrong_password() {
         !gw.logs().contains("wrong"),
         "presented secrets are never logged"
     );
+    // Passwords this short are warned about at startup, without their values.
+    assert!(
+        gw.logs()
+            .contains("weak authentication: the basic password of \"hypr\" is 6 characters long"),
+        "{}",
+        gw.logs()
+    );
+    assert!(!gw.logs().contains("old-pw") && !gw.logs().contains("new-pw"));
 }
 
 #[test]
@@ -340,6 +348,16 @@ fn token_endpoint_answers_rfc_6749_errors() {
     let resp = client.delete(gw.url("/oauth/token")).send().unwrap();
     assert_eq!(resp.status(), 405);
     assert_eq!(resp.headers()["allow"], "GET, POST, PUT");
+    // Logged like every other refusal: under its request id, with the client's address.
+    let id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let logged = |l: &str| l.contains(&id) && l.contains("method_not_allowed");
+    wait_until(Duration::from_secs(5), || gw.logs().lines().any(logged));
+    let logs = gw.logs();
+    let line = logs
+        .lines()
+        .find(|l| logged(l))
+        .unwrap_or_else(|| panic!("no log line for {id} in\n{logs}"));
+    assert!(line.contains("127.0.0.1"), "{line}");
     assert!(gw.events().is_empty());
     // Each refusal is counted by its reason.
     let metrics = gw.metrics();
