@@ -131,6 +131,22 @@ pub fn build_runtime(config: &Config, catalog: &Catalog) -> anyhow::Result<Runti
     })
 }
 
+/// Where the memory dedup store journals delivered ids unless `[dedup] journal_path` says:
+/// in the spool's directory in spool mode; beside the JSON-lines file when events go to one
+/// (the embedded default with a `[sink] path`), so a vendor's retry after a restart is still
+/// known there too. `None` when events go to standard output or straight to Kafka.
+fn default_journal(config: &Config, sink: &Sink) -> Option<std::path::PathBuf> {
+    match sink {
+        Sink::Spooled { spool, .. } => Some(spool.dir().join("dedup.journal")),
+        Sink::Direct(_) if config.kafka.is_none() && config.sink.path.as_os_str() != "-" => {
+            let mut name = config.sink.path.file_name()?.to_os_string();
+            name.push(".dedup-journal");
+            Some(config.sink.path.with_file_name(name))
+        }
+        Sink::Direct(_) => None,
+    }
+}
+
 /// Runs hookgate on already-bound listeners until `shutdown` is cancelled.
 pub async fn run(
     config: Config,
@@ -141,11 +157,8 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let runtime = build_runtime(&config, &catalog)?;
     let (sink, tasks) = Sink::build(&config).await?;
-    let spool_dir = match &sink {
-        Sink::Spooled { spool, .. } => Some(spool.dir().to_owned()),
-        Sink::Direct(_) => None,
-    };
-    let dedup = DedupStore::build(&config.dedup, spool_dir.as_deref()).await?;
+    let journal = default_journal(&config, &sink);
+    let dedup = DedupStore::build(&config.dedup, journal.as_deref()).await?;
     let metrics = Metrics::new()?;
     metrics.configure(&config);
     let health = Health::new(&config);

@@ -119,11 +119,11 @@ impl DedupStore {
         connected && self.health.is_healthy()
     }
 
-    /// Builds the configured store. `spool_dir` is where the journal goes by default (spool
-    /// mode); without it and without `journal_path`, the memory store forgets on restart.
+    /// Builds the configured store. `default_journal` is the memory store's journal unless
+    /// `journal_path` names one; without either, the memory store forgets on restart.
     pub async fn build(
         config: &DedupConfig,
-        spool_dir: Option<&Path>,
+        default_journal: Option<&Path>,
     ) -> Result<DedupStore, DedupError> {
         let ttl = Duration::from_secs(config.reservation_ttl_s);
         let backend = match config.backend {
@@ -139,7 +139,11 @@ impl DedupStore {
                 let path = config
                     .journal_path
                     .clone()
-                    .or_else(|| spool_dir.map(|d| d.join("dedup.journal")));
+                    .or_else(|| default_journal.map(Path::to_path_buf));
+                match &path {
+                    Some(path) => tracing::info!(journal = %path.display(), "dedup ids are journaled; a restart remembers them"),
+                    None => tracing::warn!("dedup ids are kept in memory only: a restart forgets them, and a vendor's retry after it is published again (set [dedup] journal_path)"),
+                }
                 match path {
                     Some(path) => {
                         let journal = journal::Journal::open(path.clone()).map_err(|source| {

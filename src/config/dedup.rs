@@ -10,7 +10,8 @@ use super::Secret;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DedupBackend {
-    /// In this process (bounded; persisted to a journal so it survives a restart).
+    /// In this process (bounded; journaled to disk, so a restart remembers, whenever there
+    /// is a journal: see `journal_path`).
     Memory,
     /// In Redis, shared by every instance behind one load balancer.
     Redis,
@@ -41,8 +42,10 @@ pub struct DedupConfig {
     #[serde(default = "default_max_entries")]
     pub max_entries: usize,
     /// Memory backend: file where delivered ids are journaled so a restart remembers them.
-    /// Default: `dedup.journal` in `[spool] dir` when the spool is used; otherwise none (ids
-    /// are forgotten on restart). Example: `"/var/lib/hookgate/dedup.journal"`.
+    /// Default: `dedup.journal` in `[spool] dir` when the spool is used; with the embedded
+    /// default writing to a file, `<[sink] path>.dedup-journal` beside it; otherwise (events
+    /// to standard output, or straight to Kafka) none, and ids are forgotten on restart; the
+    /// startup log says which. Example: `"/var/lib/hookgate/dedup.journal"`.
     #[serde(default)]
     pub journal_path: Option<PathBuf>,
     /// Redis backend: connection URL (a secret: it may hold a password). Required for

@@ -791,3 +791,46 @@ fn http2_heads_over_the_limits_get_the_same_json_431() {
     let line = "hookgate_rejections_total{reason=\"headers_too_large\",source=\"unmatched\",stage=\"listener\"} 2";
     assert!(metrics.contains(line), "{line} not in\n{metrics}");
 }
+
+/// The embedded default writing to a file journals delivered ids beside it: a vendor's
+/// retry that arrives after a restart is still a duplicate, not a second event.
+#[test]
+fn the_embedded_default_remembers_delivered_ids_across_a_restart() {
+    let gw = Gateway::start(&hyprwatch_source());
+    let c = reqwest::blocking::Client::new();
+    let send = |gw: &Gateway, id: &str| {
+        let body = event(id);
+        let resp = c
+            .post(gw.url("/ingest/hyprwatch"))
+            .header(
+                "x-hyprwatch-signature",
+                hyprwatch_signature(HW_SECRET, body.as_bytes()),
+            )
+            .body(body)
+            .send()
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json::<serde_json::Value>().unwrap())
+    };
+    assert_eq!(send(&gw, "evt_before_restart").0, 200);
+    gw.wait_events(1);
+    assert!(
+        gw.logs().contains("dedup ids are journaled"),
+        "{}",
+        gw.logs()
+    );
+    let (status, dir, events) = gw.stop_keep_dir();
+    assert!(status.success(), "{status:?}");
+    let config = dir.path().join("hookgate.toml");
+    let gw = Gateway::spawn(dir, events, &config, &[]).unwrap();
+    let (status, answer) = send(&gw, "evt_before_restart");
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["duplicates"], 1, "{answer}");
+    assert_eq!(send(&gw, "evt_after_restart").0, 200);
+    let got = gw.wait_events(2);
+    let uids: Vec<&str> = got
+        .iter()
+        .filter_map(|e| e["metadata"]["uid"].as_str())
+        .collect();
+    assert_eq!(uids, ["evt_before_restart", "evt_after_restart"], "{got:?}");
+}
