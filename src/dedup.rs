@@ -4,8 +4,9 @@
 //! event. Keys are scoped by source. Reserve, then commit: a key is *reserved* when its event
 //! enters the pipeline, *committed* only once the event is durable, and *released* when
 //! delivery failed, so the vendor's retry is accepted rather than swallowed. Two requests
-//! carrying the same id at once: the second sees [`Dedup::InFlight`] (→ 409 + `Retry-After`),
-//! so the event is published once.
+//! carrying the same id at once: the second sees [`Dedup::InFlight`] and waits, bounded, for the
+//! first to end ([`check_waiting`]: then a duplicate, or new again if that delivery failed;
+//! past the wait 409 + `Retry-After`), so the event is published once.
 //!
 //! Window: the parser's window for the event (sized to its vendor), or `[dedup] window_s` for
 //! every event when the operator sets it.
@@ -94,17 +95,31 @@ pub enum Backend {
 pub struct DedupStore {
     backend: Backend,
     window: Option<Duration>,
+    /// How long a request waits for another request's delivery of the same event
+    /// ([`check_waiting`]; `[dedup] in_flight_wait_ms`).
+    in_flight_wait: Duration,
     /// The last reservation's outcome (Redis unreachable), for readiness.
     health: RecentFailure,
 }
 
 impl DedupStore {
-    /// A store over `backend`; `window` replaces every parser's window when set.
+    /// A store over `backend`; `window` replaces every parser's window when set. A request
+    /// finding its event in flight does not wait (see [`DedupStore::waiting`]).
     pub fn new(backend: Backend, window: Option<Duration>) -> DedupStore {
         DedupStore {
             backend,
             window,
+            in_flight_wait: Duration::ZERO,
             health: RecentFailure::new(),
+        }
+    }
+
+    /// This store, with requests waiting up to `wait` for another request's delivery of
+    /// the same event.
+    pub fn waiting(self, wait: Duration) -> DedupStore {
+        DedupStore {
+            in_flight_wait: wait,
+            ..self
         }
     }
 
@@ -158,10 +173,10 @@ impl DedupStore {
                 }
             }
         };
-        Ok(DedupStore::new(
-            backend,
-            config.window_s.map(Duration::from_secs),
-        ))
+        Ok(
+            DedupStore::new(backend, config.window_s.map(Duration::from_secs))
+                .waiting(Duration::from_millis(config.in_flight_wait_ms)),
+        )
     }
 
     /// The key as Redis holds it: source, [`memory::SCOPE_SEPARATOR`], id. The memory store
@@ -229,9 +244,35 @@ pub enum Reservation<'b> {
         /// published again.
         duplicates: usize,
     },
-    /// Another request is delivering one of these events right now; nothing is held, and the
-    /// sender should retry (its retry is then a duplicate or, if that delivery failed, new).
-    InFlight,
+    /// Another request is delivering one of these events right now; nothing is held. The
+    /// events come back as they were, to be checked again ([`check_waiting`]).
+    InFlight(Vec<RawEvent<'b>>),
+}
+
+/// Longest pause between two checks while waiting for another request's delivery.
+const MOST_PAUSE: Duration = Duration::from_millis(50);
+
+/// [`check`], waiting up to the store's wait while another request delivers one of these events (a
+/// vendor's retry sent while its first attempt is still in flight): checked again after
+/// 1 ms, 2, 4 … up to 50 ms apart, until that delivery is committed (a duplicate now) or
+/// released (new again). Polling serves both stores alike; the wait is rare and short.
+pub async fn check_waiting<'b>(
+    store: &DedupStore,
+    source: &str,
+    mut events: Vec<RawEvent<'b>>,
+) -> Result<Reservation<'b>, DedupError> {
+    let deadline = tokio::time::Instant::now() + store.in_flight_wait;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match check(store, source, events).await? {
+            Reservation::InFlight(back) if tokio::time::Instant::now() + pause <= deadline => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(MOST_PAUSE);
+                events = back;
+            }
+            decided => return Ok(decided),
+        }
+    }
 }
 
 /// Stage 6: reserves every event's key, scoped by `source`.
@@ -240,27 +281,35 @@ pub async fn check<'b>(
     source: &str,
     events: Vec<RawEvent<'b>>,
 ) -> Result<Reservation<'b>, DedupError> {
-    let mut fresh: Vec<RawEvent<'b>> = Vec::with_capacity(events.len());
-    let mut duplicates = 0usize;
-    let mut in_flight = false;
-    for event in events {
-        match store.reserve(source, &event.key).await {
-            Ok(Dedup::New | Dedup::Exempt) => fresh.push(event),
-            Ok(Dedup::Seen) => duplicates += 1,
-            // Reserved by this very request: the same event twice in one batch.
-            Ok(Dedup::InFlight) if fresh.iter().any(|f| f.key == event.key) => duplicates += 1,
-            Ok(Dedup::InFlight) => in_flight = true,
+    let mut outcomes: Vec<Dedup> = Vec::with_capacity(events.len());
+    for event in &events {
+        let outcome = match store.reserve(source, &event.key).await {
+            // Reserved by this very request: the same event twice in one batch (`reserved`
+            // pairs the events with the outcomes so far).
+            Ok(Dedup::InFlight) if reserved(&events, &outcomes).any(|k| *k == event.key) => {
+                Dedup::Seen
+            }
+            Ok(outcome) => outcome,
             Err(e) => {
                 store.health.record(false);
-                release_all(store, source, fresh.iter().map(|f| &f.key)).await;
+                release_all(store, source, reserved(&events, &outcomes)).await;
                 return Err(e);
             }
-        }
+        };
+        outcomes.push(outcome);
     }
     store.health.record(true);
-    if in_flight {
-        release_all(store, source, fresh.iter().map(|f| &f.key)).await;
-        return Ok(Reservation::InFlight);
+    if outcomes.contains(&Dedup::InFlight) {
+        release_all(store, source, reserved(&events, &outcomes)).await;
+        return Ok(Reservation::InFlight(events));
+    }
+    let mut fresh: Vec<RawEvent<'b>> = Vec::with_capacity(events.len());
+    let mut duplicates = 0usize;
+    for (event, outcome) in events.into_iter().zip(outcomes) {
+        match outcome {
+            Dedup::New | Dedup::Exempt => fresh.push(event),
+            Dedup::Seen | Dedup::InFlight => duplicates += 1,
+        }
     }
     let keys = fresh.iter().map(|e| e.key.clone()).collect();
     Ok(Reservation::Held {
@@ -268,6 +317,19 @@ pub async fn check<'b>(
         keys,
         duplicates,
     })
+}
+
+/// The keys of `events` this request reserved (outcome [`Dedup::New`]), as far as there
+/// are `outcomes`.
+fn reserved<'e>(
+    events: &'e [RawEvent<'_>],
+    outcomes: &'e [Dedup],
+) -> impl Iterator<Item = &'e EventKey> {
+    events
+        .iter()
+        .zip(outcomes)
+        .filter(|(_, o)| **o == Dedup::New)
+        .map(|(e, _)| &e.key)
 }
 
 /// Marks every key delivered; call only once the events are durable. The in-process store

@@ -71,7 +71,7 @@ pub struct EventKey {
 
 /// The route an event matched, chosen once (with its key, in [`Parser::key_and_route`]) so
 /// that [`apply_routed`] does not evaluate the route conditions again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RouteChoice(Option<usize>);
 
 /// A parsed event, ready for normalization. Its keys (and the route name) are borrowed from

@@ -196,14 +196,15 @@ async fn trip(
     };
 
     // 6. dedup: reserve every event's key (committed below only once durable).
-    let (fresh, keys, duplicates) = match dedup::check(&state.dedup, &source.name, events).await? {
-        Reservation::Held {
-            fresh,
-            keys,
-            duplicates,
-        } => (fresh, keys, duplicates),
-        Reservation::InFlight => return Err(Failure::InFlight),
-    };
+    let (fresh, keys, duplicates) =
+        match dedup::check_waiting(&state.dedup, &source.name, events).await? {
+            Reservation::Held {
+                fresh,
+                keys,
+                duplicates,
+            } => (fresh, keys, duplicates),
+            Reservation::InFlight(_) => return Err(Failure::InFlight),
+        };
 
     // 7–8. parse and normalize; what cannot be mapped becomes a dead letter, never a drop.
     let request = EventContext {

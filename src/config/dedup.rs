@@ -35,6 +35,13 @@ pub struct DedupConfig {
     /// crash mid-request frees the id after this. Default 120.
     #[serde(default = "default_reservation_ttl_s")]
     pub reservation_ttl_s: u64,
+    /// A request carrying an event that another request is delivering right now (the
+    /// vendor's retry after its own timeout, while the first attempt is still in flight)
+    /// waits up to this long, in milliseconds, for that delivery to end: then it is answered
+    /// 200 as a duplicate, or, if the delivery failed, delivers the event itself. Past the
+    /// wait it gets 409 with `Retry-After`. Default 2000; 0 answers 409 at once.
+    #[serde(default = "default_in_flight_wait_ms")]
+    pub in_flight_wait_ms: u64,
     /// Memory backend: most ids held. When full, the id whose window ends soonest is dropped
     /// first (an event older than that could then be published again). Default 1000000
     /// (about 52 MB when full: each id is a 12-byte fingerprint and 4 bytes of state and
@@ -65,6 +72,7 @@ impl Default for DedupConfig {
             backend: default_backend(),
             window_s: None,
             reservation_ttl_s: default_reservation_ttl_s(),
+            in_flight_wait_ms: default_in_flight_wait_ms(),
             max_entries: default_max_entries(),
             journal_path: None,
             redis_url: None,
@@ -78,6 +86,9 @@ fn default_backend() -> DedupBackend {
 }
 fn default_reservation_ttl_s() -> u64 {
     120
+}
+fn default_in_flight_wait_ms() -> u64 {
+    2000
 }
 fn default_max_entries() -> usize {
     1_000_000

@@ -350,3 +350,100 @@ fn the_scoped_key_is_source_unit_separator_id_as_stores_already_hold_it() {
         Fingerprint::of(&DedupStore::scoped("hw", &key("evt-1")))
     );
 }
+
+/// A one-event request carrying `id` (its body does not matter to dedup).
+fn request(ids: &[&str]) -> Vec<RawEvent<'static>> {
+    ids.iter()
+        .map(|id| RawEvent {
+            raw: bytes::Bytes::from_static(b"{}"),
+            value: crate::parse::doc::Doc::Null,
+            key: key(id),
+            route: crate::parse::RouteChoice::default(),
+        })
+        .collect()
+}
+
+/// The ids `reservation` holds for delivery and how many duplicates it counts; `None` when
+/// the events were found in flight.
+fn held(reservation: &Reservation<'_>) -> Option<(Vec<String>, usize)> {
+    match reservation {
+        Reservation::Held {
+            fresh, duplicates, ..
+        } => Some((
+            fresh.iter().map(|e| e.key.id.clone()).collect(),
+            *duplicates,
+        )),
+        Reservation::InFlight(_) => None,
+    }
+}
+
+/// A vendor's retry that arrives while its first attempt is still being delivered waits
+/// for that delivery: a duplicate once it is committed, its own delivery once it was
+/// released; without a wait (or past it) it is in flight, its events handed back intact.
+#[tokio::test]
+async fn a_request_finding_its_event_in_flight_waits_for_that_delivery() {
+    let store = std::sync::Arc::new(memory(100).waiting(Duration::from_secs(5)));
+    for (id, other, commits) in [
+        ("committed", "other-1", true),
+        ("released", "other-2", false),
+    ] {
+        assert_eq!(store.reserve("s", &key(id)).await.unwrap(), Dedup::New);
+        let first = std::sync::Arc::clone(&store);
+        let ends = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(60)).await;
+            if commits {
+                first.commit("s", &key(id)).await.unwrap();
+            } else {
+                first.release("s", &key(id)).await.unwrap();
+            }
+        });
+        let started = std::time::Instant::now();
+        let retry = check_waiting(&store, "s", request(&[id, other]))
+            .await
+            .unwrap();
+        assert!(
+            started.elapsed() >= Duration::from_millis(60),
+            "{id}: did not wait"
+        );
+        ends.await.unwrap();
+        let expected = if commits {
+            (vec![other.to_owned()], 1)
+        } else {
+            (vec![id.to_owned(), other.to_owned()], 0)
+        };
+        assert_eq!(held(&retry), Some(expected), "{id}");
+    }
+    // No wait: in flight at once, nothing left reserved, the events handed back in order.
+    let quick = memory(100);
+    assert_eq!(quick.reserve("s", &key("busy")).await.unwrap(), Dedup::New);
+    let back = check_waiting(&quick, "s", request(&["free", "busy"]))
+        .await
+        .unwrap();
+    let Reservation::InFlight(events) = back else {
+        panic!("not in flight: {back:?}")
+    };
+    let ids: Vec<&str> = events.iter().map(|e| e.key.id.as_str()).collect();
+    assert_eq!(ids, ["free", "busy"]);
+    assert_eq!(quick.reserve("s", &key("free")).await.unwrap(), Dedup::New);
+    // A wait that runs out while the delivery goes on: in flight after about the wait.
+    let patient = memory(100).waiting(Duration::from_millis(100));
+    assert_eq!(
+        patient.reserve("s", &key("slow")).await.unwrap(),
+        Dedup::New
+    );
+    let started = std::time::Instant::now();
+    let back = check_waiting(&patient, "s", request(&["slow"]))
+        .await
+        .unwrap();
+    assert!(held(&back).is_none());
+    assert!(
+        started.elapsed() >= Duration::from_millis(50),
+        "{:?}",
+        started.elapsed()
+    );
+    // The same event twice in one request is one delivery and one duplicate, not a wait.
+    let twice = check_waiting(&patient, "s", request(&["dup", "dup"]))
+        .await
+        .unwrap();
+    assert_eq!(held(&twice), Some((vec!["dup".to_owned()], 1)));
+}

@@ -834,3 +834,43 @@ fn the_embedded_default_remembers_delivered_ids_across_a_restart() {
         .collect();
     assert_eq!(uids, ["evt_before_restart", "evt_after_restart"], "{got:?}");
 }
+
+/// A vendor's retry sent while its first attempt is still being delivered (ten at once
+/// here) waits for that delivery instead of getting 409: every one is answered 200, one
+/// delivers, nine are duplicates, and one event is written.
+#[test]
+fn concurrent_copies_of_one_event_all_get_200_and_one_is_written() {
+    let gw = Gateway::start(&hyprwatch_source());
+    let body = event("evt_ten_at_once");
+    let sig = hyprwatch_signature(HW_SECRET, body.as_bytes());
+    let answers: Vec<(u16, serde_json::Value)> = std::thread::scope(|s| {
+        let senders: Vec<_> = (0..10)
+            .map(|_| {
+                s.spawn(|| {
+                    let resp = reqwest::blocking::Client::new()
+                        .post(gw.url("/ingest/hyprwatch"))
+                        .header("x-hyprwatch-signature", &sig)
+                        .body(body.clone())
+                        .send()
+                        .unwrap();
+                    (resp.status().as_u16(), resp.json().unwrap())
+                })
+            })
+            .collect();
+        senders.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    assert!(
+        answers.iter().all(|(status, _)| *status == 200),
+        "{answers:?}"
+    );
+    let count =
+        |field: &str| -> u64 { answers.iter().filter_map(|(_, a)| a[field].as_u64()).sum() };
+    assert_eq!(
+        (count("events"), count("duplicates")),
+        (1, 9),
+        "{answers:?}"
+    );
+    gw.wait_events(1);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(gw.events().len(), 1);
+}
