@@ -19,7 +19,7 @@ pub mod token_endpoint;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 
 use self::client_addr::TrustedProxies;
 use self::credentials::{BasicVerifier, BearerVerifier, HeaderVerifier, PathTokenVerifier};
@@ -34,6 +34,8 @@ pub struct Verifier {
     /// scheme's that has one), so the answer does not tell which check failed; `None` with
     /// one check, whose own failure picks the challenge.
     masked_challenge: Option<Option<&'static str>>,
+    /// The headers the credential checks read (each credential must come once).
+    credential_headers: Vec<HeaderName>,
 }
 
 #[derive(Debug)]
@@ -63,6 +65,21 @@ impl Scheme {
             Scheme::Bearer(b) => b.challenge(),
             Scheme::Oauth(_) => Some(oauth::CHALLENGE),
             _ => None,
+        }
+    }
+
+    /// The headers whose value this scheme checks.
+    fn credential_headers(&self) -> Vec<HeaderName> {
+        match self {
+            Scheme::Basic(_) | Scheme::Oauth(_) => vec![http::header::AUTHORIZATION],
+            Scheme::Bearer(b) => vec![b.header().clone()],
+            Scheme::Header(h) => vec![h.header().clone()],
+            Scheme::Hmac(h) => vec![h.header().clone()],
+            Scheme::Svix(_) => svix::HEADERS
+                .iter()
+                .map(|n| HeaderName::from_static(n))
+                .collect(),
+            Scheme::None | Scheme::PathToken(_) | Scheme::IpAllow(_) => Vec::new(),
         }
     }
 
@@ -144,6 +161,14 @@ pub enum AuthError {
     /// Sender's fault (or an attacker's): the secret path segment is wrong.
     #[error("path token does not match")]
     PathTokenMismatch,
+    /// Sender's fault (or an attacker's): a header a credential check reads came more than
+    /// once. One copy is not picked: a proxy in front that picked the other would see other
+    /// credentials than the gateway checked.
+    #[error("credential header sent more than once")]
+    CredentialRepeated {
+        /// `WWW-Authenticate` value of the source's first credential check that has one.
+        challenge: Option<&'static str>,
+    },
     /// Sender's address is not in the source's allowlist (→ 403).
     #[error("source address not allowed")]
     AddressNotAllowed,
@@ -177,6 +202,7 @@ impl AuthError {
             AuthError::TokenExpired => "token_expired",
             AuthError::TokenWrongSource => "token_wrong_source",
             AuthError::PathTokenMismatch => "path_token_mismatch",
+            AuthError::CredentialRepeated { .. } => "credential_repeated",
             AuthError::AddressNotAllowed => "address_not_allowed",
             AuthError::Masked { failed, .. } => failed.code(),
         }
@@ -204,7 +230,9 @@ impl AuthError {
             AuthError::TokenInvalid | AuthError::TokenExpired | AuthError::TokenWrongSource => {
                 Some(oauth::CHALLENGE_INVALID)
             }
-            AuthError::Masked { challenge, .. } => *challenge,
+            AuthError::Masked { challenge, .. } | AuthError::CredentialRepeated { challenge } => {
+                *challenge
+            }
             _ => None,
         }
     }
@@ -346,9 +374,16 @@ impl Verifier {
         let credentials = schemes.iter().filter(|s| s.checks_credential()).count();
         let masked_challenge =
             (credentials > 1).then(|| schemes.iter().find_map(Scheme::challenge));
+        let mut credential_headers: Vec<HeaderName> = schemes
+            .iter()
+            .flat_map(Scheme::credential_headers)
+            .collect();
+        credential_headers.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        credential_headers.dedup();
         Ok(Verifier {
             schemes,
             masked_challenge,
+            credential_headers,
         })
     }
 
@@ -400,10 +435,28 @@ pub struct Head<'a> {
 }
 
 /// Checks that need no body (address allowlist, path token, Basic, API key, static header,
-/// access token), in that order; stops at the first failure.
+/// access token), in that order; stops at the first failure. After the address checks and
+/// before any other, every header a credential check reads must come at most once.
 pub fn check_before_body(verifier: &Verifier, head: &Head<'_>) -> Result<(), AuthError> {
     let now = oauth::now_s();
-    for scheme in &verifier.schemes {
+    let addresses = verifier
+        .schemes
+        .partition_point(|s| matches!(s, Scheme::IpAllow(_)));
+    let (address_checks, others) = verifier.schemes.split_at(addresses);
+    for scheme in address_checks {
+        if let Scheme::IpAllow(a) = scheme {
+            a.check(head.client).map_err(|e| verifier.answer(e))?;
+        }
+    }
+    let repeated = verifier
+        .credential_headers
+        .iter()
+        .any(|name| head.headers.get_all(name).iter().nth(1).is_some());
+    if repeated {
+        let challenge = verifier.schemes.iter().find_map(Scheme::challenge);
+        return Err(verifier.answer(AuthError::CredentialRepeated { challenge }));
+    }
+    for scheme in others {
         let checked = match scheme {
             Scheme::IpAllow(a) => a.check(head.client),
             Scheme::PathToken(p) => p.check(head.path_token),

@@ -110,6 +110,11 @@ impl BearerVerifier {
         })
     }
 
+    /// The header carrying the key.
+    pub(super) fn header(&self) -> &HeaderName {
+        &self.header
+    }
+
     /// The challenge for a 401: `Bearer` only when the key travels in `Authorization`.
     pub(super) fn challenge(&self) -> Option<&'static str> {
         (self.header == http::header::AUTHORIZATION).then_some("Bearer realm=\"hookgate\"")
@@ -154,6 +159,11 @@ impl HeaderVerifier {
             name: HeaderName::from_bytes(name.as_bytes()).ok()?,
             values: DigestSet::new(values.iter().map(|v| v.expose().as_bytes())),
         })
+    }
+
+    /// The header carrying the value.
+    pub(super) fn header(&self) -> &HeaderName {
+        &self.name
     }
 
     /// Checks the header holds one of the values exactly.

@@ -42,6 +42,11 @@ impl HmacVerifier {
         })
     }
 
+    /// The header carrying the signature.
+    pub(super) fn header(&self) -> &HeaderName {
+        &self.header
+    }
+
     /// Accepts when the header holds `prefix + hex(HMAC(key, body))` for any configured key.
     pub fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), AuthError> {
         let value = headers

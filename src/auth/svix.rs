@@ -34,6 +34,16 @@ impl std::fmt::Debug for SvixVerifier {
     }
 }
 
+/// The headers Svix / Standard Webhooks signing uses, in both families.
+pub const HEADERS: [&str; 6] = [
+    "svix-id",
+    "svix-timestamp",
+    "svix-signature",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+];
+
 /// Decodes a `whsec_<base64>` secret (the prefix is optional) into key bytes.
 pub fn decode_secret(secret: &str) -> Option<Vec<u8>> {
     let b64 = secret.strip_prefix("whsec_").unwrap_or(secret);

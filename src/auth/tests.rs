@@ -406,3 +406,47 @@ fn every_toml_snippet_in_vendor_setup_doc_loads_and_compiles() {
     }
     assert!(checked >= 8, "only {checked} snippets found");
 }
+
+/// A header a credential check reads, sent twice (the right value and another, in either
+/// order, or the right one twice), is refused before any check picks a copy: for every
+/// scheme that reads a header, and in both Svix header families. Once, it passes.
+#[test]
+fn credential_repeated() {
+    let basic_ok = format!("Basic {}", STANDARD.encode("u:p"));
+    let cases: [(&str, &'static str, &str); 5] = [
+        (BASIC, "authorization", &basic_ok),
+        (BEARER, "authorization", "Bearer key-1"),
+        (HEADER, "x-cs-key", "v"),
+        (HMAC, "x-hyprwatch-signature", "sha256=00"),
+        (SVIX, "webhook-signature", "v1,AA=="),
+    ];
+    for (auth, name, right) in cases {
+        let (v, _) = verifier(auth);
+        for pair in [[right, "other"], ["other", right], [right, right]] {
+            let h = hdr(&[(name, pair[0]), (name, pair[1])]);
+            let e = before(&v, &h).unwrap_err();
+            assert!(
+                matches!(e, AuthError::CredentialRepeated { .. }),
+                "{auth} {e:?}"
+            );
+            assert_eq!(e.code(), "credential_repeated");
+            assert!(!e.is_forbidden());
+        }
+    }
+    // The scheme's own challenge stays on the 401; once is fine.
+    let (v, _) = verifier(BASIC);
+    let e = before(
+        &v,
+        &hdr(&[("authorization", &basic_ok), ("authorization", &basic_ok)]),
+    )
+    .unwrap_err();
+    assert_eq!(e.challenge(), Some("Basic realm=\"hookgate\""));
+    assert!(before(&v, &hdr(&[("authorization", &basic_ok)])).is_ok());
+    // An address refusal still comes first (403).
+    let (v, _) = verifier(
+        r#"[{ kind = "basic", credentials = [{ username = "u", password = "p" }] }, { kind = "ip_allow", allow = ["hyperproof"] }]"#,
+    );
+    let twice = hdr(&[("authorization", &basic_ok), ("authorization", &basic_ok)]);
+    let e = check_before_body(&v, &head(&twice, "192.0.2.1", None)).unwrap_err();
+    assert!(matches!(e, AuthError::AddressNotAllowed));
+}

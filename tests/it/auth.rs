@@ -530,3 +530,34 @@ fn a_source_with_a_header_and_basic_answers_every_401_alike() {
         "{logs}"
     );
 }
+
+#[test]
+fn a_credential_header_sent_twice_is_refused_whichever_copy_is_right() {
+    let gw = Gateway::start(&source(
+        "cs",
+        "/in/cs",
+        r#"[{ kind = "header", name = "X-Hookgate-Key", values = ["right-key-0123456789"] }]"#,
+    ));
+    for pair in [
+        ["right-key-0123456789", "wrong"],
+        ["wrong", "right-key-0123456789"],
+    ] {
+        let resp = expect(
+            &gw,
+            post(&gw, "/in/cs")
+                .header("x-hookgate-key", pair[0])
+                .header("x-hookgate-key", pair[1]),
+            401,
+        );
+        assert!(resp.headers().contains_key("x-request-id"));
+    }
+    expect(
+        &gw,
+        post(&gw, "/in/cs").header("x-hookgate-key", "right-key-0123456789"),
+        200,
+    );
+    let metrics = gw.metrics();
+    let line =
+        "hookgate_rejections_total{reason=\"credential_repeated\",source=\"cs\",stage=\"auth\"} 2";
+    assert!(metrics.contains(line), "{line} not in\n{metrics}");
+}
