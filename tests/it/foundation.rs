@@ -797,18 +797,8 @@ fn http2_heads_over_the_limits_get_the_same_json_431() {
 #[test]
 fn the_embedded_default_remembers_delivered_ids_across_a_restart() {
     let gw = Gateway::start(&hyprwatch_source());
-    let c = reqwest::blocking::Client::new();
     let send = |gw: &Gateway, id: &str| {
-        let body = event(id);
-        let resp = c
-            .post(gw.url("/ingest/hyprwatch"))
-            .header(
-                "x-hyprwatch-signature",
-                hyprwatch_signature(HW_SECRET, body.as_bytes()),
-            )
-            .body(body)
-            .send()
-            .unwrap();
+        let resp = signed_post(gw, "/ingest/hyprwatch", event(id).as_bytes());
         let status = resp.status().as_u16();
         (status, resp.json::<serde_json::Value>().unwrap())
     };
@@ -842,17 +832,11 @@ fn the_embedded_default_remembers_delivered_ids_across_a_restart() {
 fn concurrent_copies_of_one_event_all_get_200_and_one_is_written() {
     let gw = Gateway::start(&hyprwatch_source());
     let body = event("evt_ten_at_once");
-    let sig = hyprwatch_signature(HW_SECRET, body.as_bytes());
     let answers: Vec<(u16, serde_json::Value)> = std::thread::scope(|s| {
         let senders: Vec<_> = (0..10)
             .map(|_| {
                 s.spawn(|| {
-                    let resp = reqwest::blocking::Client::new()
-                        .post(gw.url("/ingest/hyprwatch"))
-                        .header("x-hyprwatch-signature", &sig)
-                        .body(body.clone())
-                        .send()
-                        .unwrap();
+                    let resp = signed_post(&gw, "/ingest/hyprwatch", body.as_bytes());
                     (resp.status().as_u16(), resp.json().unwrap())
                 })
             })

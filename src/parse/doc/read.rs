@@ -136,50 +136,47 @@ impl<'a> Reader<'a> {
     }
 
     fn object(&mut self) -> Option<Doc<'a>> {
-        self.enter()?;
-        self.pos += 1;
         let mut members = Vec::new();
-        self.skip_blank();
-        if self.eat(b'}').is_none() {
-            loop {
-                self.eat(b'"')?;
-                let key = self.string()?;
-                self.skip_blank();
-                self.eat(b':')?;
-                self.skip_blank();
-                let value = self.value()?;
-                members.push((key, value));
-                self.skip_blank();
-                match self.next()? {
-                    b',' => self.skip_blank(),
-                    b'}' => break,
-                    _ => return None,
-                }
-            }
-        }
-        self.depth -= 1;
+        self.nested(b'}', |r| {
+            r.eat(b'"')?;
+            let key = r.string()?;
+            r.skip_blank();
+            r.eat(b':')?;
+            r.skip_blank();
+            members.push((key, r.value()?));
+            Some(())
+        })?;
         Some(Doc::Object(Members(members)))
     }
 
     fn array(&mut self) -> Option<Doc<'a>> {
+        let mut items = Vec::new();
+        self.nested(b']', |r| {
+            items.push(r.value()?);
+            Some(())
+        })?;
+        Some(Doc::Array(items))
+    }
+
+    /// An array or object from its opening byte to `close`: `item` reads each member or
+    /// element, the commas between them are checked here; one level deeper meanwhile.
+    fn nested(&mut self, close: u8, mut item: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
         self.enter()?;
         self.pos += 1;
-        let mut items = Vec::new();
         self.skip_blank();
-        if self.eat(b']').is_none() {
+        if self.eat(close).is_none() {
             loop {
-                let item = self.value()?;
-                items.push(item);
+                item(self)?;
                 self.skip_blank();
                 match self.next()? {
                     b',' => self.skip_blank(),
-                    b']' => break,
+                    b if b == close => break,
                     _ => return None,
                 }
             }
         }
         self.depth -= 1;
-        Some(Doc::Array(items))
+        Some(())
     }
 
     /// The rest of a string whose opening quote is read: borrowed from the text unless it
