@@ -171,13 +171,24 @@ def test_kubernetes_objects_fit_together():
     assert len(selected) == 1
     assert monitor["spec"]["endpoints"][0]["port"] in {p["name"] for p in selected[0]["spec"]["ports"]}
     assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+    # The scraped series carry job="hookgate", the job the alert rules select.
+    job = selected[0]["metadata"]["labels"][monitor["spec"]["jobLabel"]]
+    rules = (DEPLOY / "prometheus" / "alerts.yml").read_text()
+    assert set(re.findall(r'job="([^"]+)"', rules)) == {job}
+    # More than one replica only with a dedup store they share.
+    toml_text = m[("ConfigMap", config_map)]["data"]["hookgate.toml"]
+    if sts["spec"]["replicas"] > 1:
+        assert re.search(r'^\s*backend = "redis"', toml_text, re.M), "replicas need shared dedup"
+        secret_keys = set(m[("Secret", secret)]["stringData"])
+        assert set(re.findall(r"\$\{(\w+)\}", toml_text)) <= secret_keys
     for svc in [d for (kind, _), d in m.items() if kind == "Service"]:
         assert svc["spec"]["selector"].items() <= labels.items()
 
 
 def hookgate_check(config_path):
     env = dict(os.environ, HYPRWATCH_SECRET="whsec_check", HOOKGATE_KAFKA_BOOTSTRAP="kafka:9092",
-               HOOKGATE_STATUS_TOKEN="status-token-for-check-0001")
+               HOOKGATE_STATUS_TOKEN="status-token-for-check-0001",
+               HOOKGATE_REDIS_URL="redis://:check@redis:6379/0")
     return run([BIN, "check", "--config", str(config_path)], env=env)
 
 
