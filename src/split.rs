@@ -205,20 +205,42 @@ fn events_of<'b>(
     let mut values: Vec<Doc<'b>> = Vec::new();
     match body.get(start) {
         Some(b'[') => {
-            let elements = array_elements(body, text, parser)?;
-            if elements.is_empty() && parser.is_heartbeat(None) {
-                return Ok(Split::Heartbeat);
+            match json_of::<Vec<&RawValue>>(body, text) {
+                Ok(elements) => {
+                    if elements.is_empty() && parser.is_heartbeat(None) {
+                        return Ok(Split::Heartbeat);
+                    }
+                    check_count(elements.len(), max_events)?;
+                    for element in elements {
+                        raws.push(slice_of(body, element.get()));
+                        values
+                            .push(serde_json::from_str(element.get()).map_err(|e| malformed(&e))?);
+                    }
+                    // A batch of nothing but health calls (`[{}]`) is one; a batch with any
+                    // event in it is all events, none dropped.
+                    if values.iter().all(|v| parser.is_heartbeat(Some(v))) {
+                        return Ok(Split::Heartbeat);
+                    }
+                }
+                Err(strict) => {
+                    // Only a lenient parser gets here with a result. The repair only widens
+                    // strings, so the elements are where a scan of the body as sent finds
+                    // them; were it ever to disagree, each element keeps the whole body.
+                    let Value::Array(elements) = repaired(body, parser, &strict)? else {
+                        return Err(malformed(&strict));
+                    };
+                    check_count(elements.len(), max_events)?;
+                    let spans = element_spans(body).filter(|s| s.len() == elements.len());
+                    for (i, element) in elements.into_iter().enumerate() {
+                        let raw = spans.as_ref().and_then(|s| s.get(i));
+                        raws.push(raw.map_or_else(|| body.clone(), |r| body.slice(r.clone())));
+                        values.push(Doc::from(element));
+                    }
+                }
             }
-            check_count(elements.len(), max_events)?;
-            // A batch of nothing but health calls (`[{}]`) is one; a batch with any event in
-            // it is all events, none dropped.
-            if elements.iter().all(|(_, v)| parser.is_heartbeat(Some(v))) {
-                return Ok(Split::Heartbeat);
-            }
-            (raws, values) = elements.into_iter().unzip();
         }
         _ => {
-            match doc_of(body, text).or_else(|e| repaired(body, parser, &e).map(Doc::from)) {
+            match json_of(body, text).or_else(|e| repaired(body, parser, &e).map(Doc::from)) {
                 Ok(value) => {
                     if parser.is_heartbeat(Some(&value)) {
                         return Ok(Split::Heartbeat);
@@ -248,7 +270,7 @@ fn events_of<'b>(
                         return Err(SplitError::TooMany { limit: max_events });
                     }
                     for (n, line) in lines.into_iter().enumerate() {
-                        let value = doc_of(line, std::str::from_utf8(line).ok())
+                        let value: Doc<'b> = json_of(line, std::str::from_utf8(line).ok())
                             .map_err(|e| malformed_at(&e, n + 1))?;
                         raws.push(body.slice_ref(line));
                         values.push(value);
@@ -298,58 +320,6 @@ fn records(body: &[u8], seq: bool) -> Vec<&[u8]> {
         .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
         .filter(|l| !blank(l))
         .collect()
-}
-
-/// The elements of a body that is a JSON array, each with its bytes as sent. Read by
-/// [`Doc::parse_elements`]; what that refuses, serde_json reads element by element (and says
-/// why it fails); what serde_json refuses too, a lenient parser repairs and reads again.
-fn array_elements<'b>(
-    body: &'b Bytes,
-    text: Option<&'b str>,
-    parser: &Parser,
-) -> Result<Vec<(Bytes, Doc<'b>)>, SplitError> {
-    if let Some(read) = text.and_then(Doc::parse_elements) {
-        return Ok(read
-            .into_iter()
-            .map(|(at, doc)| (body.slice(at), doc))
-            .collect());
-    }
-    match json_of::<Vec<&RawValue>>(body, text) {
-        Ok(elements) => elements
-            .into_iter()
-            .map(|e| {
-                let doc = serde_json::from_str(e.get()).map_err(|err| malformed(&err))?;
-                Ok((slice_of(body, e.get()), doc))
-            })
-            .collect(),
-        Err(strict) => {
-            // Only a lenient parser gets past this with a result. The repair only widens
-            // strings, so the elements are where a scan of the body as sent finds them; were
-            // it ever to disagree, each element keeps the whole body.
-            let Value::Array(elements) = repaired(body, parser, &strict)? else {
-                return Err(malformed(&strict));
-            };
-            let spans = element_spans(body).filter(|s| s.len() == elements.len());
-            Ok(elements
-                .into_iter()
-                .enumerate()
-                .map(|(i, element)| {
-                    let raw = spans.as_ref().and_then(|s| s.get(i));
-                    let raw = raw.map_or_else(|| body.clone(), |r| body.slice(r.clone()));
-                    (raw, Doc::from(element))
-                })
-                .collect())
-        }
-    }
-}
-
-/// `bytes` as one JSON document; from `text` (the same bytes, already known to be UTF-8)
-/// when there is one, by the gateway's own reader ([`Doc::parse`]).
-fn doc_of<'b>(bytes: &'b [u8], text: Option<&'b str>) -> serde_json::Result<Doc<'b>> {
-    match text {
-        Some(t) => Doc::parse(t),
-        None => serde_json::from_slice(bytes),
-    }
 }
 
 /// `bytes` parsed as JSON; from `text` (the same bytes, already known to be UTF-8) when there

@@ -16,15 +16,12 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::ops::Range;
 
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::{Map, Number, Value};
 
 use crate::normalize::json_text;
-
-mod read;
 
 /// One JSON value of a vendor event.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,17 +57,9 @@ impl PartialEq for Members<'_> {
 }
 
 impl<'a> Doc<'a> {
-    /// Parses JSON text, borrowing its strings. What the reader refuses, serde_json reads
-    /// again for its error (line, column, too deep).
+    /// Parses JSON text, borrowing its strings.
     pub fn parse(text: &'a str) -> serde_json::Result<Doc<'a>> {
-        read::document(text).map_or_else(|| serde_json::from_str(text), Ok)
-    }
-
-    /// The elements of JSON text that is an array, each with the bytes of `text` it covers
-    /// (without the whitespace around it). `None` when `text` is not such an array as
-    /// serde_json reads it; serde_json then says why.
-    pub fn parse_elements(text: &'a str) -> Option<Vec<(Range<usize>, Doc<'a>)>> {
-        read::elements(text)
+        serde_json::from_str(text)
     }
 
     /// True for `null`.
