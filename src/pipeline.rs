@@ -268,9 +268,16 @@ async fn trip(
     Ok(Outcome::Accepted { events, duplicates })
 }
 
+/// How long a body kept by [`dead_letter_body`] is remembered, so the vendor's retries of it
+/// (each refused like the first) do not keep it again: past the longest retry schedule of the
+/// vendors served (Svix ≈ 28 h, vendor-notes.md).
+const DEAD_LETTER_WINDOW: std::time::Duration = std::time::Duration::from_secs(30 * 3600);
+
 /// Keeps an authenticated body that split could not read (`error`) as one dead letter with its
 /// exact bytes, before the request is refused. Its id is the body's SHA-256, the same for
-/// every retry of it. Fails (→ 503, so the vendor retries) when the dead letter is not durable.
+/// every retry of it; a retry of a body already kept is refused alike but not kept again
+/// (the dedup store remembers it as `dead-letter:<id>` for [`DEAD_LETTER_WINDOW`]). Fails
+/// (→ 503, so the vendor retries) when the dead letter is not durable.
 async fn dead_letter_body(
     state: &State,
     source: &route::Source,
@@ -278,8 +285,26 @@ async fn dead_letter_body(
     raw: &Bytes,
     error: &split::SplitError,
 ) -> Result<(), Failure> {
+    let uid = hex::encode(Sha256::digest(raw));
+    let key = crate::parse::EventKey {
+        id: format!("dead-letter:{uid}"),
+        window: Some(DEAD_LETTER_WINDOW),
+    };
+    // A store that fails here costs at most a second copy; the body is kept all the same.
+    let reserved = match state.dedup.reserve(&source.name, &key).await {
+        Ok(dedup::Dedup::Seen) => {
+            tracing::info!(
+                reason = error.code(),
+                dead_letter = %uid,
+                "unreadable body already kept as a dead letter (a retry); not kept again"
+            );
+            return Ok(());
+        }
+        Ok(dedup::Dedup::New) => true,
+        Ok(_) | Err(_) => false,
+    };
     let letter = DeadLetter {
-        uid: hex::encode(Sha256::digest(raw)),
+        uid,
         reason_code: error.code(),
         reason: error.to_string(),
         raw: raw.clone(),
@@ -290,7 +315,17 @@ async fn dead_letter_body(
         request_id: request_id.0.clone(),
         records: vec![Record::DeadLetter(letter)],
     };
-    state.sink.deliver(batch).await?;
+    if let Err(e) = state.sink.deliver(batch).await {
+        if reserved {
+            dedup::release_all(&state.dedup, &source.name, std::iter::once(&key)).await;
+        }
+        return Err(e.into());
+    }
+    if reserved {
+        if let Err(e) = state.dedup.commit(&source.name, &key).await {
+            tracing::warn!(error = %crate::telemetry::causes(&e), "dead letter kept, but its retries will be kept again");
+        }
+    }
     tracing::warn!(
         reason = error.code(),
         bytes = raw.len(),

@@ -267,12 +267,16 @@ fn malformed_non_object_and_empty_bodies_are_400() {
         (b"[]", None),
         (b"42", Some("json_not_object")),
     ];
-    for (body, _) in cases {
+    // Each sent twice, as a vendor retries a refusal: refused alike, kept once.
+    for (body, _) in cases.iter().chain(cases.iter()) {
         let resp = signed_post(&gw, "/ingest/hyprwatch", body);
         let status = resp.status().as_u16();
         assert_eq!(status, 400, "body {:?}", String::from_utf8_lossy(body));
         assert_error_body(resp, 400);
     }
+    assert!(gw
+        .logs()
+        .contains("already kept as a dead letter (a retry); not kept again"));
     let kept: Vec<(String, String)> = gw
         .events()
         .iter()
