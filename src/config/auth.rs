@@ -130,13 +130,7 @@ impl AuthConfig {
             AuthConfig::IpAllow { .. } => "ip_allow",
         }
     }
-}
 
-/// Shortest secret the operator is not warned about (128 bits as 16 random bytes; a chosen
-/// password that short is weaker still).
-pub const WEAK_SECRET_CHARS: usize = 16;
-
-impl AuthConfig {
     /// What makes this scheme weak, one sentence each (never a secret's value): a secret
     /// shorter than [`WEAK_SECRET_CHARS`], where nothing else limits guessing by default
     /// (`[limits] per_address` is off); an allowlist entry that lets every address in.
@@ -171,11 +165,13 @@ impl AuthConfig {
                     })
                 })
                 .collect(),
+            // Counted, not named: usernames and client ids are never logged either.
             AuthConfig::Basic { credentials } => credentials
                 .iter()
-                .filter_map(|c| {
+                .enumerate()
+                .filter_map(|(i, c)| {
                     short(
-                        &format!("the basic password of {:?}", c.username),
+                        &format!("basic credential {}'s password", i + 1),
                         &c.password,
                     )
                 })
@@ -190,9 +186,10 @@ impl AuthConfig {
                 .collect(),
             AuthConfig::Oauth { clients } => clients
                 .iter()
-                .filter_map(|c| {
+                .enumerate()
+                .filter_map(|(i, c)| {
                     short(
-                        &format!("the client secret of {:?}", c.client_id),
+                        &format!("oauth client {}'s secret", i + 1),
                         &c.client_secret,
                     )
                 })
@@ -215,6 +212,10 @@ pub fn lets_everyone_in(entry: &str) -> bool {
         .rsplit_once('/')
         .is_some_and(|(_, prefix)| prefix.trim().parse::<u8>() == Ok(0))
 }
+
+/// Shortest secret the operator is not warned about (128 bits as 16 random bytes; a chosen
+/// password that short is weaker still).
+pub const WEAK_SECRET_CHARS: usize = 16;
 
 fn default_hmac_header() -> String {
     "X-Hyprwatch-Signature".to_owned()
@@ -415,10 +416,10 @@ mod tests {
     #[test]
     fn short_secrets_and_open_allowlists_are_weak_and_no_value_is_quoted() {
         let weak = schemes(
-            r#"[{ kind = "basic", credentials = [{ username = "u", password = "pw-short" }] },
+            r#"[{ kind = "basic", credentials = [{ username = "user-name-x", password = "pw-short" }] },
                 { kind = "bearer", tokens = ["tok-short"] },
                 { kind = "header", name = "X-Key", values = ["val-short"] },
-                { kind = "oauth", clients = [{ client_id = "c", client_secret = "sec-short" }] },
+                { kind = "oauth", clients = [{ client_id = "client-id-x", client_secret = "sec-short" }] },
                 { kind = "hmac", secrets = ["hmac-short"] },
                 { kind = "svix", secrets = ["whsec_c2hvcnQ="] },
                 { kind = "ip_allow", allow = ["10.0.0.0/8", "0.0.0.0/0", " ::/0 "] }]"#,
@@ -428,6 +429,8 @@ mod tests {
         assert_eq!(counts, [1, 1, 1, 1, 1, 1, 2], "{said:?}");
         let all = said.concat().join("\n");
         for secret in [
+            "user-name-x",
+            "client-id-x",
             "pw-short",
             "tok-short",
             "val-short",

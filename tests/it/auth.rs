@@ -75,7 +75,7 @@ fn basic_accepts_any_listed_credential_and_refuses_a_wrong_password() {
     // Passwords this short are warned about at startup, without their values.
     assert!(
         gw.logs()
-            .contains("weak authentication: the basic password of \"hypr\" is 6 characters long"),
+            .contains("weak authentication: basic credential 1's password is 6 characters long"),
         "{}",
         gw.logs()
     );
