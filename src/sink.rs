@@ -26,6 +26,11 @@ use crate::normalize::OcsfEvent;
 use crate::publish::{Kafka, PublishError};
 use crate::spool::{Spool, SpoolError, SpoolSettings, Writer};
 
+/// How long spool-mode startup waits for Kafka to confirm the topics before it serves anyway
+/// (a vendor that reaches a restarting gateway during a Kafka outage is answered at once, not
+/// after the 5 s metadata timeout; EventBridge gives up after about 5 s).
+const SPOOL_STARTUP_KAFKA_WAIT: Duration = Duration::from_secs(1);
+
 /// One request's records, with the context downstream consumers need (Kafka headers).
 #[derive(Debug)]
 pub struct Batch {
@@ -200,12 +205,25 @@ impl Sink {
                     source,
                 };
                 let kafka = Kafka::build(k, mode).map_err(kafka_error)?;
-                match kafka.ensure_fixed_topics().await {
-                    Ok(()) => {}
-                    Err(e) if mode == DeliveryMode::Spool && !e.is_refusal() => {
+                // Spool mode accepts without Kafka, so startup waits for it only briefly: the
+                // forwarder makes sure of the topics on first use. Direct mode needs it.
+                let checked = match mode {
+                    DeliveryMode::Spool => {
+                        tokio::time::timeout(SPOOL_STARTUP_KAFKA_WAIT, kafka.ensure_fixed_topics())
+                            .await
+                            .ok()
+                    }
+                    DeliveryMode::Direct => Some(kafka.ensure_fixed_topics().await),
+                };
+                match checked {
+                    Some(Ok(())) => {}
+                    None => {
+                        tracing::warn!(brokers = %k.brokers, wait_ms = SPOOL_STARTUP_KAFKA_WAIT.as_millis() as u64, "Kafka did not answer at startup; accepting into the spool and retrying");
+                    }
+                    Some(Err(e)) if mode == DeliveryMode::Spool && !e.is_refusal() => {
                         tracing::warn!(brokers = %k.brokers, error = %e, "Kafka is unreachable at startup; accepting into the spool and retrying");
                     }
-                    Err(e) => return Err(kafka_error(e)),
+                    Some(Err(e)) => return Err(kafka_error(e)),
                 }
                 Output::Kafka(Box::new(kafka))
             }

@@ -898,3 +898,27 @@ fn the_redis_dedup_store_is_back_within_seconds_after_redis_restarts() {
     let ready = reqwest::blocking::get(gw.admin_url("/readyz")).unwrap();
     assert_eq!(ready.status(), 200);
 }
+
+/// A gateway restarted during a Kafka outage, in spool mode, serves at once: startup waits
+/// for the broker only briefly, the spool takes the events, and nothing needs Kafka to answer.
+/// (Before, startup waited out the 5 s metadata timeout, as long as EventBridge waits.)
+#[test]
+fn spool_mode_starts_serving_without_waiting_for_an_unreachable_broker() {
+    let nobody = format!("127.0.0.1:{}", free_port());
+    let started = Instant::now();
+    let gw = Gateway::start_with(|dir| kafka_config(dir, &nobody, "t-unreachable", "spool", ""));
+    let (status, _) = send(
+        &client(),
+        &gw.url("/ingest/hyprwatch"),
+        "while_kafka_is_down",
+    )
+    .unwrap();
+    let took = started.elapsed();
+    assert_eq!(status, 200);
+    assert!(took < Duration::from_secs(4), "first answer after {took:?}");
+    assert!(
+        gw.logs().contains("accepting into the spool and retrying"),
+        "{}",
+        gw.logs()
+    );
+}
