@@ -327,6 +327,17 @@ async fn the_redis_store_has_the_same_semantics() {
     reserve_commit_release_semantics(&redis_store(&prefix).await, "a").await;
 }
 
+/// The wait polls the store, so it serves Redis (several instances) alike.
+#[tokio::test]
+async fn a_request_waits_for_a_delivery_in_flight_on_redis_too() {
+    if redis_url().is_none() {
+        return;
+    }
+    let prefix = format!("hookgate-test:{}:", uuid::Uuid::new_v4());
+    let store = redis_store(&prefix).await.waiting(Duration::from_secs(5));
+    waits_for_the_delivery_in_flight(std::sync::Arc::new(store)).await;
+}
+
 #[tokio::test]
 async fn two_redis_backed_instances_see_each_others_keys() {
     if redis_url().is_none() {
@@ -377,12 +388,10 @@ fn held(reservation: &Reservation<'_>) -> Option<(Vec<String>, usize)> {
     }
 }
 
-/// A vendor's retry that arrives while its first attempt is still being delivered waits
-/// for that delivery: a duplicate once it is committed, its own delivery once it was
-/// released; without a wait (or past it) it is in flight, its events handed back intact.
-#[tokio::test]
-async fn a_request_finding_its_event_in_flight_waits_for_that_delivery() {
-    let store = std::sync::Arc::new(memory(100).waiting(Duration::from_secs(5)));
+/// On `store` (waiting 5 s): a retry that arrives while the first attempt is still being
+/// delivered is a duplicate once that delivery is committed, and delivers the event itself
+/// once it was released.
+async fn waits_for_the_delivery_in_flight(store: std::sync::Arc<DedupStore>) {
     for (id, other, commits) in [
         ("committed", "other-1", true),
         ("released", "other-2", false),
@@ -413,6 +422,17 @@ async fn a_request_finding_its_event_in_flight_waits_for_that_delivery() {
         };
         assert_eq!(held(&retry), Some(expected), "{id}");
     }
+}
+
+/// A vendor's retry that arrives while its first attempt is still being delivered waits
+/// for that delivery ([`waits_for_the_delivery_in_flight`]); without a wait (or past it) it
+/// is in flight, its events handed back intact.
+#[tokio::test]
+async fn a_request_finding_its_event_in_flight_waits_for_that_delivery() {
+    waits_for_the_delivery_in_flight(std::sync::Arc::new(
+        memory(100).waiting(Duration::from_secs(5)),
+    ))
+    .await;
     // No wait: in flight at once, nothing left reserved, the events handed back in order.
     let quick = memory(100);
     assert_eq!(quick.reserve("s", &key("busy")).await.unwrap(), Dedup::New);
