@@ -115,6 +115,7 @@ fn bench_read(c: &mut Criterion) {
         request_id: format!("req-{i}"),
         uid: format!("evt-{i}"),
         body: Bytes::from(vec![b'x'; 2048]),
+        window_s: 3 * 3600,
     };
     rt.block_on(async {
         for start in (0..READ_RECORDS).step_by(500) {

@@ -159,6 +159,15 @@ pub async fn run(
     let (sink, tasks) = Sink::build(&config).await?;
     let journal = default_journal(&config, &sink);
     let dedup = DedupStore::build(&config.dedup, journal.as_deref()).await?;
+    if let Sink::Spooled { spool, .. } = &sink {
+        match sink::remember::spooled_ids(spool, &dedup).await {
+            Ok(n) => tracing::info!(
+                ids = n,
+                "ids of the spool's last records remembered (a retry of a request a crash left unanswered is a duplicate)"
+            ),
+            Err(e) => tracing::warn!(error = %crate::telemetry::causes(&e), "cannot read the spool's last records; a retry of a request a crash left unanswered may be published again"),
+        }
+    }
     let metrics = Metrics::new()?;
     metrics.configure(&config);
     let health = Health::new(&config);

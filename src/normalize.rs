@@ -69,7 +69,7 @@ pub fn events(parser: &Parser, fresh: Vec<RawEvent<'_>>, request: &EventContext<
         // split produced `raw` from a JSON document serde_json accepted, so it is UTF-8.
         let raw = std::str::from_utf8(&event.raw).unwrap_or_default();
         let ctx = EventContext { raw, ..*request };
-        let uid = event.key.id.clone();
+        let (uid, window) = (event.key.id.clone(), event.key.window);
         let normalized = parse::apply_routed(parser, event.value, event.key, event.route, &ctx)
             .map_err(|e| (e.code(), e.to_string()))
             .and_then(|parsed| to_ocsf(parsed, &ctx).map_err(|e| (e.code(), e.to_string())));
@@ -83,6 +83,7 @@ pub fn events(parser: &Parser, fresh: Vec<RawEvent<'_>>, request: &EventContext<
                 dead_lettered += 1;
                 records.push(Record::DeadLetter(DeadLetter {
                     uid,
+                    window,
                     reason_code,
                     reason,
                     raw: event.raw,
@@ -102,6 +103,8 @@ pub fn events(parser: &Parser, fresh: Vec<RawEvent<'_>>, request: &EventContext<
 pub struct OcsfEvent {
     /// `metadata.uid`: the dedup id, also the Kafka message key.
     pub uid: String,
+    /// How long `uid` is deduplicated (`None`: never).
+    pub window: Option<std::time::Duration>,
     /// `class_uid`.
     pub class_uid: u32,
     /// `class_name`.
@@ -267,6 +270,7 @@ pub fn to_ocsf(parsed: ParsedEvent, ctx: &EventContext<'_>) -> Result<OcsfEvent,
     // the escaper's worst case.
     json.shrink_to_fit();
     Ok(OcsfEvent {
+        window: key.window,
         uid: key.id,
         class_uid: class.uid,
         class_name: class.name,

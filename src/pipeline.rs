@@ -305,6 +305,8 @@ async fn dead_letter_body(
     };
     let letter = DeadLetter {
         uid,
+        // Remembered under `dead-letter:<uid>` above, not under its uid.
+        window: None,
         reason_code: error.code(),
         reason: error.to_string(),
         raw: raw.clone(),

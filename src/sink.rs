@@ -13,6 +13,7 @@
 pub mod envelope;
 pub mod forward;
 pub mod jsonl;
+pub mod remember;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,6 +59,8 @@ pub enum Record {
 pub struct DeadLetter {
     /// Its dedup id.
     pub uid: String,
+    /// How long `uid` is deduplicated (`None`: not, or not by this id).
+    pub window: Option<Duration>,
     /// Bounded reason code (`ParseError::code`).
     pub reason_code: &'static str,
     /// Human-readable reason.

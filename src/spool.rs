@@ -327,6 +327,16 @@ impl Spool {
         SpoolReader::new(Arc::clone(&self.inner))
     }
 
+    /// A reader over the last `records` durable records, acknowledged or not (as far as
+    /// their segments are still on disk).
+    pub fn tail_reader(&self, records: u64) -> SpoolReader {
+        let after = self
+            .inner
+            .lock()
+            .map_or(0, |s| s.durable_seq.saturating_sub(records));
+        SpoolReader::after(Arc::clone(&self.inner), after)
+    }
+
     /// Waits until something new was appended (or returns at once if it already was since the
     /// last call).
     pub async fn appended(&self) {

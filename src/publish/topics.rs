@@ -133,6 +133,7 @@ mod tests {
             request_id: "r".into(),
             uid: "u".into(),
             body: Bytes::new(),
+            window_s: 0,
         }
     }
 

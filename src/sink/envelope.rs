@@ -7,7 +7,10 @@
 //! Payload layout (after the spool's own framing and checksum): version byte `1`, kind byte
 //! (`0` event, `1` dead letter), `class_uid` as u32 LE, then seven fields, each a u32 LE length
 //! and its bytes: source, vendor, request id, uid, label (class name or reason code), reason
-//! (empty for events), body (OCSF JSON or the dead letter's raw bytes).
+//! (empty for events), body (OCSF JSON or the dead letter's raw bytes); then the uid's dedup
+//! window in seconds as u32 LE (`0`: not deduplicated). The window is a trailer: a payload
+//! without it (written before it existed) reads as window `0`, and a reader that predates it
+//! ignores it, so the version stays `1` and a spool survives an upgrade and a rollback.
 
 use bytes::Bytes;
 
@@ -49,6 +52,9 @@ pub struct Envelope {
     pub uid: String,
     /// The message value: OCSF JSON, or a dead letter's raw bytes.
     pub body: Bytes,
+    /// How long `uid` is deduplicated, in seconds; 0 when it is not (or unknown). Read back
+    /// at startup to remember the ids of the spool's last records (see `sink::remember`).
+    pub window_s: u32,
 }
 
 /// Why spool bytes are not an envelope.
@@ -75,6 +81,7 @@ pub fn from_batch(batch: Batch) -> Vec<Envelope> {
                 request_id: batch.request_id.clone(),
                 uid: e.uid,
                 body: e.json,
+                window_s: window_s(e.window),
             },
             Record::DeadLetter(d) => Envelope {
                 kind: Kind::DeadLetter {
@@ -86,6 +93,7 @@ pub fn from_batch(batch: Batch) -> Vec<Envelope> {
                 request_id: batch.request_id.clone(),
                 uid: d.uid,
                 body: d.raw,
+                window_s: window_s(d.window),
             },
         })
         .collect()
@@ -148,6 +156,7 @@ impl Envelope {
         ] {
             put(&mut out, field);
         }
+        out.extend_from_slice(&self.window_s.to_le_bytes());
         out
     }
 
@@ -166,6 +175,8 @@ impl Envelope {
         let label = c.text()?;
         let reason = c.text()?;
         let body = bytes.slice_ref(c.field()?);
+        // The trailer, when the payload has one (see the module note).
+        let window_s = if c.0.is_empty() { 0 } else { c.u32()? };
         let kind = match kind {
             [0] => Kind::Event {
                 class_uid,
@@ -184,8 +195,14 @@ impl Envelope {
             request_id,
             uid,
             body,
+            window_s,
         })
     }
+}
+
+/// A dedup window as the envelope carries it: whole seconds, 0 for none.
+fn window_s(window: Option<std::time::Duration>) -> u32 {
+    window.map_or(0, |w| u32::try_from(w.as_secs()).unwrap_or(u32::MAX))
 }
 
 #[cfg(test)]
@@ -211,9 +228,33 @@ mod tests {
                 request_id: "r1".into(),
                 uid: "evt_1".into(),
                 body: Bytes::from_static(b"{\"a\":1}"),
+                window_s: 90_000,
             };
             assert_eq!(Envelope::decode(&Bytes::from(e.encode())).unwrap(), e);
         }
+    }
+
+    /// A payload written before the window trailer existed reads with window 0, and the
+    /// reader before it (which stopped after the body) still finds every field where it was.
+    #[test]
+    fn payloads_without_the_window_trailer_still_read() {
+        let e = Envelope {
+            kind: Kind::Event {
+                class_uid: 3002,
+                class_name: "Authentication".into(),
+            },
+            source: "s".into(),
+            vendor: "v".into(),
+            request_id: "r".into(),
+            uid: "u".into(),
+            body: Bytes::from_static(b"{}"),
+            window_s: 3600,
+        };
+        let bytes = e.encode();
+        let (old, trailer) = bytes.split_at(bytes.len() - 4);
+        assert_eq!(trailer, 3600u32.to_le_bytes());
+        let read = Envelope::decode(&Bytes::copy_from_slice(old)).unwrap();
+        assert_eq!(read, Envelope { window_s: 0, ..e });
     }
 
     #[test]
@@ -228,9 +269,12 @@ mod tests {
             request_id: "r".into(),
             uid: "u".into(),
             body: Bytes::from_static(b"{}"),
+            window_s: 7,
         };
         let bytes = e.encode();
-        for n in 0..bytes.len() {
+        // Every prefix but the one that ends with the body (a payload from before the window
+        // trailer, read with window 0) is refused.
+        for n in (0..bytes.len()).filter(|n| *n != bytes.len() - 4) {
             let prefix = Bytes::copy_from_slice(&bytes[..n]);
             assert!(Envelope::decode(&prefix).is_err(), "prefix {n} decoded");
         }

@@ -285,6 +285,7 @@ mod tests {
     fn event(uid: &str) -> Record {
         Record::Event(OcsfEvent {
             uid: uid.to_owned(),
+            window: None,
             class_uid: 0,
             class_name: "Base Event",
             json: bytes::Bytes::from(format!("{{\"uid\":\"{uid}\"}}")),
@@ -353,6 +354,7 @@ mod tests {
         let sink = sink_in(dir.path(), true);
         let dead = Record::DeadLetter(DeadLetter {
             uid: "d".to_owned(),
+            window: None,
             reason_code: "unmappable",
             reason: "no".to_owned(),
             raw: bytes::Bytes::from_static(b"{}"),
@@ -379,6 +381,7 @@ mod tests {
         deliver(&sink, batch(vec![event("before")])).await.unwrap();
         let dead = Record::DeadLetter(DeadLetter {
             uid: "d".to_owned(),
+            window: None,
             reason_code: "unmappable",
             reason: "no".to_owned(),
             raw: bytes::Bytes::from_static(b"{}"),

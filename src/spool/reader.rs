@@ -24,6 +24,9 @@ pub struct SpoolReader {
     offset: u64,
     /// Last sequence returned (or acknowledged before this reader started).
     after: u64,
+    /// Whether acknowledged records are skipped (the forwarder's reader) or read too (the
+    /// startup's look at the spool's last records, [`SpoolReader::after`]).
+    past_acked: bool,
 }
 
 struct Position {
@@ -39,13 +42,26 @@ impl SpoolReader {
             segment: None,
             offset: 0,
             after: 0,
+            past_acked: true,
+        }
+    }
+
+    /// A cursor at the records after `seq`, acknowledged or not (as far as their segments
+    /// are still on disk).
+    pub(super) fn after(inner: Arc<Inner>, seq: u64) -> SpoolReader {
+        SpoolReader {
+            after: seq,
+            past_acked: false,
+            ..SpoolReader::new(inner)
         }
     }
 
     /// Where the segment under the cursor is, choosing one if needed.
     fn position(&mut self) -> Result<Option<Position>, SpoolError> {
         let shared = self.inner.lock()?;
-        self.after = self.after.max(shared.acked_seq);
+        if self.past_acked {
+            self.after = self.after.max(shared.acked_seq);
+        }
         let index = match self.segment {
             Some(first) => shared.segments.iter().position(|s| s.first_seq == first),
             None => None,

@@ -325,3 +325,25 @@ async fn an_oversized_record_is_refused() {
     assert!(matches!(err, SpoolError::TooLarge { .. }));
     stop(spool, h);
 }
+
+/// The tail reader reads the last records whether the forwarder acknowledged them or not,
+/// as far as their segments are still on disk; the forwarder's reader still starts past
+/// the acknowledged ones.
+#[tokio::test]
+async fn the_tail_reader_reads_the_last_records_acknowledged_or_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, h) = start(settings(dir.path()));
+    for i in 0..10u8 {
+        spool.append(vec![vec![i; 20]]).await.unwrap();
+    }
+    spool.ack(7).unwrap();
+    let seqs = |all: Vec<(u64, Vec<u8>)>| all.into_iter().map(|(s, _)| s).collect::<Vec<_>>();
+    assert_eq!(seqs(read_all(&mut spool.tail_reader(4))), [7, 8, 9, 10]);
+    assert_eq!(
+        seqs(read_all(&mut spool.tail_reader(100))),
+        (1..=10).collect::<Vec<_>>()
+    );
+    assert_eq!(seqs(read_all(&mut spool.reader())), [8, 9, 10]);
+    assert!(read_all(&mut spool.tail_reader(0)).is_empty());
+    stop(spool, h);
+}

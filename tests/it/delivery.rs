@@ -922,3 +922,48 @@ fn spool_mode_starts_serving_without_waiting_for_an_unreachable_broker() {
         gw.logs()
     );
 }
+
+/// A crash after a request's records were synced but before its ids reached the dedup
+/// journal (written a millisecond behind) left the vendor's retry to be published again.
+/// At startup the ids of the spool's last records are committed from the spool itself:
+/// here the journal is deleted between a stop and a start, and the retry is a duplicate.
+#[test]
+fn ids_of_the_spools_last_records_are_remembered_when_the_journal_lost_them() {
+    let nobody = format!("127.0.0.1:{}", free_port());
+    let gw = Gateway::start_with(|dir| kafka_config(dir, &nobody, "t-remember", "spool", ""));
+    let c = client();
+    let url = gw.url("/ingest/hyprwatch");
+    assert_eq!(send(&c, &url, "spooled_then_crash").unwrap().0, 200);
+    let (status, dir, events) = gw.stop_keep_dir();
+    assert!(status.success(), "{status:?}");
+    let journal = dir.path().join("spool").join("dedup.journal");
+    std::fs::remove_file(&journal).unwrap();
+    let gw = restart(dir, events);
+    assert!(
+        gw.logs()
+            .lines()
+            .any(|l| l.contains("ids of the spool's last records remembered")
+                && l.trim_end().ends_with("ids=1")),
+        "{}",
+        gw.logs()
+    );
+    let retry = signed_retry(&c, &gw.url("/ingest/hyprwatch"), "spooled_then_crash");
+    assert_eq!(retry["duplicates"], 1, "{retry}");
+    assert_eq!(retry["events"], 0, "{retry}");
+}
+
+/// Sends one signed Hyprwatch event and returns the 200 answer's JSON body.
+fn signed_retry(c: &reqwest::blocking::Client, url: &str, id: &str) -> serde_json::Value {
+    let body = body(id);
+    let resp = c
+        .post(url)
+        .header(
+            "x-hyprwatch-signature",
+            hyprwatch_signature(HW_SECRET, &body),
+        )
+        .body(body)
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json().unwrap()
+}
