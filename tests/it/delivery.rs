@@ -323,20 +323,9 @@ fn ids_committed_just_before_a_clean_stop_are_still_duplicates_after_restart() {
     });
     let c = client();
     let duplicates = |gw: &Gateway, id: &str| {
-        let body = body(id);
-        let resp = c
-            .post(gw.url("/ingest/hyprwatch"))
-            .header("content-type", "application/json")
-            .header(
-                "x-hyprwatch-signature",
-                hyprwatch_signature(HW_SECRET, &body),
-            )
-            .body(body)
-            .send()
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        let answer: serde_json::Value = resp.json().unwrap();
-        answer["duplicates"].as_u64().unwrap()
+        accepted(&c, &gw.url("/ingest/hyprwatch"), id)["duplicates"]
+            .as_u64()
+            .unwrap()
     };
     for i in 0..20 {
         assert_eq!(duplicates(&gw, &format!("j{i}")), 0);
@@ -947,16 +936,17 @@ fn ids_of_the_spools_last_records_are_remembered_when_the_journal_lost_them() {
         "{}",
         gw.logs()
     );
-    let retry = signed_retry(&c, &gw.url("/ingest/hyprwatch"), "spooled_then_crash");
+    let retry = accepted(&c, &gw.url("/ingest/hyprwatch"), "spooled_then_crash");
     assert_eq!(retry["duplicates"], 1, "{retry}");
     assert_eq!(retry["events"], 0, "{retry}");
 }
 
-/// Sends one signed Hyprwatch event and returns the 200 answer's JSON body.
-fn signed_retry(c: &reqwest::blocking::Client, url: &str, id: &str) -> serde_json::Value {
+/// Sends one signed Hyprwatch event, asserts it is accepted, and returns the answer's JSON.
+fn accepted(c: &reqwest::blocking::Client, url: &str, id: &str) -> serde_json::Value {
     let body = body(id);
     let resp = c
         .post(url)
+        .header("content-type", "application/json")
         .header(
             "x-hyprwatch-signature",
             hyprwatch_signature(HW_SECRET, &body),
