@@ -21,11 +21,14 @@ fn body(id: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-/// Sends one signed Hyprwatch event; returns the status and `Retry-After`, or `None` when the
-/// gateway could not be reached.
-fn send(client: &reqwest::blocking::Client, url: &str, id: &str) -> Option<(u16, Option<String>)> {
+/// One signed Hyprwatch event for `url`, ready to send.
+fn signed(
+    client: &reqwest::blocking::Client,
+    url: &str,
+    id: &str,
+) -> reqwest::blocking::RequestBuilder {
     let body = body(id);
-    let resp = client
+    client
         .post(url)
         .header("content-type", "application/json")
         .header(
@@ -34,8 +37,12 @@ fn send(client: &reqwest::blocking::Client, url: &str, id: &str) -> Option<(u16,
         )
         .body(body)
         .timeout(Duration::from_secs(20))
-        .send()
-        .ok()?;
+}
+
+/// Sends one signed Hyprwatch event; returns the status and `Retry-After`, or `None` when the
+/// gateway could not be reached.
+fn send(client: &reqwest::blocking::Client, url: &str, id: &str) -> Option<(u16, Option<String>)> {
+    let resp = signed(client, url, id).send().ok()?;
     let retry_after = resp
         .headers()
         .get("retry-after")
@@ -943,17 +950,7 @@ fn ids_of_the_spools_last_records_are_remembered_when_the_journal_lost_them() {
 
 /// Sends one signed Hyprwatch event, asserts it is accepted, and returns the answer's JSON.
 fn accepted(c: &reqwest::blocking::Client, url: &str, id: &str) -> serde_json::Value {
-    let body = body(id);
-    let resp = c
-        .post(url)
-        .header("content-type", "application/json")
-        .header(
-            "x-hyprwatch-signature",
-            hyprwatch_signature(HW_SECRET, &body),
-        )
-        .body(body)
-        .send()
-        .unwrap();
+    let resp = signed(c, url, id).send().unwrap();
     assert_eq!(resp.status(), 200);
     resp.json().unwrap()
 }
