@@ -50,8 +50,12 @@ impl Forwarder {
         metrics.spool_capacity(self.spool.stats().max_bytes);
         let mut reader = self.spool.reader();
         let mut forwarded = 0u64;
-        // Since when records have been waiting without progress (see `report`).
-        let mut waiting_since: Option<Instant> = None;
+        // Since when records have been waiting without progress (see `report`): after a
+        // restart, since the oldest pending event was received, so the age (and the alert
+        // on it) does not start over with every restart of a gateway Kafka is not taking from.
+        let mut waiting_since: Option<Instant> = self
+            .oldest_pending_age()
+            .and_then(|age| Instant::now().checked_sub(age));
         // When the last batch was read: the next one may fill until `fill_wait` after it.
         let mut last_read: Option<Instant> = None;
         loop {
@@ -127,8 +131,31 @@ impl Forwarder {
         tracing::info!(forwarded, "spool forwarder stopped");
     }
 
+    /// How long ago the oldest record still to forward was received: its OCSF event's
+    /// `unmapped.hookgate.received_time`. `None` when nothing is pending, or the record is a
+    /// dead letter (raw bytes, no such member) or unreadable.
+    fn oldest_pending_age(&self) -> Option<Duration> {
+        if self.spool.stats().pending_records == 0 {
+            return None;
+        }
+        let records = self.spool.reader().read(1, 64 * 1024).ok()?;
+        let (_, payload) = records.first()?;
+        let envelope = Envelope::decode(payload).ok()?;
+        let event: serde_json::Value = serde_json::from_slice(&envelope.body).ok()?;
+        let received_ms = event
+            .pointer("/unmapped/hookgate/received_time")?
+            .as_u64()?;
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?
+            .as_millis();
+        let age_ms = now_ms.checked_sub(u128::from(received_ms))?;
+        Some(Duration::from_millis(u64::try_from(age_ms).ok()?))
+    }
+
     /// Sets the spool gauges; the oldest-record age is how long records have waited without
-    /// progress (an upper bound on the oldest pending record's wait).
+    /// progress (an upper bound on the oldest pending record's wait; after a restart, its
+    /// age since it was received).
     fn report(&self, metrics: &Metrics, waiting_since: Option<Instant>) {
         let stats = self.spool.stats();
         let age = waiting_since.map_or(Duration::ZERO, |t| t.elapsed());

@@ -954,3 +954,42 @@ fn accepted(c: &reqwest::blocking::Client, url: &str, id: &str) -> serde_json::V
     assert_eq!(resp.status(), 200);
     resp.json().unwrap()
 }
+
+/// The spool's oldest-record age survives a restart: it counts from when the oldest pending
+/// event was received, so `HookgateSpoolOld` can fire for a gateway that restarts while
+/// Kafka takes nothing (it started over at 0 with every restart).
+#[test]
+fn the_oldest_pending_records_age_counts_from_its_receipt_across_a_restart() {
+    let nobody = format!("127.0.0.1:{}", free_port());
+    let gw = Gateway::start_with(|dir| kafka_config(dir, &nobody, "t-age", "spool", ""));
+    assert_eq!(
+        send(&client(), &gw.url("/ingest/hyprwatch"), "waits")
+            .unwrap()
+            .0,
+        200
+    );
+    let (status, dir, events) = gw.stop_keep_dir();
+    assert!(status.success(), "{status:?}");
+    std::thread::sleep(Duration::from_secs(6));
+    let restarted = Instant::now();
+    let gw = restart(dir, events);
+    let age = || {
+        gw.metrics()
+            .lines()
+            .find_map(|l| l.strip_prefix("hookgate_spool_oldest_record_age_seconds "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // At least the time it was stopped, from the first report on: counted from the restart
+    // it could not be reached this soon.
+    assert!(
+        wait_until(Duration::from_millis(1500), || age() >= 6.0),
+        "age {} after the restart",
+        age()
+    );
+    assert!(
+        restarted.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        restarted.elapsed()
+    );
+}
