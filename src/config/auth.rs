@@ -137,71 +137,73 @@ impl AuthConfig {
     /// Startup logs each as a warning; none refuses the configuration (a vendor may issue a
     /// short secret).
     pub fn weaknesses(&self) -> Vec<String> {
-        let short = |what: &str, secret: &Secret| {
-            let n = secret.expose().chars().count();
-            (n < WEAK_SECRET_CHARS).then(|| {
-                format!(
-                    "{what} is {n} characters long; anyone who can reach the route can guess it \
-                     (use at least {WEAK_SECRET_CHARS}, e.g. `openssl rand -hex 16`)"
-                )
-            })
-        };
-        match self {
+        // The secrets an operator or vendor chose, each named for the message: counted, not
+        // named by their usernames or client ids (never logged either).
+        let chosen: Vec<(String, &Secret)> = match self {
             AuthConfig::None | AuthConfig::PathToken { .. } => Vec::new(),
             AuthConfig::Hmac { secrets, .. } => secrets
                 .iter()
-                .filter_map(|s| short("an hmac secret", s))
+                .map(|s| ("an hmac secret".to_owned(), s))
+                .collect(),
+            AuthConfig::Bearer { tokens, .. } => tokens
+                .iter()
+                .map(|t| ("a bearer token".to_owned(), t))
+                .collect(),
+            AuthConfig::Header { name, values } => values
+                .iter()
+                .map(|v| (format!("a value of header {name:?}"), v))
+                .collect(),
+            AuthConfig::Basic { credentials } => credentials
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    (
+                        format!("basic credential {}'s password", i + 1),
+                        &c.password,
+                    )
+                })
+                .collect(),
+            AuthConfig::Oauth { clients } => clients
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (format!("oauth client {}'s secret", i + 1), &c.client_secret))
                 .collect(),
             // The key is the base64 after `whsec_`: its decoded bytes count.
-            AuthConfig::Svix { secrets, .. } => secrets
-                .iter()
-                .filter_map(|s| {
-                    let key = crate::auth::svix::decode_secret(s.expose())?;
-                    (key.len() < WEAK_SECRET_CHARS).then(|| {
+            AuthConfig::Svix { secrets, .. } => {
+                return secrets
+                    .iter()
+                    .filter_map(|s| crate::auth::svix::decode_secret(s.expose()))
+                    .filter(|key| key.len() < WEAK_SECRET_CHARS)
+                    .map(|key| {
                         format!(
                             "a svix secret's key is {} bytes long; Svix issues 24 or more",
                             key.len()
                         )
                     })
-                })
-                .collect(),
-            // Counted, not named: usernames and client ids are never logged either.
-            AuthConfig::Basic { credentials } => credentials
-                .iter()
-                .enumerate()
-                .filter_map(|(i, c)| {
-                    short(
-                        &format!("basic credential {}'s password", i + 1),
-                        &c.password,
+                    .collect();
+            }
+            AuthConfig::IpAllow { allow } => {
+                return allow
+                    .iter()
+                    .filter(|entry| lets_everyone_in(entry))
+                    .map(|entry| {
+                        format!("ip_allow entry {entry:?} lets every address in: it checks nothing")
+                    })
+                    .collect();
+            }
+        };
+        chosen
+            .into_iter()
+            .filter_map(|(what, secret)| {
+                let n = secret.expose().chars().count();
+                (n < WEAK_SECRET_CHARS).then(|| {
+                    format!(
+                        "{what} is {n} characters long; anyone who can reach the route can guess \
+                         it (use at least {WEAK_SECRET_CHARS}, e.g. `openssl rand -hex 16`)"
                     )
                 })
-                .collect(),
-            AuthConfig::Bearer { tokens, .. } => tokens
-                .iter()
-                .filter_map(|t| short("a bearer token", t))
-                .collect(),
-            AuthConfig::Header { name, values } => values
-                .iter()
-                .filter_map(|v| short(&format!("a value of header {name:?}"), v))
-                .collect(),
-            AuthConfig::Oauth { clients } => clients
-                .iter()
-                .enumerate()
-                .filter_map(|(i, c)| {
-                    short(
-                        &format!("oauth client {}'s secret", i + 1),
-                        &c.client_secret,
-                    )
-                })
-                .collect(),
-            AuthConfig::IpAllow { allow } => allow
-                .iter()
-                .filter(|entry| lets_everyone_in(entry))
-                .map(|entry| {
-                    format!("ip_allow entry {entry:?} lets every address in: it checks nothing")
-                })
-                .collect(),
-        }
+            })
+            .collect()
     }
 }
 
