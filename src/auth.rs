@@ -458,13 +458,13 @@ pub fn check_before_body(verifier: &Verifier, head: &Head<'_>) -> Result<(), Aut
     }
     for scheme in others {
         let checked = match scheme {
-            Scheme::IpAllow(a) => a.check(head.client),
             Scheme::PathToken(p) => p.check(head.path_token),
             Scheme::Basic(b) => b.check(head.headers),
             Scheme::Bearer(b) => b.check(head.headers),
             Scheme::Header(h) => h.check(head.headers),
             Scheme::Oauth(o) => o.check_at(head.headers, now),
-            Scheme::None | Scheme::Hmac(_) | Scheme::Svix(_) => Ok(()),
+            // Addresses were checked above; signatures need the body.
+            Scheme::IpAllow(_) | Scheme::None | Scheme::Hmac(_) | Scheme::Svix(_) => Ok(()),
         };
         checked.map_err(|e| verifier.answer(e))?;
     }
