@@ -261,17 +261,21 @@ pub async fn check_waiting<'b>(
     source: &str,
     mut events: Vec<RawEvent<'b>>,
 ) -> Result<Reservation<'b>, DedupError> {
-    let deadline = tokio::time::Instant::now() + store.in_flight_wait;
+    // Set on the first find in flight: a request that finds none reads no clock here.
+    let mut deadline = None;
     let mut pause = Duration::from_millis(1);
     loop {
-        match check(store, source, events).await? {
-            Reservation::InFlight(back) if tokio::time::Instant::now() + pause <= deadline => {
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(MOST_PAUSE);
-                events = back;
-            }
+        let back = match check(store, source, events).await? {
+            Reservation::InFlight(back) => back,
             decided => return Ok(decided),
+        };
+        let now = tokio::time::Instant::now();
+        if now + pause > *deadline.get_or_insert(now + store.in_flight_wait) {
+            return Ok(Reservation::InFlight(back));
         }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(MOST_PAUSE);
+        events = back;
     }
 }
 
