@@ -411,6 +411,7 @@ impl Ctx<'_> {
             Some("max") => Some(Aggregate::Max),
             Some("min") => Some(Aggregate::Min),
             Some("first") => Some(Aggregate::First),
+            Some("each") => Some(Aggregate::Each),
             Some(o) => return Err(format!("unknown aggregate {o:?}")),
         };
         Ok(Spec {

@@ -323,6 +323,8 @@ pub enum Aggregate {
     Min,
     /// First element.
     First,
+    /// Every element that converts, as an array (absent when none does).
+    Each,
 }
 
 /// A compiled condition.

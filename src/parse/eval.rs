@@ -324,7 +324,11 @@ fn source(spec: &Spec, scope: &Scope<'_>, out: &Fields<'_>) -> Option<Value> {
     }
 }
 
-/// Conversions, lookup, aggregation. Arrays are converted element-wise (bad ones dropped).
+/// Conversions, lookup, aggregation. With an aggregate, an array is converted element-wise
+/// (bad elements dropped) and then reduced to one value. Without one, the value is converted
+/// whole: a target that wants one string, number or time never receives an array because the
+/// vendor sent one (`string` makes it its JSON text; the other conversions and lookups find
+/// nothing in it, so the value is absent).
 fn finish(spec: &Spec, v: Value) -> Option<Value> {
     let one = |v: Value| -> Option<Value> {
         let mut v = v;
@@ -350,26 +354,24 @@ fn finish(spec: &Spec, v: Value) -> Option<Value> {
             None => Some(v),
         }
     };
-    match v {
-        Value::Array(items)
-            if !spec.converts.is_empty() || spec.lookup.is_some() || spec.aggregate.is_some() =>
-        {
-            let items: Vec<Value> = items.into_iter().filter_map(one).collect();
-            match spec.aggregate {
-                Some(Aggregate::First) => items.into_iter().next(),
-                Some(Aggregate::Max) => items
-                    .into_iter()
+    match (v, spec.aggregate) {
+        (Value::Array(items), Some(aggregate)) => {
+            let mut items = items.into_iter().filter_map(one);
+            match aggregate {
+                Aggregate::First => items.next(),
+                Aggregate::Max => items
                     .filter(Value::is_number)
                     .max_by(|a, b| num(a).total_cmp(&num(b))),
-                Some(Aggregate::Min) => items
-                    .into_iter()
+                Aggregate::Min => items
                     .filter(Value::is_number)
                     .min_by(|a, b| num(a).total_cmp(&num(b))),
-                None if items.is_empty() => None,
-                None => Some(Value::Array(items)),
+                Aggregate::Each => {
+                    let all: Vec<Value> = items.collect();
+                    (!all.is_empty()).then_some(Value::Array(all))
+                }
             }
         }
-        other => one(other),
+        (other, _) => one(other),
     }
 }
 

@@ -416,3 +416,34 @@ fn a_value_a_conversion_refuses_is_kept_in_unmapped_unless_another_mapping_place
     assert_eq!(e.fields["user"]["email_addr"], "ann@example.com");
     assert_eq!(e.unmapped, json!({}));
 }
+
+#[test]
+fn an_array_where_one_value_belongs_is_converted_whole_unless_an_aggregate_says_how() {
+    let p = parser(
+        "[id]\nhash = \"t\"\nwindow = \"1h\"\n[tables.ok]\ntrue = 1\nfalse = 2\n\
+         [[route]]\nname = \"a\"\nclass = 3002\nactivity = 1\nmap = [\n\
+           { to = \"message\", from = \"text\", convert = \"string\" },\n\
+           { to = \"time\", from = \"at\", convert = \"epoch_ms\" },\n\
+           { to = \"status_id\", from = \"ok\", lookup = \"ok\", default = 0 },\n\
+           { to = \"severity_id\", from = \"levels\", convert = \"int\", aggregate = \"max\" },\n\
+           { to = \"metadata.labels\", from = \"levels\", convert = \"string\", aggregate = \"each\" },\n\
+         ]\n",
+    )
+    .unwrap();
+    let e = run(
+        &p,
+        json!({"text": ["a", 2], "at": [1, 2], "ok": [true], "levels": ["3", 4, "x"]}),
+    )
+    .unwrap();
+    // One string wanted: the array's JSON text. One time or one table entry: none, so absent
+    // (or the default), never an array in a scalar attribute.
+    assert_eq!(e.fields["message"], "[\"a\",2]");
+    assert_eq!(e.fields.get("time"), None);
+    assert_eq!(e.fields["status_id"], 0);
+    // An aggregate converts element by element: `max` reduces, `each` keeps them all.
+    assert_eq!(e.fields["severity_id"], 4);
+    assert_eq!(e.fields["metadata"]["labels"], json!(["3", "4", "x"]));
+    let e = run(&p, json!({"text": {"k": 1}, "levels": [[], {}]})).unwrap();
+    assert_eq!(e.fields["message"], "{\"k\":1}");
+    assert_eq!(e.fields["metadata"]["labels"], json!(["[]", "{}"]));
+}
