@@ -14,7 +14,8 @@ pub struct SinkConfig {
     #[serde(default = "default_path")]
     pub path: PathBuf,
     /// Where events that could not be parsed or mapped are written, with their raw bytes and
-    /// the reason. Default: the same output as `path`, marked `"dead_letter": true`.
+    /// the reason. Default: the same output as `path`, marked `"dead_letter": true`. The
+    /// bytes are `raw_data`; bytes that are not UTF-8 are also in `raw_data_base64`, exactly.
     #[serde(default)]
     pub dead_letter_path: Option<PathBuf>,
 }

@@ -18,6 +18,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
@@ -118,7 +120,7 @@ impl JsonlSink {
                     reason_code,
                     reason,
                 } => {
-                    let line = json!({
+                    let mut line = json!({
                         "dead_letter": true,
                         "source": e.source,
                         "vendor": e.vendor,
@@ -128,6 +130,13 @@ impl JsonlSink {
                         "reason": reason,
                         "raw_data": String::from_utf8_lossy(&e.body),
                     });
+                    // JSON text holds only Unicode: bytes that are not UTF-8 are kept exactly
+                    // in base64 beside the readable (U+FFFD-substituted) `raw_data`.
+                    if let (Err(_), Some(members)) =
+                        (std::str::from_utf8(&e.body), line.as_object_mut())
+                    {
+                        members.insert("raw_data_base64".into(), STANDARD.encode(&e.body).into());
+                    }
                     let target = if self.separate_dead_letters {
                         &mut dead_lines
                     } else {

@@ -39,6 +39,27 @@ fn accepted_event_is_written_by_the_sink() {
     assert_eq!(events[0]["raw_data"], std::str::from_utf8(body).unwrap());
 }
 
+#[test]
+fn a_dead_letter_of_bytes_that_are_not_utf8_keeps_them_exactly() {
+    use base64::Engine as _;
+    let gw = Gateway::start(&hyprwatch_source());
+    // Latin-1 where UTF-8 belongs: not JSON, so refused, and kept first.
+    let body: &[u8] = b"{\"id\": \"evt_1\", \"host\": \"caf\xe9\"}";
+    assert_error_body(signed_post(&gw, "/ingest/hyprwatch", body), 400);
+    let kept = gw.events();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let line = &kept[0];
+    assert_eq!(line["dead_letter"], true, "{line}");
+    assert_eq!(line["reason_code"], "json_malformed", "{line}");
+    // JSON text cannot hold the byte 0xE9 alone: raw_data is readable, the base64 exact.
+    assert_eq!(line["raw_data"], String::from_utf8_lossy(body).as_ref());
+    let exact = base64::engine::general_purpose::STANDARD
+        .decode(line["raw_data_base64"].as_str().unwrap_or_default())
+        .unwrap();
+    assert_eq!(exact, body);
+    assert_eq!(line["uid"], hex::encode(sha2::Sha256::digest(body)));
+}
+
 /// POSTs `body` to `path`, signed with the Hyprwatch test secret.
 pub fn signed_post(gw: &Gateway, path: &str, body: &[u8]) -> reqwest::blocking::Response {
     reqwest::blocking::Client::new()
@@ -282,6 +303,10 @@ fn malformed_non_object_and_empty_bodies_are_400() {
         .iter()
         .map(|line| {
             assert_eq!(line["dead_letter"], true, "{line}");
+            assert!(
+                line.get("raw_data_base64").is_none(),
+                "UTF-8 needs no copy: {line}"
+            );
             let uid = line["uid"].as_str().unwrap_or_default();
             let raw = line["raw_data"].as_str().unwrap_or_default();
             let want = hex::encode(sha2::Sha256::digest(raw.as_bytes()));
