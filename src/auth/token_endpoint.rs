@@ -6,9 +6,10 @@
 //! body (`invalid_request`, `invalid_client` with 401 and `WWW-Authenticate`,
 //! `unsupported_grant_type`) with the gateway's `request_id` beside `error`, as every other
 //! rejection has it; every answer carries `X-Request-Id`. The client authenticates with HTTP
-//! Basic or with the `client_id`/`client_secret` parameters. ConnectSecure's undocumented
-//! "Authentication URL" check is served too: valid Basic credentials without `grant_type` get
-//! a token.
+//! Basic, with the `client_id`/`client_secret` parameters, or with `username`/`password`.
+//! ConnectSecure's undocumented "Authentication URL" check is served too: valid Basic
+//! credentials or a valid `username`/`password` without `grant_type` get a token, as does a
+//! resource-owner request (`grant_type=password`) with them.
 //! Reads at most [`MAX_FORM_BYTES`]; never logs a secret, a token or a parameter value.
 
 use std::time::Duration;
@@ -174,16 +175,26 @@ struct Granted {
 }
 
 /// The decision, apart from HTTP: parameters and Basic credentials → token or error.
+///
+/// Credentials come as HTTP Basic, as `client_id`/`client_secret` (RFC 6749 §2.3.1), or as
+/// `username`/`password`: ConnectSecure's Authentication URL sends "the username and
+/// password" in a form its docs do not give, and a resource-owner request (§4.3, `grant_type
+/// = password`) is the usual one. Every pair sent must be valid and name the same source;
+/// Basic and `client_secret` together are two client authentications (`invalid_request`).
 fn decide(issuer: &Issuer, raw_params: &[u8], basic: Option<&[u8]>) -> Result<Granted, TokenError> {
     let mut grant_type = None;
     let mut client_id = None;
     let mut client_secret = None;
+    let mut username = None;
+    let mut password = None;
     let mut scope = None;
     for (name, value) in form_urlencoded::parse(raw_params) {
         let slot = match name.as_ref() {
             "grant_type" => &mut grant_type,
             "client_id" => &mut client_id,
             "client_secret" => &mut client_secret,
+            "username" => &mut username,
+            "password" => &mut password,
             "scope" => &mut scope,
             _ => continue,
         };
@@ -192,23 +203,36 @@ fn decide(issuer: &Issuer, raw_params: &[u8], basic: Option<&[u8]>) -> Result<Gr
             return Err(TokenError::InvalidRequest);
         }
     }
-    let source = match (basic, &client_secret) {
+    let pair = |id: &Option<String>, secret: &str| -> Result<(String, String), TokenError> {
+        let id = id.as_deref().ok_or(TokenError::InvalidClient)?;
+        issuer
+            .authenticate(id, secret.as_bytes())
+            .map(|s| (s.to_owned(), id.to_owned()))
+            .ok_or(TokenError::InvalidClient)
+    };
+    let client = match (basic, &client_secret) {
         (Some(_), Some(_)) => return Err(TokenError::InvalidRequest),
-        (Some(pair), None) => authenticate_basic(issuer, pair)?,
-        (None, Some(secret)) => {
-            let id = client_id.as_deref().ok_or(TokenError::InvalidClient)?;
-            issuer
-                .authenticate(id, secret.as_bytes())
-                .map(|s| (s.to_owned(), id.to_owned()))
-                .ok_or(TokenError::InvalidClient)?
-        }
+        (Some(pair), None) => Some(authenticate_basic(issuer, pair)?),
+        (None, Some(secret)) => Some(pair(&client_id, secret)?),
+        (None, None) => None,
+    };
+    let owner = password
+        .as_deref()
+        .map(|p| pair(&username, p))
+        .transpose()?;
+    let source = match (client, owner) {
+        (Some(c), Some(o)) if c.0 != o.0 => return Err(TokenError::InvalidClient),
+        (Some(c), _) => c,
+        (None, Some(o)) => o,
         (None, None) => return Err(TokenError::InvalidClient),
     };
+    let by_password = password.is_some();
     match grant_type.as_deref() {
         Some("client_credentials") => {}
+        Some("password") if by_password => {}
         Some(_) => return Err(TokenError::UnsupportedGrantType),
         // ConnectSecure's Authentication URL sends credentials and nothing else.
-        None if basic.is_some() => {}
+        None if basic.is_some() || by_password => {}
         None => return Err(TokenError::InvalidRequest),
     }
     let (source, client_id) = source;
@@ -347,6 +371,43 @@ mod tests {
         assert_eq!(g.scope.as_deref(), Some("a b"));
         assert!(as_form(&h, br#"{"grant_type":1}"#).is_none());
         assert_eq!(as_form(&http::HeaderMap::new(), b"a=b").unwrap(), b"a=b");
+    }
+
+    #[test]
+    fn a_username_and_password_get_a_token_in_any_of_the_usual_shapes() {
+        // ConnectSecure's Authentication URL: the format is undocumented, so the common ones.
+        for params in [
+            &b"username=cid&password=s%26cret"[..],
+            b"grant_type=password&username=cid&password=s%26cret",
+            b"grant_type=client_credentials&username=cid&password=s%26cret",
+        ] {
+            let g = decide(&issuer(), params, None);
+            assert_eq!(g.unwrap().source, "hypr", "{params:?}");
+        }
+        let mut h = http::HeaderMap::new();
+        h.insert("content-type", "application/json".parse().unwrap());
+        let form = as_form(&h, br#"{"username":"cid","password":"s&cret"}"#).unwrap();
+        assert_eq!(decide(&issuer(), &form, None).unwrap().source, "hypr");
+        // Beside Basic (RFC 6749 §4.3 with client authentication): both must hold.
+        let g = decide(
+            &issuer(),
+            b"username=cid&password=s%26cret",
+            Some(b"cid:s&cret"),
+        );
+        assert_eq!(g.unwrap().source, "hypr");
+        for (params, basic) in [
+            (&b"username=cid&password=nope"[..], None),
+            (b"username=nope&password=s%26cret", None),
+            (b"password=s%26cret", None),
+            (b"username=cid&password=nope", Some(&b"cid:s&cret"[..])),
+            (b"username=cid&password=s%26cret", Some(b"cid:nope")),
+        ] {
+            let e = decide(&issuer(), params, basic);
+            assert_eq!(e.unwrap_err(), TokenError::InvalidClient, "{params:?}");
+        }
+        // A username alone authenticates nothing, and says nothing of the grant.
+        let e = decide(&issuer(), b"username=cid", None);
+        assert_eq!(e.unwrap_err(), TokenError::InvalidClient);
     }
 
     #[test]

@@ -10,7 +10,7 @@ import time
 
 import requests
 from authlib.integrations.requests_client import OAuth2Session as AuthlibSession
-from oauthlib.oauth2 import BackendApplicationClient
+from oauthlib.oauth2 import BackendApplicationClient, LegacyApplicationClient
 from requests_oauthlib import OAuth2Session as OauthlibSession
 
 from test_auth_tls import make_pki, tls_listener
@@ -204,7 +204,7 @@ def test_rfc_6749_errors(gateway):
     assert CSECRET not in gw.log_text()
 
 
-def test_connectsecure_authentication_url_and_delivery(gateway):
+def test_connectsecure_authentication_url_and_delivery(gateway, monkeypatch):
     gw = gateway(CONFIG)
     # The undocumented handshake: username/password as Basic, nothing else.
     for call in (requests.post, requests.get):
@@ -213,6 +213,22 @@ def test_connectsecure_authentication_url_and_delivery(gateway):
         assert r.json()["access_token"]
     r = requests.post(gw.url("/oauth/token"), auth=("cs-user", "nope"), timeout=10)
     assert r.status_code == 401
+    # Or the username and password as parameters: a form, a JSON body, the query string, and
+    # the resource-owner password grant as requests-oauthlib's LegacyApplicationClient sends it.
+    for kwargs in ({"data": {"username": "cs-user", "password": "cs-pass"}},
+                   {"json": {"username": "cs-user", "password": "cs-pass"}},
+                   {"params": {"username": "cs-user", "password": "cs-pass"}}):
+        r = requests.post(gw.url("/oauth/token"), timeout=10, **kwargs)
+        assert r.status_code == 200, (kwargs, r.text)
+        wrong = {k: dict(v, password="nope") for k, v in kwargs.items()}
+        r = requests.post(gw.url("/oauth/token"), timeout=10, **wrong)
+        assert r.status_code == 401, (wrong, r.text)
+        assert r.json()["error"] == "invalid_client"
+    monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")  # plain HTTP on loopback
+    session = OauthlibSession(client=LegacyApplicationClient(client_id="cs-user"))
+    token = session.fetch_token(gw.url("/oauth/token"), username="cs-user", password="cs-pass",
+                                include_client_id=True)
+    assert token["access_token"]
     body = json.dumps({"subject": "Login Failure", "body": "user x failed"})
     ok = {"content-type": "application/json", "X-CS-Key": "cs-header-value"}
     r = requests.post(gw.url("/ingest/connectsecure"), data=body, headers=ok, auth=("cs-user", "wrong"), timeout=10)
