@@ -10,6 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::Response;
+use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -29,6 +32,15 @@ pub use refusal::head as refused_head;
 
 use idle::{Activity, Idle};
 use refusal::Refusals;
+
+/// The answer to a HEAD request: its status and header fields (`Content-Length` included, as
+/// GET would have it), no body. hyper drops a HEAD answer's body itself over HTTP/1.1 only;
+/// over HTTP/2 it would send it as DATA frames, which the client must treat as a protocol
+/// error (RFC 9113 §8.1.1).
+fn headers_only(response: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
+    let (parts, _) = response.into_parts();
+    Response::from_parts(parts, Full::new(Bytes::new()))
+}
 
 /// Most header fields a request head may carry; more → 431 (`listener/refusal.rs`).
 pub const MAX_HEADERS: usize = 100;
@@ -134,10 +146,15 @@ pub async fn serve(
         let service = service_fn(move |req| {
             let state = Arc::clone(&state);
             let in_flight = activity.begin();
+            let head = req.method() == http::Method::HEAD;
             async move {
                 let response = pipeline::handle(state, peer, req).await;
                 drop(in_flight);
-                Ok::<_, Infallible>(response)
+                Ok::<_, Infallible>(if head {
+                    headers_only(response)
+                } else {
+                    response
+                })
             }
         });
         let builder = Arc::clone(&builder);

@@ -238,10 +238,25 @@ mod tests {
 
     #[test]
     fn key_order_is_byte_order() {
-        let keys = ["", "a", "b", "ab", "abc", "abd", "activity_id", "time", "é", "z\u{0}"];
+        let keys = [
+            "",
+            "a",
+            "b",
+            "ab",
+            "abc",
+            "abd",
+            "activity_id",
+            "time",
+            "é",
+            "z\u{0}",
+        ];
         for a in keys {
             for b in keys {
-                assert_eq!(key_order(a.as_bytes(), b.as_bytes()), a.cmp(b), "{a:?} {b:?}");
+                assert_eq!(
+                    key_order(a.as_bytes(), b.as_bytes()),
+                    a.cmp(b),
+                    "{a:?} {b:?}"
+                );
             }
         }
     }

@@ -409,6 +409,24 @@ fn http2_prior_knowledge_is_served() {
     assert_eq!(resp.status(), 200);
 }
 
+#[test]
+fn head_over_http2_is_answered_with_headers_only() {
+    let gw = Gateway::start(&hyprwatch_source());
+    let client = reqwest::blocking::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    // A refusal (405: the source takes POST) and an unknown path (404): both have a JSON body
+    // for other methods, which a HEAD answer must not carry (HTTP/2 would reset the stream).
+    for (path, status) in [("/ingest/hyprwatch", 405), ("/nowhere", 404)] {
+        let resp = client.head(gw.url(path)).send().unwrap();
+        assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+        assert_eq!(resp.status(), status, "{path}");
+        assert!(resp.headers().contains_key("x-request-id"));
+        assert_eq!(resp.bytes().unwrap().len(), 0, "{path}");
+    }
+}
+
 /// Sends headers and part of a body over a raw socket, then stalls.
 fn stalled_request(gw: &Gateway, declared: usize, sent: &[u8]) -> std::net::TcpStream {
     use std::io::Write;
