@@ -217,10 +217,13 @@ pub async fn run(
         .kafka
         .map(|k| tokio::spawn(sink::watch_reachability(k, background_stop.clone())));
 
+    // The admin port outlives the drain: /readyz answers 503 while requests finish (so the
+    // Service stops routing here) and Prometheus still scrapes; it closes at the very end.
+    let admin_stop = CancellationToken::new();
     let admin_task = tokio::spawn(admin::serve(
         admin_listener,
         Arc::clone(&state),
-        shutdown.clone(),
+        admin_stop.clone(),
     ));
     let settings = ListenSettings {
         max_connections: config.listener.max_connections,
@@ -250,6 +253,7 @@ pub async fn run(
             Err(e) => tracing::error!(task = "spool writer", error = %e, "background task failed"),
         }
     }
+    admin_stop.cancel();
     admin_task.abort();
     reload_task.abort();
     tracing::info!("stopped");

@@ -570,7 +570,13 @@ fn graceful_shutdown_finishes_an_in_flight_request() {
         || { gw.metrics().contains("hookgate_requests_in_flight 1") }
     ));
     gw.signal("TERM");
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    // Draining: the admin port still answers, /readyz says 503 (so the Service stops routing
+    // here) and Prometheus can still scrape.
+    let draining = crate::harness::wait_until(std::time::Duration::from_secs(5), || {
+        reqwest::blocking::get(gw.admin_url("/readyz")).is_ok_and(|r| r.status().as_u16() == 503)
+    });
+    assert!(draining, "/readyz never said 503 while draining");
+    assert!(gw.metrics().contains("hookgate_requests_in_flight 1"));
     s.write_all(&body.as_bytes()[10..]).unwrap();
     let mut answer = String::new();
     s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
