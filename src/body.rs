@@ -91,12 +91,16 @@ pub fn check_head(headers: &HeaderMap, ended: bool, limits: &BodyLimits) -> Resu
     // chunks and the `Content-Length: 0` means nothing.
     let surely_empty =
         ended || (declared == Some(0) && !headers.contains_key(http::header::TRANSFER_ENCODING));
-    let content_type = headers
-        .get(http::header::CONTENT_TYPE)
-        .filter(|_| !surely_empty);
-    if let Some(ct) = content_type {
-        let text = ct.to_str().unwrap_or_default().to_ascii_lowercase();
+    let content_type = field_text(headers, &http::header::CONTENT_TYPE).filter(|_| !surely_empty);
+    if let Some(text) = content_type {
         let media = text.split(';').next().unwrap_or_default().trim();
+        // Several Content-Type lines are not one media type (it is a singleton field, RFC 9110
+        // §8.3), whichever comes first.
+        let repeated = headers
+            .get_all(http::header::CONTENT_TYPE)
+            .iter()
+            .nth(1)
+            .is_some();
         let json_like = matches!(
             media,
             "" | "application/json"
@@ -105,7 +109,7 @@ pub fn check_head(headers: &HeaderMap, ended: bool, limits: &BodyLimits) -> Resu
                 | "application/json-seq"
                 | "text/plain"
         ) || (media.starts_with("application/") && media.ends_with("+json"));
-        if !json_like {
+        if repeated || !json_like {
             return Err(BodyError::UnsupportedMediaType {
                 content_type: truncate(&text),
             });
@@ -120,15 +124,22 @@ pub fn check_head(headers: &HeaderMap, ended: bool, limits: &BodyLimits) -> Resu
     }
 }
 
+/// The field's lines joined by `, ` as one value (RFC 9110 §5.3), lower-cased and trimmed;
+/// `None` without any. A repeated field is read whole, never by its first line.
+fn field_text(headers: &HeaderMap, name: &http::header::HeaderName) -> Option<String> {
+    let mut lines = headers.get_all(name).iter().peekable();
+    lines.peek()?;
+    let joined: Vec<&str> = lines
+        .map(|v| v.to_str().unwrap_or_default().trim())
+        .collect();
+    Some(joined.join(", ").to_ascii_lowercase())
+}
+
 fn encoding(headers: &HeaderMap) -> Result<Encoding, BodyError> {
-    let Some(value) = headers.get(http::header::CONTENT_ENCODING) else {
+    let Some(text) = field_text(headers, &http::header::CONTENT_ENCODING) else {
         return Ok(Encoding::Identity);
     };
-    let text = value
-        .to_str()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
+    // A list (`gzip, br`, or the same over two lines) is stacked codings: not one we read.
     match text.as_str() {
         "" | "identity" => Ok(Encoding::Identity),
         "gzip" | "x-gzip" => Ok(Encoding::Gzip),
@@ -377,6 +388,32 @@ mod tests {
             check_head(&h, false, &limits),
             Err(BodyError::UnsupportedMediaType { .. })
         ));
+        // A field over two lines is read whole: stacked codings, two media types.
+        for (name, lines) in [
+            (http::header::CONTENT_ENCODING, ["gzip", "br"]),
+            (http::header::CONTENT_ENCODING, ["identity", "gzip"]),
+            (
+                http::header::CONTENT_TYPE,
+                ["application/json", "application/xml"],
+            ),
+            (
+                http::header::CONTENT_TYPE,
+                ["application/json; charset=utf-8", "text/plain"],
+            ),
+        ] {
+            let mut two = HeaderMap::new();
+            for line in lines {
+                two.append(name.clone(), line.parse().unwrap());
+            }
+            assert!(
+                matches!(
+                    check_head(&two, false, &limits),
+                    Err(BodyError::UnsupportedEncoding { .. }
+                        | BodyError::UnsupportedMediaType { .. })
+                ),
+                "{name}: {lines:?}"
+            );
+        }
         // Nor does a request the transport says has no body (a GET, a POST without length).
         assert!(check_head(&h, true, &limits).is_ok());
         // An empty body has no media type to refuse; a chunked one claiming 0 is not empty.
