@@ -217,6 +217,9 @@ pub async fn run(
         .kafka
         .map(|k| tokio::spawn(sink::watch_reachability(k, background_stop.clone())));
 
+    let shed_log_task = tokio::spawn(crate::limits::shed_log::flush_every_second(
+        background_stop.clone(),
+    ));
     // The admin port outlives the drain: /readyz answers 503 while requests finish (so the
     // Service stops routing here) and Prometheus still scrapes; it closes at the very end.
     let admin_stop = CancellationToken::new();
@@ -234,7 +237,11 @@ pub async fn run(
 
     tracing::info!("stopping spool forwarder");
     background_stop.cancel();
-    for (name, task) in [("forwarder", forwarder_task), ("kafka probe", probe_task)] {
+    for (name, task) in [
+        ("forwarder", forwarder_task),
+        ("kafka probe", probe_task),
+        ("shed log", Some(shed_log_task)),
+    ] {
         if let Some(task) = task {
             if let Err(e) = task.await {
                 tracing::error!(task = name, error = %e, "background task failed");

@@ -8,10 +8,13 @@
 //! configured source, and at most `max_tracked_addresses` address buckets. Never keys
 //! anything on request data other than the peer address, and never logs addresses.
 
+pub mod shed_log;
+
+pub use shed_log::log_shed;
+
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -108,36 +111,6 @@ impl LimitError {
         };
         let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
         Duration::from_secs(secs.max(1))
-    }
-}
-
-/// Requests shed since the last summary line, and the second that line was written in.
-static SHED_SINCE_LINE: AtomicU64 = AtomicU64::new(0);
-static SHED_LINE_AT_S: AtomicU64 = AtomicU64::new(0);
-
-/// Logs a shed request (429 or 503 from a limit). Each one gets a debug line; at info, one
-/// line a second at most says how many were shed since the last: a line per request would
-/// cost most exactly when the gateway is overloaded, and a flood would drown the log.
-pub fn log_shed(error: &LimitError, source: &str, request_id: &str) {
-    tracing::debug!(reason = error.code(), source, request_id, "request shed");
-    SHED_SINCE_LINE.fetch_add(1, Ordering::Relaxed);
-    let now_s = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let last = SHED_LINE_AT_S.load(Ordering::Relaxed);
-    if now_s > last
-        && SHED_LINE_AT_S
-            .compare_exchange(last, now_s, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-    {
-        let shed = SHED_SINCE_LINE.swap(0, Ordering::Relaxed);
-        tracing::info!(
-            shed,
-            reason = error.code(),
-            source,
-            request_id,
-            "requests shed by the limits (this one and those since the last such line)"
-        );
     }
 }
 

@@ -103,6 +103,30 @@ fn client_address_over_its_rate_gets_429() {
     assert_eq!(second.status(), 429);
     assert!(second.headers().contains_key("retry-after"));
     assert!(gw.metrics().contains("reason=\"rate_limited_address\""));
+    // Three more, then quiet: every shed request is told at info within about a second, each
+    // counted under its own reason (the first at once, the rest by the next second's line).
+    for i in 3..6 {
+        assert_eq!(post_hyprwatch(&gw, &format!("evt_a{i}")).status(), 429);
+    }
+    let counted = |logs: &str| -> u64 {
+        logs.lines()
+            .filter(|l| l.contains("requests shed by the limits"))
+            .map(|l| {
+                assert!(l.contains("rate_limited_source=0"), "{l}");
+                assert!(l.contains("overloaded=0"), "{l}");
+                let n = l.split("rate_limited_address=").nth(1).unwrap_or_default();
+                n.split(|c: char| !c.is_ascii_digit())
+                    .next()
+                    .and_then(|d| d.parse::<u64>().ok())
+                    .unwrap_or_default()
+            })
+            .sum()
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), || counted(&gw.logs()) == 4),
+        "{}",
+        gw.logs()
+    );
 }
 
 #[test]

@@ -1,0 +1,134 @@
+//! The info-level log of shed requests (429/503 from a limit): at most one line a second,
+//! counting by reason every request shed since the last line.
+//!
+//! A line per request would cost most, and flood the log, exactly when the gateway is
+//! overloaded; each shed request still gets a debug line. The first shed of a quiet second is
+//! written at once, naming its request id; those that follow within the second are counted
+//! and written by [`flush_every_second`] a second later at most, so none waits for the next
+//! shed to be told.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::LimitError;
+
+/// Requests shed since the last line, by reason: overloaded, over the source's rate, over the
+/// address's rate ([`slot`]).
+static SINCE_LINE: [AtomicU64; 3] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+/// The second (Unix time) the last line was written in.
+static LINE_AT_S: AtomicU64 = AtomicU64::new(0);
+
+fn slot(error: &LimitError) -> usize {
+    match error {
+        LimitError::Overloaded { .. } => 0,
+        LimitError::SourceRate { .. } => 1,
+        LimitError::AddressRate { .. } => 2,
+    }
+}
+
+fn now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Takes this second's line if no line was written in it yet.
+fn take_line(now_s: u64) -> bool {
+    let last = LINE_AT_S.load(Ordering::Relaxed);
+    now_s > last
+        && LINE_AT_S
+            .compare_exchange(last, now_s, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+}
+
+/// The counts since the last line, reset.
+fn take_counts() -> [u64; 3] {
+    [0, 1, 2].map(|i| {
+        SINCE_LINE
+            .get(i)
+            .map_or(0, |c| c.swap(0, Ordering::Relaxed))
+    })
+}
+
+/// Logs one shed request (see the module doc).
+pub fn log_shed(error: &LimitError, source: &str, request_id: &str) {
+    tracing::debug!(reason = error.code(), source, request_id, "request shed");
+    if let Some(counter) = SINCE_LINE.get(slot(error)) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+    if take_line(now_s()) {
+        let [overloaded, rate_limited_source, rate_limited_address] = take_counts();
+        tracing::info!(
+            shed = overloaded + rate_limited_source + rate_limited_address,
+            overloaded,
+            rate_limited_source,
+            rate_limited_address,
+            reason = error.code(),
+            source,
+            request_id,
+            "requests shed by the limits (this one and those since the last such line)"
+        );
+    }
+}
+
+/// Writes the line for requests shed since the last one, if any and if this second has none
+/// yet.
+fn flush() {
+    if SINCE_LINE.iter().all(|c| c.load(Ordering::Relaxed) == 0) || !take_line(now_s()) {
+        return;
+    }
+    let [overloaded, rate_limited_source, rate_limited_address] = take_counts();
+    let shed = overloaded + rate_limited_source + rate_limited_address;
+    if shed > 0 {
+        tracing::info!(
+            shed,
+            overloaded,
+            rate_limited_source,
+            rate_limited_address,
+            "requests shed by the limits since the last such line"
+        );
+    }
+}
+
+/// Writes pending counts once a second until `stop`.
+pub async fn flush_every_second(stop: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                flush();
+            }
+            () = stop.cancelled() => {
+                flush();
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_reason_has_its_own_counter_in_the_order_the_line_names_them() {
+        let errors = [
+            LimitError::Overloaded {
+                retry_after: Duration::ZERO,
+            },
+            LimitError::SourceRate {
+                retry_after: Duration::ZERO,
+            },
+            LimitError::AddressRate {
+                retry_after: Duration::ZERO,
+            },
+        ];
+        let order = ["overloaded", "rate_limited_source", "rate_limited_address"];
+        for e in &errors {
+            assert_eq!(order.get(slot(e)), Some(&e.code()));
+        }
+    }
+}
