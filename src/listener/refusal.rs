@@ -1,5 +1,7 @@
 //! Requests hyper refuses before the pipeline sees them: a head that is not HTTP/1.1 (400),
-//! a URI too long (414), header fields past hyper's limits (431).
+//! a URI too long (414), header fields past hyper's limits (431); and those refused here for
+//! the same reasons hyper lets through ([`head`]: an HTTP/1.1 head without exactly one
+//! `Host`, a URI too long, HTTP/2 header fields past the HTTP/1.1 limits).
 //!
 //! hyper answers these itself, with an empty body and no request id, and never calls the
 //! service. Every refusal must carry a short JSON body and an `X-Request-Id`, and be logged
@@ -140,7 +142,8 @@ fn record(state: &State, peer: SocketAddr, refusal: ProtocolRefusal, id: &Reques
 /// [`super::MAX_URI_BYTES`] (414; hyper's own limit, near 64 KiB, is past the head's), and,
 /// over HTTP/2, the header limits hyper applies to HTTP/1.1 heads (HTTP/2 frames its headers,
 /// so [`Refusals`] cannot see them, and hyper's HTTP/2 side has no field count): over
-/// [`super::MAX_HEADERS`] fields or [`super::MAX_BUFFER_BYTES`] of names and values, 431.
+/// [`super::MAX_HEADERS`] fields or [`super::MAX_BUFFER_BYTES`] of names and values, 431; an
+/// HTTP/1.1 head without exactly one `Host` line, 400 with `Connection: close`.
 pub fn head<B>(
     state: &State,
     peer: SocketAddr,
@@ -154,6 +157,8 @@ pub fn head<B>(
         ProtocolRefusal::UriTooLong
     } else if request.version() == http::Version::HTTP_2 && over_limits(request.headers()) {
         ProtocolRefusal::HeadersTooLarge
+    } else if request.version() == http::Version::HTTP_11 && !one_host(request.headers()) {
+        ProtocolRefusal::Malformed
     } else {
         return None;
     };
@@ -169,7 +174,21 @@ pub fn head<B>(
         http::HeaderValue::from_static("application/json"),
     );
     id.stamp(response.headers_mut());
+    // As hyper does after a head it cannot read: what follows on the connection is suspect.
+    if refusal == ProtocolRefusal::Malformed {
+        response.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+    }
     Some(response)
+}
+
+/// True when an HTTP/1.1 head has exactly one `Host` line, as RFC 9112 §3.2 requires of the
+/// sender (and a 400 of the server otherwise); hyper lets a head without one through.
+fn one_host(headers: &http::HeaderMap) -> bool {
+    let mut hosts = headers.get_all(http::header::HOST).iter();
+    hosts.next().is_some() && hosts.next().is_none()
 }
 
 /// More header fields, or more bytes of names and values, than an HTTP/1.1 head may carry.

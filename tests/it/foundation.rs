@@ -476,6 +476,18 @@ fn requests_the_http_parser_refuses_get_json_answers_log_lines_and_metrics() {
             "malformed_request",
         ),
         ("NOT HTTP AT ALL\r\n\r\n".to_owned(), "400", "malformed_request"),
+        // RFC 9112 §3.2: an HTTP/1.1 request has exactly one Host line.
+        (
+            "POST /ingest/hyprwatch HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}".to_owned(),
+            "400",
+            "malformed_request",
+        ),
+        (
+            "POST /ingest/hyprwatch HTTP/1.1\r\nHost: x\r\nHost: y\r\nContent-Length: 2\r\n\r\n{}"
+                .to_owned(),
+            "400",
+            "malformed_request",
+        ),
         (
             format!(
                 "POST /ingest/hyprwatch?{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{{}}",
@@ -523,7 +535,7 @@ fn requests_the_http_parser_refuses_get_json_answers_log_lines_and_metrics() {
     let metrics = gw.metrics();
     for (reason, count) in [
         ("headers_too_large", 2),
-        ("malformed_request", 2),
+        ("malformed_request", 4),
         ("uri_too_long", 1),
     ] {
         let line = format!(
