@@ -134,6 +134,7 @@ async fn trip(
         // sender set to the wrong method shows on its source, not as unmatched traffic.
         if let route::RouteError::MethodNotAllowed { label, .. } = e {
             *source_label = Some(Arc::clone(label));
+            tracing::Span::current().record("source", &**label);
         }
     })?;
     *source_label = Some(Arc::clone(&source.label));

@@ -84,7 +84,7 @@ pub async fn serve(
         response
             .headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("GET, POST, PUT"));
-        tracing::info!(reason = "method_not_allowed", method = %parts.method, "token request refused");
+        tracing::info!(status = 405, reason = "method_not_allowed", method = %parts.method, "token request refused");
         return refuse(response, "method_not_allowed");
     }
     let mut raw_params = parts.uri.query().unwrap_or_default().as_bytes().to_vec();
@@ -99,7 +99,11 @@ pub async fn serve(
         match body::read_maybe_mislabelled(body, &parts.headers, &limits).await {
             Ok(form) if !form.is_empty() => {
                 let Some(form) = as_form(&parts.headers, &form) else {
-                    tracing::info!(reason = "token_body_unreadable", "token request refused");
+                    tracing::info!(
+                        status = 400,
+                        reason = "token_body_unreadable",
+                        "token request refused"
+                    );
                     return refuse(
                         error_response(TokenError::InvalidRequest, request_id),
                         "token_body_unreadable",
@@ -112,7 +116,7 @@ pub async fn serve(
             }
             Ok(_) => {}
             Err(e) => {
-                tracing::info!(reason = "token_body_unreadable", error = %e, "token request refused");
+                tracing::info!(status = 400, reason = "token_body_unreadable", error = %e, "token request refused");
                 return refuse(
                     error_response(TokenError::InvalidRequest, request_id),
                     "token_body_unreadable",
@@ -138,8 +142,13 @@ pub async fn serve(
             }
         }
         Err(e) => {
-            tracing::info!(reason = e.code(), "token request refused");
-            refuse(error_response(e, request_id), e.code())
+            let response = error_response(e, request_id);
+            tracing::info!(
+                status = response.status().as_u16(),
+                reason = e.code(),
+                "token request refused"
+            );
+            refuse(response, e.code())
         }
     }
 }

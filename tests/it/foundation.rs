@@ -133,6 +133,15 @@ fn wrong_method_is_405_with_allow_header() {
         metrics.contains("reason=\"method_not_allowed\",source=\"hw\",stage=\"route\""),
         "{metrics}"
     );
+    // And its log line names the source too.
+    assert!(
+        crate::harness::wait_until(std::time::Duration::from_secs(5), || gw
+            .logs()
+            .lines()
+            .any(|l| l.contains("method_not_allowed") && l.contains("source=\"hw\""))),
+        "{}",
+        gw.logs()
+    );
 }
 
 #[test]
