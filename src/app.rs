@@ -21,6 +21,7 @@ use crate::health::Health;
 use crate::limits::Protection;
 use crate::listener::{self, ListenSettings};
 use crate::metrics::Metrics;
+use crate::parse::session_cache::shared::SharedSessions;
 use crate::parse::Catalog;
 use crate::route::{Routes, Source};
 use crate::sink::{self, Sink};
@@ -43,6 +44,8 @@ pub struct State {
     pub body_read_timeout: Duration,
     /// Cancelled when shutdown starts (readiness turns false).
     pub draining: CancellationToken,
+    /// Where the parsers' session caches are kept beside this process (Redis dedup only).
+    pub sessions: Option<Arc<SharedSessions>>,
 }
 
 /// The parts of the config that a reload replaces.
@@ -131,6 +134,13 @@ pub fn build_runtime(config: &Config, catalog: &Catalog) -> anyhow::Result<Runti
     })
 }
 
+/// Keeps the session cache of every parser `runtime` uses in `shared` too.
+pub fn share_sessions(runtime: &Runtime, shared: &Arc<SharedSessions>) {
+    for source in runtime.routes.sources() {
+        source.parser.share_sessions(shared);
+    }
+}
+
 /// Where the memory dedup store journals delivered ids unless `[dedup] journal_path` says:
 /// in the spool's directory in spool mode; beside the JSON-lines file when events go to one
 /// (the embedded default with a `[sink] path`), so a vendor's retry after a restart is still
@@ -168,6 +178,14 @@ pub async fn run(
             Err(e) => tracing::warn!(error = %crate::telemetry::causes(&e), "cannot read the spool's last records; a retry of a request a crash left unanswered may be published again"),
         }
     }
+    // With Redis dedup, the parsers' session caches are kept there too (other replicas,
+    // restarts); one writer task for all of them.
+    let sessions = dedup
+        .redis()
+        .map(|(conn, prefix)| SharedSessions::start(conn, prefix));
+    if let Some(shared) = &sessions {
+        share_sessions(&runtime, shared);
+    }
     let metrics = Metrics::new()?;
     metrics.configure(&config);
     let health = Health::new(&config);
@@ -183,6 +201,7 @@ pub async fn run(
         health,
         body_read_timeout: Duration::from_millis(config.listener.body_read_timeout_ms),
         draining: shutdown.clone(),
+        sessions,
     });
 
     // SIGHUP → re-read, validate and swap the config and TLS certificate (issue #3). The

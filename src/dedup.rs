@@ -103,6 +103,19 @@ pub struct DedupStore {
 }
 
 impl DedupStore {
+    /// The Redis connection and key prefix, when the ids are kept in Redis.
+    pub fn redis(
+        &self,
+    ) -> Option<(
+        std::sync::Arc<tokio::sync::OnceCell<::redis::aio::ConnectionManager>>,
+        &str,
+    )> {
+        match &self.backend {
+            Backend::Redis(store) => Some((store.connection(), store.prefix())),
+            Backend::Memory(_) => None,
+        }
+    }
+
     /// A store over `backend`; `window` replaces every parser's window when set. A request
     /// finding its event in flight does not wait (see [`DedupStore::waiting`]).
     pub fn new(backend: Backend, window: Option<Duration>) -> DedupStore {

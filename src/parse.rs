@@ -32,8 +32,10 @@ use self::compile::{Activity, Compiled, Product, Route};
 use self::doc::Doc;
 use self::eval::{Captures, Scope};
 use self::fields::{Field, Fields};
+use self::session_cache::shared::SharedSessions;
 use crate::normalize::ocsf::ClassInfo;
 use crate::normalize::EventContext;
+use crate::split::RawEvent;
 
 /// The built-in definitions, embedded at build time: (name, file text).
 const BUILT_IN: &[(&str, &str)] = &[
@@ -243,6 +245,22 @@ impl Parser {
         self.compiled.heartbeat_on_text
     }
 
+    /// Takes over `running`'s session cache entries (a reload; see [`SessionCache::adopt`]).
+    ///
+    /// [`SessionCache::adopt`]: session_cache::SessionCache::adopt
+    pub fn adopt_sessions(&self, running: &Parser) {
+        if let (Some(new), Some(old)) = (&self.compiled.cache, &running.compiled.cache) {
+            new.adopt(old);
+        }
+    }
+
+    /// Keeps the session cache in Redis too (see [`session_cache::shared`]).
+    pub fn share_sessions(&self, shared: &Arc<SharedSessions>) {
+        if let Some(cache) = &self.compiled.cache {
+            cache.share(Arc::clone(shared));
+        }
+    }
+
     /// True when a request body (`None` = empty, or an empty array) is the vendor's health
     /// call, answered 2xx without producing an event. A JSON value that is not an object
     /// (`null`, a string, …) is tested like an object without members: a `heartbeat` rule
@@ -364,6 +382,53 @@ pub fn content_hash(prefix: &str, event: &Doc<'_>) -> String {
     text.push(b'\n');
     event.write_json(&mut text);
     hex::encode(Sha256::digest(&text))
+}
+
+/// Reads from Redis, before `events` are parsed, the session cache entries they will look up
+/// and this process does not hold (another replica, or this one before a restart, stored
+/// them). A key is read ahead when its route computes it from the event itself; a miss stays
+/// a miss, and the request waits [`FETCH_TIMEOUT`](session_cache::shared::FETCH_TIMEOUT) at
+/// most in all. Does nothing unless the cache is shared.
+pub async fn recall_sessions(parser: &Parser, events: &[RawEvent<'_>], ctx: &EventContext<'_>) {
+    let Some(cache) = &parser.compiled.cache else {
+        return;
+    };
+    let Some(shared) = cache.shared() else {
+        return;
+    };
+    // One bound for the whole request, however many events it carries.
+    let deadline = tokio::time::Instant::now() + session_cache::shared::FETCH_TIMEOUT;
+    let captures = Captures::default();
+    for event in events {
+        let Some(load) = parser
+            .route(event.route)
+            .and_then(|r| r.cache_load.as_ref())
+        else {
+            continue;
+        };
+        let scope = Scope {
+            body: &event.value,
+            headers: ctx.headers,
+            captures: &captures,
+            item: None,
+            received_at_ms: ctx.received_at_ms,
+            uid: &event.key.id,
+            tenant: ctx.tenant,
+            source: ctx.source,
+        };
+        let Some(k) = eval::value(&load.key, &scope, &Fields::new()) else {
+            continue;
+        };
+        let key = cache_key(ctx, &k);
+        if cache.holds(&key) {
+            continue;
+        }
+        match tokio::time::timeout_at(deadline, shared.get(&key)).await {
+            Ok(Some(text)) => cache.recalled(key, text.into_boxed_slice()),
+            Ok(None) => {}
+            Err(_) => return, // out of time: the rest are misses
+        }
+    }
 }
 
 /// Applies `parser` to one event: pick the route, run its extractions, mappings, lists,

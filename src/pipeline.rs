@@ -222,6 +222,9 @@ async fn trip(
         headers: &incoming.parts.headers,
         raw: "",
     };
+    // Sessions this request's events look up that another replica (or this process before a
+    // restart) stored: read from Redis first, when the session cache is shared.
+    crate::parse::recall_sessions(&source.parser, &fresh, &request).await;
     let Normalized {
         records,
         published,

@@ -91,9 +91,19 @@ fn apply(state: &State, tls_slot: Option<&ArcSwap<ServerConfig>>, next: Next) {
     }
     let sources = next.runtime.routes.sources().count();
     let mut runtime = next.runtime;
-    runtime
-        .protection
-        .carry_over(&state.runtime.load().protection);
+    let running = state.runtime.load();
+    runtime.protection.carry_over(&running.protection);
+    // The parsers were compiled anew: their session caches take over the running ones'
+    // entries (or every open Hoop session would lose its user), and are shared as before.
+    for source in runtime.routes.sources() {
+        if let Some(old) = running.routes.sources().find(|o| o.vendor == source.vendor) {
+            source.parser.adopt_sessions(&old.parser);
+        }
+    }
+    if let Some(shared) = &state.sessions {
+        crate::app::share_sessions(&runtime, shared);
+    }
+    drop(running);
     state.runtime.store(Arc::new(runtime));
     // Per-source expectations and health tracking follow the new source list.
     state.metrics.configure(&next.config);

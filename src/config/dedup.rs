@@ -61,7 +61,9 @@ pub struct DedupConfig {
     /// reports not ready until the connection is made (retried every second).
     #[serde(default)]
     pub redis_url: Option<Secret>,
-    /// Redis backend: prefix of every key. Default `"hookgate:dedup:"`.
+    /// Redis backend: prefix of every key. Default `"hookgate:dedup:"`. The parsers' session
+    /// caches (Hoop's open → close) are kept under `<prefix>session:` in the same Redis, so
+    /// every replica and a restarted one find them.
     #[serde(default = "default_redis_prefix")]
     pub redis_prefix: String,
 }

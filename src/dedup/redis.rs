@@ -129,6 +129,17 @@ impl RedisStore {
         })
     }
 
+    /// The connection, made now or later: for other keys kept beside the dedup ids (the
+    /// shared session cache).
+    pub fn connection(&self) -> Arc<OnceCell<ConnectionManager>> {
+        Arc::clone(&self.conn)
+    }
+
+    /// The prefix of every key.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// Whether the first connection has been made.
     pub fn is_connected(&self) -> bool {
         self.conn.initialized()

@@ -15,3 +15,4 @@ mod harness;
 mod kafka;
 mod ops;
 mod parsers;
+mod sessions;
