@@ -243,6 +243,32 @@ impl Config {
         if self.limits.max_body_bytes == 0 {
             add("limits.max_body_bytes".into(), "must be at least 1".into());
         }
+        if self.limits.max_events_per_request == 0 {
+            add(
+                "limits.max_events_per_request".into(),
+                "must be at least 1".into(),
+            );
+        }
+        for (key, ms) in [
+            (
+                "listener.header_read_timeout_ms",
+                self.listener.header_read_timeout_ms,
+            ),
+            (
+                "listener.body_read_timeout_ms",
+                self.listener.body_read_timeout_ms,
+            ),
+        ] {
+            if ms == 0 {
+                add(key.into(), "must be at least 1".into());
+            }
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.telemetry.log_level) {
+            add(
+                "telemetry.log_level".into(),
+                format!("is not a log filter: {e}"),
+            );
+        }
         if self.limits.max_decompressed_bytes < self.limits.max_body_bytes {
             add(
                 "limits.max_decompressed_bytes".into(),
@@ -400,8 +426,13 @@ fn delivery_problems(config: &Config, add: &mut impl FnMut(String, String)) {
             ("kafka.topic", &kafka.topic),
             ("kafka.dead_letter_topic", &kafka.dead_letter_topic),
         ] {
-            if let Err(message) = crate::publish::TopicTemplate::parse(template) {
-                add(key.into(), message);
+            match crate::publish::TopicTemplate::parse(template) {
+                Err(message) => add(key.into(), message),
+                Ok(t) if key == "kafka.dead_letter_topic" && t.uses_class() => add(
+                    key.into(),
+                    "a dead letter has no OCSF class: use {source} or {vendor} only".into(),
+                ),
+                Ok(_) => {}
             }
         }
         if kafka.topic_partitions < 1 {
@@ -452,11 +483,17 @@ fn delivery_problems(config: &Config, add: &mut impl FnMut(String, String)) {
     if dedup.max_entries == 0 {
         add("dedup.max_entries".into(), "must be at least 1".into());
     }
-    if dedup.backend == DedupBackend::Redis && dedup.redis_url.is_none() {
-        add(
+    match (&dedup.backend, &dedup.redis_url) {
+        (DedupBackend::Redis, None) => add(
             "dedup.redis_url".into(),
             "is required when dedup.backend = \"redis\"".into(),
-        );
+        ),
+        // The URL is a secret: the message says what is wrong, never what it is.
+        (DedupBackend::Redis, Some(url)) if redis::Client::open(url.expose()).is_err() => add(
+            "dedup.redis_url".into(),
+            "is not a Redis URL (redis://[user:password@]host[:port][/db])".into(),
+        ),
+        _ => {}
     }
 }
 
@@ -513,6 +550,53 @@ auth = [{ kind = "hmac", secrets = ["whsec_test"] }]
             "{err}"
         );
         assert!(!err.contains("IN_A_COMMENT"), "{err}");
+    }
+
+    #[test]
+    fn zero_caps_bad_filters_urls_and_classless_dead_letter_topics_are_refused() {
+        let text = r#"
+[listener]
+header_read_timeout_ms = 0
+body_read_timeout_ms = 0
+[limits]
+max_events_per_request = 0
+[telemetry]
+log_level = "info,[[[bad"
+[dedup]
+backend = "redis"
+redis_url = "not a url with a pa55word"
+[kafka]
+brokers = "k:9092"
+dead_letter_topic = "dl.{class}"
+[[source]]
+name = "hw"
+vendor = "hyprwatch"
+path = "/in"
+auth = [{ kind = "hmac", secrets = ["whsec_test"] }]
+"#;
+        let err = Config::from_toml(text, Path::new("t.toml"), &vendors())
+            .unwrap_err()
+            .to_string();
+        for key in [
+            "listener.header_read_timeout_ms",
+            "listener.body_read_timeout_ms",
+            "limits.max_events_per_request",
+            "telemetry.log_level",
+            "dedup.redis_url",
+            "kafka.dead_letter_topic",
+        ] {
+            assert!(err.contains(key), "{key} not in {err}");
+        }
+        assert!(!err.contains("pa55word"), "{err}");
+        // The class fields stay fine for events.
+        let ok = text.replace(
+            "dead_letter_topic = \"dl.{class}\"",
+            "topic = \"ocsf.{class}.{class_uid}\"",
+        );
+        let err = Config::from_toml(&ok, Path::new("t.toml"), &vendors())
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("kafka."), "{err}");
     }
 
     #[test]

@@ -48,7 +48,8 @@ pub struct KafkaConfig {
     #[serde(default = "default_topic")]
     pub topic: String,
     /// Topic for events that could not be parsed or mapped: raw bytes as the value, the reason
-    /// in headers. Same template fields except the class ones. Default `"hookgate.dead-letter"`.
+    /// in headers. Same template fields except the class ones (`{class}` or `{class_uid}` here
+    /// is a config error: a dead letter has no class). Default `"hookgate.dead-letter"`.
     #[serde(default = "default_dead_letter_topic")]
     pub dead_letter_topic: String,
     /// `"zstd"`, `"lz4"`, `"gzip"`, `"snappy"` or `"none"`. Default `"zstd"`, at level 1: on

@@ -19,8 +19,8 @@ pub struct LimitsConfig {
     /// A body that inflates past this (a decompression bomb) → 413, and decoding stops there.
     #[serde(default = "default_max_decompressed_bytes")]
     pub max_decompressed_bytes: u64,
-    /// Most events one request may carry (JSON array elements or NDJSON lines). Default 1000.
-    /// More → 413.
+    /// Most events one request may carry (JSON array elements or NDJSON lines). Default 1000;
+    /// at least 1. More → 413.
     #[serde(default = "default_max_events_per_request")]
     pub max_events_per_request: usize,
     /// Most requests processed at once across every source (reading bodies, verifying,

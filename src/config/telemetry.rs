@@ -10,7 +10,8 @@ pub struct TelemetryConfig {
     #[serde(default)]
     pub log_format: LogFormat,
     /// Level filter in `tracing` syntax. Default `"info"`. Example: `"info,hookgate=debug"`.
-    /// The `RUST_LOG` environment variable, when set, takes precedence.
+    /// A filter that does not parse is a config error. The `RUST_LOG` environment variable,
+    /// when set, takes precedence.
     #[serde(default = "default_log_level")]
     pub log_level: String,
 }

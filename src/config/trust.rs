@@ -38,8 +38,8 @@ pub struct TrustConfig {
     /// Example: `["${HOOKGATE_TOKEN_KEY}"]`.
     #[serde(default)]
     pub token_signing_keys: Vec<Secret>,
-    /// Lifetime of an issued access token, in seconds. Default 900 (15 minutes). A client
-    /// whose token expired gets 401 and fetches a new one.
+    /// Lifetime of an issued access token, in seconds. Default 900 (15 minutes); between 60
+    /// and 86400. A client whose token expired gets 401 and fetches a new one.
     #[serde(default = "default_token_lifetime_s")]
     pub token_lifetime_s: u64,
 }

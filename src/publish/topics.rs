@@ -86,6 +86,14 @@ impl TopicTemplate {
         Ok(TopicTemplate { parts })
     }
 
+    /// True when the name depends on the event's class (`{class}`, `{class_uid}`): a dead
+    /// letter has none.
+    pub fn uses_class(&self) -> bool {
+        self.parts
+            .iter()
+            .any(|p| matches!(p, Part::Class | Part::ClassUid))
+    }
+
     /// The topic name when it does not depend on the event.
     pub fn fixed(&self) -> Option<&str> {
         match self.parts.as_slice() {
