@@ -181,14 +181,24 @@ async fn trip(
     );
     let split = match split {
         Err(e) if e.is_unreadable() => {
-            dead_letter_body(state, &source, &incoming.request_id, &raw, &e).await?;
+            let why = (e.code(), e.to_string());
+            dead_letter_body(state, &source, &incoming.request_id, &raw, why).await?;
             return Err(e.into());
         }
         other => other?,
     };
     let events = match split {
         Split::Heartbeat => {
-            // The vendor's health call: the source's heartbeat, never an event.
+            // The vendor's health call: the source's heartbeat, never an event. A text body
+            // that says more than a ping is answered as one too (the sender's health check
+            // must pass) but kept first: it may be an event in a shape nobody documented.
+            if split::text_says_more_than_a_ping(&raw) {
+                let why = (
+                    "heartbeat_text",
+                    "a text body taken as the vendor's health call, kept because it says more than a ping".to_owned(),
+                );
+                dead_letter_body(state, &source, &incoming.request_id, &raw, why).await?;
+            }
             state.metrics.heartbeat(&source.name);
             state.health.heartbeat(&source.name);
             return Ok(Outcome::Heartbeat);
@@ -287,7 +297,7 @@ async fn dead_letter_body(
     source: &route::Source,
     request_id: &RequestId,
     raw: &Bytes,
-    error: &split::SplitError,
+    (reason_code, reason): (&'static str, String),
 ) -> Result<(), Failure> {
     let uid = hex::encode(Sha256::digest(raw));
     let key = crate::parse::EventKey {
@@ -298,7 +308,7 @@ async fn dead_letter_body(
     let reserved = match state.dedup.reserve(&source.name, &key).await {
         Ok(dedup::Dedup::Seen) => {
             tracing::info!(
-                reason = error.code(),
+                reason = reason_code,
                 dead_letter = %uid,
                 "unreadable body already kept as a dead letter (a retry); not kept again"
             );
@@ -311,8 +321,8 @@ async fn dead_letter_body(
         uid,
         // Remembered under `dead-letter:<uid>` above, not under its uid.
         window: None,
-        reason_code: error.code(),
-        reason: error.to_string(),
+        reason_code,
+        reason,
         raw: raw.clone(),
     };
     let batch = Batch {
@@ -333,7 +343,7 @@ async fn dead_letter_body(
         }
     }
     tracing::warn!(
-        reason = error.code(),
+        reason = reason_code,
         bytes = raw.len(),
         "unreadable body kept as a dead letter"
     );

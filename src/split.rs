@@ -27,6 +27,20 @@ pub struct RawEvent<'b> {
     pub route: RouteChoice,
 }
 
+/// Longest text health call taken as a ping alone (`ping`, `healthcheck from Hyperproof`);
+/// a longer text heartbeat body is also kept as a dead letter.
+pub const PING_TEXT_BYTES: usize = 64;
+
+/// True when `body`, answered as a heartbeat, is text (not JSON) of more than
+/// [`PING_TEXT_BYTES`] once trimmed: more than a ping, so worth keeping.
+pub fn text_says_more_than_a_ping(body: &[u8]) -> bool {
+    let text = body
+        .strip_prefix(b"\xEF\xBB\xBF")
+        .unwrap_or(body)
+        .trim_ascii();
+    text.len() > PING_TEXT_BYTES && serde_json::from_slice::<serde::de::IgnoredAny>(text).is_err()
+}
+
 /// What a body holds.
 #[derive(Debug)]
 pub enum Split<'b> {
@@ -535,6 +549,27 @@ fn slice_of(body: &Bytes, part: &str) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_text_heartbeat_is_kept_when_it_says_more_than_a_ping() {
+        for quiet in [
+            &b""[..],
+            b"ping",
+            b"  healthcheck from Hyperproof \r\n",
+            &[b'x'; 64][..],
+        ] {
+            assert!(!text_says_more_than_a_ping(quiet), "{quiet:?}");
+        }
+        let long = b"<event><description>Alice deleted control C-7</description></event>";
+        assert!(text_says_more_than_a_ping(long));
+        assert!(text_says_more_than_a_ping(&[b'x'; 65]));
+        // JSON (a heartbeat by the parser's rule) is not text, however long.
+        let json = format!("{{\"type\":\"heartbeat\",\"pad\":\"{}\"}}", "p".repeat(80));
+        assert!(!text_says_more_than_a_ping(json.as_bytes()));
+        assert!(!text_says_more_than_a_ping(
+            format!("\u{feff}{json}").as_bytes()
+        ));
+    }
 
     fn hash_keyed() -> Parser {
         Parser::from_toml(

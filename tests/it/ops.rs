@@ -204,7 +204,20 @@ fn hyperproof_heartbeat_is_recorded_not_published() {
         let answer = crate::foundation::raw_exchange(&gw, raw.as_bytes());
         assert!(answer.starts_with("HTTP/1.1 200"), "{raw:?} → {answer}");
     }
-    let heartbeats = shapes.len() + bodiless.len();
+    // A text body that says more than a ping is answered as a heartbeat (Hyperproof's health
+    // check must pass) but kept as a dead letter: it may be an event in an undocumented shape.
+    // Its retry is answered alike and not kept again.
+    let long_text = "<event><description>Alice deleted control C-7</description></event>";
+    for _ in 0..2 {
+        let resp = client()
+            .post(gw.url("/ingest/hyperproof"))
+            .header("content-type", "text/plain")
+            .body(long_text)
+            .send()
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    let heartbeats = shapes.len() + bodiless.len() + 2;
     // A body that opens like an event but is cut off is refused, so the vendor retries it.
     let cut = client()
         .post(gw.url("/ingest/hyperproof"))
@@ -225,12 +238,15 @@ fn hyperproof_heartbeat_is_recorded_not_published() {
         text.contains("hookgate_source_expected_heartbeat_interval_seconds{source=\"hp\"} 90000")
     );
     assert!(!text.contains("outcome=\"published\""), "{text}");
-    // The cut body passed authentication: kept as a dead letter (its only trace) before the 400.
+    // The long text, once, and the cut body (it passed authentication: kept as a dead letter,
+    // its only trace, before the 400). `ping` and the other shapes left nothing.
     let kept = gw.events();
-    assert_eq!(kept.len(), 1, "{kept:?}");
-    assert_eq!(kept[0]["dead_letter"], true);
-    assert_eq!(kept[0]["reason_code"], "json_malformed");
-    assert_eq!(kept[0]["raw_data"], "{\"description\": \"Control upd");
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    assert!(kept.iter().all(|k| k["dead_letter"] == true), "{kept:?}");
+    assert_eq!(kept[0]["reason_code"], "heartbeat_text");
+    assert_eq!(kept[0]["raw_data"], long_text);
+    assert_eq!(kept[1]["reason_code"], "json_malformed");
+    assert_eq!(kept[1]["raw_data"], "{\"description\": \"Control upd");
     let s = status(&gw);
     let hp = &s["sources"][0];
     assert_eq!(hp["name"], "hp");
