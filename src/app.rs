@@ -178,6 +178,16 @@ pub async fn run(
             Err(e) => tracing::warn!(error = %crate::telemetry::causes(&e), "cannot read the spool's last records; a retry of a request a crash left unanswered may be published again"),
         }
     }
+    // The same for the embedded default writing JSON lines to a file.
+    if journal.is_some() && matches!(sink, Sink::Direct(_)) {
+        match sink::remember::jsonl_ids(&config.sink.path, &runtime.routes, &dedup).await {
+            Ok(n) => tracing::info!(
+                ids = n,
+                "ids of the events file's last events remembered (a retry of a request a crash left unanswered is a duplicate)"
+            ),
+            Err(e) => tracing::warn!(error = %e, "cannot read the events file's last events; a retry of a request a crash left unanswered may be published again"),
+        }
+    }
     // With Redis dedup, the parsers' session caches are kept there too (other replicas,
     // restarts); one writer task for all of them.
     let sessions = dedup

@@ -66,15 +66,36 @@ fn open(path: &Path) -> Result<Output, SinkBuildError> {
     if path == Path::new("-") {
         return Ok(Output::Stdout);
     }
-    let file = OpenOptions::new()
+    let opened = OpenOptions::new()
         .create(true)
+        .read(true)
         .append(true)
         .open(path)
-        .map_err(|source| SinkBuildError::Open {
-            path: path.display().to_string(),
-            source,
-        })?;
+        .and_then(|mut file| end_torn_line(&mut file).map(|()| file));
+    let file = opened.map_err(|source| SinkBuildError::Open {
+        path: path.display().to_string(),
+        source,
+    })?;
     Ok(Output::File(file))
+}
+
+/// Ends the file's last line when a crash cut it short (a write the sync never covered, so
+/// never acknowledged): the next event would be glued to it, and a reader of lines would
+/// lose an event that was. The torn fragment stays, a line of its own.
+fn end_torn_line(file: &mut File) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let len = file.metadata()?.len();
+    let mut last = [0u8; 1];
+    if len == 0 || (file.read_at(&mut last, len - 1)? == 1 && last == [b'\n']) {
+        return Ok(());
+    }
+    file.write_all(b"\n")?;
+    file.sync_data()?;
+    tracing::warn!(
+        bytes = len,
+        "the events file ended in a torn line (a crash during a write); ended it so the next events start on a line of their own"
+    );
+    Ok(())
 }
 
 impl JsonlSink {
@@ -281,6 +302,29 @@ mod tests {
     use super::*;
     use crate::normalize::OcsfEvent;
     use crate::sink::{envelope, Batch, DeadLetter, Record};
+
+    #[test]
+    fn a_torn_last_line_is_ended_before_anything_is_appended() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        for (before, after) in [
+            (&b""[..], &b""[..]),
+            (b"{\"a\":1}\n", b"{\"a\":1}\n"),
+            (b"{\"a\":1}\n{\"cla", b"{\"a\":1}\n{\"cla\n"),
+        ] {
+            std::fs::write(&path, before).unwrap();
+            let Output::File(mut file) = open(&path).unwrap() else {
+                panic!("a file")
+            };
+            assert_eq!(std::fs::read(&path).unwrap(), after);
+            file.write_all(b"{\"b\":2}\n").unwrap();
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(
+                text.ends_with("\n{\"b\":2}\n") || text == "{\"b\":2}\n",
+                "{text:?}"
+            );
+        }
+    }
 
     /// Sends a request's batch the way the sink does, checking every envelope is marked done.
     async fn deliver(sink: &JsonlSink, batch: Batch) -> Result<(), SinkError> {

@@ -948,6 +948,49 @@ fn ids_of_the_spools_last_records_are_remembered_when_the_journal_lost_them() {
     assert_eq!(retry["events"], 0, "{retry}");
 }
 
+/// The same for the embedded default writing JSON lines: the ids of the file's last events
+/// are committed at startup, each with its parser route's window.
+#[test]
+fn ids_of_the_events_files_last_events_are_remembered_when_the_journal_lost_them() {
+    let gw = Gateway::start(&hyprwatch_source());
+    let c = client();
+    let url = gw.url("/ingest/hyprwatch");
+    for id in ["written_then_crash", "another"] {
+        assert_eq!(send(&c, &url, id).unwrap().0, 200);
+    }
+    let (status, dir, events) = gw.stop_keep_dir();
+    assert!(status.success(), "{status:?}");
+    let mut journal = events.clone().into_os_string();
+    journal.push(".dedup-journal");
+    std::fs::remove_file(&journal).unwrap();
+    // A crash's torn last line is no event: skipped.
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&events)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"{\"class_uid\":50"))
+        .unwrap();
+    let gw = restart(dir, events);
+    assert!(
+        gw.logs().lines().any(
+            |l| l.contains("ids of the events file's last events remembered")
+                && l.trim_end().ends_with("ids=2")
+        ),
+        "{}",
+        gw.logs()
+    );
+    let retry = accepted(&c, &gw.url("/ingest/hyprwatch"), "written_then_crash");
+    assert_eq!(retry["duplicates"], 1, "{retry}");
+    assert_eq!(retry["events"], 0, "{retry}");
+    // The torn line was ended at startup: the next event is a line of its own.
+    assert_eq!(
+        accepted(&c, &gw.url("/ingest/hyprwatch"), "after")["events"],
+        1
+    );
+    let text = std::fs::read_to_string(&gw.events_path).unwrap();
+    let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(last["metadata"]["uid"], "after");
+}
+
 /// Sends one signed Hyprwatch event, asserts it is accepted, and returns the answer's JSON.
 fn accepted(c: &reqwest::blocking::Client, url: &str, id: &str) -> serde_json::Value {
     let resp = signed(c, url, id).send().unwrap();
