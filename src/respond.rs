@@ -241,6 +241,16 @@ pub fn build(result: &Result<Outcome, Failure>, id: &RequestId) -> Response<Full
                     );
                 }
             }
+            // An authenticated body nobody can read reaches here only once it is kept as a
+            // dead letter (`pipeline::dead_letter_body`; else the answer is 503): its retries
+            // cannot fix it. Svix stops retrying a message answered with this header (other
+            // senders ignore it), instead of sending it again for 27 hours.
+            Failure::Split(e) if e.is_unreadable() => {
+                headers.insert(
+                    http::HeaderName::from_static("webhook-delivery"),
+                    HeaderValue::from_static("abort-message"),
+                );
+            }
             _ => {}
         }
     }

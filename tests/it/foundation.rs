@@ -297,11 +297,18 @@ fn malformed_non_object_and_empty_bodies_are_400() {
         (b"[]", None),
         (b"42", Some("json_not_object")),
     ];
-    // Each sent twice, as a vendor retries a refusal: refused alike, kept once.
-    for (body, _) in cases.iter().chain(cases.iter()) {
+    // Each sent twice, as a vendor retries a refusal: refused alike, kept once. A kept body
+    // tells Svix to stop retrying (`webhook-delivery: abort-message`); one not kept does not.
+    for (body, kept) in cases.iter().chain(cases.iter()) {
         let resp = signed_post(&gw, "/ingest/hyprwatch", body);
         let status = resp.status().as_u16();
         assert_eq!(status, 400, "body {:?}", String::from_utf8_lossy(body));
+        let abort = resp
+            .headers()
+            .get("webhook-delivery")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let want = kept.map(|_| "abort-message".to_owned());
+        assert_eq!(abort, want, "body {:?}", String::from_utf8_lossy(body));
         assert_error_body(resp, 400);
     }
     assert!(gw
