@@ -42,16 +42,7 @@ def replaced(value, path, new):
     if not path:
         return new
     head, rest = path[0], path[1:]
-    if isinstance(value, dict):
-        out = dict(value)
-        if rest:
-            out[head] = replaced(value[head], rest, new)
-        elif new is MISSING:
-            del out[head]
-        else:
-            out[head] = new
-        return out
-    out = list(value)
+    out = dict(value) if isinstance(value, dict) else list(value)
     if rest:
         out[head] = replaced(value[head], rest, new)
     elif new is MISSING:
