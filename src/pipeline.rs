@@ -287,9 +287,10 @@ async fn trip(
 /// vendors served (Svix ≈ 28 h, vendor-notes.md).
 const DEAD_LETTER_WINDOW: std::time::Duration = std::time::Duration::from_secs(30 * 3600);
 
-/// Keeps an authenticated body that split could not read (`error`) as one dead letter with its
-/// exact bytes, before the request is refused. Its id is the body's SHA-256, the same for
-/// every retry of it; a retry of a body already kept is refused alike but not kept again
+/// Keeps an authenticated body that yields no event (split could not read it, or a text
+/// heartbeat that says more than a ping) as one dead letter with its exact bytes and `(reason
+/// code, reason)`, before the request is answered. Its id is the body's SHA-256, the same for
+/// every retry of it; a retry of a body already kept is answered alike but not kept again
 /// (the dedup store remembers it as `dead-letter:<id>` for [`DEAD_LETTER_WINDOW`]). Fails
 /// (→ 503, so the vendor retries) when the dead letter is not durable.
 async fn dead_letter_body(
@@ -310,7 +311,7 @@ async fn dead_letter_body(
             tracing::info!(
                 reason = reason_code,
                 dead_letter = %uid,
-                "unreadable body already kept as a dead letter (a retry); not kept again"
+                "body already kept as a dead letter (a retry); not kept again"
             );
             return Ok(());
         }
@@ -345,7 +346,7 @@ async fn dead_letter_body(
     tracing::warn!(
         reason = reason_code,
         bytes = raw.len(),
-        "unreadable body kept as a dead letter"
+        "body kept as a dead letter"
     );
     let (name, vendor) = (&source.name, &source.vendor);
     state.metrics.batch(name, vendor, &[], 0, 1);
