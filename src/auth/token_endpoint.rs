@@ -22,6 +22,7 @@ use serde_json::json;
 use super::credentials::{basic_credentials, BASIC_CHALLENGE};
 use super::oauth::{now_s, Issuer};
 use crate::body::{self, BodyLimits};
+use crate::parse::doc::Doc;
 use crate::route::RequestId;
 
 /// A token request is a few short parameters; anything larger is not one.
@@ -125,7 +126,19 @@ pub async fn serve(
         }
     }
     let basic = basic_credentials(&parts.headers);
-    match decide(issuer, &raw_params, basic.as_deref()) {
+    // Two Authorization lines are two client authentications (RFC 6749 §2.3), whichever
+    // would pass: the events' routes refuse them too (`credential_repeated`).
+    let repeated = parts
+        .headers
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .nth(1)
+        .is_some();
+    let decided = match repeated {
+        true => Err(TokenError::InvalidRequest),
+        false => decide(issuer, &raw_params, basic.as_deref()),
+    };
+    match decided {
         Ok(granted) => {
             tracing::info!(source = %granted.source, "access token issued");
             let mut body = json!({
@@ -167,10 +180,14 @@ fn as_form(headers: &http::HeaderMap, body: &[u8]) -> Option<Vec<u8>> {
     if !json {
         return Some(body.to_vec());
     }
-    let object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body).ok()?;
+    // Read as sent, a repeated key kept (a map would keep its last value, and the repetition
+    // would pass where a repeated form parameter is refused).
+    let Doc::Object(mut members) = Doc::parse(std::str::from_utf8(body).ok()?).ok()? else {
+        return None;
+    };
     let mut form = form_urlencoded::Serializer::new(String::new());
-    for (name, value) in &object {
-        form.append_pair(name, value.as_str()?);
+    for (name, value) in members.take() {
+        form.append_pair(&name, value.as_str()?);
     }
     Some(form.finish().into_bytes())
 }
@@ -379,6 +396,13 @@ mod tests {
         let g = decide(&issuer(), &form, Some(b"cid:s&cret")).unwrap();
         assert_eq!(g.scope.as_deref(), Some("a b"));
         assert!(as_form(&h, br#"{"grant_type":1}"#).is_none());
+        // A repeated key stays repeated, and so is refused like a repeated form parameter.
+        let twice = as_form(
+            &h,
+            br#"{"username":"cid","password":"x","password":"s&cret"}"#,
+        );
+        let e = decide(&issuer(), &twice.unwrap(), None);
+        assert_eq!(e.unwrap_err(), TokenError::InvalidRequest);
         assert_eq!(as_form(&http::HeaderMap::new(), b"a=b").unwrap(), b"a=b");
     }
 

@@ -2,10 +2,10 @@
 //! counting by reason every request shed since the last line.
 //!
 //! A line per request would cost most, and flood the log, exactly when the gateway is
-//! overloaded; each shed request still gets a debug line. The first shed of a quiet second is
-//! written at once, naming its request id; those that follow within the second are counted
-//! and written by [`flush_every_second`] a second later at most, so none waits for the next
-//! shed to be told.
+//! overloaded; each shed request still gets a debug line. A shed a second or more after the
+//! last line is written at once, naming its request id; those that follow within the second
+//! are counted and written by [`flush_every_second`] once the second is over, so none waits
+//! for the next shed to be told.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -17,8 +17,12 @@ use super::LimitError;
 /// Requests shed since the last line, by reason: overloaded, over the source's rate, over the
 /// address's rate ([`slot`]).
 static SINCE_LINE: [AtomicU64; 3] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
-/// The second (Unix time) the last line was written in.
-static LINE_AT_S: AtomicU64 = AtomicU64::new(0);
+/// When the last line was written: milliseconds since [`EPOCH`], plus one (0: never).
+static LINE_AT_MS: AtomicU64 = AtomicU64::new(0);
+/// The monotonic clock's origin for [`LINE_AT_MS`].
+static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+/// Least time between two lines.
+const LINE_EVERY_MS: u64 = 1000;
 
 fn slot(error: &LimitError) -> usize {
     match error {
@@ -28,18 +32,19 @@ fn slot(error: &LimitError) -> usize {
     }
 }
 
-fn now_s() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+/// Milliseconds since [`EPOCH`], plus one (so the first call is never 0).
+fn now_ms() -> u64 {
+    let epoch = EPOCH.get_or_init(std::time::Instant::now);
+    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX) + 1
 }
 
-/// Takes this second's line if no line was written in it yet.
-fn take_line(now_s: u64) -> bool {
-    let last = LINE_AT_S.load(Ordering::Relaxed);
-    now_s > last
-        && LINE_AT_S
-            .compare_exchange(last, now_s, Ordering::Relaxed, Ordering::Relaxed)
+/// Takes the line when none was written in the last [`LINE_EVERY_MS`] (a monotonic clock,
+/// so two lines are never closer, whatever the wall clock does).
+fn take_line(now_ms: u64) -> bool {
+    let last = LINE_AT_MS.load(Ordering::Relaxed);
+    (last == 0 || now_ms >= last + LINE_EVERY_MS)
+        && LINE_AT_MS
+            .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()
 }
 
@@ -58,7 +63,7 @@ pub fn log_shed(error: &LimitError, source: &str, request_id: &str) {
     if let Some(counter) = SINCE_LINE.get(slot(error)) {
         counter.fetch_add(1, Ordering::Relaxed);
     }
-    if take_line(now_s()) {
+    if take_line(now_ms()) {
         let [overloaded, rate_limited_source, rate_limited_address] = take_counts();
         tracing::info!(
             shed = overloaded + rate_limited_source + rate_limited_address,
@@ -76,7 +81,7 @@ pub fn log_shed(error: &LimitError, source: &str, request_id: &str) {
 /// Writes the line for requests shed since the last one, if any and if this second has none
 /// yet.
 fn flush() {
-    if SINCE_LINE.iter().all(|c| c.load(Ordering::Relaxed) == 0) || !take_line(now_s()) {
+    if SINCE_LINE.iter().all(|c| c.load(Ordering::Relaxed) == 0) || !take_line(now_ms()) {
         return;
     }
     let [overloaded, rate_limited_source, rate_limited_address] = take_counts();
@@ -112,6 +117,17 @@ pub async fn flush_every_second(stop: CancellationToken) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_lines_are_never_closer_than_a_second_on_the_monotonic_clock() {
+        // The only test that takes lines (log_shed runs in the binary's tests only).
+        let t = now_ms() + 5_000;
+        assert!(take_line(t));
+        assert!(!take_line(t + 1));
+        assert!(!take_line(t + LINE_EVERY_MS - 1));
+        assert!(take_line(t + LINE_EVERY_MS));
+        assert!(!take_line(t + LINE_EVERY_MS + 20));
+    }
 
     #[test]
     fn each_reason_has_its_own_counter_in_the_order_the_line_names_them() {

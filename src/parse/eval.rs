@@ -371,6 +371,8 @@ fn finish(spec: &Spec, v: Value) -> Option<Value> {
                 }
             }
         }
+        // One value where a list is kept: a list of it.
+        (other, Some(Aggregate::Each)) => one(other).map(|v| Value::Array(vec![v])),
         (other, _) => one(other),
     }
 }

@@ -446,4 +446,8 @@ fn an_array_where_one_value_belongs_is_converted_whole_unless_an_aggregate_says_
     let e = run(&p, json!({"text": {"k": 1}, "levels": [[], {}]})).unwrap();
     assert_eq!(e.fields["message"], "{\"k\":1}");
     assert_eq!(e.fields["metadata"]["labels"], json!(["[]", "{}"]));
+    // `each` keeps a list even of one value sent alone.
+    let e = run(&p, json!({"levels": 7})).unwrap();
+    assert_eq!(e.fields["metadata"]["labels"], json!(["7"]));
+    assert_eq!(e.fields["severity_id"], 7);
 }

@@ -5,6 +5,7 @@ import base64
 import gzip
 import hashlib
 import hmac
+import http.client
 import json
 import time
 
@@ -199,6 +200,23 @@ def test_rfc_6749_errors(gateway):
     r = requests.delete(url, auth=(CID, CSECRET), timeout=10)
     error_of(r, 405, "invalid_request")
     assert r.headers["allow"] == "GET, POST, PUT"
+    # Two Authorization lines, a good one among them: two client authentications.
+    good = "Basic " + base64.b64encode(("%s:%s" % (CID, CSECRET)).encode()).decode()
+    conn = http.client.HTTPConnection(gw.url("").split("//")[1].rstrip("/"), timeout=10)
+    body = "grant_type=client_credentials"
+    conn.putrequest("POST", "/oauth/token")
+    for value in (good, "Basic " + base64.b64encode(b"x:y").decode()):
+        conn.putheader("Authorization", value)
+    conn.putheader("Content-Type", "application/x-www-form-urlencoded")
+    conn.putheader("Content-Length", str(len(body)))
+    conn.endheaders(body.encode())
+    twice = conn.getresponse()
+    assert twice.status == 400 and json.loads(twice.read())["error"] == "invalid_request"
+    conn.close()
+    # A JSON body with a key twice, as a form with a parameter twice.
+    r = requests.post(url, data='{"grant_type":"client_credentials","grant_type":"client_credentials"}',
+                      headers={"content-type": "application/json"}, auth=(CID, CSECRET), timeout=10)
+    error_of(r, 400, "invalid_request")
     ok = requests.post(url, data={"grant_type": "client_credentials"}, auth=(CID, CSECRET), timeout=10)
     assert ok.status_code == 200 and len(ok.headers["x-request-id"]) > 0
     assert CSECRET not in gw.log_text()
