@@ -491,7 +491,7 @@ fn delivery_problems(config: &Config, add: &mut impl FnMut(String, String)) {
         // The URL is a secret: the message says what is wrong, never what it is.
         (DedupBackend::Redis, Some(url)) if redis::Client::open(url.expose()).is_err() => add(
             "dedup.redis_url".into(),
-            "is not a Redis URL (redis://[user:password@]host[:port][/db])".into(),
+            "is not a Redis URL this build can use (redis://[user:password@]host[:port][/db]; no TLS)".into(),
         ),
         _ => {}
     }

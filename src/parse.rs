@@ -352,7 +352,8 @@ impl Parser {
                 .iter()
                 .filter_map(|p| p.get(event))
                 .find_map(|v| match v {
-                    Doc::String(s) if !s.is_empty() => Some(s.as_ref().to_owned()),
+                    // Blank is no id: every event sent with `" "` would share it.
+                    Doc::String(s) if !s.trim().is_empty() => Some(s.as_ref().to_owned()),
                     // An integer, exactly as sent. A number read as a float (a fraction, or an
                     // integer past 64 bits, which has lost digits) is no id: two events would
                     // share it and the second be swallowed as a duplicate.

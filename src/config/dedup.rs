@@ -57,6 +57,7 @@ pub struct DedupConfig {
     pub journal_path: Option<PathBuf>,
     /// Redis backend: connection URL (a secret: it may hold a password). Required for
     /// `backend = "redis"`. Example: `"${HOOKGATE_REDIS_URL}"` = `redis://:pw@redis:6379/0`.
+    /// Plain TCP only: this build has no TLS for Redis (`rediss://` is refused by `check`).
     /// A Redis that does not answer at startup does not stop the gateway: it answers 503 and
     /// reports not ready until the connection is made (retried every second).
     #[serde(default)]

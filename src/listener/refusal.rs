@@ -184,11 +184,19 @@ pub fn head<B>(
     Some(response)
 }
 
-/// True when an HTTP/1.1 head has exactly one `Host` line, as RFC 9112 §3.2 requires of the
-/// sender (and a 400 of the server otherwise); hyper lets a head without one through.
+/// True when an HTTP/1.1 head has exactly one `Host` line holding one host (no list, no
+/// blank inside), as RFC 9112 §3.2 requires of the sender (and a 400 of the server
+/// otherwise); hyper lets a head without one through. An empty value is allowed (a target
+/// with no authority).
 fn one_host(headers: &http::HeaderMap) -> bool {
     let mut hosts = headers.get_all(http::header::HOST).iter();
-    hosts.next().is_some() && hosts.next().is_none()
+    match (hosts.next(), hosts.next()) {
+        (Some(host), None) => !host
+            .as_bytes()
+            .iter()
+            .any(|b| matches!(b, b',' | b' ' | b'\t')),
+        _ => false,
+    }
 }
 
 /// More header fields, or more bytes of names and values, than an HTTP/1.1 head may carry.

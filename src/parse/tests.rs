@@ -115,6 +115,22 @@ fn event_key_uses_body_id_else_content_hash_and_route_window() {
 }
 
 #[test]
+fn a_blank_id_is_no_id() {
+    let p = parser(ROUTES).unwrap();
+    let headers = HeaderMap::new();
+    for blank in ["", " ", "\t \n"] {
+        let (ta, tb) = (
+            json!({"id": blank, "kind": "x", "n": 1}).to_string(),
+            json!({"id": blank, "kind": "x", "n": 2}).to_string(),
+        );
+        let (a, b) = (Doc::parse(&ta).unwrap(), Doc::parse(&tb).unwrap());
+        let (ka, kb) = (p.event_key(&a, &headers), p.event_key(&b, &headers));
+        assert_eq!(ka.id.len(), 64, "{blank:?}: the content hash");
+        assert_ne!(ka.id, kb.id, "{blank:?}: two events, two ids");
+    }
+}
+
+#[test]
 fn an_id_number_read_as_a_float_is_no_id() {
     let catalog = Catalog::load(None).unwrap();
     let hypr = catalog.get("hypr").unwrap();
