@@ -180,7 +180,13 @@ pub async fn run(
     }
     // The same for the embedded default writing JSON lines to a file.
     if journal.is_some() && matches!(sink, Sink::Direct(_)) {
-        match sink::remember::jsonl_ids(&config.sink.path, &runtime.routes, &dedup).await {
+        let mut files = vec![config.sink.path.as_path()];
+        files.extend(config.sink.dead_letter_path.as_deref());
+        let tail = sink::remember::jsonl_tail_bytes(
+            config.limits.max_decompressed_bytes,
+            config.limits.max_events_per_request,
+        );
+        match sink::remember::jsonl_ids(&files, tail, &runtime.routes, &dedup).await {
             Ok(n) => tracing::info!(
                 ids = n,
                 "ids of the events file's last events remembered (a retry of a request a crash left unanswered is a duplicate)"

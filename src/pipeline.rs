@@ -285,7 +285,7 @@ async fn trip(
 /// How long a body kept by [`dead_letter_body`] is remembered, so the vendor's retries of it
 /// (each refused like the first) do not keep it again: past the longest retry schedule of the
 /// vendors served (Svix ≈ 28 h, vendor-notes.md).
-const DEAD_LETTER_WINDOW: std::time::Duration = std::time::Duration::from_secs(30 * 3600);
+pub const DEAD_LETTER_WINDOW: std::time::Duration = std::time::Duration::from_secs(30 * 3600);
 
 /// Keeps an authenticated body that yields no event (split could not read it, or a text
 /// heartbeat that says more than a ping) as one dead letter with its exact bytes and `(reason

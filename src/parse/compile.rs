@@ -516,6 +516,7 @@ impl Ctx<'_> {
             "uppercase" => Convert::Uppercase,
             "trim_dot" => Convert::TrimDot,
             "string" => Convert::Text,
+            "id" => Convert::Id,
             "int" => Convert::Int,
             "json" => Convert::Json,
             "quoted_list" => Convert::QuotedList,

@@ -286,6 +286,9 @@ pub enum Convert {
     TrimDot,
     /// Any scalar → string.
     Text,
+    /// What may be an id: a string with more than blanks as it is, an integer as its text;
+    /// anything else (a list, an object, `true`, a float) is no id.
+    Id,
     /// Integer (from number or string).
     Int,
     /// Parse a JSON string.

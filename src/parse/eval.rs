@@ -462,6 +462,11 @@ fn convert(c: &Convert, v: Value) -> Option<Value> {
             Value::Object(_) | Value::Array(_) => Some(Value::String(v.to_string())),
             _ => text(&v).map(|t| Value::String(t.into_owned())),
         },
+        Convert::Id => match &v {
+            Value::String(s) if !s.trim().is_empty() => Some(v),
+            Value::Number(n) if !n.is_f64() => Some(Value::String(n.to_string())),
+            _ => None,
+        },
         Convert::Int => as_i64(&v).map(Value::from),
         Convert::Json => serde_json::from_str(v.as_str()?).ok(),
         Convert::QuotedList => super::quoted_list::parse(v.as_str()?)
@@ -619,6 +624,24 @@ mod tests {
             "A 5| screen was removed"
         );
         assert_eq!(outside("no quotes"), "no quotes");
+    }
+
+    #[test]
+    fn an_id_is_a_string_with_more_than_blanks_or_an_integer() {
+        use serde_json::json;
+        let id = |v: Value| convert(&Convert::Id, v);
+        assert_eq!(id(Value::from("r_1")), Some(Value::from("r_1")));
+        assert_eq!(id(Value::from(42)), Some(Value::from("42")));
+        for no in [
+            json!(" "),
+            json!("\t"),
+            json!(["r"]),
+            json!({"a": 1}),
+            json!(true),
+            json!(1.5),
+        ] {
+            assert_eq!(id(no.clone()), None, "{no}");
+        }
     }
 
     #[test]

@@ -34,7 +34,7 @@ const QUEUE_APPENDS: usize = 4096;
 
 /// The writer stops collecting a batch past this many bytes, so one sync never covers an
 /// unbounded amount of data and the first request of a burst is not held back for long.
-const BATCH_MAX_BYTES: usize = 8 * 1024 * 1024;
+pub(super) const BATCH_MAX_BYTES: usize = 8 * 1024 * 1024;
 
 #[derive(Debug)]
 enum Output {
@@ -71,7 +71,7 @@ fn open(path: &Path) -> Result<Output, SinkBuildError> {
         .read(true)
         .append(true)
         .open(path)
-        .and_then(|mut file| end_torn_line(&mut file).map(|()| file));
+        .and_then(|mut file| end_torn_line(&mut file, path).map(|()| file));
     let file = opened.map_err(|source| SinkBuildError::Open {
         path: path.display().to_string(),
         source,
@@ -82,7 +82,7 @@ fn open(path: &Path) -> Result<Output, SinkBuildError> {
 /// Ends the file's last line when a crash cut it short (a write the sync never covered, so
 /// never acknowledged): the next event would be glued to it, and a reader of lines would
 /// lose an event that was. The torn fragment stays, a line of its own.
-fn end_torn_line(file: &mut File) -> std::io::Result<()> {
+fn end_torn_line(file: &mut File, path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::FileExt;
     let len = file.metadata()?.len();
     let mut last = [0u8; 1];
@@ -92,8 +92,9 @@ fn end_torn_line(file: &mut File) -> std::io::Result<()> {
     file.write_all(b"\n")?;
     file.sync_data()?;
     tracing::warn!(
+        file = %path.display(),
         bytes = len,
-        "the events file ended in a torn line (a crash during a write); ended it so the next events start on a line of their own"
+        "the file ended in a torn line (a crash during a write); ended it so the next lines start on a line of their own"
     );
     Ok(())
 }

@@ -7,20 +7,24 @@
 //! without this the retry is published a second time. A spool envelope carries its uid's
 //! dedup window (0 for an event never deduplicated, which is left alone); a JSON line does
 //! not, so its window is the one its parser's route gives its `raw_data`. Only the last
-//! records are read ([`REMEMBERED_RECORDS`], [`REMEMBERED_TAIL_BYTES`]): older ones were
+//! records are read ([`REMEMBERED_RECORDS`], [`jsonl_tail_bytes`]): older ones were
 //! journaled long before any crash.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 use std::time::Duration;
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use bytes::Bytes;
 use http::HeaderMap;
+use sha2::{Digest, Sha256};
 
 use super::envelope::Envelope;
 use crate::dedup::DedupStore;
-use crate::parse::doc::Doc;
 use crate::parse::EventKey;
 use crate::route::Routes;
+use crate::split::{self, Split};
 use crate::spool::{Spool, SpoolError};
 
 /// How many of the spool's last records have their ids committed at startup: far more than
@@ -59,69 +63,105 @@ pub async fn spooled_ids(spool: &Spool, dedup: &DedupStore) -> Result<u64, Spool
     }
 }
 
-/// How much of the JSON-lines file's end is read at startup: thousands of events, far more
-/// than a millisecond of intake, and read in well under a second.
-pub const REMEMBERED_TAIL_BYTES: u64 = 4 * 1024 * 1024;
+/// How much of a JSON-lines file's end is read at startup: what the writer's last batch can
+/// hold (its size cap, overshot by one request's lines: `raw_data` escaped, at most 7 bytes a
+/// byte of the largest body, and the OCSF fields of its events), whatever the events' size.
+/// At the defaults ≈ 66 MiB, read once (well under a second); a smaller file is read whole.
+pub fn jsonl_tail_bytes(max_decompressed_bytes: u64, max_events_per_request: usize) -> u64 {
+    let batch = u64::try_from(super::jsonl::BATCH_MAX_BYTES).unwrap_or(u64::MAX);
+    let events = u64::try_from(max_events_per_request).unwrap_or(u64::MAX);
+    batch
+        .saturating_add(max_decompressed_bytes.saturating_mul(7))
+        .saturating_add(events.saturating_mul(2048))
+}
 
-/// [`spooled_ids`] for the JSON-lines file at `path`: the ids of the events in its last
-/// [`REMEMBERED_TAIL_BYTES`], each under its source with the window its parser's route gives
-/// its `raw_data` (a route that never deduplicates, a dead letter, a line that is not an
-/// event of a configured source: left alone). A missing file is nothing to remember.
-pub async fn jsonl_ids(path: &Path, routes: &Routes, dedup: &DedupStore) -> std::io::Result<u64> {
+/// [`spooled_ids`] for the JSON-lines files at `paths` (the events, and the dead letters when
+/// they have their own): the ids in their last `tail_bytes`, each under its source.
+/// - An event: its `metadata.uid`, with the window its parser gives its `raw_data`, read
+///   exactly as the request path reads a body (a vendor's not-quite-JSON repaired; a route
+///   that never deduplicates, such as Hyperproof's API messages, left alone).
+/// - A body kept as a dead letter because no event could be read from it (its uid is the
+///   SHA-256 of its bytes): remembered as the request path does, so its retries are not kept
+///   again.
+///
+/// A line that is neither (torn by the crash, of a source no longer configured) is skipped;
+/// a missing file is nothing to remember.
+pub async fn jsonl_ids(
+    paths: &[&Path],
+    tail_bytes: u64,
+    routes: &Routes,
+    dedup: &DedupStore,
+) -> std::io::Result<u64> {
+    let no_headers = HeaderMap::new();
+    let mut remembered = 0u64;
+    for path in paths {
+        let tail = read_tail(path, tail_bytes)?;
+        for line in tail.split(|&b| b == b'\n') {
+            let Some((source, key)) = line_key(line, routes, &no_headers) else {
+                continue;
+            };
+            if let Err(e) = dedup.commit(&source, &key).await {
+                tracing::warn!(error = %crate::telemetry::causes(&e), remembered, "cannot remember the events file's last ids at startup; a retry of a request a crash left unanswered may be published again");
+                return Ok(remembered);
+            }
+            remembered += 1;
+        }
+    }
+    Ok(remembered)
+}
+
+/// The whole lines in the last `tail_bytes` of `path` (nothing when it does not exist).
+fn read_tail(path: &Path, tail_bytes: u64) -> std::io::Result<Vec<u8>> {
     let mut file = match std::fs::File::open(path) {
         Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
-    let start = file.metadata()?.len().saturating_sub(REMEMBERED_TAIL_BYTES);
+    let start = file.metadata()?.len().saturating_sub(tail_bytes);
     file.seek(SeekFrom::Start(start))?;
     let mut tail = Vec::new();
     file.read_to_end(&mut tail)?;
     // Read from the middle of the file, the first line is cut: it starts after a newline.
-    let whole_lines = match start {
-        0 => tail.as_slice(),
-        _ => match tail.iter().position(|&b| b == b'\n') {
-            Some(at) => tail.get(at + 1..).unwrap_or_default(),
-            None => return Ok(0),
-        },
-    };
-    let no_headers = HeaderMap::new();
-    let mut remembered = 0u64;
-    for line in whole_lines.split(|&b| b == b'\n') {
-        // A torn last line (the crash), a dead letter: not an event to remember.
-        let Ok(event) = serde_json::from_slice::<serde_json::Value>(line) else {
-            continue;
-        };
-        let text = |pointer: &str| event.pointer(pointer).and_then(serde_json::Value::as_str);
-        let (Some(uid), Some(source), Some(raw)) = (
-            text("/metadata/uid"),
-            text("/unmapped/hookgate/source"),
-            text("/raw_data"),
-        ) else {
-            continue;
-        };
-        let Some(parser) = routes
-            .sources()
-            .find(|s| s.name == source)
-            .map(|s| &s.parser)
-        else {
-            continue;
-        };
-        let Ok(doc) = Doc::parse(raw) else {
-            continue;
-        };
-        let Some(window) = parser.key_and_route(&doc, 0, &no_headers).0.window else {
-            continue;
-        };
-        let key = EventKey {
-            id: uid.to_owned(),
-            window: Some(window),
-        };
-        if let Err(e) = dedup.commit(source, &key).await {
-            tracing::warn!(error = %crate::telemetry::causes(&e), remembered, "cannot remember the events file's last ids at startup; a retry of a request a crash left unanswered may be published again");
-            return Ok(remembered);
-        }
-        remembered += 1;
+    if start > 0 {
+        let cut = tail
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(tail.len(), |at| at + 1);
+        tail.drain(..cut);
     }
-    Ok(remembered)
+    Ok(tail)
+}
+
+/// The source and dedup key a JSON line of the sink stands for (see [`jsonl_ids`]).
+fn line_key(line: &[u8], routes: &Routes, headers: &HeaderMap) -> Option<(String, EventKey)> {
+    let line: serde_json::Value = serde_json::from_slice(line).ok()?;
+    let text = |pointer: &str| line.pointer(pointer).and_then(serde_json::Value::as_str);
+    if line.get("dead_letter").is_some() {
+        let (uid, source) = (text("/uid")?, text("/source")?);
+        let bytes = match text("/raw_data_base64") {
+            Some(b64) => STANDARD.decode(b64).ok()?,
+            None => text("/raw_data")?.as_bytes().to_vec(),
+        };
+        // An event's dead letter has its event's id; a kept body, its bytes' hash.
+        if hex::encode(Sha256::digest(&bytes)) != uid {
+            return None;
+        }
+        let key = EventKey {
+            id: format!("dead-letter:{uid}"),
+            window: Some(crate::pipeline::DEAD_LETTER_WINDOW),
+        };
+        return Some((source.to_owned(), key));
+    }
+    let (uid, source) = (text("/metadata/uid")?, text("/unmapped/hookgate/source")?);
+    let parser = &routes.sources().find(|s| s.name == source)?.parser;
+    let raw = Bytes::copy_from_slice(text("/raw_data")?.as_bytes());
+    let Ok(Split::Events(events)) = split::events(&raw, parser, headers, usize::MAX) else {
+        return None;
+    };
+    let window = events.first()?.key.window?;
+    let key = EventKey {
+        id: uid.to_owned(),
+        window: Some(window),
+    };
+    Some((source.to_owned(), key))
 }

@@ -991,6 +991,81 @@ fn ids_of_the_events_files_last_events_are_remembered_when_the_journal_lost_them
     assert_eq!(last["metadata"]["uid"], "after");
 }
 
+/// The same pass over what the request path reads in other ways: a request whose lines are
+/// far larger than a few megabytes (the writer's whole last batch is read back), a
+/// ConnectSecure alert that is not quite JSON (read with the same repair), and a body kept as
+/// a dead letter (its retries are not kept again).
+#[test]
+fn the_events_files_last_ids_cover_big_batches_repaired_bodies_and_kept_bodies() {
+    let cs = "[[source]]\nname = \"cs\"\nvendor = \"connectsecure\"\npath = \"/ingest/cs\"\n\
+              auth = [{ kind = \"header\", name = \"X-Key\", values = [\"cs-key-0123456789abcdef\"] }]\n";
+    let config = format!(
+        "[limits]\nmax_body_bytes = 16777216\nmax_decompressed_bytes = 16777216\n\
+         max_events_per_request = 5000\n{}{cs}",
+        hyprwatch_source()
+    );
+    // 1,500 events of 8 KB each: ≈ 12 MB of body, more in lines.
+    let pad = "p".repeat(8 * 1024);
+    let batch: Vec<String> = (0..1500)
+        .map(|i| format!(r#"{{"id":"big_{i}","event":"host.online","timestamp":"2024-01-15T10:35:00Z","data":{{"host_id":"h1","hostname":"server-01","platform":"linux","note":"{pad}"}}}}"#))
+        .collect();
+    let big = format!("[{}]", batch.join(",")).into_bytes();
+    let sample = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/connectsecure/doc-critical-problems-invalid-json/body.json"),
+    )
+    .unwrap();
+    let unreadable = b"{\"id\": \"cut".to_vec();
+    // Each request as its sender makes it: Hyprwatch signed, ConnectSecure with its header.
+    let send_all = |gw: &Gateway| -> [reqwest::blocking::Response; 3] {
+        let c = client();
+        let post = |path: &str, body: &[u8]| {
+            c.post(gw.url(path))
+                .header("content-type", "application/json")
+                .header("x-key", "cs-key-0123456789abcdef")
+                .header(
+                    "x-hyprwatch-signature",
+                    hyprwatch_signature(HW_SECRET, body),
+                )
+                .body(body.to_vec())
+                .timeout(Duration::from_secs(60))
+                .send()
+                .unwrap()
+        };
+        [
+            post("/ingest/hyprwatch", &big),
+            post("/ingest/cs", &sample),
+            post("/ingest/hyprwatch", &unreadable),
+        ]
+    };
+    let gw = Gateway::start(&config);
+    let [big_first, cs_first, unreadable_first] = send_all(&gw);
+    assert_eq!(
+        big_first.json::<serde_json::Value>().unwrap()["events"],
+        1500
+    );
+    assert_eq!(cs_first.status(), 200);
+    assert_eq!(unreadable_first.status(), 400);
+    let (status, dir, events) = gw.stop_keep_dir();
+    assert!(status.success(), "{status:?}");
+    let lines_before = std::fs::read_to_string(&events).unwrap().lines().count();
+    let mut journal = events.clone().into_os_string();
+    journal.push(".dedup-journal");
+    std::fs::remove_file(&journal).unwrap();
+    let gw = restart(dir, events);
+    let [big_again, cs_again, unreadable_again] = send_all(&gw);
+    let big_again: serde_json::Value = big_again.json().unwrap();
+    assert_eq!(big_again["duplicates"], 1500, "{big_again}");
+    let cs_again: serde_json::Value = cs_again.json().unwrap();
+    assert_eq!(cs_again["duplicates"], 1, "{cs_again}");
+    assert_eq!(unreadable_again.status(), 400);
+    let lines_after = std::fs::read_to_string(&gw.events_path)
+        .unwrap()
+        .lines()
+        .count();
+    assert_eq!(lines_after, lines_before, "nothing written again");
+}
+
 /// Sends one signed Hyprwatch event, asserts it is accepted, and returns the answer's JSON.
 fn accepted(c: &reqwest::blocking::Client, url: &str, id: &str) -> serde_json::Value {
     let resp = signed(c, url, id).send().unwrap();
