@@ -184,17 +184,16 @@ pub fn head<B>(
     Some(response)
 }
 
-/// True when an HTTP/1.1 head has exactly one `Host` line holding one host (no list, no
-/// blank inside), as RFC 9112 §3.2 requires of the sender (and a 400 of the server
-/// otherwise); hyper lets a head without one through. An empty value is allowed (a target
-/// with no authority).
+/// True when an HTTP/1.1 head has exactly one `Host` line holding one host (`uri-host
+/// [":" port]`: visible ASCII, no list, no path, query or user part), as RFC 9112 §3.2
+/// requires of the sender (and a 400 of the server otherwise); hyper lets a head without one
+/// through. An empty value is allowed (a target with no authority).
 fn one_host(headers: &http::HeaderMap) -> bool {
     let mut hosts = headers.get_all(http::header::HOST).iter();
     match (hosts.next(), hosts.next()) {
-        (Some(host), None) => !host
-            .as_bytes()
-            .iter()
-            .any(|b| matches!(b, b',' | b' ' | b'\t')),
+        (Some(host), None) => host.as_bytes().iter().all(|&b| {
+            b.is_ascii_graphic() && !matches!(b, b',' | b'/' | b'@' | b'?' | b'#' | b'\\')
+        }),
         _ => false,
     }
 }

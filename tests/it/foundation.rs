@@ -510,6 +510,11 @@ fn requests_the_http_parser_refuses_get_json_answers_log_lines_and_metrics() {
             "malformed_request",
         ),
         (
+            "POST /ingest/hyprwatch HTTP/1.1\r\nHost: u@x/y\r\nContent-Length: 2\r\n\r\n{}".to_owned(),
+            "400",
+            "malformed_request",
+        ),
+        (
             format!(
                 "POST /ingest/hyprwatch?{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{{}}",
                 "q".repeat(9 * 1024)
@@ -556,7 +561,7 @@ fn requests_the_http_parser_refuses_get_json_answers_log_lines_and_metrics() {
     let metrics = gw.metrics();
     for (reason, count) in [
         ("headers_too_large", 2),
-        ("malformed_request", 5),
+        ("malformed_request", 6),
         ("uri_too_long", 1),
     ] {
         let line = format!(
