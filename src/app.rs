@@ -182,10 +182,18 @@ pub async fn run(
     if journal.is_some() && matches!(sink, Sink::Direct(_)) {
         let mut files = vec![config.sink.path.as_path()];
         files.extend(config.sink.dead_letter_path.as_deref());
-        let tail = sink::remember::jsonl_tail_bytes(
-            config.limits.max_decompressed_bytes,
-            config.limits.max_events_per_request,
-        );
+        let largest_body = config
+            .sources
+            .iter()
+            .filter_map(|s| s.max_body_bytes)
+            .chain([
+                config.limits.max_body_bytes,
+                config.limits.max_decompressed_bytes,
+            ])
+            .max()
+            .unwrap_or_default();
+        let tail =
+            sink::remember::jsonl_tail_bytes(largest_body, config.limits.max_events_per_request);
         match sink::remember::jsonl_ids(&files, tail, &runtime.routes, &dedup).await {
             Ok(n) => tracing::info!(
                 ids = n,

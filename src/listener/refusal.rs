@@ -184,10 +184,11 @@ pub fn head<B>(
     Some(response)
 }
 
-/// True when an HTTP/1.1 head has exactly one `Host` line holding one host (`uri-host
-/// [":" port]`: visible ASCII, no list, no path, query or user part), as RFC 9112 §3.2
-/// requires of the sender (and a 400 of the server otherwise); hyper lets a head without one
-/// through. An empty value is allowed (a target with no authority).
+/// True when an HTTP/1.1 head has exactly one `Host` line that can be one host (visible
+/// ASCII with no list, path, query, fragment or user part), as RFC 9112 §3.2 requires of the
+/// sender (and a 400 of the server otherwise); hyper lets a head without one through. A
+/// character check, not the whole `uri-host [":" port]` grammar: hookgate routes on the path
+/// alone. An empty value is allowed (a target with no authority).
 fn one_host(headers: &http::HeaderMap) -> bool {
     let mut hosts = headers.get_all(http::header::HOST).iter();
     match (hosts.next(), hosts.next()) {

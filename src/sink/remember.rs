@@ -64,14 +64,16 @@ pub async fn spooled_ids(spool: &Spool, dedup: &DedupStore) -> Result<u64, Spool
 }
 
 /// How much of a JSON-lines file's end is read at startup: what the writer's last batch can
-/// hold (its size cap, overshot by one request's lines: `raw_data` escaped, at most 7 bytes a
-/// byte of the largest body, and the OCSF fields of its events), whatever the events' size.
-/// At the defaults ≈ 66 MiB, read once (well under a second); a smaller file is read whole.
-pub fn jsonl_tail_bytes(max_decompressed_bytes: u64, max_events_per_request: usize) -> u64 {
+/// hold (its size cap, overshot by one request's lines), whatever the events' size. A
+/// request's lines are at most ≈ 13 bytes a byte of its largest body (`raw_data` escaped, up
+/// to 6 bytes a control byte, and once more where a parser copies the text) plus the OCSF
+/// fields of its events; `largest_body` is the larger of the inflate cap and every body cap.
+/// At the defaults ≈ 114 MiB, read once at startup (≈ 1 s); a smaller file is read whole.
+pub fn jsonl_tail_bytes(largest_body: u64, max_events_per_request: usize) -> u64 {
     let batch = u64::try_from(super::jsonl::BATCH_MAX_BYTES).unwrap_or(u64::MAX);
     let events = u64::try_from(max_events_per_request).unwrap_or(u64::MAX);
     batch
-        .saturating_add(max_decompressed_bytes.saturating_mul(7))
+        .saturating_add(largest_body.saturating_mul(13))
         .saturating_add(events.saturating_mul(2048))
 }
 
@@ -82,7 +84,7 @@ pub fn jsonl_tail_bytes(max_decompressed_bytes: u64, max_events_per_request: usi
 ///   that never deduplicates, such as Hyperproof's API messages, left alone).
 /// - A body kept as a dead letter because no event could be read from it (its uid is the
 ///   SHA-256 of its bytes): remembered as the request path does, so its retries are not kept
-///   again.
+///   again. An event its parser could not map: as a published event.
 ///
 /// A line that is neither (torn by the crash, of a source no longer configured) is skipped;
 /// a missing file is nothing to remember.
@@ -136,25 +138,31 @@ fn read_tail(path: &Path, tail_bytes: u64) -> std::io::Result<Vec<u8>> {
 fn line_key(line: &[u8], routes: &Routes, headers: &HeaderMap) -> Option<(String, EventKey)> {
     let line: serde_json::Value = serde_json::from_slice(line).ok()?;
     let text = |pointer: &str| line.pointer(pointer).and_then(serde_json::Value::as_str);
-    if line.get("dead_letter").is_some() {
-        let (uid, source) = (text("/uid")?, text("/source")?);
-        let bytes = match text("/raw_data_base64") {
+    let (uid, source, raw) = if line.get("dead_letter").is_some() {
+        let raw = match text("/raw_data_base64") {
             Some(b64) => STANDARD.decode(b64).ok()?,
             None => text("/raw_data")?.as_bytes().to_vec(),
         };
-        // An event's dead letter has its event's id; a kept body, its bytes' hash.
-        if hex::encode(Sha256::digest(&bytes)) != uid {
-            return None;
+        let (uid, source) = (text("/uid")?, text("/source")?);
+        // A body no event could be read from: its id is its bytes' hash.
+        if hex::encode(Sha256::digest(&raw)) == uid {
+            let key = EventKey {
+                id: format!("dead-letter:{uid}"),
+                window: Some(crate::pipeline::DEAD_LETTER_WINDOW),
+            };
+            return Some((source.to_owned(), key));
         }
-        let key = EventKey {
-            id: format!("dead-letter:{uid}"),
-            window: Some(crate::pipeline::DEAD_LETTER_WINDOW),
-        };
-        return Some((source.to_owned(), key));
-    }
-    let (uid, source) = (text("/metadata/uid")?, text("/unmapped/hookgate/source")?);
+        // An event its parser could not map: its id, as a published event's.
+        (uid, source, Bytes::from(raw))
+    } else {
+        let raw = Bytes::copy_from_slice(text("/raw_data")?.as_bytes());
+        (
+            text("/metadata/uid")?,
+            text("/unmapped/hookgate/source")?,
+            raw,
+        )
+    };
     let parser = &routes.sources().find(|s| s.name == source)?.parser;
-    let raw = Bytes::copy_from_slice(text("/raw_data")?.as_bytes());
     let Ok(Split::Events(events)) = split::events(&raw, parser, headers, usize::MAX) else {
         return None;
     };

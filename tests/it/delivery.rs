@@ -1066,6 +1066,47 @@ fn the_events_files_last_ids_cover_big_batches_repaired_bodies_and_kept_bodies()
     assert_eq!(lines_after, lines_before, "nothing written again");
 }
 
+/// An event its parser cannot map is a dead letter under its own id: after a crash that lost
+/// the journal, its retry is still a duplicate, as a published event's is.
+#[test]
+fn an_unmappable_events_id_is_remembered_like_a_published_ones() {
+    let parser =
+        "[parser]\nproduct = \"Strict\"\nvendor_name = \"Strict\"\n[id]\nfrom = [\"id\"]\n\
+                  window = \"1h\"\n[[route]]\nname = \"any\"\nclass = 0\nactivity = 99\n\
+                  map = [ { to = \"message\", from = \"needed\", required = true } ]\n";
+    let gw = Gateway::start_with(|dir| {
+        std::fs::create_dir_all(dir.join("parsers")).unwrap();
+        std::fs::write(dir.join("parsers/strict.toml"), parser).unwrap();
+        format!(
+            "[parsers]\ndir = \"{}\"\n[[source]]\nname = \"st\"\nvendor = \"strict\"\npath = \"/in/st\"\n\
+             auth = [{{ kind = \"header\", name = \"X-Key\", values = [\"st-key-0123456789abcdef\"] }}]\n",
+            dir.join("parsers").display()
+        )
+    });
+    let post = |gw: &Gateway| -> serde_json::Value {
+        let resp = client()
+            .post(gw.url("/in/st"))
+            .header("x-key", "st-key-0123456789abcdef")
+            .body(r#"{"id":"no_needed_field"}"#)
+            .send()
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.json().unwrap()
+    };
+    assert_eq!(post(&gw)["events"], 1);
+    let (status, dir, events) = gw.stop_keep_dir();
+    assert!(status.success(), "{status:?}");
+    let mut journal = events.clone().into_os_string();
+    journal.push(".dedup-journal");
+    std::fs::remove_file(&journal).unwrap();
+    let gw = restart(dir, events);
+    let again = post(&gw);
+    assert_eq!(again["duplicates"], 1, "{again}");
+    let kept = gw.events();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(kept[0]["reason_code"], "missing_field");
+}
+
 /// Sends one signed Hyprwatch event, asserts it is accepted, and returns the answer's JSON.
 fn accepted(c: &reqwest::blocking::Client, url: &str, id: &str) -> serde_json::Value {
     let resp = signed(c, url, id).send().unwrap();
