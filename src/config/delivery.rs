@@ -9,8 +9,9 @@ pub enum DeliveryMode {
     /// 2xx once the events are appended to the local spool and fsynced; a background
     /// forwarder publishes them. Keeps accepting while Kafka is down (until the spool is full).
     Spool,
-    /// 2xx once Kafka acknowledged every event (or the JSON-lines file is synced). A Kafka
-    /// outage turns into 503 + `Retry-After` at once.
+    /// 2xx once Kafka acknowledged every event (or the JSON-lines file is synced). During a
+    /// Kafka outage a request waits for the acknowledgement up to `kafka.message_timeout_ms`
+    /// (it is answered 200 if Kafka is back by then), then gets 503 + `Retry-After`.
     Direct,
 }
 
