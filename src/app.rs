@@ -148,12 +148,12 @@ pub fn share_sessions(runtime: &Runtime, shared: &Arc<SharedSessions>) {
 fn default_journal(config: &Config, sink: &Sink) -> Option<std::path::PathBuf> {
     match sink {
         Sink::Spooled { spool, .. } => Some(spool.dir().join("dedup.journal")),
-        Sink::Direct(_) if config.kafka.is_none() && config.sink.path.as_os_str() != "-" => {
-            let mut name = config.sink.path.file_name()?.to_os_string();
+        Sink::Direct(_) => {
+            let events = config.events_file()?;
+            let mut name = events.file_name()?.to_os_string();
             name.push(".dedup-journal");
-            Some(config.sink.path.with_file_name(name))
+            Some(events.with_file_name(name))
         }
-        Sink::Direct(_) => None,
     }
 }
 
@@ -169,39 +169,8 @@ pub async fn run(
     let (sink, tasks) = Sink::build(&config).await?;
     let journal = default_journal(&config, &sink);
     let dedup = DedupStore::build(&config.dedup, journal.as_deref()).await?;
-    if let Sink::Spooled { spool, .. } = &sink {
-        match sink::remember::spooled_ids(spool, &dedup).await {
-            Ok(n) => tracing::info!(
-                ids = n,
-                "ids of the spool's last records remembered (a retry of a request a crash left unanswered is a duplicate)"
-            ),
-            Err(e) => tracing::warn!(error = %crate::telemetry::causes(&e), "cannot read the spool's last records; a retry of a request a crash left unanswered may be published again"),
-        }
-    }
-    // The same for the embedded default writing JSON lines to a file.
-    if journal.is_some() && matches!(sink, Sink::Direct(_)) {
-        let mut files = vec![config.sink.path.as_path()];
-        files.extend(config.sink.dead_letter_path.as_deref());
-        let largest_body = config
-            .sources
-            .iter()
-            .filter_map(|s| s.max_body_bytes)
-            .chain([
-                config.limits.max_body_bytes,
-                config.limits.max_decompressed_bytes,
-            ])
-            .max()
-            .unwrap_or_default();
-        let tail =
-            sink::remember::jsonl_tail_bytes(largest_body, config.limits.max_events_per_request);
-        match sink::remember::jsonl_ids(&files, tail, &runtime.routes, &dedup).await {
-            Ok(n) => tracing::info!(
-                ids = n,
-                "ids of the events file's last events remembered (a retry of a request a crash left unanswered is a duplicate)"
-            ),
-            Err(e) => tracing::warn!(error = %e, "cannot read the events file's last events; a retry of a request a crash left unanswered may be published again"),
-        }
-    }
+    // A crash may have left events durable whose ids the journal (written behind) lost.
+    sink::remember::last_ids(&config, &sink, &runtime.routes, &dedup).await;
     // With Redis dedup, the parsers' session caches are kept there too (other replicas,
     // restarts); one writer task for all of them.
     let sessions = dedup

@@ -403,6 +403,14 @@ impl Config {
 }
 
 impl Config {
+    /// The JSON-lines file events are written to when there is no Kafka (the embedded
+    /// default), `None` when they go to Kafka or to standard output (`path = "-"`). In spool
+    /// mode in front of it, the spool is what a crash leaves to read.
+    pub fn events_file(&self) -> Option<&Path> {
+        let path = self.sink.path.as_path();
+        (self.kafka.is_none() && path.as_os_str() != "-").then_some(path)
+    }
+
     /// The delivery mode in force: the configured one, else spool with Kafka, direct without.
     pub fn delivery_mode(&self) -> DeliveryMode {
         match (self.delivery.mode, &self.kafka) {

@@ -282,16 +282,11 @@ async fn trip(
     Ok(Outcome::Accepted { events, duplicates })
 }
 
-/// How long a body kept by [`dead_letter_body`] is remembered, so the vendor's retries of it
-/// (each refused like the first) do not keep it again: past the longest retry schedule of the
-/// vendors served (Svix ≈ 28 h, vendor-notes.md).
-pub const DEAD_LETTER_WINDOW: std::time::Duration = std::time::Duration::from_secs(30 * 3600);
-
 /// Keeps an authenticated body that yields no event (split could not read it, or a text
 /// heartbeat that says more than a ping) as one dead letter with its exact bytes and `(reason
 /// code, reason)`, before the request is answered. Its id is the body's SHA-256, the same for
 /// every retry of it; a retry of a body already kept is answered alike but not kept again
-/// (the dedup store remembers it as `dead-letter:<id>` for [`DEAD_LETTER_WINDOW`]). Fails
+/// (the dedup store remembers it under [`DeadLetter::body_key`]). Fails
 /// (→ 503, so the vendor retries) when the dead letter is not durable.
 async fn dead_letter_body(
     state: &State,
@@ -301,10 +296,7 @@ async fn dead_letter_body(
     (reason_code, reason): (&'static str, String),
 ) -> Result<(), Failure> {
     let uid = hex::encode(Sha256::digest(raw));
-    let key = crate::parse::EventKey {
-        id: format!("dead-letter:{uid}"),
-        window: Some(DEAD_LETTER_WINDOW),
-    };
+    let key = DeadLetter::body_key(&uid);
     // A store that fails here costs at most a second copy; the body is kept all the same.
     let reserved = match state.dedup.reserve(&source.name, &key).await {
         Ok(dedup::Dedup::Seen) => {

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, DeliveryMode};
 use crate::normalize::OcsfEvent;
+use crate::parse::EventKey;
 use crate::publish::{Kafka, PublishError};
 use crate::spool::{Spool, SpoolError, SpoolSettings, Writer};
 
@@ -67,6 +68,23 @@ pub struct DeadLetter {
     pub reason: String,
     /// The event's exact bytes.
     pub raw: Bytes,
+}
+
+/// How long a body kept as a dead letter because no event could be read from it is
+/// remembered ([`DeadLetter::body_key`]), so the vendor's retries of it (each refused like
+/// the first) do not keep it again: past the longest retry schedule of the vendors served
+/// (Svix ≈ 28 h, vendor-notes.md).
+pub const KEPT_BODY_WINDOW: Duration = Duration::from_secs(30 * 3600);
+
+impl DeadLetter {
+    /// The dedup key a body kept whole is remembered under: `dead-letter:<its SHA-256>` (its
+    /// `uid`) for [`KEPT_BODY_WINDOW`], apart from the events' own ids.
+    pub fn body_key(uid: &str) -> EventKey {
+        EventKey {
+            id: format!("dead-letter:{uid}"),
+            window: Some(KEPT_BODY_WINDOW),
+        }
+    }
 }
 
 /// Why records could not be made durable.

@@ -21,6 +21,8 @@ use http::HeaderMap;
 use sha2::{Digest, Sha256};
 
 use super::envelope::Envelope;
+use super::{DeadLetter, Sink};
+use crate::config::Config;
 use crate::dedup::DedupStore;
 use crate::parse::EventKey;
 use crate::route::Routes;
@@ -32,9 +34,50 @@ use crate::spool::{Spool, SpoolError};
 /// under a second.
 pub const REMEMBERED_RECORDS: u64 = 4096;
 
+/// The startup step: in spool mode the spool's last ids ([`spooled_ids`]), writing JSON lines
+/// to a file those of its last lines ([`jsonl_ids`]); nothing to read otherwise (Kafka
+/// directly, standard output). Logs what it remembered, or why it could not read.
+pub async fn last_ids(config: &Config, sink: &Sink, routes: &Routes, dedup: &DedupStore) {
+    let (read, what) = match (sink, config.events_file()) {
+        (Sink::Spooled { spool, .. }, _) => (
+            spooled_ids(spool, dedup)
+                .await
+                .map_err(|e| crate::telemetry::causes(&e).to_string()),
+            "the spool's last records",
+        ),
+        (Sink::Direct(_), Some(events)) => {
+            let mut files = vec![events];
+            files.extend(config.sink.dead_letter_path.as_deref());
+            let tail = jsonl_tail_bytes(config);
+            (
+                jsonl_ids(&files, tail, routes, dedup)
+                    .await
+                    .map_err(|e| e.to_string()),
+                "the events file's last events",
+            )
+        }
+        (Sink::Direct(_), None) => return,
+    };
+    match read {
+        Ok(ids) => tracing::info!(ids, "ids of {what} remembered (a retry of a request a crash left unanswered is a duplicate)"),
+        Err(error) => tracing::warn!(%error, "cannot read {what}; a retry of a request a crash left unanswered may be published again"),
+    }
+}
+
+/// Commits `key` under `source`, counting it in `remembered`; false (logged) when the store
+/// fails (Redis not reachable yet), which ends the look: the cost is at most a duplicate.
+async fn commit(dedup: &DedupStore, source: &str, key: &EventKey, remembered: &mut u64) -> bool {
+    if let Err(e) = dedup.commit(source, key).await {
+        tracing::warn!(error = %crate::telemetry::causes(&e), remembered = *remembered, "cannot remember the last ids at startup; a retry of a request a crash left unanswered may be published again");
+        return false;
+    }
+    *remembered += 1;
+    true
+}
+
 /// Commits the ids of the spool's last [`REMEMBERED_RECORDS`] records into `dedup`; returns
-/// how many. A record that is not an envelope is skipped; the first commit that fails (Redis
-/// not reachable yet) ends the look, logged once: the cost is at most a duplicate, as before.
+/// how many. A record that is not an envelope is skipped; the first commit that fails ends
+/// the look ([`commit`]).
 pub async fn spooled_ids(spool: &Spool, dedup: &DedupStore) -> Result<u64, SpoolError> {
     let mut reader = spool.tail_reader(REMEMBERED_RECORDS);
     let mut remembered = 0u64;
@@ -54,11 +97,9 @@ pub async fn spooled_ids(spool: &Spool, dedup: &DedupStore) -> Result<u64, Spool
                 id: envelope.uid,
                 window: Some(Duration::from_secs(u64::from(envelope.window_s))),
             };
-            if let Err(e) = dedup.commit(&envelope.source, &key).await {
-                tracing::warn!(error = %crate::telemetry::causes(&e), remembered, "cannot remember the spool's last ids at startup; a retry of a request a crash left unanswered may be published again");
+            if !commit(dedup, &envelope.source, &key, &mut remembered).await {
                 return Ok(remembered);
             }
-            remembered += 1;
         }
     }
 }
@@ -67,11 +108,19 @@ pub async fn spooled_ids(spool: &Spool, dedup: &DedupStore) -> Result<u64, Spool
 /// hold (its size cap, overshot by one request's lines), whatever the events' size. A
 /// request's lines are at most ≈ 13 bytes a byte of its largest body (`raw_data` escaped, up
 /// to 6 bytes a control byte, and once more where a parser copies the text) plus the OCSF
-/// fields of its events; `largest_body` is the larger of the inflate cap and every body cap.
-/// At the defaults ≈ 114 MiB, read once at startup (≈ 1 s); a smaller file is read whole.
-pub fn jsonl_tail_bytes(largest_body: u64, max_events_per_request: usize) -> u64 {
+/// fields of its events; the largest body is the larger of the inflate cap and every body
+/// cap. At the defaults ≈ 114 MiB, read once at startup (≈ 1 s); a smaller file is read whole.
+fn jsonl_tail_bytes(config: &Config) -> u64 {
+    let limits = &config.limits;
+    let largest_body = config
+        .sources
+        .iter()
+        .filter_map(|s| s.max_body_bytes)
+        .chain([limits.max_body_bytes, limits.max_decompressed_bytes])
+        .max()
+        .unwrap_or_default();
     let batch = u64::try_from(super::jsonl::BATCH_MAX_BYTES).unwrap_or(u64::MAX);
-    let events = u64::try_from(max_events_per_request).unwrap_or(u64::MAX);
+    let events = u64::try_from(limits.max_events_per_request).unwrap_or(u64::MAX);
     batch
         .saturating_add(largest_body.saturating_mul(13))
         .saturating_add(events.saturating_mul(2048))
@@ -102,11 +151,9 @@ pub async fn jsonl_ids(
             let Some((source, key)) = line_key(line, routes, &no_headers) else {
                 continue;
             };
-            if let Err(e) = dedup.commit(&source, &key).await {
-                tracing::warn!(error = %crate::telemetry::causes(&e), remembered, "cannot remember the events file's last ids at startup; a retry of a request a crash left unanswered may be published again");
+            if !commit(dedup, &source, &key, &mut remembered).await {
                 return Ok(remembered);
             }
-            remembered += 1;
         }
     }
     Ok(remembered)
@@ -146,11 +193,7 @@ fn line_key(line: &[u8], routes: &Routes, headers: &HeaderMap) -> Option<(String
         let (uid, source) = (text("/uid")?, text("/source")?);
         // A body no event could be read from: its id is its bytes' hash.
         if hex::encode(Sha256::digest(&raw)) == uid {
-            let key = EventKey {
-                id: format!("dead-letter:{uid}"),
-                window: Some(crate::pipeline::DEAD_LETTER_WINDOW),
-            };
-            return Some((source.to_owned(), key));
+            return Some((source.to_owned(), DeadLetter::body_key(uid)));
         }
         // An event its parser could not map: its id, as a published event's.
         (uid, source, Bytes::from(raw))
