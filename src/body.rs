@@ -127,12 +127,14 @@ pub fn check_head(headers: &HeaderMap, ended: bool, limits: &BodyLimits) -> Resu
 /// The field's lines joined by `, ` as one value (RFC 9110 §5.3), lower-cased and trimmed;
 /// `None` without any. A repeated field is read whole, never by its first line.
 fn field_text(headers: &HeaderMap, name: &http::header::HeaderName) -> Option<String> {
-    let mut lines = headers.get_all(name).iter().peekable();
-    lines.peek()?;
-    let joined: Vec<&str> = lines
-        .map(|v| v.to_str().unwrap_or_default().trim())
-        .collect();
-    Some(joined.join(", ").to_ascii_lowercase())
+    let text = |v: &http::HeaderValue| v.to_str().unwrap_or_default().trim().to_ascii_lowercase();
+    let mut lines = headers.get_all(name).iter();
+    let mut joined = text(lines.next()?);
+    for line in lines {
+        joined.push_str(", ");
+        joined.push_str(&text(line));
+    }
+    Some(joined)
 }
 
 fn encoding(headers: &HeaderMap) -> Result<Encoding, BodyError> {

@@ -229,7 +229,7 @@ fn decide(issuer: &Issuer, raw_params: &[u8], basic: Option<&[u8]>) -> Result<Gr
             return Err(TokenError::InvalidRequest);
         }
     }
-    let pair = |id: &Option<String>, secret: &str| -> Result<(String, String), TokenError> {
+    let check = |id: &Option<String>, secret: &str| -> Result<(String, String), TokenError> {
         let id = id.as_deref().ok_or(TokenError::InvalidClient)?;
         issuer
             .authenticate(id, secret.as_bytes())
@@ -239,12 +239,12 @@ fn decide(issuer: &Issuer, raw_params: &[u8], basic: Option<&[u8]>) -> Result<Gr
     let client = match (basic, &client_secret) {
         (Some(_), Some(_)) => return Err(TokenError::InvalidRequest),
         (Some(pair), None) => Some(authenticate_basic(issuer, pair)?),
-        (None, Some(secret)) => Some(pair(&client_id, secret)?),
+        (None, Some(secret)) => Some(check(&client_id, secret)?),
         (None, None) => None,
     };
     let owner = password
         .as_deref()
-        .map(|p| pair(&username, p))
+        .map(|p| check(&username, p))
         .transpose()?;
     let source = match (client, owner) {
         (Some(c), Some(o)) if c.0 != o.0 => return Err(TokenError::InvalidClient),

@@ -50,11 +50,7 @@ fn take_line(now_ms: u64) -> bool {
 
 /// The counts since the last line, reset.
 fn take_counts() -> [u64; 3] {
-    [0, 1, 2].map(|i| {
-        SINCE_LINE
-            .get(i)
-            .map_or(0, |c| c.swap(0, Ordering::Relaxed))
-    })
+    SINCE_LINE.each_ref().map(|c| c.swap(0, Ordering::Relaxed))
 }
 
 /// Logs one shed request (see the module doc).

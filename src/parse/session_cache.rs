@@ -71,14 +71,7 @@ impl SessionCache {
 
     /// Remembers `fields` under `key` (replacing an older entry), in Redis too when shared.
     pub fn store(&self, key: String, fields: Map<String, Value>) {
-        // Serializing a map of JSON values cannot fail.
-        let Ok(text) = serde_json::to_vec(&fields) else {
-            return;
-        };
-        if let Some(shared) = &*self.shared.load() {
-            shared.put(&key, &text, self.ttl);
-        }
-        self.keep(key, text.into_boxed_slice(), Instant::now());
+        self.store_at(key, fields, Instant::now());
     }
 
     /// Remembers an entry read from Redis (its JSON text), not written back.
@@ -86,11 +79,15 @@ impl SessionCache {
         self.keep(key, text, Instant::now());
     }
 
-    #[cfg(test)]
     fn store_at(&self, key: String, fields: Map<String, Value>, now: Instant) {
-        if let Ok(text) = serde_json::to_vec(&fields) {
-            self.keep(key, text.into_boxed_slice(), now);
+        // Serializing a map of JSON values cannot fail.
+        let Ok(text) = serde_json::to_vec(&fields) else {
+            return;
+        };
+        if let Some(shared) = &*self.shared.load() {
+            shared.put(&key, &text, self.ttl);
         }
+        self.keep(key, text.into_boxed_slice(), now);
     }
 
     fn keep(&self, key: String, text: Box<[u8]>, now: Instant) {
