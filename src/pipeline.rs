@@ -189,13 +189,13 @@ async fn trip(
     };
     let events = match split {
         Split::Heartbeat => {
-            // The vendor's health call: the source's heartbeat, never an event. A text body
-            // that says more than a ping is answered as one too (the sender's health check
-            // must pass) but kept first: it may be an event in a shape nobody documented.
-            if split::text_says_more_than_a_ping(&raw) {
+            // The vendor's health call: the source's heartbeat, never an event. A body that
+            // says more than a ping is answered as one too (the sender's health check must
+            // pass) but kept first: it may be an event in a shape nobody documented.
+            if let Some(code) = split::heartbeat_says_more_than_a_ping(&raw) {
                 let why = (
-                    "heartbeat_text",
-                    "a text body taken as the vendor's health call, kept because it says more than a ping".to_owned(),
+                    code,
+                    "a body taken as the vendor's health call, kept because it says more than a ping".to_owned(),
                 );
                 dead_letter_body(state, &source, &incoming.request_id, &raw, why).await?;
             }

@@ -27,18 +27,26 @@ pub struct RawEvent<'b> {
     pub route: RouteChoice,
 }
 
-/// Longest text health call taken as a ping alone (`ping`, `healthcheck from Hyperproof`);
-/// a longer text heartbeat body is also kept as a dead letter.
+/// Longest heartbeat body taken as a ping alone (`ping`, `healthcheck from Hyperproof`,
+/// `{"type":"heartbeat"}`); a longer heartbeat body, text or JSON, is also kept as a dead letter.
 pub const PING_TEXT_BYTES: usize = 64;
 
-/// True when `body`, answered as a heartbeat, is text (not JSON) of more than
-/// [`PING_TEXT_BYTES`] once trimmed: more than a ping, so worth keeping.
-pub fn text_says_more_than_a_ping(body: &[u8]) -> bool {
+/// When `body`, answered as a heartbeat, says more than a ping (over [`PING_TEXT_BYTES`]
+/// once trimmed), the dead-letter reason it is kept under: `heartbeat_text` for text,
+/// `heartbeat_json` for JSON (a shape the parser does not know as an event: it may be one
+/// nobody documented). `None` for a ping.
+pub fn heartbeat_says_more_than_a_ping(body: &[u8]) -> Option<&'static str> {
     let text = body
         .strip_prefix(b"\xEF\xBB\xBF")
         .unwrap_or(body)
         .trim_ascii();
-    text.len() > PING_TEXT_BYTES && serde_json::from_slice::<serde::de::IgnoredAny>(text).is_err()
+    if text.len() <= PING_TEXT_BYTES {
+        None
+    } else if serde_json::from_slice::<serde::de::IgnoredAny>(text).is_ok() {
+        Some("heartbeat_json")
+    } else {
+        Some("heartbeat_text")
+    }
 }
 
 /// What a body holds.
@@ -551,24 +559,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_text_heartbeat_is_kept_when_it_says_more_than_a_ping() {
+    fn a_heartbeat_is_kept_when_it_says_more_than_a_ping() {
         for quiet in [
             &b""[..],
             b"ping",
             b"  healthcheck from Hyperproof \r\n",
+            b"{\"type\":\"heartbeat\"}",
             &[b'x'; 64][..],
         ] {
-            assert!(!text_says_more_than_a_ping(quiet), "{quiet:?}");
+            assert_eq!(heartbeat_says_more_than_a_ping(quiet), None, "{quiet:?}");
         }
         let long = b"<event><description>Alice deleted control C-7</description></event>";
-        assert!(text_says_more_than_a_ping(long));
-        assert!(text_says_more_than_a_ping(&[b'x'; 65]));
-        // JSON (a heartbeat by the parser's rule) is not text, however long.
+        assert_eq!(
+            heartbeat_says_more_than_a_ping(long),
+            Some("heartbeat_text")
+        );
+        assert_eq!(
+            heartbeat_says_more_than_a_ping(&[b'x'; 65]),
+            Some("heartbeat_text")
+        );
         let json = format!("{{\"type\":\"heartbeat\",\"pad\":\"{}\"}}", "p".repeat(80));
-        assert!(!text_says_more_than_a_ping(json.as_bytes()));
-        assert!(!text_says_more_than_a_ping(
-            format!("\u{feff}{json}").as_bytes()
-        ));
+        assert_eq!(
+            heartbeat_says_more_than_a_ping(json.as_bytes()),
+            Some("heartbeat_json")
+        );
+        assert_eq!(
+            heartbeat_says_more_than_a_ping(format!("\u{feff}{json}").as_bytes()),
+            Some("heartbeat_json")
+        );
     }
 
     fn hash_keyed() -> Parser {

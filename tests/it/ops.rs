@@ -217,7 +217,19 @@ fn hyperproof_heartbeat_is_recorded_not_published() {
             .unwrap();
         assert_eq!(resp.status(), 200);
     }
-    let heartbeats = shapes.len() + bodiless.len() + 2;
+    // So is JSON of an undocumented shape that says more than a ping.
+    let long_json =
+        r#"{"userId":"u-1","httpMethod":"GET","path":"/organizations/o-1/risks","status":"200"}"#;
+    for _ in 0..2 {
+        let resp = client()
+            .post(gw.url("/ingest/hyperproof"))
+            .header("content-type", json)
+            .body(long_json)
+            .send()
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    let heartbeats = shapes.len() + bodiless.len() + 4;
     // A body that opens like an event but is cut off is refused, so the vendor retries it.
     let cut = client()
         .post(gw.url("/ingest/hyperproof"))
@@ -238,15 +250,18 @@ fn hyperproof_heartbeat_is_recorded_not_published() {
         text.contains("hookgate_source_expected_heartbeat_interval_seconds{source=\"hp\"} 90000")
     );
     assert!(!text.contains("outcome=\"published\""), "{text}");
-    // The long text, once, and the cut body (it passed authentication: kept as a dead letter,
-    // its only trace, before the 400). `ping` and the other shapes left nothing.
+    // The long text and the long JSON, once each, and the cut body (it passed authentication:
+    // kept as a dead letter, its only trace, before the 400). `ping` and the other shapes
+    // left nothing.
     let kept = gw.events();
-    assert_eq!(kept.len(), 2, "{kept:?}");
+    assert_eq!(kept.len(), 3, "{kept:?}");
     assert!(kept.iter().all(|k| k["dead_letter"] == true), "{kept:?}");
     assert_eq!(kept[0]["reason_code"], "heartbeat_text");
     assert_eq!(kept[0]["raw_data"], long_text);
-    assert_eq!(kept[1]["reason_code"], "json_malformed");
-    assert_eq!(kept[1]["raw_data"], "{\"description\": \"Control upd");
+    assert_eq!(kept[1]["reason_code"], "heartbeat_json");
+    assert_eq!(kept[1]["raw_data"], long_json);
+    assert_eq!(kept[2]["reason_code"], "json_malformed");
+    assert_eq!(kept[2]["raw_data"], "{\"description\": \"Control upd");
     let s = status(&gw);
     let hp = &s["sources"][0];
     assert_eq!(hp["name"], "hp");
