@@ -62,6 +62,10 @@ pub enum BodyError {
     CorruptEncoding {
         /// gzip or deflate.
         encoding: &'static str,
+        /// The bytes as sent were kept as a dead letter before this refusal (set by the
+        /// pipeline, which knows whether they are authenticated): the sender's retries cannot
+        /// fix them, so the answer tells a Svix sender to stop.
+        kept: bool,
     },
     /// Sender's fault: the connection failed while the body was being read.
     #[error("request body could not be read")]
@@ -163,9 +167,38 @@ pub async fn read(
     headers: &HeaderMap,
     limits: &BodyLimits,
 ) -> Result<Bytes, BodyError> {
+    read_wire(body, headers, limits).await?.decode(limits)
+}
+
+/// A body read whole as sent, not yet decoded.
+#[derive(Debug)]
+pub struct Wire {
+    bytes: Bytes,
+    encoding: Encoding,
+}
+
+impl Wire {
+    /// The bytes as sent (before any `Content-Encoding` is undone).
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    /// The body, per its `Content-Encoding`, within the inflate cap.
+    pub fn decode(&self, limits: &BodyLimits) -> Result<Bytes, BodyError> {
+        decode(self.bytes.clone(), self.encoding, limits)
+    }
+}
+
+/// Reads the whole body within the size cap and the read timeout, without decoding it, so a
+/// body that does not decode can still be kept as sent.
+pub async fn read_wire(
+    body: hyper::body::Incoming,
+    headers: &HeaderMap,
+    limits: &BodyLimits,
+) -> Result<Wire, BodyError> {
     let encoding = encoding(headers)?;
-    let wire = collect(body, limits).await?;
-    decode(wire, encoding, limits)
+    let bytes = collect(body, limits).await?;
+    Ok(Wire { bytes, encoding })
 }
 
 /// [`read`] for a sender that may label a plain body with a `Content-Encoding` it did not
@@ -284,9 +317,15 @@ fn inflate<D: Read>(
         .read_to_end(&mut out);
     match read {
         Ok(n) if n as u64 > max => Err(BodyError::DecompressedTooLarge { limit: max }),
-        Ok(_) if unread(&decoder) > 0 => Err(BodyError::CorruptEncoding { encoding: name }),
+        Ok(_) if unread(&decoder) > 0 => Err(BodyError::CorruptEncoding {
+            encoding: name,
+            kept: false,
+        }),
         Ok(_) => Ok(Bytes::from(out)),
-        Err(_) => Err(BodyError::CorruptEncoding { encoding: name }),
+        Err(_) => Err(BodyError::CorruptEncoding {
+            encoding: name,
+            kept: false,
+        }),
     }
 }
 

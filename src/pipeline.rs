@@ -15,7 +15,7 @@ use tracing::{field, info_span, Instrument};
 
 use crate::app::{Runtime, State};
 use crate::auth::{self, Head};
-use crate::body::{self, BodyLimits};
+use crate::body::{self, BodyError, BodyLimits};
 use crate::dedup::{self, Reservation};
 use crate::metrics::{EventOutcome, UNMATCHED};
 use crate::normalize::{self, EventContext, Normalized};
@@ -166,7 +166,25 @@ async fn trip(
         incoming.body.is_end_stream(),
         &limits,
     )?;
-    let raw = body::read(incoming.body, &incoming.parts.headers, &limits).await?;
+    let wire = body::read_wire(incoming.body, &incoming.parts.headers, &limits).await?;
+    let raw = match wire.decode(&limits) {
+        Ok(raw) => raw,
+        // A body that arrived whole but does not decode, from a sender it authenticates as
+        // sent (credentials in the head, or a signature over these very bytes): kept before
+        // its 400, since the sender's retries cannot fix it. A bomb (over the inflate cap) is not.
+        Err(BodyError::CorruptEncoding { encoding, .. })
+            if auth::verify(&source.verifier, &head, wire.bytes()).is_ok() =>
+        {
+            let refusal = Failure::Body(BodyError::CorruptEncoding {
+                encoding,
+                kept: true,
+            });
+            let why = (refusal.code(), refusal.to_string());
+            dead_letter_body(state, &source, &incoming.request_id, wire.bytes(), why).await?;
+            return Err(refusal);
+        }
+        Err(e) => return Err(e.into()),
+    };
 
     // 4b. auth over the exact raw bytes
     let authenticated = auth::verify(&source.verifier, &head, &raw)?;

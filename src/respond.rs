@@ -251,6 +251,12 @@ pub fn build(result: &Result<Outcome, Failure>, id: &RequestId) -> Response<Full
                     HeaderValue::from_static("abort-message"),
                 );
             }
+            Failure::Body(BodyError::CorruptEncoding { kept: true, .. }) => {
+                headers.insert(
+                    http::HeaderName::from_static("webhook-delivery"),
+                    HeaderValue::from_static("abort-message"),
+                );
+            }
             _ => {}
         }
     }

@@ -272,6 +272,48 @@ fn gzip_body_is_decoded_and_a_gzip_bomb_is_413() {
 }
 
 #[test]
+fn a_body_that_does_not_decode_is_kept_when_it_is_authenticated_as_sent() {
+    let gw = Gateway::start(&hyprwatch_source());
+    let client = reqwest::blocking::Client::new();
+    let post = |body: &[u8], signature: String| {
+        client
+            .post(gw.url("/ingest/hyprwatch"))
+            .header("content-encoding", "gzip")
+            .header("x-hyprwatch-signature", signature)
+            .body(body.to_vec())
+            .send()
+            .unwrap()
+    };
+    // Labelled gzip but sent plain, and signed as sent: authentic bytes no retry can fix.
+    // Refused, kept once (its retry alike), and Svix-style senders are told to stop.
+    let plain = event("evt_mislabelled");
+    for _ in 0..2 {
+        let resp = post(
+            plain.as_bytes(),
+            hyprwatch_signature(HW_SECRET, plain.as_bytes()),
+        );
+        assert_eq!(
+            resp.headers()
+                .get("webhook-delivery")
+                .map(|v| v.to_str().unwrap()),
+            Some("abort-message")
+        );
+        let body = assert_error_body(resp, 400);
+        assert!(body["error"].as_str().unwrap().contains("gzip"), "{body}");
+    }
+    // Bytes nobody vouches for (the signature is over something else) are refused, not kept.
+    let resp = post(b"\x1f\x8b junk", hyprwatch_signature(HW_SECRET, b"other"));
+    assert!(resp.headers().get("webhook-delivery").is_none());
+    assert_error_body(resp, 400);
+    let kept = gw.wait_events(1);
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(kept[0]["dead_letter"], true);
+    assert_eq!(kept[0]["reason_code"], "corrupt_encoding");
+    assert_eq!(kept[0]["raw_data"], plain.as_str());
+    assert!(gw.metrics().contains("reason=\"corrupt_encoding\""));
+}
+
+#[test]
 fn unsupported_media_type_is_415() {
     let gw = Gateway::start(&hyprwatch_source());
     let resp = reqwest::blocking::Client::new()
