@@ -1,11 +1,12 @@
 //! Protection, between route and body: rate limits per source and per client address, and the
-//! global cap on requests in flight.
+//! global cap on requests in flight, and (with per-address rates) a cap per client address.
 //!
 //! Input: the matched source's name and the TCP peer address. Output: an [`Admitted`] permit
 //! that the request holds until it is answered. Fails with [`LimitError`]: 429 (over a rate)
 //! or 503 (too many requests in flight), both with `Retry-After`. It runs before the body is
 //! read, so a refused request costs no body memory. Memory is bounded: one bucket per
-//! configured source, and at most `max_tracked_addresses` address buckets. Never keys
+//! configured source, at most `max_tracked_addresses` address buckets, and an in-flight count
+//! only for addresses with a request in flight. Never keys
 //! anything on request data other than the peer address, and never logs addresses.
 
 pub mod shed_log;
@@ -15,7 +16,7 @@ pub use shed_log::log_shed;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -46,6 +47,56 @@ struct AddressLimiter {
     quota: Quota,
     max_tracked: usize,
     limiter: ArcSwap<DefaultKeyedRateLimiter<IpAddr>>,
+    in_flight: Arc<AddressSlots>,
+}
+
+/// Requests in flight per client address, each address capped. An address is counted only
+/// while it has a request in flight, so the table never holds more than the global cap.
+struct AddressSlots {
+    cap: usize,
+    held: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One request's share of its address's in-flight cap; given back when dropped.
+#[derive(Debug)]
+struct AddressSlot {
+    slots: Arc<AddressSlots>,
+    peer: IpAddr,
+}
+
+impl std::fmt::Debug for AddressSlots {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AddressSlots")
+            .field("cap", &self.cap)
+            .finish()
+    }
+}
+
+impl AddressSlots {
+    fn take(self: &Arc<Self>, peer: IpAddr) -> Option<AddressSlot> {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let n = held.entry(peer).or_insert(0);
+        if *n >= self.cap {
+            return None;
+        }
+        *n += 1;
+        Some(AddressSlot {
+            slots: Arc::clone(self),
+            peer,
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut held = self.slots.held.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = held.get_mut(&self.peer) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                held.remove(&self.peer);
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Protection {
@@ -62,6 +113,7 @@ impl std::fmt::Debug for Protection {
 #[derive(Debug)]
 pub struct Admitted {
     _permit: OwnedSemaphorePermit,
+    _address: Option<AddressSlot>,
 }
 
 /// Why a request was refused before its body was read.
@@ -79,6 +131,13 @@ pub enum LimitError {
         /// When a request would be allowed again.
         retry_after: Duration,
     },
+    /// Sender's fault: this client address already has `max_in_flight_per_address` requests
+    /// in flight.
+    #[error("too many requests in flight from this address; retry later")]
+    AddressInFlight {
+        /// Suggested wait (`shed_retry_after_secs`).
+        retry_after: Duration,
+    },
     /// Gateway's load: `max_in_flight_requests` are already being processed.
     #[error("the gateway is busy; retry later")]
     Overloaded {
@@ -93,6 +152,7 @@ impl LimitError {
         match self {
             LimitError::SourceRate { .. } => "rate_limited_source",
             LimitError::AddressRate { .. } => "rate_limited_address",
+            LimitError::AddressInFlight { .. } => "in_flight_limited_address",
             LimitError::Overloaded { .. } => "overloaded",
         }
     }
@@ -107,6 +167,7 @@ impl LimitError {
         let wait = match self {
             LimitError::SourceRate { retry_after }
             | LimitError::AddressRate { retry_after }
+            | LimitError::AddressInFlight { retry_after }
             | LimitError::Overloaded { retry_after } => *retry_after,
         };
         let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
@@ -142,6 +203,10 @@ impl Protection {
                 quota: q,
                 max_tracked: limits.max_tracked_addresses,
                 limiter: ArcSwap::from_pointee(RateLimiter::keyed(q)),
+                in_flight: Arc::new(AddressSlots {
+                    cap: limits.in_flight_per_address(),
+                    held: Mutex::new(HashMap::new()),
+                }),
             })
         });
         let max_in_flight = limits.max_in_flight_requests.max(1);
@@ -169,17 +234,22 @@ impl Protection {
             }
         }
         if let (Some(new), Some(old)) = (&mut self.per_address, &previous.per_address) {
-            if new.quota == old.quota && new.max_tracked == old.max_tracked {
+            if new.quota == old.quota
+                && new.max_tracked == old.max_tracked
+                && new.in_flight.cap == old.in_flight.cap
+            {
                 *new = Arc::clone(old);
             }
         }
     }
 
     /// Admits one request for `source` from `peer`, or refuses it. Checks the address rate,
-    /// then the source rate, then takes an in-flight slot without waiting.
+    /// then the source rate, then takes the address's in-flight slot (with per-address rates)
+    /// and a global one, without waiting.
     pub fn admit(&self, source: &str, peer: IpAddr) -> Result<Admitted, LimitError> {
+        let peer = peer.to_canonical();
         if let Some(addresses) = &self.per_address {
-            addresses.check(peer.to_canonical())?;
+            addresses.check(peer)?;
         }
         if let Some(bucket) = self.per_source.get(source) {
             bucket
@@ -189,8 +259,19 @@ impl Protection {
                     retry_after: not_until.wait_time_from(DefaultClock::default().now()),
                 })?;
         }
+        let address = match &self.per_address {
+            Some(addresses) => Some(addresses.in_flight.take(peer).ok_or(
+                LimitError::AddressInFlight {
+                    retry_after: self.shed_retry_after,
+                },
+            )?),
+            None => None,
+        };
         match Arc::clone(&self.in_flight).try_acquire_owned() {
-            Ok(permit) => Ok(Admitted { _permit: permit }),
+            Ok(permit) => Ok(Admitted {
+                _permit: permit,
+                _address: address,
+            }),
             Err(_) => Err(LimitError::Overloaded {
                 retry_after: self.shed_retry_after,
             }),
@@ -294,6 +375,36 @@ mod tests {
         assert!(p.admit("s", A).is_ok());
         assert_eq!(p.admit("s", A).unwrap_err().code(), "rate_limited_address");
         assert!(p.admit("s", B).is_ok());
+    }
+
+    #[test]
+    fn one_address_cannot_hold_every_slot() {
+        let l = limits(|l| {
+            l.max_in_flight_requests = 4;
+            l.per_address = Some(RateConfig {
+                requests_per_second: 1000,
+                burst: Some(1000),
+            });
+        });
+        let p = Protection::build(&l, ["s"].into_iter());
+        // The default per-address cap is half the global one: A gets two, B still gets in.
+        let a1 = p.admit("s", A).unwrap();
+        let _a2 = p.admit("s", A).unwrap();
+        let err = p.admit("s", A).unwrap_err();
+        assert_eq!(err.code(), "in_flight_limited_address");
+        assert!(!err.is_overload());
+        let _b1 = p.admit("s", B).unwrap();
+        // A slot given back is A's again; an IPv4-mapped IPv6 peer is the same address.
+        drop(a1);
+        let mapped = IpAddr::V6(std::net::Ipv4Addr::new(192, 0, 2, 1).to_ipv6_mapped());
+        let _a3 = p.admit("s", mapped).unwrap();
+        assert!(p.admit("s", A).is_err());
+        // Without per-address rates addresses are not told apart (a balancer's address would
+        // be everyone's): only the global cap applies.
+        let p = Protection::build(&limits(|l| l.max_in_flight_requests = 4), ["s"].into_iter());
+        let held: Vec<_> = (0..4).map(|_| p.admit("s", A).unwrap()).collect();
+        assert_eq!(p.admit("s", B).unwrap_err().code(), "overloaded");
+        drop(held);
     }
 
     #[test]

@@ -50,6 +50,13 @@ pub struct LimitsConfig {
     /// Example: `per_address = { requests_per_second = 20, burst = 100 }`. Over the rate → 429.
     #[serde(default)]
     pub per_address: Option<RateConfig>,
+    /// With `per_address` set: most requests one client address may have in flight at once.
+    /// Default: half of `max_in_flight_requests` (at least 1), so that one address (say, a
+    /// flood of forged requests to a signature source, whose bodies must be read before they
+    /// can be refused, sent slowly) can never hold every slot and starve the other senders.
+    /// One more → 429 with `Retry-After`. Example: `64`.
+    #[serde(default)]
+    pub max_in_flight_per_address: Option<usize>,
     /// Most client addresses whose rate state is remembered. Default 100000 (a few MB). When
     /// full, idle addresses are forgotten first; if all are active the table is reset, so
     /// memory never grows past this (a reset briefly lets every address start afresh).
@@ -80,12 +87,20 @@ impl Default for LimitsConfig {
             per_source: None,
             source_rate: BTreeMap::new(),
             per_address: None,
+            max_in_flight_per_address: None,
             max_tracked_addresses: default_max_tracked_addresses(),
         }
     }
 }
 
 impl LimitsConfig {
+    /// `max_in_flight_per_address`, or its default: half the global cap, at least 1.
+    pub fn in_flight_per_address(&self) -> usize {
+        self.max_in_flight_per_address
+            .unwrap_or(self.max_in_flight_requests / 2)
+            .max(1)
+    }
+
     /// Problems with the rate and concurrency settings, as (key, message). `sources` are the
     /// configured source names, so an override for a source that does not exist is reported.
     pub fn problems(&self, sources: &[&str]) -> Vec<(String, String)> {
@@ -93,6 +108,12 @@ impl LimitsConfig {
         if self.max_in_flight_requests == 0 {
             out.push((
                 "limits.max_in_flight_requests".to_owned(),
+                "must be at least 1".to_owned(),
+            ));
+        }
+        if self.max_in_flight_per_address == Some(0) {
+            out.push((
+                "limits.max_in_flight_per_address".to_owned(),
                 "must be at least 1".to_owned(),
             ));
         }
@@ -173,12 +194,14 @@ mod tests {
     #[test]
     fn reports_zero_rates_and_unknown_source_overrides_by_key() {
         let l = limits(
-            "max_in_flight_requests = 0\nper_address = { requests_per_second = 0, burst = 0 }\n\
+            "max_in_flight_requests = 0\nmax_in_flight_per_address = 0\n\
+             per_address = { requests_per_second = 0, burst = 0 }\n\
              [source_rate.ghost]\nrequests_per_second = 5\n",
         );
         let keys: Vec<String> = l.problems(&["hw"]).into_iter().map(|(k, _)| k).collect();
         for key in [
             "limits.max_in_flight_requests",
+            "limits.max_in_flight_per_address",
             "limits.per_address.requests_per_second",
             "limits.per_address.burst",
             "limits.source_rate.ghost",

@@ -15,8 +15,13 @@ use tokio_util::sync::CancellationToken;
 use super::LimitError;
 
 /// Requests shed since the last line, by reason: overloaded, over the source's rate, over the
-/// address's rate ([`slot`]).
-static SINCE_LINE: [AtomicU64; 3] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+/// address's rate, over the address's in-flight cap ([`slot`]).
+static SINCE_LINE: [AtomicU64; 4] = [
+    AtomicU64::new(0),
+    AtomicU64::new(0),
+    AtomicU64::new(0),
+    AtomicU64::new(0),
+];
 /// When the last line was written: milliseconds since [`EPOCH`], plus one (0: never).
 static LINE_AT_MS: AtomicU64 = AtomicU64::new(0);
 /// The monotonic clock's origin for [`LINE_AT_MS`].
@@ -29,6 +34,7 @@ fn slot(error: &LimitError) -> usize {
         LimitError::Overloaded { .. } => 0,
         LimitError::SourceRate { .. } => 1,
         LimitError::AddressRate { .. } => 2,
+        LimitError::AddressInFlight { .. } => 3,
     }
 }
 
@@ -49,7 +55,7 @@ fn take_line(now_ms: u64) -> bool {
 }
 
 /// The counts since the last line, reset.
-fn take_counts() -> [u64; 3] {
+fn take_counts() -> [u64; 4] {
     SINCE_LINE.each_ref().map(|c| c.swap(0, Ordering::Relaxed))
 }
 
@@ -60,12 +66,15 @@ pub fn log_shed(error: &LimitError, source: &str, request_id: &str) {
         counter.fetch_add(1, Ordering::Relaxed);
     }
     if take_line(now_ms()) {
-        let [overloaded, rate_limited_source, rate_limited_address] = take_counts();
+        let [overloaded, rate_limited_source, rate_limited_address, in_flight_limited_address] =
+            take_counts();
         tracing::info!(
-            shed = overloaded + rate_limited_source + rate_limited_address,
+            shed =
+                overloaded + rate_limited_source + rate_limited_address + in_flight_limited_address,
             overloaded,
             rate_limited_source,
             rate_limited_address,
+            in_flight_limited_address,
             reason = error.code(),
             source,
             request_id,
@@ -80,14 +89,16 @@ fn flush() {
     if SINCE_LINE.iter().all(|c| c.load(Ordering::Relaxed) == 0) || !take_line(now_ms()) {
         return;
     }
-    let [overloaded, rate_limited_source, rate_limited_address] = take_counts();
-    let shed = overloaded + rate_limited_source + rate_limited_address;
+    let [overloaded, rate_limited_source, rate_limited_address, in_flight_limited_address] =
+        take_counts();
+    let shed = overloaded + rate_limited_source + rate_limited_address + in_flight_limited_address;
     if shed > 0 {
         tracing::info!(
             shed,
             overloaded,
             rate_limited_source,
             rate_limited_address,
+            in_flight_limited_address,
             "requests shed by the limits since the last such line"
         );
     }
@@ -137,8 +148,16 @@ mod tests {
             LimitError::AddressRate {
                 retry_after: Duration::ZERO,
             },
+            LimitError::AddressInFlight {
+                retry_after: Duration::ZERO,
+            },
         ];
-        let order = ["overloaded", "rate_limited_source", "rate_limited_address"];
+        let order = [
+            "overloaded",
+            "rate_limited_source",
+            "rate_limited_address",
+            "in_flight_limited_address",
+        ];
         for e in &errors {
             assert_eq!(order.get(slot(e)), Some(&e.code()));
         }

@@ -168,6 +168,64 @@ fn requests_beyond_the_in_flight_cap_are_shed_with_503() {
 }
 
 #[test]
+fn one_address_with_slow_bodies_cannot_take_every_slot() {
+    // Behind a trusted loopback proxy, so the test can speak for two client addresses.
+    let gw = Gateway::start(&format!(
+        "[trust]\ntrusted_proxies = [\"127.0.0.1\"]\n\
+         [limits]\nmax_in_flight_requests = 4\nshed_retry_after_secs = 3\n\
+         per_address = {{ requests_per_second = 1000, burst = 1000 }}\n{}",
+        hyprwatch_source()
+    ));
+    // A forger's requests to a signature source: heads promising bodies that never come.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut slow = TcpStream::connect(gw.addr).unwrap();
+        write!(
+            slow,
+            "POST /ingest/hyprwatch HTTP/1.1\r\nhost: x\r\nx-forwarded-for: 203.0.113.9\r\n\
+             x-hyprwatch-signature: sha256=00\r\ncontent-length: 100\r\n\r\n{{"
+        )
+        .unwrap();
+        slow.flush().unwrap();
+        held.push(slow);
+    }
+    assert!(wait_until(Duration::from_secs(10), || gw
+        .metrics()
+        .contains("hookgate_requests_in_flight 2")));
+    // Its third is refused (half the slots is its share), with the address's reason...
+    let body = r#"{"id":"evt_inflight","event":"host.online","timestamp":"2024-01-15T10:35:00Z","data":{"host_id":"h1","hostname":"server-01","platform":"linux"}}"#;
+    let send = |from: &str| {
+        client()
+            .post(gw.url("/ingest/hyprwatch"))
+            .header("x-forwarded-for", from)
+            .header(
+                "x-hyprwatch-signature",
+                hyprwatch_signature(HW_SECRET, body.as_bytes()),
+            )
+            .body(body)
+            .send()
+            .unwrap()
+    };
+    let refused = send("203.0.113.9");
+    assert_eq!(refused.status(), 429);
+    assert_eq!(refused.headers()["retry-after"], "3");
+    let text = refused.text().unwrap();
+    assert!(text.contains("request_id"), "{text}");
+    assert!(gw
+        .metrics()
+        .contains("reason=\"in_flight_limited_address\""));
+    // ...while the vendor, from its own address, still gets in.
+    assert_eq!(send("198.51.100.20").status(), 200);
+    drop(held);
+    assert!(wait_until(Duration::from_secs(10), || gw
+        .metrics()
+        .contains("hookgate_requests_in_flight 0")));
+    // The forger's slots are given back with its requests.
+    let again = send("203.0.113.9");
+    assert_eq!(again.status(), 200, "a duplicate is answered 200 too");
+}
+
+#[test]
 fn hyperproof_heartbeat_is_recorded_not_published() {
     let gw = Gateway::start(&hyperproof_source());
     // The heartbeat's shape is undocumented: anything that is neither an activity nor an API
