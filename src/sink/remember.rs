@@ -20,7 +20,7 @@ use bytes::Bytes;
 use http::HeaderMap;
 use sha2::{Digest, Sha256};
 
-use super::envelope::Envelope;
+use super::envelope::{Envelope, Kind};
 use super::{DeadLetter, Sink};
 use crate::config::Config;
 use crate::dedup::DedupStore;
@@ -90,18 +90,29 @@ pub async fn spooled_ids(spool: &Spool, dedup: &DedupStore) -> Result<u64, Spool
             let Ok(envelope) = Envelope::decode(&payload) else {
                 continue;
             };
-            if envelope.window_s == 0 {
+            let key = if is_kept_body(&envelope) {
+                // A body no event could be read from, remembered under its own key (as when
+                // it was kept), so a retry of a request a crash cut is not kept again.
+                DeadLetter::body_key(&envelope.uid)
+            } else if envelope.window_s == 0 {
                 continue;
-            }
-            let key = EventKey {
-                id: envelope.uid,
-                window: Some(Duration::from_secs(u64::from(envelope.window_s))),
+            } else {
+                EventKey {
+                    id: envelope.uid,
+                    window: Some(Duration::from_secs(u64::from(envelope.window_s))),
+                }
             };
             if !commit(dedup, &envelope.source, &key, &mut remembered).await {
                 return Ok(remembered);
             }
         }
     }
+}
+
+/// A dead letter holding a whole body no event could be read from: its id is its bytes' hash.
+fn is_kept_body(envelope: &Envelope) -> bool {
+    matches!(envelope.kind, Kind::DeadLetter { .. })
+        && hex::encode(Sha256::digest(&envelope.body)) == envelope.uid
 }
 
 /// How much of a JSON-lines file's end is read at startup: what the writer's last batch can

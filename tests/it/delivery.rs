@@ -930,6 +930,20 @@ fn ids_of_the_spools_last_records_are_remembered_when_the_journal_lost_them() {
     let c = client();
     let url = gw.url("/ingest/hyprwatch");
     assert_eq!(send(&c, &url, "spooled_then_crash").unwrap().0, 200);
+    // An authenticated body nobody can read, kept as a dead letter before its 400.
+    let unreadable = b"{\"id\": \"cut";
+    let post_unreadable = |gw: &Gateway| {
+        c.post(gw.url("/ingest/hyprwatch"))
+            .header(
+                "x-hyprwatch-signature",
+                hyprwatch_signature(HW_SECRET, unreadable),
+            )
+            .body(unreadable.to_vec())
+            .send()
+            .unwrap()
+            .status()
+    };
+    assert_eq!(post_unreadable(&gw), 400);
     let (status, dir, events) = gw.stop_keep_dir();
     assert!(status.success(), "{status:?}");
     let journal = dir.path().join("spool").join("dedup.journal");
@@ -939,13 +953,18 @@ fn ids_of_the_spools_last_records_are_remembered_when_the_journal_lost_them() {
         gw.logs()
             .lines()
             .any(|l| l.contains("ids of the spool's last records remembered")
-                && l.trim_end().ends_with("ids=1")),
+                && l.trim_end().ends_with("ids=2")),
         "{}",
         gw.logs()
     );
     let retry = accepted(&c, &gw.url("/ingest/hyprwatch"), "spooled_then_crash");
     assert_eq!(retry["duplicates"], 1, "{retry}");
     assert_eq!(retry["events"], 0, "{retry}");
+    // The kept body's retry is refused alike and not kept again.
+    assert_eq!(post_unreadable(&gw), 400);
+    assert!(gw
+        .logs()
+        .contains("already kept as a dead letter (a retry); not kept again"));
 }
 
 /// The same for the embedded default writing JSON lines: the ids of the file's last events
