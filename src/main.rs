@@ -72,6 +72,11 @@ fn check(path: &Path) -> ExitCode {
                         source.name
                     );
                 }
+                if config.delivery_mode() == hookgate::config::DeliveryMode::Spool {
+                    if let Some(w) = hookgate::spool::volume::warning(&config.spool) {
+                        eprintln!("warning: {w}");
+                    }
+                }
                 println!(
                     "{}: ok ({} sources)",
                     path.display(),

@@ -270,6 +270,9 @@ impl Sink {
                         dir: config.spool.dir.display().to_string(),
                         source,
                     })?;
+                if let Some(w) = crate::spool::volume::warning(&config.spool) {
+                    tracing::warn!("{w}");
+                }
                 let stats = spool.stats();
                 tracing::info!(
                     dir = %config.spool.dir.display(),

@@ -57,6 +57,7 @@ mod format;
 mod mark;
 mod reader;
 mod trim;
+pub mod volume;
 mod writer;
 
 use std::collections::VecDeque;

@@ -85,3 +85,33 @@ fn example_config_passes_check() {
         "{err}"
     );
 }
+
+/// A spool larger than its volume is allowed (the volume may grow) but `check` says so.
+#[test]
+fn check_warns_of_a_spool_its_volume_cannot_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hookgate.toml");
+    let spool = dir.path().join("spool");
+    // Two 1 PiB segments: more than any disk this runs on.
+    std::fs::write(
+        &config,
+        format!(
+            "[kafka]\nbrokers = \"127.0.0.1:9\"\n[spool]\ndir = \"{}\"\nsegment_bytes = 1125899906842624\n\
+             max_bytes = 2251799813685248\n{}",
+            spool.display(),
+            crate::foundation::hyprwatch_source()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(crate::harness::binary())
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("warning: the file system under the spool") && err.contains("less than two"),
+        "{err}"
+    );
+}
