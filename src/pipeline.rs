@@ -268,7 +268,7 @@ async fn trip(
             request_id: incoming.request_id.0.clone(),
             records,
         };
-        if let Err(e) = state.sink.deliver(batch).await {
+        if let Err(e) = state.sink.deliver(batch, &state.metrics).await {
             dedup::release_all(&state.dedup, &source.name, keys.iter()).await;
             let (name, vendor, n) = (&source.name, &source.vendor, events as u64);
             state
@@ -342,7 +342,7 @@ async fn dead_letter_body(
         request_id: request_id.0.clone(),
         records: vec![Record::DeadLetter(letter)],
     };
-    if let Err(e) = state.sink.deliver(batch).await {
+    if let Err(e) = state.sink.deliver(batch, &state.metrics).await {
         if reserved {
             dedup::release_all(&state.dedup, &source.name, std::iter::once(&key)).await;
         }

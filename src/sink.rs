@@ -23,6 +23,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, DeliveryMode};
+use crate::metrics::Metrics;
 use crate::normalize::OcsfEvent;
 use crate::parse::EventKey;
 use crate::publish::{Kafka, PublishError};
@@ -301,13 +302,21 @@ impl Sink {
         }
     }
 
-    /// Makes `batch` durable; returns only once it is.
-    pub async fn deliver(&self, batch: Batch) -> Result<(), SinkError> {
+    /// Makes `batch` durable; returns only once it is. In direct mode to Kafka, records the
+    /// answer in `metrics` (delivery latency, or an error by reason).
+    pub async fn deliver(&self, batch: Batch, metrics: &Metrics) -> Result<(), SinkError> {
         let envelopes = envelope::from_batch(batch);
         match self {
             Sink::Direct(output) => {
                 let mut done = vec![false; envelopes.len()];
-                output.send(&envelopes, &mut done).await
+                let started = std::time::Instant::now();
+                let sent = output.send(&envelopes, &mut done).await;
+                // Kafka's answer, as the forwarder records it in spool mode (one per request).
+                if let Output::Kafka(_) = output.as_ref() {
+                    let outcome = sent.as_ref().map(|()| ()).map_err(SinkError::code);
+                    metrics.kafka_delivery(started.elapsed(), outcome);
+                }
+                sent
             }
             Sink::Spooled { spool, .. } => {
                 let payloads = envelopes.iter().map(envelope::Envelope::encode).collect();

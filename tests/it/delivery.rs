@@ -109,6 +109,10 @@ fn direct_mode_publishes_each_event_keyed_by_its_id_with_headers() {
             200
         );
     }
+    // Each request's Kafka answer is timed, as the forwarder's are in spool mode.
+    assert!(gw
+        .metrics()
+        .contains("hookgate_kafka_delivery_duration_seconds_count 3"));
     let got = consume(&brokers, &topic, 3, Duration::from_secs(30));
     assert_eq!(got.len(), 3, "{got:?}");
     let keys: HashSet<_> = got.iter().map(|m| m.key.as_str()).collect();
@@ -124,6 +128,36 @@ fn direct_mode_publishes_each_event_keyed_by_its_id_with_headers() {
     assert_eq!(
         m.headers["ocsf.class_name"],
         event["class_name"].as_str().unwrap()
+    );
+}
+
+/// Direct mode after its broker stopped: the request's 503 is counted as a Kafka delivery
+/// error, so the delivery-error alert fires in direct mode as in spool mode.
+#[test]
+fn a_direct_mode_kafka_failure_is_counted_as_a_delivery_error() {
+    if !have_tansu("a_direct_mode_kafka_failure_is_counted_as_a_delivery_error") {
+        return;
+    }
+    let broker_dir = tempfile::tempdir().unwrap();
+    let mut tansu = Tansu::start(broker_dir.path(), free_port());
+    let brokers = tansu.addr();
+    let topic = topic();
+    let gw = Gateway::start_with(|dir| {
+        kafka_config(dir, &brokers, &topic, "direct", "").replace(
+            "linger_ms = 1\n",
+            "linger_ms = 1\nmessage_timeout_ms = 2000\n",
+        )
+    });
+    let c = client();
+    let url = gw.url("/ingest/hyprwatch");
+    assert_eq!(send(&c, &url, "before_the_stop").unwrap().0, 200);
+    tansu.stop();
+    let (status, _) = send(&c, &url, "broker_stopped").unwrap();
+    assert_eq!(status, 503);
+    let metrics = gw.metrics();
+    assert!(
+        metrics.contains("hookgate_kafka_delivery_errors_total{reason=\"kafka_"),
+        "{metrics}"
     );
 }
 
