@@ -313,7 +313,7 @@ impl Sink {
                 let sent = output.send(&envelopes, &mut done).await;
                 // Kafka's answer, as the forwarder records it in spool mode (one per request).
                 if let Output::Kafka(_) = output.as_ref() {
-                    let outcome = sent.as_ref().map(|()| ()).map_err(SinkError::code);
+                    let outcome = sent.as_ref().copied().map_err(SinkError::code);
                     metrics.kafka_delivery(started.elapsed(), outcome);
                 }
                 sent
