@@ -257,8 +257,11 @@ fn start_gateway(sources: &str, extra: &str) -> Gateway {
     let events_path = dir.path().join("events.jsonl");
     // `{dir}` in `extra` is this gateway's own temporary directory (e.g. for the spool).
     let extra = extra.replace("{dir}", &dir.path().display().to_string());
+    // One load generator on one address stands for every vendor: its share of the in-flight
+    // cap is the whole cap, as before the per-address share existed (builds since the twentieth
+    // session; an older `LOAD_BIN` refuses the key).
     let config = format!(
-        "[listener]\naddress = \"127.0.0.1:0\"\n[admin]\naddress = \"127.0.0.1:0\"\n[sink]\npath = {:?}\n[telemetry]\nlog_level = \"warn,hookgate::app=info\"\n{extra}\n{sources}",
+        "[listener]\naddress = \"127.0.0.1:0\"\n[admin]\naddress = \"127.0.0.1:0\"\n[sink]\npath = {:?}\n[telemetry]\nlog_level = \"warn,hookgate::app=info\"\n[limits]\nmax_in_flight_per_address = 256\n{extra}\n{sources}",
         events_path.display().to_string()
     );
     let config_path = dir.path().join("hookgate.toml");

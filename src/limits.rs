@@ -1,5 +1,5 @@
 //! Protection, between route and body: rate limits per source and per client address, and the
-//! global cap on requests in flight, and (with per-address rates) a cap per client address.
+//! global cap on requests in flight, and a share of it per client address.
 //!
 //! Input: the matched source's name and the TCP peer address. Output: an [`Admitted`] permit
 //! that the request holds until it is answered. Fails with [`LimitError`]: 429 (over a rate)
@@ -30,6 +30,7 @@ use crate::config::limits::{LimitsConfig, RateConfig};
 pub struct Protection {
     in_flight: Arc<Semaphore>,
     max_in_flight: usize,
+    per_address_in_flight: Arc<AddressSlots>,
     shed_retry_after: Duration,
     per_source: HashMap<String, SourceLimiter>,
     per_address: Option<Arc<AddressLimiter>>,
@@ -47,7 +48,6 @@ struct AddressLimiter {
     quota: Quota,
     max_tracked: usize,
     limiter: ArcSwap<DefaultKeyedRateLimiter<IpAddr>>,
-    in_flight: Arc<AddressSlots>,
 }
 
 /// Requests in flight per client address, each address capped. An address is counted only
@@ -113,7 +113,7 @@ impl std::fmt::Debug for Protection {
 #[derive(Debug)]
 pub struct Admitted {
     _permit: OwnedSemaphorePermit,
-    _address: Option<AddressSlot>,
+    _address: AddressSlot,
 }
 
 /// Why a request was refused before its body was read.
@@ -203,16 +203,16 @@ impl Protection {
                 quota: q,
                 max_tracked: limits.max_tracked_addresses,
                 limiter: ArcSwap::from_pointee(RateLimiter::keyed(q)),
-                in_flight: Arc::new(AddressSlots {
-                    cap: limits.in_flight_per_address(),
-                    held: Mutex::new(HashMap::new()),
-                }),
             })
         });
         let max_in_flight = limits.max_in_flight_requests.max(1);
         Protection {
             in_flight: Arc::new(Semaphore::new(max_in_flight)),
             max_in_flight,
+            per_address_in_flight: Arc::new(AddressSlots {
+                cap: limits.in_flight_per_address(),
+                held: Mutex::new(HashMap::new()),
+            }),
             shed_retry_after: Duration::from_secs(limits.shed_retry_after_secs),
             per_source,
             per_address,
@@ -226,6 +226,9 @@ impl Protection {
         if self.max_in_flight == previous.max_in_flight {
             self.in_flight = Arc::clone(&previous.in_flight);
         }
+        if self.per_address_in_flight.cap == previous.per_address_in_flight.cap {
+            self.per_address_in_flight = Arc::clone(&previous.per_address_in_flight);
+        }
         for (name, bucket) in &mut self.per_source {
             if let Some(old) = previous.per_source.get(name) {
                 if old.quota == bucket.quota {
@@ -234,18 +237,15 @@ impl Protection {
             }
         }
         if let (Some(new), Some(old)) = (&mut self.per_address, &previous.per_address) {
-            if new.quota == old.quota
-                && new.max_tracked == old.max_tracked
-                && new.in_flight.cap == old.in_flight.cap
-            {
+            if new.quota == old.quota && new.max_tracked == old.max_tracked {
                 *new = Arc::clone(old);
             }
         }
     }
 
     /// Admits one request for `source` from `peer`, or refuses it. Checks the address rate,
-    /// then the source rate, then takes the address's in-flight slot (with per-address rates)
-    /// and a global one, without waiting.
+    /// then the source rate, then takes one of the address's in-flight slots and a global one,
+    /// without waiting.
     pub fn admit(&self, source: &str, peer: IpAddr) -> Result<Admitted, LimitError> {
         let peer = peer.to_canonical();
         if let Some(addresses) = &self.per_address {
@@ -259,14 +259,12 @@ impl Protection {
                     retry_after: not_until.wait_time_from(DefaultClock::default().now()),
                 })?;
         }
-        let address = match &self.per_address {
-            Some(addresses) => Some(addresses.in_flight.take(peer).ok_or(
-                LimitError::AddressInFlight {
-                    retry_after: self.shed_retry_after,
-                },
-            )?),
-            None => None,
-        };
+        let address = self
+            .per_address_in_flight
+            .take(peer)
+            .ok_or(LimitError::AddressInFlight {
+                retry_after: self.shed_retry_after,
+            })?;
         match Arc::clone(&self.in_flight).try_acquire_owned() {
             Ok(permit) => Ok(Admitted {
                 _permit: permit,
@@ -399,12 +397,22 @@ mod tests {
         let mapped = IpAddr::V6(std::net::Ipv4Addr::new(192, 0, 2, 1).to_ipv6_mapped());
         let _a3 = p.admit("s", mapped).unwrap();
         assert!(p.admit("s", A).is_err());
-        // Without per-address rates addresses are not told apart (a balancer's address would
-        // be everyone's): only the global cap applies.
+        // Without per-address rates as well; a cap as large as the global one leaves only that.
         let p = Protection::build(&limits(|l| l.max_in_flight_requests = 4), ["s"].into_iter());
-        let held: Vec<_> = (0..4).map(|_| p.admit("s", A).unwrap()).collect();
+        let _held: Vec<_> = (0..2).map(|_| p.admit("s", A).unwrap()).collect();
+        assert_eq!(
+            p.admit("s", A).unwrap_err().code(),
+            "in_flight_limited_address"
+        );
+        let p = Protection::build(
+            &limits(|l| {
+                l.max_in_flight_requests = 4;
+                l.max_in_flight_per_address = Some(4);
+            }),
+            ["s"].into_iter(),
+        );
+        let _held: Vec<_> = (0..4).map(|_| p.admit("s", A).unwrap()).collect();
         assert_eq!(p.admit("s", B).unwrap_err().code(), "overloaded");
-        drop(held);
     }
 
     #[test]
@@ -428,8 +436,8 @@ mod tests {
         let l = limits(|l| l.max_in_flight_requests = 2);
         let p = Protection::build(&l, ["s"].into_iter());
         let first = p.admit("s", A).unwrap();
-        let _second = p.admit("s", A).unwrap();
-        let err = p.admit("s", A).unwrap_err();
+        let _second = p.admit("s", B).unwrap();
+        let err = p.admit("s", IpAddr::from([192, 0, 2, 3])).unwrap_err();
         assert!(err.is_overload());
         assert_eq!(err.code(), "overloaded");
         assert_eq!(err.retry_after(), Duration::from_secs(5));

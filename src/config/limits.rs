@@ -50,11 +50,13 @@ pub struct LimitsConfig {
     /// Example: `per_address = { requests_per_second = 20, burst = 100 }`. Over the rate → 429.
     #[serde(default)]
     pub per_address: Option<RateConfig>,
-    /// With `per_address` set: most requests one client address may have in flight at once.
-    /// Default: half of `max_in_flight_requests` (at least 1), so that one address (say, a
-    /// flood of forged requests to a signature source, whose bodies must be read before they
-    /// can be refused, sent slowly) can never hold every slot and starve the other senders.
-    /// One more → 429 with `Retry-After`. Example: `64`.
+    /// Most requests one client address may have in flight at once (the address as for
+    /// `per_address`). Default: half of `max_in_flight_requests` (at least 1), so that one
+    /// address (say, a flood of forged requests to a signature source, whose bodies must be
+    /// read before they can be refused, sent slowly) can never hold every slot and starve the
+    /// other senders. One more → 429 with `Retry-After`. Behind a load balancer not listed in
+    /// `[trust] trusted_proxies` every request has its address: set this to
+    /// `max_in_flight_requests` there. Example: `64`.
     #[serde(default)]
     pub max_in_flight_per_address: Option<usize>,
     /// Most client addresses whose rate state is remembered. Default 100000 (a few MB). When

@@ -132,7 +132,7 @@ fn client_address_over_its_rate_gets_429() {
 #[test]
 fn requests_beyond_the_in_flight_cap_are_shed_with_503() {
     let gw = Gateway::start(&format!(
-        "[limits]\nmax_in_flight_requests = 1\nshed_retry_after_secs = 7\n{}",
+        "[limits]\nmax_in_flight_requests = 1\nmax_in_flight_per_address = 2\nshed_retry_after_secs = 7\n{}",
         hyprwatch_source()
     ));
     // Hold the only slot: headers promise 100 bytes, only 10 arrive (yet).
@@ -169,11 +169,11 @@ fn requests_beyond_the_in_flight_cap_are_shed_with_503() {
 
 #[test]
 fn one_address_with_slow_bodies_cannot_take_every_slot() {
-    // Behind a trusted loopback proxy, so the test can speak for two client addresses.
+    // Behind a trusted loopback proxy, so the test can speak for two client addresses. No
+    // per-address rate: the share of the in-flight cap holds without one.
     let gw = Gateway::start(&format!(
         "[trust]\ntrusted_proxies = [\"127.0.0.1\"]\n\
-         [limits]\nmax_in_flight_requests = 4\nshed_retry_after_secs = 3\n\
-         per_address = {{ requests_per_second = 1000, burst = 1000 }}\n{}",
+         [limits]\nmax_in_flight_requests = 4\nshed_retry_after_secs = 3\n{}",
         hyprwatch_source()
     ));
     // A forger's requests to a signature source: heads promising bodies that never come.
