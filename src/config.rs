@@ -465,6 +465,30 @@ fn delivery_problems(config: &Config, add: &mut impl FnMut(String, String)) {
                     .into(),
             );
         }
+        // A body no event can be read from is kept whole as one spool record.
+        let largest = crate::normalize::MAX_EVENT_BYTES as u64;
+        let limits = &config.limits;
+        let per_source = config.sources.iter().filter_map(|s| {
+            let bytes = s.max_body_bytes?;
+            Some((format!("source[{}].max_body_bytes", s.name), bytes))
+        });
+        for (key, bytes) in [
+            ("limits.max_body_bytes".to_owned(), limits.max_body_bytes),
+            (
+                "limits.max_decompressed_bytes".to_owned(),
+                limits.max_decompressed_bytes,
+            ),
+        ]
+        .into_iter()
+        .chain(per_source)
+        {
+            if bytes > largest {
+                add(
+                    key,
+                    format!("must be at most {largest} in spool mode (a body is kept whole as one spool record)"),
+                );
+            }
+        }
         if spool.ready_below_percent == 0 || spool.ready_below_percent > 100 {
             add(
                 "spool.ready_below_percent".into(),

@@ -23,6 +23,10 @@ use crate::parse::{self, ParsedEvent, Parser};
 use crate::sink::{DeadLetter, Record};
 use crate::split::RawEvent;
 
+/// Largest normalized event: the spool's largest record, less room for its envelope (names,
+/// ids, reason). A larger one is kept as a dead letter instead.
+pub const MAX_EVENT_BYTES: usize = crate::spool::MAX_RECORD_BYTES - 64 * 1024;
+
 /// OCSF schema version every event is written against.
 pub const OCSF_VERSION: &str = "1.8.0";
 
@@ -73,6 +77,21 @@ pub fn events(parser: &Parser, fresh: Vec<RawEvent<'_>>, request: &EventContext<
         let normalized = parse::apply_routed(parser, event.value, event.key, event.route, &ctx)
             .map_err(|e| (e.code(), e.to_string()))
             .and_then(|parsed| to_ocsf(parsed, &ctx).map_err(|e| (e.code(), e.to_string())));
+        // An event too large for any record (a small body whose mapped fields copy much of
+        // it, inflated) is kept as a dead letter, its raw bytes being the smaller part.
+        let normalized = normalized.and_then(|ocsf| {
+            if ocsf.json.len() > MAX_EVENT_BYTES {
+                Err((
+                    "event_too_large",
+                    format!(
+                        "the normalized event is {} bytes, over the largest record ({MAX_EVENT_BYTES})",
+                        ocsf.json.len()
+                    ),
+                ))
+            } else {
+                Ok(ocsf)
+            }
+        });
         match normalized {
             Ok(ocsf) => {
                 published.push((ocsf.class_name, ocsf.json.clone()));

@@ -87,6 +87,10 @@ impl PublishError {
     }
 }
 
+/// librdkafka's `message.max.bytes`: the spool's largest record plus room for the request
+/// framing. `[kafka.properties]` may lower it.
+const MESSAGE_MAX_BYTES: usize = crate::spool::MAX_RECORD_BYTES + 1024 * 1024;
+
 /// The Kafka producer with its routing and topic bookkeeping.
 pub struct Kafka {
     /// Replaced whole when librdkafka reports a fatal error (an idempotent producer that lost
@@ -127,7 +131,12 @@ impl Kafka {
             .set("acks", "all")
             .set("compression.type", config.compression.as_str())
             .set("linger.ms", config.linger_ms_in(mode).to_string())
-            .set("message.timeout.ms", config.message_timeout_ms.to_string());
+            .set("message.timeout.ms", config.message_timeout_ms.to_string())
+            // Any record the gateway can make (the spool's largest, and an event is cut to a
+            // dead letter before it grows past that), not librdkafka's 1 MB default, which a
+            // large event passes before compression: refused at produce time, it would be
+            // retried for ever (and stall the forwarder). The broker judges the compressed batch.
+            .set("message.max.bytes", MESSAGE_MAX_BYTES.to_string());
         if let Some(level) = config.compression_level() {
             client.set("compression.level", level.to_string());
         }

@@ -90,6 +90,8 @@ topic = "ocsf.{tenant}"
 dead_letter_topic = "dead letters"
 topic_partitions = 0
 topic_replication = 0
+[limits]
+max_decompressed_bytes = 33554432
 [spool]
 segment_bytes = 100
 max_bytes = 150
@@ -112,6 +114,7 @@ max_entries = 0
             "spool.max_bytes",
             "spool.ready_below_percent",
             "spool.forward_wait_ms",
+            "limits.max_decompressed_bytes",
             "dedup.redis_url",
             "dedup.window_s",
             "dedup.max_entries",

@@ -313,6 +313,42 @@ fn a_body_that_does_not_decode_is_kept_when_it_is_authenticated_as_sent() {
     assert!(gw.metrics().contains("reason=\"corrupt_encoding\""));
 }
 
+/// A small gzip body whose event, normalized, would be larger than any spool record (its text
+/// copied into three fields, each escaped): kept as a dead letter with its raw bytes, answered
+/// 200, never refused for ever.
+#[test]
+fn an_event_too_large_to_normalize_is_kept_as_a_dead_letter() {
+    let gw = Gateway::start_with(|dir| {
+        format!(
+            "[delivery]\nmode = \"spool\"\n[spool]\ndir = \"{}\"\n{}",
+            dir.join("spool").display(),
+            hyprwatch_source()
+        )
+    });
+    let quotes = "\\\"".repeat(3 * 1024 * 1024);
+    let body = format!(
+        r#"{{"id":"evt_huge","event":"host.online","timestamp":"2024-01-15T10:35:00Z","data":{{"host_id":"h1","hostname":"{quotes}","platform":"linux"}}}}"#
+    );
+    let resp = reqwest::blocking::Client::new()
+        .post(gw.url("/ingest/hyprwatch"))
+        .header("content-encoding", "gzip")
+        .header(
+            "x-hyprwatch-signature",
+            hyprwatch_signature(HW_SECRET, body.as_bytes()),
+        )
+        .body(gzip(body.as_bytes()))
+        .timeout(std::time::Duration::from_secs(60))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let kept = gw.wait_events(1);
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0]["dead_letter"], true);
+    assert_eq!(kept[0]["reason_code"], "event_too_large");
+    assert_eq!(kept[0]["uid"], "evt_huge");
+    assert_eq!(kept[0]["raw_data"].as_str().unwrap().len(), body.len());
+}
+
 #[test]
 fn unsupported_media_type_is_415() {
     let gw = Gateway::start(&hyprwatch_source());
