@@ -506,6 +506,18 @@ fn delivery_problems(config: &Config, add: &mut impl FnMut(String, String)) {
     if dedup.window_s == Some(0) {
         add("dedup.window_s".into(), "must be at least 1".into());
     }
+    if dedup
+        .window_s
+        .is_some_and(|s| s > crate::parse::compile::MAX_WINDOW_SECS)
+    {
+        add(
+            "dedup.window_s".into(),
+            format!(
+                "must be at most {} (ten years)",
+                crate::parse::compile::MAX_WINDOW_SECS
+            ),
+        );
+    }
     if dedup.reservation_ttl_s == 0 {
         add(
             "dedup.reservation_ttl_s".into(),

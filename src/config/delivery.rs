@@ -124,6 +124,13 @@ max_entries = 0
     }
 
     #[test]
+    fn a_window_past_ten_years_is_refused() {
+        let err = load("[dedup]\nwindow_s = 9223372036854775807\n").unwrap_err();
+        assert!(err.contains("dedup.window_s"), "{err}");
+        assert!(load("[dedup]\nwindow_s = 315360000\n").is_ok());
+    }
+
+    #[test]
     fn kafka_properties_are_secrets_and_unknown_keys_are_refused() {
         let c =
             load("[kafka]\nbrokers = \"k:9092\"\n[kafka.properties]\n\"sasl.password\" = \"pw\"\n")

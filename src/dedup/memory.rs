@@ -286,7 +286,7 @@ impl MemoryStore {
             let wall = SystemTime::now();
             let entries = keys
                 .iter()
-                .map(|(key, window)| (key.to_hex(), wall + *window));
+                .map(|(key, window)| (key.to_hex(), wall.checked_add(*window).unwrap_or(wall)));
             if let Err(e) = journal.append_many(entries) {
                 tracing::error!(error = %e, "cannot journal a dedup key; a restart may forget it");
             }

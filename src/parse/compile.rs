@@ -597,6 +597,10 @@ fn header_name(h: &str) -> Res<HeaderName> {
     HeaderName::from_bytes(h.as_bytes()).map_err(|_| format!("{h:?} is not a header name"))
 }
 
+/// Longest dedup window or cache lifetime: ten years, so that every expiry is a time the
+/// clocks can hold.
+pub const MAX_WINDOW_SECS: u64 = 3650 * 86_400;
+
 /// Parses `"30h"`, `"90m"`, `"3600s"`, `"2d"`; `"none"` or any zero (`"0"`, `"0s"`) = no
 /// window.
 pub fn window(text: &str) -> Res<Option<Duration>> {
@@ -618,7 +622,8 @@ pub fn window(text: &str) -> Res<Option<Duration>> {
     };
     let secs = n
         .checked_mul(unit_secs)
-        .ok_or_else(|| format!("{text:?} is too long"))?;
+        .filter(|s| *s <= MAX_WINDOW_SECS)
+        .ok_or_else(|| format!("{text:?} is too long (ten years at most)"))?;
     Ok((secs > 0).then(|| Duration::from_secs(secs)))
 }
 
