@@ -27,7 +27,7 @@ pub struct DedupConfig {
     /// How long a delivered event id counts as a duplicate, in seconds, for every source. Default:
     /// unset, so each parser's own window applies, sized to its vendor (ConnectSecure 1 h:
     /// identical alerts such as a daily "Probe Went Down" recur and must not be swallowed;
-    /// Hyprwatch 3 h; Hyperproof 24 h; HYPR 25 h; Hoop 30 h). Set, it replaces them all;
+    /// Hyprwatch 3 h; Hyperproof 24 h; HYPR 25 h; Hoop 30 h). Set (ten years at most), it replaces them all;
     /// events a parser never deduplicates stay exempt. Example: `7200`.
     #[serde(default)]
     pub window_s: Option<u64>,
