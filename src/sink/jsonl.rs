@@ -39,7 +39,8 @@ pub(super) const BATCH_MAX_BYTES: usize = 8 * 1024 * 1024;
 #[derive(Debug)]
 enum Output {
     Stdout,
-    File(File),
+    /// The file, and the path it was opened at (followed: see [`follow_path`]).
+    File(File, PathBuf),
 }
 
 /// One request's lines, and where to send the outcome of the sync that covers them.
@@ -76,7 +77,31 @@ fn open(path: &Path) -> Result<Output, SinkBuildError> {
         path: path.display().to_string(),
         source,
     })?;
-    Ok(Output::File(file))
+    Ok(Output::File(file, path.to_owned()))
+}
+
+/// Reopens a file output whose path no longer names the open file (deleted, or renamed away
+/// by a log rotation): lines written to an unlinked file would be acknowledged and then lost
+/// with it. The next batch goes to a new file at the path.
+fn follow_path(output: &mut Output) -> Result<(), std::io::Error> {
+    use std::os::unix::fs::MetadataExt;
+    let Output::File(file, path) = output else {
+        return Ok(());
+    };
+    let held = file.metadata()?;
+    let same = std::fs::metadata(&*path)
+        .is_ok_and(|at_path| at_path.dev() == held.dev() && at_path.ino() == held.ino());
+    if same {
+        return Ok(());
+    }
+    tracing::warn!(file = %path.display(), "the sink file was removed or replaced; writing to a new file at its path");
+    match open(path) {
+        Ok(reopened) => {
+            *output = reopened;
+            Ok(())
+        }
+        Err(e) => Err(std::io::Error::other(e.to_string())),
+    }
 }
 
 /// Ends the file's last line when a crash cut it short (a write the sync never covered, so
@@ -251,9 +276,11 @@ fn write_batch(
     event_buf: &[u8],
     dead_buf: &[u8],
 ) -> Result<(), std::io::Error> {
+    follow_path(events)?;
     let events_mark = mark(events)?;
     let result = write_synced(events, event_buf).and_then(|()| match dead_letters {
         Some(dead) if !dead_buf.is_empty() => {
+            follow_path(dead)?;
             let dead_mark = mark(dead)?;
             write_synced(dead, dead_buf).inspect_err(|_| rewind(dead, dead_mark))
         }
@@ -269,13 +296,13 @@ fn write_batch(
 fn mark(output: &Output) -> Result<Option<u64>, std::io::Error> {
     match output {
         Output::Stdout => Ok(None),
-        Output::File(file) => Ok(Some(file.metadata()?.len())),
+        Output::File(file, _) => Ok(Some(file.metadata()?.len())),
     }
 }
 
 /// Cuts a file back to `mark` after a failed batch.
 fn rewind(output: &mut Output, mark: Option<u64>) {
-    if let (Output::File(file), Some(len)) = (output, mark) {
+    if let (Output::File(file, _), Some(len)) = (output, mark) {
         if let Err(e) = file.set_len(len).and_then(|()| file.sync_data()) {
             tracing::error!(error = %e, "cannot cut the sink file back after a failed write");
         }
@@ -289,7 +316,7 @@ fn write_synced(output: &mut Output, bytes: &[u8]) -> Result<(), std::io::Error>
             out.write_all(bytes)?;
             out.flush()
         }
-        Output::File(file) => {
+        Output::File(file, _) => {
             file.write_all(bytes)?;
             file.sync_data()
         }
@@ -314,7 +341,7 @@ mod tests {
             (b"{\"a\":1}\n{\"cla", b"{\"a\":1}\n{\"cla\n"),
         ] {
             std::fs::write(&path, before).unwrap();
-            let Output::File(mut file) = open(&path).unwrap() else {
+            let Output::File(mut file, _) = open(&path).unwrap() else {
                 panic!("a file")
             };
             assert_eq!(std::fs::read(&path).unwrap(), after);

@@ -1210,3 +1210,25 @@ fn the_oldest_pending_records_age_counts_from_its_receipt_across_a_restart() {
         restarted.elapsed()
     );
 }
+
+/// The events file removed (or rotated away) while the gateway runs: the next answered event
+/// is in a new file at the path, not in the unlinked one, where it would be lost.
+#[test]
+fn an_events_file_removed_while_running_is_made_again() {
+    let gw = Gateway::start(&hyprwatch_source());
+    let c = client();
+    let url = gw.url("/ingest/hyprwatch");
+    assert_eq!(send(&c, &url, "before_removal").unwrap().0, 200);
+    std::fs::remove_file(&gw.events_path).unwrap();
+    assert_eq!(send(&c, &url, "after_removal").unwrap().0, 200);
+    let text = std::fs::read_to_string(&gw.events_path).unwrap();
+    let uids: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["metadata"]["uid"].as_str().unwrap_or_default().to_owned()
+        })
+        .collect();
+    assert_eq!(uids, ["after_removal"]);
+    assert!(gw.logs().contains("the sink file was removed or replaced"));
+}
