@@ -177,6 +177,25 @@ pub struct SourceReport {
     pub recent_events: Vec<Value>,
 }
 
+/// Largest event the status lookback keeps as written; a larger one (an event of megabytes
+/// would pin that much per slot for as long as it is among the last few) is kept as a note
+/// of its size.
+const RECENT_EVENT_MAX_BYTES: usize = 64 * 1024;
+
+/// What the lookback keeps of one event.
+fn kept_for_status(event: &Bytes) -> Bytes {
+    if event.len() <= RECENT_EVENT_MAX_BYTES {
+        return event.clone();
+    }
+    let note = serde_json::json!({
+        "hookgate_status": format!(
+            "an event of {} bytes, over the {RECENT_EVENT_MAX_BYTES} the status page keeps",
+            event.len()
+        )
+    });
+    Bytes::from(note.to_string())
+}
+
 impl Health {
     /// A tracker configured from `config`.
     pub fn new(config: &Config) -> Health {
@@ -252,7 +271,7 @@ impl Health {
             }
             let skip = events.len().saturating_sub(keep);
             for e in events.iter().skip(skip) {
-                t.recent.push_back(e.clone());
+                t.recent.push_back(kept_for_status(e));
                 if t.recent.len() > keep {
                     t.recent.pop_front();
                 }

@@ -25,7 +25,8 @@ pub struct LimitsConfig {
     pub max_events_per_request: usize,
     /// Most requests processed at once across every source (reading bodies, verifying,
     /// writing). Default 256. One more is shed at once with 503 and `Retry-After` instead of
-    /// queuing, so memory stays bounded (at worst this many times `max_decompressed_bytes`).
+    /// queuing, so memory stays bounded (at worst this many bodies of `max_decompressed_bytes`,
+    /// each with its normalized events, which escape and copy text: a few times that again).
     /// Example: `512`.
     #[serde(default = "default_max_in_flight_requests")]
     pub max_in_flight_requests: usize,

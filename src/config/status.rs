@@ -17,7 +17,8 @@ pub struct StatusConfig {
     #[serde(default)]
     pub token: Option<Secret>,
     /// How many of the latest normalized events per source the status shows. Default 20;
-    /// 0 turns the lookback off. `raw_data` and fields named like secrets are redacted.
+    /// 0 turns the lookback off. `raw_data` and fields named like secrets are redacted; an
+    /// event over 64 KiB is shown as a note of its size, not kept.
     #[serde(default = "default_recent_events")]
     pub recent_events: usize,
     /// How far back an authentication failure marks a source `failing_auth`, in seconds,

@@ -140,6 +140,17 @@ fn lookback_keeps_only_the_latest_n_newest_first() {
 }
 
 #[test]
+fn lookback_keeps_a_note_of_an_event_too_large_to_keep() {
+    let h = Health::new(&config("", "[status]\nrecent_events = 2\n"));
+    let big = format!("{{\"message\":\"{}\"}}", "m".repeat(200_000));
+    h.accepted("hp", &[Bytes::from(big)]);
+    let r = &h.reports()[0];
+    let note = r.recent_events[0]["hookgate_status"].as_str().unwrap();
+    assert!(note.contains("200014 bytes"), "{note}");
+    assert!(r.recent_events[0].get("message").is_none());
+}
+
+#[test]
 fn redaction_hides_raw_data_and_secret_named_fields() {
     let event = Bytes::from_static(
         br#"{"raw_data":"{\"k\":\"v\"}","unmapped":{"payload":{"api_key":"abc","nested":{"Authorization":"Bearer x","ok":"fine"}}},"metadata":{"uid":"u1"}}"#,
