@@ -187,6 +187,22 @@ impl Wire {
     pub fn decode(&self, limits: &BodyLimits) -> Result<Bytes, BodyError> {
         decode(self.bytes.clone(), self.encoding, limits)
     }
+
+    /// [`decode`](Self::decode) for the request path: inflating (up to the inflate cap, before
+    /// any signature over the result can be checked) runs on a blocking thread, so a few
+    /// small compressed bodies cannot hold the runtime's workers, and every other request and
+    /// the health probes with them.
+    pub async fn decode_off_runtime(&self, limits: &BodyLimits) -> Result<Bytes, BodyError> {
+        if self.encoding == Encoding::Identity || self.bytes.is_empty() {
+            return self.decode(limits);
+        }
+        let (bytes, encoding, caps) = (self.bytes.clone(), self.encoding, *limits);
+        match tokio::task::spawn_blocking(move || decode(bytes, encoding, &caps)).await {
+            Ok(decoded) => decoded,
+            // The blocking pool is gone (shutdown): decode here instead.
+            Err(_) => self.decode(limits),
+        }
+    }
 }
 
 /// Reads the whole body within the size cap and the read timeout, without decoding it, so a

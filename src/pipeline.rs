@@ -167,7 +167,7 @@ async fn trip(
         &limits,
     )?;
     let wire = body::read_wire(incoming.body, &incoming.parts.headers, &limits).await?;
-    let raw = match wire.decode(&limits) {
+    let raw = match wire.decode_off_runtime(&limits).await {
         Ok(raw) => raw,
         // A body that arrived whole but does not decode, from a sender it authenticates as
         // sent (credentials in the head, or a signature over these very bytes): kept before
