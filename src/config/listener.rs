@@ -27,9 +27,10 @@ pub struct ListenerConfig {
     #[serde(default = "default_backlog")]
     pub backlog: u32,
     /// Time allowed for a client to send the request line and headers, in milliseconds.
-    /// Default 10000; at least 1. A slower client is disconnected, and so is a connection silent this
+    /// Default 10000; at least 1. A slower client is disconnected, and so is a connection this
     /// long with no request in flight (before its first request, or kept alive between
-    /// requests), so idle sockets cannot hold the `max_connections` slots.
+    /// requests; HTTP/2 frames that are not a whole request, PINGs say, do not count), so idle
+    /// sockets cannot hold the `max_connections` slots.
     #[serde(default = "default_header_read_timeout_ms")]
     pub header_read_timeout_ms: u64,
     /// Time allowed to receive the whole body once headers are in, in milliseconds.

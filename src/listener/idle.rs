@@ -3,10 +3,13 @@
 //! hyper's own header timeout starts only once it knows the protocol: a connection that sends
 //! nothing, or the first bytes of HTTP/2's preface and then nothing, or that stays open
 //! between requests, would hold one of the `max_connections` slots for ever, so a few idle
-//! sockets could lock every vendor out. [`Idle`] wraps the connection's stream: when it has
-//! read and written nothing for the limit while no request of it is in flight, the next read
-//! fails with `TimedOut` and hyper closes the connection. A request in flight (its body
-//! read, its answer awaited) is never cut by this; the body has its own timeout (408).
+//! sockets could lock every vendor out. [`Idle`] wraps the connection's stream: when no
+//! request of it has been in flight for the limit (since it opened, or since its last request
+//! ended), the next read fails with `TimedOut` and hyper closes the connection. Only requests
+//! count, not bytes: an HTTP/2 connection that sends PING frames, or a request's headers one
+//! CONTINUATION frame at a time, is as idle as a silent one (hyper's own header timeout is
+//! HTTP/1.1's alone). A request in flight (its body read, its answer awaited) is never cut by
+//! this; the body has its own timeout (408).
 //!
 //! A connection closed before its first request is a refusal (logged, counted as
 //! `hookgate_rejections_total{stage="listener",reason="request_timeout"}`); one closed after
@@ -16,8 +19,8 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -32,6 +35,14 @@ use crate::metrics::UNMATCHED;
 pub struct Activity {
     in_flight: AtomicUsize,
     started: AtomicUsize,
+    /// When the last request ended: nanoseconds since [`epoch`], plus one (0: none yet).
+    last_end: AtomicU64,
+}
+
+/// The process's origin for [`Activity::last_end`].
+fn epoch() -> std::time::Instant {
+    static EPOCH: OnceLock<std::time::Instant> = OnceLock::new();
+    *EPOCH.get_or_init(std::time::Instant::now)
 }
 
 impl Activity {
@@ -41,6 +52,12 @@ impl Activity {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight(Arc::clone(self))
     }
+
+    /// When the last request ended, if one has.
+    fn last_end(&self) -> Option<Instant> {
+        let nanos = self.last_end.load(Ordering::Relaxed).checked_sub(1)?;
+        Some(Instant::from_std(epoch() + Duration::from_nanos(nanos)))
+    }
 }
 
 /// A request in flight on its connection.
@@ -49,6 +66,8 @@ pub struct InFlight(Arc<Activity>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
+        let since = u64::try_from(epoch().elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
+        self.0.last_end.store(since + 1, Ordering::Relaxed);
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -57,9 +76,13 @@ impl Drop for InFlight {
 pub struct Idle<S> {
     inner: S,
     limit: Duration,
-    /// Last read or write.
-    last: Instant,
-    /// Armed for `last + limit` (re-armed when it fires early because of activity since).
+    /// When the connection opened.
+    opened: Instant,
+    /// `activity.last_end` as it was at the last read that brought bytes: when it still is,
+    /// bytes came after the last request ended (a head begun, never finished).
+    read_mark: Option<u64>,
+    /// Armed for when the connection would have been idle for `limit` (re-armed when it fires
+    /// while a request is in flight, or early because one ended since).
     timer: Pin<Box<Sleep>>,
     activity: Arc<Activity>,
     peer: SocketAddr,
@@ -75,12 +98,13 @@ impl<S> Idle<S> {
         peer: SocketAddr,
         state: Arc<State>,
     ) -> Idle<S> {
-        let last = Instant::now();
+        let opened = Instant::now();
         Idle {
             inner,
             limit,
-            last,
-            timer: Box::pin(tokio::time::sleep_until(last + limit)),
+            opened,
+            read_mark: None,
+            timer: Box::pin(tokio::time::sleep_until(opened + limit)),
             activity,
             peer,
             state,
@@ -90,16 +114,21 @@ impl<S> Idle<S> {
     /// After a read found nothing: `Ready` with the error that closes the connection once it
     /// has been idle for the limit, else `Pending` (the timer wakes the task).
     fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
-        if self.activity.in_flight.load(Ordering::Relaxed) > 0 {
-            self.last = Instant::now();
-            return Poll::Pending;
-        }
         loop {
             match self.timer.as_mut().poll(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(()) => {
-                    let due = self.last + self.limit;
-                    if due > Instant::now() {
+                    let now = Instant::now();
+                    let due = if self.activity.in_flight.load(Ordering::Relaxed) > 0 {
+                        now + self.limit
+                    } else {
+                        self.activity
+                            .last_end()
+                            .unwrap_or(self.opened)
+                            .max(self.opened)
+                            + self.limit
+                    };
+                    if due > now {
                         self.timer.as_mut().reset(due);
                         continue;
                     }
@@ -111,7 +140,18 @@ impl<S> Idle<S> {
 
     fn timed_out(&self) -> io::Error {
         let limit_ms = u64::try_from(self.limit.as_millis()).unwrap_or(u64::MAX);
-        if self.activity.started.load(Ordering::Relaxed) == 0 {
+        let head_begun = self.read_mark == Some(self.activity.last_end.load(Ordering::Relaxed));
+        if head_begun {
+            self.state
+                .metrics
+                .rejection(UNMATCHED, "listener", "request_timeout");
+            tracing::info!(
+                client = %self.peer.ip(),
+                limit_ms,
+                reason = "request_timeout",
+                "connection closed: request head not complete within the header read timeout"
+            );
+        } else if self.activity.started.load(Ordering::Relaxed) == 0 {
             self.state
                 .metrics
                 .rejection(UNMATCHED, "listener", "request_timeout");
@@ -135,9 +175,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for Idle<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(r) => {
-                this.last = Instant::now();
+                if buf.filled().len() > before {
+                    this.read_mark = Some(this.activity.last_end.load(Ordering::Relaxed));
+                }
                 Poll::Ready(r)
             }
             Poll::Pending => this.poll_idle(cx).map(Err),
@@ -151,9 +194,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Idle<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = &mut *self;
-        this.last = Instant::now();
-        Pin::new(&mut this.inner).poll_write(cx, buf)
+        Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -161,9 +202,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Idle<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let this = &mut *self;
-        this.last = Instant::now();
-        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {

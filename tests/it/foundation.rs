@@ -842,6 +842,54 @@ fn until_closed(s: &mut std::net::TcpStream) -> (String, std::time::Duration) {
     )
 }
 
+/// HTTP/2 connections busy with frames but never a request: PINGs, or a request's headers
+/// left open by one CONTINUATION frame after another. Both are idle (hyper's header timeout
+/// is HTTP/1.1's alone) and closed after the header timeout, so they cannot hold the
+/// `max_connections` slots.
+#[test]
+fn http2_connections_that_send_frames_but_no_request_are_closed() {
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+    let gw = Gateway::start(&format!(
+        "[listener]\naddress = \"127.0.0.1:0\"\nheader_read_timeout_ms = 800\n{}",
+        hyprwatch_source()
+    ));
+    let frame = |kind: u8, flags: u8, stream: u32, payload: &[u8]| {
+        let len = u32::try_from(payload.len()).unwrap().to_be_bytes();
+        let mut f = vec![len[1], len[2], len[3], kind, flags];
+        f.extend_from_slice(&stream.to_be_bytes());
+        f.extend_from_slice(payload);
+        f
+    };
+    // HEADERS for stream 1 without END_HEADERS: `:method: POST` (static index 3, indexed).
+    let open_headers = frame(1, 0, 1, &[0x83]);
+    // CONTINUATION frames of one `:scheme: http` (index 6) each, never END_HEADERS.
+    let continuation = frame(9, 0, 1, &[0x86]);
+    let ping = frame(6, 0, 0, &[0; 8]);
+    for (opening, every_200ms) in [(None, &ping), (Some(&open_headers), &continuation)] {
+        let mut s = std::net::TcpStream::connect(gw.addr).unwrap();
+        s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap();
+        s.write_all(&frame(4, 0, 0, &[])).unwrap();
+        if let Some(f) = opening {
+            s.write_all(f).unwrap();
+        }
+        let mut writer = s.try_clone().unwrap();
+        let frames = every_200ms.clone();
+        let started = Instant::now();
+        let keep_sending = std::thread::spawn(move || {
+            while started.elapsed() < Duration::from_secs(6) {
+                if writer.write_all(&frames).is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        let (_, took) = until_closed(&mut s);
+        assert!(took < Duration::from_secs(4), "open for {took:?}");
+        keep_sending.join().unwrap();
+    }
+}
+
 #[test]
 fn silent_connections_are_closed_after_the_header_timeout_but_a_slow_request_is_not_cut() {
     use std::io::Write;
