@@ -214,7 +214,7 @@ pub async fn run(
         hangups,
         Arc::clone(&state),
         tls.clone(),
-        config.path.clone(),
+        reload::Started::from(&config),
         shutdown.clone(),
     ));
     // Background delivery work: the spool writer (blocking thread), the forwarder, the probe.

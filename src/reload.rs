@@ -26,14 +26,74 @@ pub fn hangups() -> std::io::Result<Signal> {
     signal(SignalKind::hangup())
 }
 
+/// What the process started with that a reload cannot change: the file to re-read, and each
+/// restart-only section as written (its `Debug` text; secrets print masked).
+#[derive(Debug)]
+pub struct Started {
+    path: PathBuf,
+    restart_only: Vec<(&'static str, String)>,
+}
+
+impl Started {
+    /// Takes note of `config`, the one the process runs with.
+    pub fn from(config: &Config) -> Started {
+        Started {
+            path: config.path.clone(),
+            restart_only: restart_only(config),
+        }
+    }
+}
+
+/// The sections a reload does not apply (the listener but for its certificate, which it
+/// does), each with its `Debug` text.
+fn restart_only(config: &Config) -> Vec<(&'static str, String)> {
+    let l = &config.listener;
+    vec![
+        (
+            "listener",
+            format!(
+                "{:?}",
+                (
+                    l.address,
+                    l.tls.is_some(),
+                    l.max_connections,
+                    l.backlog,
+                    l.header_read_timeout_ms,
+                    l.body_read_timeout_ms,
+                    l.grace_period_ms,
+                )
+            ),
+        ),
+        ("admin", format!("{:?}", config.admin)),
+        ("sink", format!("{:?}", config.sink)),
+        ("delivery", format!("{:?}", config.delivery_mode())),
+        ("kafka", format!("{:?}", config.kafka)),
+        ("spool", format!("{:?}", config.spool)),
+        ("dedup", format!("{:?}", config.dedup)),
+        ("telemetry", format!("{:?}", config.telemetry)),
+        ("process", format!("{:?}", config.process)),
+    ]
+}
+
+/// The restart-only sections `next` changes from what the process started with.
+fn needing_restart(started: &Started, next: &Config) -> Vec<&'static str> {
+    restart_only(next)
+        .into_iter()
+        .zip(&started.restart_only)
+        .filter(|((_, now), (_, then))| now != then)
+        .map(|((key, _), _)| key)
+        .collect()
+}
+
 /// Reloads on every SIGHUP until `shutdown` is cancelled.
 pub async fn watch(
     mut hangups: Signal,
     state: Arc<State>,
     tls: Option<Arc<ArcSwap<ServerConfig>>>,
-    path: PathBuf,
+    started: Started,
     shutdown: CancellationToken,
 ) {
+    let path = started.path.clone();
     loop {
         tokio::select! {
             received = hangups.recv() => if received.is_none() { return },
@@ -47,7 +107,16 @@ pub async fn watch(
             tokio::task::spawn_blocking(move || load(&path, with_tls)).await
         };
         match loaded {
-            Ok(Ok(next)) => apply(&state, tls.as_deref(), next),
+            Ok(Ok(next)) => {
+                let unapplied = needing_restart(&started, &next.config);
+                if !unapplied.is_empty() {
+                    tracing::warn!(
+                        sections = %unapplied.join(", "),
+                        "these settings changed but take a restart; they stay as the process started"
+                    );
+                }
+                apply(&state, tls.as_deref(), next);
+            }
             Ok(Err(reason)) => {
                 tracing::error!(error = %reason, "config reload failed; the running config stays in place");
             }
@@ -82,9 +151,6 @@ fn load(path: &Path, with_tls: bool) -> Result<Next, String> {
 }
 
 fn apply(state: &State, tls_slot: Option<&ArcSwap<ServerConfig>>, next: Next) {
-    if next.config.listener.tls.is_some() != tls_slot.is_some() {
-        tracing::warn!("listener.tls was added or removed; that takes a restart (kept as it was)");
-    }
     if let (Some(slot), Some(server)) = (tls_slot, next.tls) {
         slot.store(server);
         tracing::info!("TLS certificate reloaded");
@@ -135,6 +201,28 @@ mod tests {
         let err = load(&path, false).err().unwrap();
         assert!(err.contains("source[hw].auth[0].secrets"), "{err}");
         assert!(!err.contains("whsec_a"), "{err}");
+    }
+
+    #[test]
+    fn names_the_sections_a_reload_cannot_apply() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, GOOD).unwrap();
+        let started = Started::from(&load(&path, false).unwrap().config);
+        // Secrets, sources and limits are what a reload is for: nothing to report.
+        let reloadable =
+            GOOD.replace("whsec_a", "whsec_b") + "[limits]\nmax_in_flight_requests = 9\n";
+        std::fs::write(&path, reloadable).unwrap();
+        assert!(needing_restart(&started, &load(&path, false).unwrap().config).is_empty());
+        let moved = format!(
+            "[listener]\naddress = \"127.0.0.1:1\"\n[kafka]\nbrokers = \"k:9092\"\ntopic = \"changed\"\n{GOOD}"
+        );
+        std::fs::write(&path, moved).unwrap();
+        let next = load(&path, false).unwrap().config;
+        assert_eq!(
+            needing_restart(&started, &next),
+            ["listener", "delivery", "kafka"]
+        );
     }
 
     #[test]
