@@ -148,18 +148,7 @@ pub async fn serve(
             let in_flight = activity.begin();
             let head = req.method() == http::Method::HEAD;
             async move {
-                // The trip runs as a task of its own: a sender that hangs up mid-request (its
-                // timeout, a reset) does not cancel it halfway, with its dedup keys reserved
-                // and its events perhaps already spooled or produced. It finishes, and commits
-                // or releases its keys, as it would have; only the answer is not read.
-                let response = match tokio::spawn(pipeline::handle(state, peer, req)).await {
-                    Ok(response) => response,
-                    Err(e) => {
-                        let id = crate::route::RequestId::from_header(None);
-                        tracing::error!(request_id = %id.0, error = %e, "request task failed");
-                        crate::respond::internal_error(&id)
-                    }
-                };
+                let response = pipeline::handle(state, peer, req).await;
                 drop(in_flight);
                 Ok::<_, Infallible>(if head {
                     headers_only(response)

@@ -118,7 +118,7 @@ pub async fn handle(
 }
 
 async fn trip(
-    state: &State,
+    state: &Arc<State>,
     runtime: &Runtime,
     incoming: Incoming,
     client: IpAddr,
@@ -234,6 +234,12 @@ async fn trip(
             } => (fresh, keys, duplicates),
             Reservation::InFlight(_) => return Err(Failure::InFlight),
         };
+    let mut reserved = Reserved {
+        state: Arc::clone(state),
+        source: Arc::clone(&source),
+        keys,
+        delivered: false,
+    };
 
     // 7–8. parse and normalize; what cannot be mapped becomes a dead letter, never a drop.
     let request = EventContext {
@@ -269,6 +275,7 @@ async fn trip(
             records,
         };
         if let Err(e) = state.sink.deliver(batch, &state.metrics).await {
+            let keys = reserved.settle();
             dedup::release_all(&state.dedup, &source.name, keys.iter()).await;
             let (name, vendor, n) = (&source.name, &source.vendor, events as u64);
             state
@@ -280,14 +287,16 @@ async fn trip(
     // The events are durable now, so the answer is 2xx whatever the dedup store says: a 503
     // would have the vendor send them again. Keys left reserved (Redis unreachable) hold a
     // retry off with 409 until the reservation's TTL lapses.
-    if let Err(e) = dedup::commit_all(&state.dedup, &source.name, &keys).await {
+    reserved.delivered = true;
+    if let Err(e) = dedup::commit_all(&state.dedup, &source.name, &reserved.keys).await {
         tracing::error!(
             error = %crate::telemetry::causes(&e),
             reason = e.code(),
-            events = keys.len(),
+            events = reserved.keys.len(),
             "dedup commit failed after delivery; the events are durable and answered 2xx"
         );
     }
+    reserved.settle();
     // Counted once durable, once per batch; the status keeps the latest for its lookback.
     let (classes, lookback): (Vec<&'static str>, Vec<Bytes>) = published.into_iter().unzip();
     let (name, vendor) = (&source.name, &source.vendor);
@@ -298,6 +307,59 @@ async fn trip(
 
     // 11. respond (the caller builds the answer from this outcome)
     Ok(Outcome::Accepted { events, duplicates })
+}
+
+/// The dedup keys a request reserved, until it has committed or released them itself. hyper
+/// drops a request's trip when its sender hangs up (a timeout, a reset); dropped here, the
+/// keys are committed when the events were delivered and released otherwise, on a task of
+/// their own, instead of staying reserved (the sender's retry answered 409 until the
+/// reservation lapsed). A delivery cut while under way (spool append or Kafka produce) may
+/// still complete: its retry then publishes a second copy with the same key, never a loss.
+struct Reserved {
+    state: Arc<State>,
+    source: Arc<route::Source>,
+    keys: Vec<crate::parse::EventKey>,
+    /// The events are durable: commit, not release.
+    delivered: bool,
+}
+
+impl Reserved {
+    /// The keys, now the trip's own to commit or release.
+    fn settle(&mut self) -> Vec<crate::parse::EventKey> {
+        std::mem::take(&mut self.keys)
+    }
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        if self.keys.is_empty() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (state, source, keys) = (
+            Arc::clone(&self.state),
+            Arc::clone(&self.source),
+            self.settle(),
+        );
+        let delivered = self.delivered;
+        runtime.spawn(async move {
+            tracing::info!(
+                source = %source.name,
+                events = keys.len(),
+                delivered,
+                "request dropped mid-trip (its sender went away); its dedup keys settled"
+            );
+            if delivered {
+                if let Err(e) = dedup::commit_all(&state.dedup, &source.name, &keys).await {
+                    tracing::error!(error = %crate::telemetry::causes(&e), "dedup commit failed");
+                }
+            } else {
+                dedup::release_all(&state.dedup, &source.name, keys.iter()).await;
+            }
+        });
+    }
 }
 
 /// Keeps an authenticated body that yields no event (split could not read it, or a text

@@ -185,21 +185,6 @@ pub fn failure_body(message: &str, id: &RequestId) -> Vec<u8> {
     serde_json::to_vec(&answer).unwrap_or_default()
 }
 
-/// The answer when a request's own task failed (a bug: the trip has no panicking path): 500
-/// with the usual JSON body under a new request id, which the log line names too.
-pub fn internal_error(id: &RequestId) -> Response<Full<Bytes>> {
-    let body = failure_body("internal error", id);
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    id.stamp(headers);
-    response
-}
-
 /// Builds the answer.
 pub fn build(result: &Result<Outcome, Failure>, id: &RequestId) -> Response<Full<Bytes>> {
     let request_id = id.0.as_str();

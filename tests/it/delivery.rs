@@ -161,6 +161,52 @@ fn a_direct_mode_kafka_failure_is_counted_as_a_delivery_error() {
     );
 }
 
+/// A sender that gives up while its produce waits for a frozen broker: its dedup key is
+/// released, so its retry is delivered again (here 503 once the produce times out, the broker
+/// still frozen) rather than answered 409 "being processed" by a reservation nobody holds.
+#[test]
+fn a_request_its_sender_abandons_leaves_no_reservation_behind() {
+    if !have_tansu("a_request_its_sender_abandons_leaves_no_reservation_behind") {
+        return;
+    }
+    let broker_dir = tempfile::tempdir().unwrap();
+    let tansu = Tansu::start(broker_dir.path(), free_port());
+    let brokers = tansu.addr();
+    let topic = topic();
+    let gw = Gateway::start_with(|dir| {
+        kafka_config(dir, &brokers, &topic, "direct", "").replace(
+            "linger_ms = 1\n",
+            "linger_ms = 1\nmessage_timeout_ms = 3000\n",
+        )
+    });
+    let url = gw.url("/ingest/hyprwatch");
+    assert_eq!(send(&client(), &url, "warm").unwrap().0, 200);
+    tansu.freeze();
+    // The sender writes its request and hangs up before the answer.
+    {
+        use std::io::Write;
+        let payload = body("abandoned");
+        let mut s = std::net::TcpStream::connect(gw.addr).unwrap();
+        write!(
+            s,
+            "POST /ingest/hyprwatch HTTP/1.1\r\nHost: x\r\nX-Hyprwatch-Signature: {}\r\nContent-Length: {}\r\n\r\n",
+            hyprwatch_signature(HW_SECRET, &payload),
+            payload.len()
+        )
+        .unwrap();
+        s.write_all(&payload).unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(wait_until(Duration::from_secs(5), || gw
+        .logs()
+        .contains("request dropped mid-trip")));
+    let (status, _) = send(&client(), &url, "abandoned").unwrap();
+    assert_eq!(
+        status, 503,
+        "a retry must not find the abandoned reservation"
+    );
+}
+
 #[test]
 fn the_same_event_sent_three_times_and_concurrently_is_published_once() {
     let Some(brokers) =

@@ -89,6 +89,17 @@ impl Tansu {
         }
     }
 
+    /// Freezes the broker (SIGSTOP): connections stay open, nothing is answered.
+    pub fn freeze(&self) {
+        if let Some(c) = &self.child {
+            let status = Command::new("kill")
+                .args(["-STOP", &c.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+    }
+
     /// Starts the broker again on the same port and data.
     pub fn restart(&mut self) {
         self.stop();
