@@ -453,19 +453,8 @@ fn delivery_problems(config: &Config, add: &mut impl FnMut(String, String)) {
             );
         }
     }
-    if config.delivery_mode() == DeliveryMode::Spool {
-        let spool = &config.spool;
-        if spool.segment_bytes < 4096 {
-            add("spool.segment_bytes".into(), "must be at least 4096".into());
-        }
-        if spool.max_bytes < spool.segment_bytes.saturating_mul(2) {
-            add(
-                "spool.max_bytes".into(),
-                "must be at least twice spool.segment_bytes (space is freed one segment at a time)"
-                    .into(),
-            );
-        }
-        // A body no event can be read from is kept whole as one spool record.
+    if config.delivery_mode() == DeliveryMode::Spool || config.kafka.is_some() {
+        // A body no event can be read from is kept whole as one record, in the spool and in Kafka.
         let largest = crate::normalize::MAX_EVENT_BYTES as u64;
         let limits = &config.limits;
         let per_source = config.sources.iter().filter_map(|s| {
@@ -485,9 +474,22 @@ fn delivery_problems(config: &Config, add: &mut impl FnMut(String, String)) {
             if bytes > largest {
                 add(
                     key,
-                    format!("must be at most {largest} in spool mode (a body is kept whole as one spool record)"),
+                    format!("must be at most {largest} with Kafka or the spool (a body is kept whole as one record)"),
                 );
             }
+        }
+    }
+    if config.delivery_mode() == DeliveryMode::Spool {
+        let spool = &config.spool;
+        if spool.segment_bytes < 4096 {
+            add("spool.segment_bytes".into(), "must be at least 4096".into());
+        }
+        if spool.max_bytes < spool.segment_bytes.saturating_mul(2) {
+            add(
+                "spool.max_bytes".into(),
+                "must be at least twice spool.segment_bytes (space is freed one segment at a time)"
+                    .into(),
+            );
         }
         if spool.ready_below_percent == 0 || spool.ready_below_percent > 100 {
             add(

@@ -54,7 +54,9 @@ struct AddressLimiter {
 /// while it has a request in flight, so the table never holds more than the global cap.
 struct AddressSlots {
     cap: usize,
-    held: Mutex<HashMap<IpAddr, usize>>,
+    /// Shared with the slots of the config a reload replaced, so requests admitted before it
+    /// still count (and give their slots back) under the new cap.
+    held: Arc<Mutex<HashMap<IpAddr, usize>>>,
 }
 
 /// One request's share of its address's in-flight cap; given back when dropped.
@@ -211,7 +213,7 @@ impl Protection {
             max_in_flight,
             per_address_in_flight: Arc::new(AddressSlots {
                 cap: limits.in_flight_per_address(),
-                held: Mutex::new(HashMap::new()),
+                held: Arc::new(Mutex::new(HashMap::new())),
             }),
             shed_retry_after: Duration::from_secs(limits.shed_retry_after_secs),
             per_source,
@@ -226,9 +228,10 @@ impl Protection {
         if self.max_in_flight == previous.max_in_flight {
             self.in_flight = Arc::clone(&previous.in_flight);
         }
-        if self.per_address_in_flight.cap == previous.per_address_in_flight.cap {
-            self.per_address_in_flight = Arc::clone(&previous.per_address_in_flight);
-        }
+        self.per_address_in_flight = Arc::new(AddressSlots {
+            cap: self.per_address_in_flight.cap,
+            held: Arc::clone(&previous.per_address_in_flight.held),
+        });
         for (name, bucket) in &mut self.per_source {
             if let Some(old) = previous.per_source.get(name) {
                 if old.quota == bucket.quota {
@@ -413,6 +416,32 @@ mod tests {
         );
         let _held: Vec<_> = (0..4).map(|_| p.admit("s", A).unwrap()).collect();
         assert_eq!(p.admit("s", B).unwrap_err().code(), "overloaded");
+    }
+
+    #[test]
+    fn a_reload_that_changes_the_address_share_still_counts_the_requests_in_flight() {
+        let running =
+            Protection::build(&limits(|l| l.max_in_flight_requests = 8), ["s"].into_iter());
+        let held: Vec<_> = (0..4).map(|_| running.admit("s", A).unwrap()).collect();
+        let mut next = Protection::build(
+            &limits(|l| {
+                l.max_in_flight_requests = 8;
+                l.max_in_flight_per_address = Some(5);
+            }),
+            ["s"].into_iter(),
+        );
+        next.carry_over(&running);
+        // A holds 4 under the old share of 4: one more under the new share of 5, no more.
+        let fifth = next.admit("s", A).unwrap();
+        assert_eq!(
+            next.admit("s", A).unwrap_err().code(),
+            "in_flight_limited_address"
+        );
+        // Slots admitted before the reload are given back to the same count.
+        drop(held);
+        drop(fifth);
+        let again: Vec<_> = (0..5).map(|_| next.admit("s", A).unwrap()).collect();
+        assert_eq!(again.len(), 5);
     }
 
     #[test]

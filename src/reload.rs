@@ -67,12 +67,38 @@ fn restart_only(config: &Config) -> Vec<(&'static str, String)> {
         ("admin", format!("{:?}", config.admin)),
         ("sink", format!("{:?}", config.sink)),
         ("delivery", format!("{:?}", config.delivery_mode())),
-        ("kafka", format!("{:?}", config.kafka)),
+        (
+            "kafka",
+            format!(
+                "{:?} {:?}",
+                config.kafka,
+                config
+                    .kafka
+                    .iter()
+                    .flat_map(|k| k.properties.values())
+                    .map(digest)
+                    .collect::<Vec<_>>()
+            ),
+        ),
         ("spool", format!("{:?}", config.spool)),
-        ("dedup", format!("{:?}", config.dedup)),
+        (
+            "dedup",
+            format!(
+                "{:?} {:?}",
+                config.dedup,
+                config.dedup.redis_url.as_ref().map(digest)
+            ),
+        ),
         ("telemetry", format!("{:?}", config.telemetry)),
         ("process", format!("{:?}", config.process)),
     ]
+}
+
+/// A secret's SHA-256, so a changed one is told apart (its `Debug` text is masked); only ever
+/// compared, never logged.
+fn digest(secret: &crate::config::secret::Secret) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(secret.expose().as_bytes()).into()
 }
 
 /// The restart-only sections `next` changes from what the process started with.
@@ -214,6 +240,17 @@ mod tests {
             GOOD.replace("whsec_a", "whsec_b") + "[limits]\nmax_in_flight_requests = 9\n";
         std::fs::write(&path, reloadable).unwrap();
         assert!(needing_restart(&started, &load(&path, false).unwrap().config).is_empty());
+        // A secret in a restart-only section changed: named too, though it prints masked.
+        let with_password = |p: &str| {
+            format!(
+                "[dedup]\nbackend = \"redis\"\nredis_url = \"redis://:{p}@127.0.0.1:6379\"\n{GOOD}"
+            )
+        };
+        std::fs::write(&path, with_password("one")).unwrap();
+        let first = Started::from(&load(&path, false).unwrap().config);
+        std::fs::write(&path, with_password("two")).unwrap();
+        let next = load(&path, false).unwrap().config;
+        assert_eq!(needing_restart(&first, &next), ["dedup"]);
         let moved = format!(
             "[listener]\naddress = \"127.0.0.1:1\"\n[kafka]\nbrokers = \"k:9092\"\ntopic = \"changed\"\n{GOOD}"
         );

@@ -78,9 +78,8 @@ pub struct Idle<S> {
     limit: Duration,
     /// When the connection opened.
     opened: Instant,
-    /// `activity.last_end` as it was at the last read that brought bytes: when it still is,
-    /// bytes came after the last request ended (a head begun, never finished).
-    read_mark: Option<u64>,
+    /// Some read brought bytes.
+    read_bytes: bool,
     /// Armed for when the connection would have been idle for `limit` (re-armed when it fires
     /// while a request is in flight, or early because one ended since).
     timer: Pin<Box<Sleep>>,
@@ -103,7 +102,7 @@ impl<S> Idle<S> {
             inner,
             limit,
             opened,
-            read_mark: None,
+            read_bytes: false,
             timer: Box::pin(tokio::time::sleep_until(opened + limit)),
             activity,
             peer,
@@ -140,7 +139,11 @@ impl<S> Idle<S> {
 
     fn timed_out(&self) -> io::Error {
         let limit_ms = u64::try_from(self.limit.as_millis()).unwrap_or(u64::MAX);
-        let head_begun = self.read_mark == Some(self.activity.last_end.load(Ordering::Relaxed));
+        // Bytes but never a request: a head begun and not finished (or HTTP/2 frames that are
+        // not one). After requests, bytes may be HTTP/2's own (a PING, a SETTINGS ack): such a
+        // connection ending is a keep-alive one, not a refusal.
+        let started = self.activity.started.load(Ordering::Relaxed);
+        let head_begun = started == 0 && self.read_bytes;
         if head_begun {
             self.state
                 .metrics
@@ -151,7 +154,7 @@ impl<S> Idle<S> {
                 reason = "request_timeout",
                 "connection closed: request head not complete within the header read timeout"
             );
-        } else if self.activity.started.load(Ordering::Relaxed) == 0 {
+        } else if started == 0 {
             self.state
                 .metrics
                 .rejection(UNMATCHED, "listener", "request_timeout");
@@ -179,7 +182,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Idle<S> {
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(r) => {
                 if buf.filled().len() > before {
-                    this.read_mark = Some(this.activity.last_end.load(Ordering::Relaxed));
+                    this.read_bytes = true;
                 }
                 Poll::Ready(r)
             }

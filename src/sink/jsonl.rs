@@ -57,8 +57,6 @@ pub struct JsonlSink {
     queue: mpsc::Sender<Append>,
     /// The writer's last outcome, for the readiness probe.
     health: Arc<RecentFailure>,
-    /// The events file (`None` for stdout), for the readiness probe.
-    path: Option<PathBuf>,
     /// True when dead letters go to their own output.
     separate_dead_letters: bool,
 }
@@ -143,11 +141,9 @@ impl JsonlSink {
                 path: config.path.display().to_string(),
                 source,
             })?;
-        let path = (config.path != Path::new("-")).then(|| config.path.clone());
         Ok(JsonlSink {
             queue,
             health,
-            path,
             separate_dead_letters,
         })
     }
@@ -210,12 +206,11 @@ impl JsonlSink {
         synced.await.map_err(|_| SinkError::Closed)?
     }
 
-    /// Ready while the writer runs, the events file still exists (stdout always does), and
-    /// no write failed in the last [`NOT_READY_AFTER_FAILURE`](crate::health::recent_failure::NOT_READY_AFTER_FAILURE) without a success since.
+    /// Ready while the writer runs and no write failed in the last [`NOT_READY_AFTER_FAILURE`](crate::health::recent_failure::NOT_READY_AFTER_FAILURE) without a
+    /// success since. A file removed or rotated away is no reason: the next batch makes it
+    /// again ([`follow_path`]), and a readiness probe holding traffic off would never let one come.
     pub fn is_ready(&self) -> bool {
-        !self.queue.is_closed()
-            && self.path.as_deref().is_none_or(Path::exists)
-            && self.health.is_healthy()
+        !self.queue.is_closed() && self.health.is_healthy()
     }
 
     /// Syncs the outputs after everything queued before this call (shutdown).
