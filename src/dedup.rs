@@ -214,6 +214,39 @@ impl DedupStore {
         }
     }
 
+    /// With Redis, the outcome of reserving every event's key, asked in one pipeline (an
+    /// exempt key answered [`Dedup::Exempt`] without asking); `None` for the in-process store,
+    /// whose reservations are taken one by one.
+    async fn reserve_all_at_once(
+        &self,
+        source: &str,
+        events: &[RawEvent<'_>],
+    ) -> Result<Option<Vec<Dedup>>, DedupError> {
+        let Backend::Redis(r) = &self.backend else {
+            return Ok(None);
+        };
+        let asked: Vec<String> = events
+            .iter()
+            .filter(|e| self.window(&e.key).is_some())
+            .map(|e| Self::scoped(source, &e.key))
+            .collect();
+        let mut answers = if asked.is_empty() {
+            Vec::new()
+        } else {
+            r.reserve_many(&asked).await?
+        }
+        .into_iter();
+        Ok(Some(
+            events
+                .iter()
+                .map(|e| match self.window(&e.key) {
+                    None => Dedup::Exempt,
+                    Some(_) => answers.next().unwrap_or(Dedup::InFlight),
+                })
+                .collect(),
+        ))
+    }
+
     /// Marks `key` delivered: repeats within its window are now [`Dedup::Seen`].
     pub async fn commit(&self, source: &str, key: &EventKey) -> Result<(), DedupError> {
         let Some(window) = self.window(key) else {
@@ -299,8 +332,22 @@ pub async fn check<'b>(
     events: Vec<RawEvent<'b>>,
 ) -> Result<Reservation<'b>, DedupError> {
     let mut outcomes: Vec<Dedup> = Vec::with_capacity(events.len());
+    // Redis: every key asked in one pipeline; the answers are then taken as the loop below
+    // takes each call's (an error there ends the look with nothing known reserved: those
+    // reservations lapse after their TTL).
+    let mut asked = match store.reserve_all_at_once(source, &events).await {
+        Ok(answers) => answers.map(Vec::into_iter),
+        Err(e) => {
+            store.health.record(false);
+            return Err(e);
+        }
+    };
     for event in &events {
-        let outcome = match store.reserve(source, &event.key).await {
+        let answer = match asked.as_mut() {
+            Some(answers) => answers.next().map_or(Ok(Dedup::InFlight), Ok),
+            None => store.reserve(source, &event.key).await,
+        };
+        let outcome = match answer {
             // Reserved by this very request: the same event twice in one batch (`reserved`
             // pairs the events with the outcomes so far).
             Ok(Dedup::InFlight) if reserved(&events, &outcomes).any(|k| *k == event.key) => {
@@ -364,11 +411,15 @@ pub async fn commit_all(
                 .collect();
             m.commit_many(&windowed)
         }
-        Backend::Redis(_) => {
-            for key in keys {
-                store.commit(source, key).await?;
+        Backend::Redis(r) => {
+            let windowed: Vec<(String, Duration)> = keys
+                .iter()
+                .filter_map(|key| Some((DedupStore::scoped(source, key), store.window(key)?)))
+                .collect();
+            if windowed.is_empty() {
+                return Ok(());
             }
-            Ok(())
+            r.commit_many(&windowed).await
         }
     }
 }

@@ -1278,3 +1278,54 @@ fn an_events_file_removed_while_running_is_made_again() {
     assert_eq!(uids, ["after_removal"]);
     assert!(gw.logs().contains("the sink file was removed or replaced"));
 }
+
+/// A batch against the Redis store, whose keys are reserved and committed in pipelines: an
+/// event twice in one batch is published once, a later batch's seen event is a duplicate,
+/// and Hyperproof-style exempt events (none here) aside, every new one is published.
+#[test]
+fn a_batch_is_deduplicated_against_redis_in_one_pass() {
+    let test = "a_batch_is_deduplicated_against_redis_in_one_pass";
+    if shared_redis(test).is_none() {
+        return;
+    }
+    let port = free_port();
+    let _redis = PrivateRedis::start(port);
+    let gw = redis_gateway(port);
+    let c = client();
+    let url = gw.url("/ingest/hyprwatch");
+    let post = |ids: &[&str]| -> serde_json::Value {
+        let items: Vec<String> = ids
+            .iter()
+            .map(|id| String::from_utf8(body(id)).unwrap())
+            .collect();
+        let batch = format!("[{}]", items.join(","));
+        c.post(&url)
+            .header(
+                "x-hyprwatch-signature",
+                hyprwatch_signature(HW_SECRET, batch.as_bytes()),
+            )
+            .body(batch)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    };
+    let first = post(&["rb-a", "rb-a", "rb-b"]);
+    assert_eq!(
+        (first["events"].as_u64(), first["duplicates"].as_u64()),
+        (Some(2), Some(1)),
+        "{first}"
+    );
+    let second = post(&["rb-a", "rb-c"]);
+    assert_eq!(
+        (second["events"].as_u64(), second["duplicates"].as_u64()),
+        (Some(1), Some(1)),
+        "{second}"
+    );
+    let uids: Vec<String> = gw
+        .events()
+        .iter()
+        .map(|e| e["metadata"]["uid"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(uids, ["rb-a", "rb-b", "rb-c"]);
+}
