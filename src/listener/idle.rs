@@ -142,28 +142,18 @@ impl<S> Idle<S> {
         // Bytes but never a request: a head begun and not finished (or HTTP/2 frames that are
         // not one). After requests, bytes may be HTTP/2's own (a PING, a SETTINGS ack): such a
         // connection ending is a keep-alive one, not a refusal.
-        let started = self.activity.started.load(Ordering::Relaxed);
-        let head_begun = started == 0 && self.read_bytes;
-        if head_begun {
-            self.state
-                .metrics
-                .rejection(UNMATCHED, "listener", "request_timeout");
-            tracing::info!(
-                client = %self.peer.ip(),
-                limit_ms,
-                reason = "request_timeout",
+        // Never a request: a refusal. After requests, bytes since may be HTTP/2's own (a PING,
+        // a SETTINGS ack): that connection ending is a keep-alive one, not a refusal.
+        if self.activity.started.load(Ordering::Relaxed) == 0 {
+            let what = if self.read_bytes {
                 "connection closed: request head not complete within the header read timeout"
-            );
-        } else if started == 0 {
+            } else {
+                "connection closed: no request within the header read timeout"
+            };
             self.state
                 .metrics
                 .rejection(UNMATCHED, "listener", "request_timeout");
-            tracing::info!(
-                client = %self.peer.ip(),
-                limit_ms,
-                reason = "request_timeout",
-                "connection closed: no request within the header read timeout"
-            );
+            tracing::info!(client = %self.peer.ip(), limit_ms, reason = "request_timeout", "{what}");
         } else {
             tracing::debug!(client = %self.peer.ip(), limit_ms, "idle keep-alive connection closed");
         }
