@@ -160,17 +160,8 @@ fn truncate(text: &str) -> String {
     text.chars().take(64).collect()
 }
 
-/// Reads the whole body within `limits`, then decodes it. The returned bytes are what
-/// signatures are checked against (vendors sign the decoded JSON).
-pub async fn read(
-    body: hyper::body::Incoming,
-    headers: &HeaderMap,
-    limits: &BodyLimits,
-) -> Result<Bytes, BodyError> {
-    read_wire(body, headers, limits).await?.decode(limits)
-}
-
-/// A body read whole as sent, not yet decoded.
+/// A body read whole as sent, not yet decoded. Its decoded bytes are what signatures are
+/// checked against (vendors sign the decoded JSON).
 #[derive(Debug)]
 pub struct Wire {
     bytes: Bytes,
@@ -184,7 +175,7 @@ impl Wire {
     }
 
     /// The body, per its `Content-Encoding`, within the inflate cap.
-    pub fn decode(&self, limits: &BodyLimits) -> Result<Bytes, BodyError> {
+    fn decode(&self, limits: &BodyLimits) -> Result<Bytes, BodyError> {
         decode(self.bytes.clone(), self.encoding, limits)
     }
 
@@ -217,7 +208,7 @@ pub async fn read_wire(
     Ok(Wire { bytes, encoding })
 }
 
-/// [`read`] for a sender that may label a plain body with a `Content-Encoding` it did not
+/// [`read_wire`] and decode, for a sender that may label a plain body with a `Content-Encoding` it did not
 /// apply: a body that does not decode is taken as sent. HYPR's console suggests a
 /// `Content-Encoding: gzip` header parameter for its token request, which EventBridge adds to
 /// whatever body it sends without compressing it. Only for the token endpoint's small form,
@@ -227,10 +218,9 @@ pub async fn read_maybe_mislabelled(
     headers: &HeaderMap,
     limits: &BodyLimits,
 ) -> Result<Bytes, BodyError> {
-    let encoding = encoding(headers)?;
-    let wire = collect(body, limits).await?;
-    match decode(wire.clone(), encoding, limits) {
-        Err(BodyError::CorruptEncoding { .. }) => Ok(wire),
+    let wire = read_wire(body, headers, limits).await?;
+    match wire.decode(limits) {
+        Err(BodyError::CorruptEncoding { .. }) => Ok(wire.bytes),
         other => other,
     }
 }
