@@ -335,16 +335,14 @@ pub async fn check<'b>(
     // Redis: every key asked in one pipeline; the answers are then taken as the loop below
     // takes each call's (an error there ends the look with nothing known reserved: those
     // reservations lapse after their TTL).
-    let mut asked = match store.reserve_all_at_once(source, &events).await {
-        Ok(answers) => answers.map(Vec::into_iter),
-        Err(e) => {
-            store.health.record(false);
-            return Err(e);
-        }
-    };
+    let mut asked = store
+        .reserve_all_at_once(source, &events)
+        .await
+        .inspect_err(|_| store.health.record(false))?
+        .map(Vec::into_iter);
     for event in &events {
         let answer = match asked.as_mut() {
-            Some(answers) => answers.next().map_or(Ok(Dedup::InFlight), Ok),
+            Some(answers) => Ok(answers.next().unwrap_or(Dedup::InFlight)),
             None => store.reserve(source, &event.key).await,
         };
         let outcome = match answer {

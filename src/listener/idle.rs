@@ -121,11 +121,8 @@ impl<S> Idle<S> {
                     let due = if self.activity.in_flight.load(Ordering::Relaxed) > 0 {
                         now + self.limit
                     } else {
-                        self.activity
-                            .last_end()
-                            .unwrap_or(self.opened)
-                            .max(self.opened)
-                            + self.limit
+                        // The activity is this connection's: its requests end after it opened.
+                        self.activity.last_end().unwrap_or(self.opened) + self.limit
                     };
                     if due > now {
                         self.timer.as_mut().reset(due);
@@ -139,9 +136,6 @@ impl<S> Idle<S> {
 
     fn timed_out(&self) -> io::Error {
         let limit_ms = u64::try_from(self.limit.as_millis()).unwrap_or(u64::MAX);
-        // Bytes but never a request: a head begun and not finished (or HTTP/2 frames that are
-        // not one). After requests, bytes may be HTTP/2's own (a PING, a SETTINGS ack): such a
-        // connection ending is a keep-alive one, not a refusal.
         // Never a request: a refusal. After requests, bytes since may be HTTP/2's own (a PING,
         // a SETTINGS ack): that connection ending is a keep-alive one, not a refusal.
         if self.activity.started.load(Ordering::Relaxed) == 0 {

@@ -1279,12 +1279,12 @@ fn an_events_file_removed_while_running_is_made_again() {
     assert!(gw.logs().contains("the sink file was removed or replaced"));
 }
 
-/// A batch against the Redis store, whose keys are reserved and committed in pipelines: an
+/// A batch against the Redis store (its keys reserved and committed in pipelines): an
 /// event twice in one batch is published once, a later batch's seen event is a duplicate,
 /// and Hyperproof-style exempt events (none here) aside, every new one is published.
 #[test]
-fn a_batch_is_deduplicated_against_redis_in_one_pass() {
-    let test = "a_batch_is_deduplicated_against_redis_in_one_pass";
+fn a_batch_is_deduplicated_against_redis() {
+    let test = "a_batch_is_deduplicated_against_redis";
     if shared_redis(test).is_none() {
         return;
     }
