@@ -186,7 +186,10 @@ fn dedup(c: &mut Criterion, allocs: &mut AllocTable) {
     let store = DedupStore::new(Backend::Memory(memory), Some(window));
     rt.block_on(async {
         for n in 0..PREFILL {
-            store.reserve("bench", &key(n)).await.unwrap();
+            store
+                .reserve("bench", &key(n), &store.holder())
+                .await
+                .unwrap();
             store.commit("bench", &key(n)).await.unwrap();
         }
     });
@@ -201,7 +204,7 @@ fn dedup(c: &mut Criterion, allocs: &mut AllocTable) {
             rt.block_on(async {
                 let started = Instant::now();
                 for k in &keys {
-                    let outcome = store.reserve("bench", k).await.unwrap();
+                    let outcome = store.reserve("bench", k, &store.holder()).await.unwrap();
                     debug_assert_eq!(outcome, Dedup::New);
                     store.commit("bench", k).await.unwrap();
                 }
@@ -213,7 +216,8 @@ fn dedup(c: &mut Criterion, allocs: &mut AllocTable) {
     // measurement above may have reached) has not evicted it.
     let seen = key(next - 1);
     assert_eq!(
-        rt.block_on(store.reserve("bench", &seen)).unwrap(),
+        rt.block_on(store.reserve("bench", &seen, &store.holder()))
+            .unwrap(),
         Dedup::Seen
     );
     group.bench_function("reserve_seen", |b| {
@@ -221,7 +225,12 @@ fn dedup(c: &mut Criterion, allocs: &mut AllocTable) {
             rt.block_on(async {
                 let started = Instant::now();
                 for _ in 0..iters {
-                    black_box(store.reserve("bench", black_box(&seen)).await.unwrap());
+                    black_box(
+                        store
+                            .reserve("bench", black_box(&seen), &store.holder())
+                            .await
+                            .unwrap(),
+                    );
                 }
                 started.elapsed()
             })
@@ -233,12 +242,12 @@ fn dedup(c: &mut Criterion, allocs: &mut AllocTable) {
     allocs.count("dedup/reserve_commit_new", 1000, || {
         let k = it.next().unwrap_or(&seen);
         rt.block_on(async {
-            let _ = store.reserve("bench", k).await;
+            let _ = store.reserve("bench", k, &store.holder()).await;
             let _ = store.commit("bench", k).await;
         });
     });
     allocs.count("dedup/reserve_seen", 1000, || {
-        let _ = black_box(rt.block_on(store.reserve("bench", &seen)));
+        let _ = black_box(rt.block_on(store.reserve("bench", &seen, &store.holder())));
     });
 }
 

@@ -81,6 +81,12 @@ impl DedupError {
     }
 }
 
+/// Whose reservations these are: with Redis, a token no other request's reservation carries
+/// ([`redis::Token`]), so a release never takes another request's; the in-process store
+/// needs none.
+#[derive(Debug, Clone)]
+pub struct Holder(Option<redis::Token>);
+
 /// Where keys live.
 #[derive(Debug)]
 pub enum Backend {
@@ -198,19 +204,33 @@ impl DedupStore {
         format!("{source}{}{}", char::from(memory::SCOPE_SEPARATOR), key.id)
     }
 
+    /// A holder for one request's reservations.
+    pub fn holder(&self) -> Holder {
+        match &self.backend {
+            Backend::Redis(r) => Holder(Some(r.token())),
+            Backend::Memory(_) => Holder(None),
+        }
+    }
+
     /// The window for `key`, or `None` when it is exempt.
     fn window(&self, key: &EventKey) -> Option<Duration> {
         key.window.map(|w| self.window.unwrap_or(w))
     }
 
-    /// Reserves `key` for delivery unless it is in flight or seen.
-    pub async fn reserve(&self, source: &str, key: &EventKey) -> Result<Dedup, DedupError> {
+    /// Reserves `key` for `holder`'s delivery unless it is in flight or seen.
+    pub async fn reserve(
+        &self,
+        source: &str,
+        key: &EventKey,
+        holder: &Holder,
+    ) -> Result<Dedup, DedupError> {
         if self.window(key).is_none() {
             return Ok(Dedup::Exempt);
         }
-        match &self.backend {
-            Backend::Memory(m) => m.reserve_fingerprint(Fingerprint::scoped(source, &key.id)),
-            Backend::Redis(r) => r.reserve(&Self::scoped(source, key)).await,
+        match (&self.backend, &holder.0) {
+            (Backend::Memory(m), _) => m.reserve_fingerprint(Fingerprint::scoped(source, &key.id)),
+            (Backend::Redis(r), Some(token)) => r.reserve(&Self::scoped(source, key), token).await,
+            (Backend::Redis(_), None) => Err(DedupError::Unavailable),
         }
     }
 
@@ -221,8 +241,9 @@ impl DedupStore {
         &self,
         source: &str,
         events: &[RawEvent<'_>],
+        holder: &Holder,
     ) -> Result<Option<Vec<Dedup>>, DedupError> {
-        let Backend::Redis(r) = &self.backend else {
+        let (Backend::Redis(r), Some(token)) = (&self.backend, &holder.0) else {
             return Ok(None);
         };
         let asked: Vec<String> = events
@@ -233,7 +254,7 @@ impl DedupStore {
         let mut answers = if asked.is_empty() {
             Vec::new()
         } else {
-            r.reserve_many(&asked).await?
+            r.reserve_many(&asked, token).await?
         }
         .into_iter();
         Ok(Some(
@@ -258,15 +279,14 @@ impl DedupStore {
         }
     }
 
-    /// Forgets a reservation whose delivery failed, so the vendor's retry is accepted.
-    pub async fn release(&self, source: &str, key: &EventKey) -> Result<(), DedupError> {
-        if self.window(key).is_none() {
-            return Ok(());
-        }
-        match &self.backend {
-            Backend::Memory(m) => m.release_fingerprint(Fingerprint::scoped(source, &key.id)),
-            Backend::Redis(r) => r.release(&Self::scoped(source, key)).await,
-        }
+    /// Forgets `holder`'s reservation whose delivery failed, so the vendor's retry is accepted.
+    pub async fn release(
+        &self,
+        source: &str,
+        key: &EventKey,
+        holder: &Holder,
+    ) -> Result<(), DedupError> {
+        release_keys(self, source, holder, std::iter::once(key)).await
     }
 
     /// Writes what the memory store's journal still queues (a clean stop). Redis: nothing.
@@ -282,6 +302,8 @@ impl DedupStore {
 pub enum Reservation<'b> {
     /// Every new event's key is reserved for this request.
     Held {
+        /// Whose reservations they are (release them with it).
+        holder: Holder,
         /// Events to deliver (new, or exempt from dedup), in request order.
         fresh: Vec<RawEvent<'b>>,
         /// Their keys: commit them once the events are durable, release them on failure.
@@ -332,18 +354,19 @@ pub async fn check<'b>(
     events: Vec<RawEvent<'b>>,
 ) -> Result<Reservation<'b>, DedupError> {
     let mut outcomes: Vec<Dedup> = Vec::with_capacity(events.len());
+    let holder = store.holder();
     // Redis: every key asked in one pipeline; the answers are then taken as the loop below
-    // takes each call's (an error there ends the look with nothing known reserved: those
-    // reservations lapse after their TTL).
+    // takes each call's (an error there ends the look with nothing known reserved: the store
+    // releases what the call may have reserved once Redis answers).
     let mut asked = store
-        .reserve_all_at_once(source, &events)
+        .reserve_all_at_once(source, &events, &holder)
         .await
         .inspect_err(|_| store.health.record(false))?
         .map(Vec::into_iter);
     for event in &events {
         let answer = match asked.as_mut() {
             Some(answers) => Ok(answers.next().unwrap_or(Dedup::InFlight)),
-            None => store.reserve(source, &event.key).await,
+            None => store.reserve(source, &event.key, &holder).await,
         };
         let outcome = match answer {
             // Reserved by this very request: the same event twice in one batch (`reserved`
@@ -354,7 +377,7 @@ pub async fn check<'b>(
             Ok(outcome) => outcome,
             Err(e) => {
                 store.health.record(false);
-                release_all(store, source, reserved(&events, &outcomes)).await;
+                release_all(store, source, &holder, reserved(&events, &outcomes)).await;
                 return Err(e);
             }
         };
@@ -362,7 +385,7 @@ pub async fn check<'b>(
     }
     store.health.record(true);
     if outcomes.contains(&Dedup::InFlight) {
-        release_all(store, source, reserved(&events, &outcomes)).await;
+        release_all(store, source, &holder, reserved(&events, &outcomes)).await;
         return Ok(Reservation::InFlight(events));
     }
     let mut fresh: Vec<RawEvent<'b>> = Vec::with_capacity(events.len());
@@ -375,6 +398,7 @@ pub async fn check<'b>(
     }
     let keys = fresh.iter().map(|e| e.key.clone()).collect();
     Ok(Reservation::Held {
+        holder,
         fresh,
         keys,
         duplicates,
@@ -422,17 +446,39 @@ pub async fn commit_all(
     }
 }
 
-/// Forgets reservations whose delivery failed, so the vendor's retry is accepted. A failure
-/// here is logged: the reservation then lapses after its short TTL.
+/// Forgets `holder`'s reservations whose delivery failed, so the vendor's retry is accepted
+/// (with Redis in one round trip). A failure here is logged; Redis is asked again once it
+/// answers, and at worst the reservation lapses after its short TTL.
 pub async fn release_all<'a>(
     store: &DedupStore,
     source: &str,
+    holder: &Holder,
     keys: impl Iterator<Item = &'a EventKey>,
 ) {
-    for key in keys {
-        if let Err(e) = store.release(source, key).await {
-            tracing::error!(error = %crate::telemetry::causes(&e), "dedup release failed");
+    if let Err(e) = release_keys(store, source, holder, keys).await {
+        tracing::error!(error = %crate::telemetry::causes(&e), "dedup release failed");
+    }
+}
+
+async fn release_keys<'a>(
+    store: &DedupStore,
+    source: &str,
+    holder: &Holder,
+    keys: impl Iterator<Item = &'a EventKey>,
+) -> Result<(), DedupError> {
+    let mut keys = keys.filter(|key| store.window(key).is_some());
+    match (&store.backend, &holder.0) {
+        (Backend::Memory(m), _) => {
+            keys.try_for_each(|key| m.release_fingerprint(Fingerprint::scoped(source, &key.id)))
         }
+        (Backend::Redis(r), Some(token)) => {
+            let scoped: Vec<String> = keys.map(|key| DedupStore::scoped(source, key)).collect();
+            if scoped.is_empty() {
+                return Ok(());
+            }
+            r.release_many(&scoped, token).await
+        }
+        (Backend::Redis(_), None) => Err(DedupError::Unavailable),
     }
 }
 

@@ -225,18 +225,20 @@ async fn trip(
     };
 
     // 6. dedup: reserve every event's key (committed below only once durable).
-    let (fresh, keys, duplicates) =
+    let (holder, fresh, keys, duplicates) =
         match dedup::check_waiting(&state.dedup, &source.name, events).await? {
             Reservation::Held {
+                holder,
                 fresh,
                 keys,
                 duplicates,
-            } => (fresh, keys, duplicates),
+            } => (holder, fresh, keys, duplicates),
             Reservation::InFlight(_) => return Err(Failure::InFlight),
         };
     let mut reserved = Reserved {
         state: Arc::clone(state),
         source: Arc::clone(&source),
+        holder,
         keys,
         delivered: false,
     };
@@ -276,7 +278,7 @@ async fn trip(
         };
         if let Err(e) = state.sink.deliver(batch, &state.metrics).await {
             let keys = reserved.settle();
-            dedup::release_all(&state.dedup, &source.name, keys.iter()).await;
+            dedup::release_all(&state.dedup, &source.name, &reserved.holder, keys.iter()).await;
             let (name, vendor, n) = (&source.name, &source.vendor, events as u64);
             state
                 .metrics
@@ -318,6 +320,8 @@ async fn trip(
 struct Reserved {
     state: Arc<State>,
     source: Arc<route::Source>,
+    /// Whose reservations the keys are.
+    holder: dedup::Holder,
     keys: Vec<crate::parse::EventKey>,
     /// The events are durable: commit, not release.
     delivered: bool,
@@ -338,9 +342,10 @@ impl Drop for Reserved {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let (state, source, keys) = (
+        let (state, source, holder, keys) = (
             Arc::clone(&self.state),
             Arc::clone(&self.source),
+            self.holder.clone(),
             self.settle(),
         );
         let delivered = self.delivered;
@@ -356,7 +361,7 @@ impl Drop for Reserved {
                     tracing::error!(error = %crate::telemetry::causes(&e), "dedup commit failed");
                 }
             } else {
-                dedup::release_all(&state.dedup, &source.name, keys.iter()).await;
+                dedup::release_all(&state.dedup, &source.name, &holder, keys.iter()).await;
             }
         });
     }
@@ -378,7 +383,8 @@ async fn dead_letter_body(
     let uid = hex::encode(Sha256::digest(raw));
     let key = DeadLetter::body_key(&uid);
     // A store that fails here costs at most a second copy; the body is kept all the same.
-    let reserved = match state.dedup.reserve(&source.name, &key).await {
+    let holder = state.dedup.holder();
+    let reserved = match state.dedup.reserve(&source.name, &key, &holder).await {
         Ok(dedup::Dedup::Seen) => {
             tracing::info!(
                 reason = reason_code,
@@ -406,7 +412,7 @@ async fn dead_letter_body(
     };
     if let Err(e) = state.sink.deliver(batch, &state.metrics).await {
         if reserved {
-            dedup::release_all(&state.dedup, &source.name, std::iter::once(&key)).await;
+            dedup::release_all(&state.dedup, &source.name, &holder, std::iter::once(&key)).await;
         }
         return Err(e.into());
     }

@@ -32,7 +32,8 @@ pub struct DedupConfig {
     #[serde(default)]
     pub window_s: Option<u64>,
     /// How long an id stays reserved while its request is being delivered, in seconds. A
-    /// crash mid-request frees the id after this. Default 120.
+    /// crash mid-request frees the id after this; with Redis, a reservation or commit that
+    /// failed (Redis stalled or gone) is retried once a second for this long. Default 120.
     #[serde(default = "default_reservation_ttl_s")]
     pub reservation_ttl_s: u64,
     /// A request carrying an event that another request is delivering right now (the
@@ -59,7 +60,11 @@ pub struct DedupConfig {
     /// `backend = "redis"`. Example: `"${HOOKGATE_REDIS_URL}"` = `redis://:pw@redis:6379/0`.
     /// Plain TCP only: this build has no TLS for Redis (`rediss://` is refused by `check`).
     /// A Redis that does not answer at startup does not stop the gateway: it answers 503 and
-    /// reports not ready until the connection is made (retried every second).
+    /// reports not ready until the connection is made (retried every second). The ids are
+    /// only as durable as that Redis: give it persistence (`appendonly yes`) and
+    /// `maxmemory-policy noeviction` (every hookgate key has a TTL, so a `volatile-*` policy
+    /// evicts them too); a Redis restarted empty forgets every id, and a vendor's retry after
+    /// that is published again.
     #[serde(default)]
     pub redis_url: Option<Secret>,
     /// Redis backend: prefix of every key. Default `"hookgate:dedup:"`. The parsers' session

@@ -1,16 +1,24 @@
 //! The Redis dedup store, shared by several hookgate instances.
 //!
-//! Input: scoped keys. Output: [`Dedup`] outcomes. Reserve = `SET key r NX PX <reservation
-//! ttl>`; when that fails, `GET` tells in flight (`r`) from seen (`c`). Commit = `SET key c PX
-//! <window>`. Release deletes the key only while it is still a reservation (a Lua script, so
-//! a commit by another request in between is never undone). Fails with
-//! [`DedupError::Redis`] (→ 503, the vendor retries). Never logs the URL (it may hold a
-//! password).
+//! Input: scoped keys. Output: [`Dedup`] outcomes. Reserve = `SET key <token> NX PX
+//! <reservation ttl>`, the token (`r…`) unique to the reserving request; when that fails, `GET`
+//! tells seen (`c`) from in flight (anything else). Commit = `SET key c PX <window>`. Release
+//! deletes a key only while it holds the releasing request's own token (a Lua script, so a
+//! commit in between, or another request's reservation made after this one lapsed, is never
+//! undone). Fails with [`DedupError::Redis`] (→ 503, the vendor retries). Never logs the URL
+//! (it may hold a password).
+//!
+//! A call that failed may still have reached Redis (a stalled Redis runs the queued `SET NX`
+//! when it wakes): its reservations would then hold every retry off with 409 until their TTL,
+//! with no request delivering. So a failed reserve or release is released again, and a
+//! failed commit committed again, by a task that tries once a second until Redis answers,
+//! for as long as a reservation lives ([`RedisStore::settle_later`]).
 //!
 //! Redis unreachable at startup does not stop the gateway: it serves, answering 503 to what
 //! needs the store and reporting not ready, while a task connects once a second until Redis
 //! answers (in Kubernetes, a pod that exits instead would restart with a growing backoff).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,8 +30,38 @@ use super::{Dedup, DedupError};
 
 /// Longest a Redis call may take before the request gets 503.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
-const RESERVED: &str = "r";
 const COMMITTED: &str = "c";
+/// Release every key of `KEYS` that still holds `ARGV[1]` (the releasing request's token).
+const RELEASE: &str = "local n = 0 \
+    for _, key in ipairs(KEYS) do \
+        if redis.call('GET', key) == ARGV[1] then n = n + redis.call('DEL', key) end \
+    end \
+    return n";
+/// Pause between a background settlement's attempts.
+const SETTLE_PAUSE: Duration = Duration::from_secs(1);
+
+/// One request's mark on the keys it reserves: `r`, this store's random nonce and a count,
+/// so no two reservations carry the same value and a release takes only its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+/// Work a failed call leaves for [`RedisStore::settle_later`] (keys with their prefix).
+#[derive(Debug)]
+enum Settle {
+    /// Delete these keys where they still hold the token.
+    Release(Vec<String>, Token),
+    /// Mark these keys delivered for their windows.
+    Commit(Vec<(String, Duration)>),
+}
+
+impl Settle {
+    fn name(&self) -> &'static str {
+        match self {
+            Settle::Release(..) => "release",
+            Settle::Commit(_) => "commit",
+        }
+    }
+}
 
 /// Redis-backed dedup.
 pub struct RedisStore {
@@ -32,6 +70,10 @@ pub struct RedisStore {
     prefix: String,
     reservation_ttl: Duration,
     release: Script,
+    /// Random per store: tokens of other instances (and of this one before a restart) differ.
+    nonce: u64,
+    /// Tokens issued so far.
+    issued: AtomicU64,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -123,10 +165,16 @@ impl RedisStore {
             conn,
             prefix,
             reservation_ttl,
-            release: Script::new(
-                "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
-            ),
+            release: Script::new(RELEASE),
+            nonce: uuid::Uuid::new_v4().as_u64_pair().0,
+            issued: AtomicU64::new(0),
         })
+    }
+
+    /// A token for one request's reservations.
+    pub fn token(&self) -> Token {
+        let n = self.issued.fetch_add(1, Ordering::Relaxed);
+        Token(format!("r{:016x}{n:x}", self.nonce))
     }
 
     /// The connection, made now or later: for other keys kept beside the dedup ids (the
@@ -154,48 +202,42 @@ impl RedisStore {
         format!("{}{}", self.prefix, scoped)
     }
 
-    /// Reserves `key` unless it is in flight or seen.
-    pub async fn reserve(&self, key: &str) -> Result<Dedup, DedupError> {
-        let key = self.key(key);
-        let mut conn = self.conn()?;
-        let set: Option<String> = bounded(
-            redis::cmd("SET")
-                .arg(&key)
-                .arg(RESERVED)
-                .arg("NX")
-                .arg("PX")
-                .arg(self.reservation_ttl.as_millis() as u64)
-                .query_async(&mut conn),
-        )
-        .await?;
-        if set.is_some() {
-            return Ok(Dedup::New);
-        }
-        let state: Option<String> =
-            bounded(redis::cmd("GET").arg(&key).query_async(&mut conn)).await?;
-        Ok(match state.as_deref() {
-            Some(COMMITTED) => Dedup::Seen,
-            // A reservation, or a key that expired between the two calls: the sender retries.
-            _ => Dedup::InFlight,
-        })
+    /// Reserves `key` for `token`'s request unless it is in flight or seen.
+    pub async fn reserve(&self, key: &str, token: &Token) -> Result<Dedup, DedupError> {
+        self.reserve_many(&[key.to_owned()], token)
+            .await
+            .map(|outcomes| outcomes.first().copied().unwrap_or(Dedup::InFlight))
     }
 
     /// [`reserve`](Self::reserve) for a request's keys in two round trips at most (every
     /// `SET NX` in one pipeline, then one `GET` each for those already there), not two per key:
     /// a batch of a thousand events on a Redis a millisecond away took seconds one by one.
-    pub async fn reserve_many(&self, keys: &[String]) -> Result<Vec<Dedup>, DedupError> {
+    /// A failure may leave reservations behind; they are released later
+    /// ([`settle_later`](Self::settle_later)).
+    pub async fn reserve_many(
+        &self,
+        keys: &[String],
+        token: &Token,
+    ) -> Result<Vec<Dedup>, DedupError> {
         let mut conn = self.conn()?;
         let ttl = self.reservation_ttl.as_millis() as u64;
         let mut sets = redis::pipe();
         for key in keys {
             sets.cmd("SET")
                 .arg(self.key(key))
-                .arg(RESERVED)
+                .arg(&token.0)
                 .arg("NX")
                 .arg("PX")
                 .arg(ttl);
         }
-        let set: Vec<Option<String>> = bounded(sets.query_async(&mut conn)).await?;
+        let set: Vec<Option<String>> = match bounded(sets.query_async(&mut conn)).await {
+            Ok(set) => set,
+            Err(e) => {
+                let keys = keys.iter().map(|k| self.key(k)).collect();
+                self.settle_later(Settle::Release(keys, token.clone()));
+                return Err(e);
+            }
+        };
         let taken: Vec<&String> = keys
             .iter()
             .zip(&set)
@@ -208,13 +250,27 @@ impl RedisStore {
             for key in &taken {
                 gets.cmd("GET").arg(self.key(key));
             }
-            states = bounded(gets.query_async::<Vec<Option<String>>>(&mut conn)).await?;
+            match bounded(gets.query_async::<Vec<Option<String>>>(&mut conn)).await {
+                Ok(got) => states = got,
+                Err(e) => {
+                    let ours = keys
+                        .iter()
+                        .zip(&set)
+                        .filter(|(_, s)| s.is_some())
+                        .map(|(k, _)| self.key(k))
+                        .collect();
+                    self.settle_later(Settle::Release(ours, token.clone()));
+                    return Err(e);
+                }
+            }
         }
         let mut states = states.into_iter();
         Ok(set
             .iter()
             .map(|s| match s {
                 Some(_) => Dedup::New,
+                // A reservation (another request's token, or an earlier version's `r`), or
+                // a key that expired between the two calls: the sender retries.
                 None => match states.next().flatten().as_deref() {
                     Some(COMMITTED) => Dedup::Seen,
                     _ => Dedup::InFlight,
@@ -223,45 +279,123 @@ impl RedisStore {
             .collect())
     }
 
-    /// Marks every `(key, window)` delivered, in one pipeline.
+    /// Marks every `(key, window)` delivered, in one pipeline. On failure the commit is
+    /// tried again later ([`settle_later`](Self::settle_later)), so the keys do not stay
+    /// reserved until their TTL and then let a retry publish the events again.
     pub async fn commit_many(&self, keys: &[(String, Duration)]) -> Result<(), DedupError> {
-        let mut conn = self.conn()?;
-        let mut sets = redis::pipe();
-        for (key, window) in keys {
-            sets.cmd("SET")
-                .arg(self.key(key))
-                .arg(COMMITTED)
-                .arg("PX")
-                .arg(window.as_millis() as u64)
-                .ignore();
+        let keys: Vec<(String, Duration)> = keys.iter().map(|(k, w)| (self.key(k), *w)).collect();
+        let tried = match self.conn() {
+            Ok(conn) => commit_prefixed(conn, &keys).await,
+            Err(e) => Err(e),
+        };
+        if tried.is_err() {
+            self.settle_later(Settle::Commit(keys));
         }
-        bounded(sets.query_async::<()>(&mut conn)).await
+        tried
     }
 
-    /// Marks `key` delivered for `window`.
+    /// Marks `key` delivered for `window` (see [`commit_many`](Self::commit_many)).
     pub async fn commit(&self, key: &str, window: Duration) -> Result<(), DedupError> {
-        let mut conn = self.conn()?;
-        bounded(
-            redis::cmd("SET")
-                .arg(self.key(key))
-                .arg(COMMITTED)
-                .arg("PX")
-                .arg(window.as_millis() as u64)
-                .query_async::<()>(&mut conn),
-        )
-        .await
+        self.commit_many(&[(key.to_owned(), window)]).await
     }
 
-    /// Deletes `key` if it is still only reserved.
-    pub async fn release(&self, key: &str) -> Result<(), DedupError> {
-        let mut conn = self.conn()?;
-        bounded(
-            self.release
-                .key(self.key(key))
-                .arg(RESERVED)
-                .invoke_async::<i64>(&mut conn),
-        )
-        .await
-        .map(|_| ())
+    /// Deletes each of `keys` that still holds `token`, in one round trip; on failure again
+    /// later ([`settle_later`](Self::settle_later)).
+    pub async fn release_many(&self, keys: &[String], token: &Token) -> Result<(), DedupError> {
+        let keys: Vec<String> = keys.iter().map(|k| self.key(k)).collect();
+        let tried = match self.conn() {
+            Ok(conn) => release_prefixed(&self.release, conn, &keys, token)
+                .await
+                .map(|_| ()),
+            Err(e) => Err(e),
+        };
+        if tried.is_err() {
+            self.settle_later(Settle::Release(keys, token.clone()));
+        }
+        tried
     }
+
+    /// Finishes `work` on a task of its own: tried once a second while Redis does not answer,
+    /// for as long as a reservation lives (past that, a leftover reservation has lapsed by
+    /// itself). A release is tried once more after it first succeeds, for a `SET NX` still
+    /// queued on a connection the client gave up on.
+    fn settle_later(&self, work: Settle) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let conn = Arc::clone(&self.conn);
+        let script = self.release.clone();
+        let give_up = tokio::time::Instant::now() + self.reservation_ttl;
+        runtime.spawn(async move {
+            let mut answered = 0;
+            while tokio::time::Instant::now() + SETTLE_PAUSE < give_up {
+                tokio::time::sleep(SETTLE_PAUSE).await;
+                let Some(conn) = conn.get().cloned() else {
+                    continue;
+                };
+                match &work {
+                    Settle::Commit(keys) => {
+                        if commit_prefixed(conn, keys).await.is_ok() {
+                            tracing::info!(
+                                events = keys.len(),
+                                "dedup commit done once Redis answered"
+                            );
+                            return;
+                        }
+                    }
+                    Settle::Release(keys, token) => {
+                        if let Ok(released) = release_prefixed(&script, conn, keys, token).await {
+                            answered += 1;
+                            if released > 0 {
+                                tracing::info!(
+                                    keys = released,
+                                    "dedup reservations left by a failed call released"
+                                );
+                            }
+                            if released as usize == keys.len() || answered == 2 {
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+            tracing::warn!(
+                work = work.name(),
+                "Redis did not answer while the reservations lived; they lapse by themselves"
+            );
+        });
+    }
+}
+
+/// `SET key c PX window` for each of `keys` (prefixed), in one pipeline.
+async fn commit_prefixed(
+    mut conn: ConnectionManager,
+    keys: &[(String, Duration)],
+) -> Result<(), DedupError> {
+    let mut sets = redis::pipe();
+    for (key, window) in keys {
+        sets.cmd("SET")
+            .arg(key)
+            .arg(COMMITTED)
+            .arg("PX")
+            .arg(window.as_millis() as u64)
+            .ignore();
+    }
+    bounded(sets.query_async::<()>(&mut conn)).await
+}
+
+/// Runs [`RELEASE`] over `keys` (prefixed) for `token`: how many it deleted.
+async fn release_prefixed(
+    script: &Script,
+    mut conn: ConnectionManager,
+    keys: &[String],
+    token: &Token,
+) -> Result<u64, DedupError> {
+    bounded(
+        script
+            .key(keys)
+            .arg(&token.0)
+            .invoke_async::<u64>(&mut conn),
+    )
+    .await
 }

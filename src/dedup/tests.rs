@@ -27,17 +27,21 @@ fn memory(max: usize) -> DedupStore {
 }
 
 async fn reserve_commit_release_semantics(s: &DedupStore, source: &str) {
-    assert_eq!(s.reserve(source, &key("1")).await.unwrap(), Dedup::New);
-    assert_eq!(s.reserve(source, &key("1")).await.unwrap(), Dedup::InFlight);
+    let h = s.holder();
+    assert_eq!(s.reserve(source, &key("1"), &h).await.unwrap(), Dedup::New);
+    assert_eq!(
+        s.reserve(source, &key("1"), &h).await.unwrap(),
+        Dedup::InFlight
+    );
     s.commit(source, &key("1")).await.unwrap();
-    assert_eq!(s.reserve(source, &key("1")).await.unwrap(), Dedup::Seen);
+    assert_eq!(s.reserve(source, &key("1"), &h).await.unwrap(), Dedup::Seen);
     // A committed key is not undone by a late release.
-    s.release(source, &key("1")).await.unwrap();
-    assert_eq!(s.reserve(source, &key("1")).await.unwrap(), Dedup::Seen);
+    s.release(source, &key("1"), &h).await.unwrap();
+    assert_eq!(s.reserve(source, &key("1"), &h).await.unwrap(), Dedup::Seen);
 
-    assert_eq!(s.reserve(source, &key("2")).await.unwrap(), Dedup::New);
-    s.release(source, &key("2")).await.unwrap();
-    assert_eq!(s.reserve(source, &key("2")).await.unwrap(), Dedup::New);
+    assert_eq!(s.reserve(source, &key("2"), &h).await.unwrap(), Dedup::New);
+    s.release(source, &key("2"), &h).await.unwrap();
+    assert_eq!(s.reserve(source, &key("2"), &h).await.unwrap(), Dedup::New);
 }
 
 #[tokio::test]
@@ -48,9 +52,12 @@ async fn reserve_then_commit_makes_repeats_seen_and_release_lets_the_retry_throu
 #[tokio::test]
 async fn keys_are_scoped_by_source() {
     let s = memory(10);
-    s.reserve("a", &key("1")).await.unwrap();
+    s.reserve("a", &key("1"), &s.holder()).await.unwrap();
     s.commit("a", &key("1")).await.unwrap();
-    assert_eq!(s.reserve("b", &key("1")).await.unwrap(), Dedup::New);
+    assert_eq!(
+        s.reserve("b", &key("1"), &s.holder()).await.unwrap(),
+        Dedup::New
+    );
 }
 
 #[tokio::test]
@@ -60,9 +67,15 @@ async fn exempt_keys_are_never_held() {
         id: "x".into(),
         window: None,
     };
-    assert_eq!(s.reserve("a", &k).await.unwrap(), Dedup::Exempt);
+    assert_eq!(
+        s.reserve("a", &k, &s.holder()).await.unwrap(),
+        Dedup::Exempt
+    );
     s.commit("a", &k).await.unwrap();
-    assert_eq!(s.reserve("a", &k).await.unwrap(), Dedup::Exempt);
+    assert_eq!(
+        s.reserve("a", &k, &s.holder()).await.unwrap(),
+        Dedup::Exempt
+    );
 }
 
 #[test]
@@ -241,11 +254,11 @@ async fn a_request_committed_at_once_is_journaled_key_by_key() {
     {
         let s = open();
         for k in &keys {
-            s.reserve("src", k).await.unwrap();
+            s.reserve("src", k, &s.holder()).await.unwrap();
         }
         commit_all(&s, "src", &keys).await.unwrap();
         for k in &keys[..2] {
-            assert_eq!(s.reserve("src", k).await.unwrap(), Dedup::Seen);
+            assert_eq!(s.reserve("src", k, &s.holder()).await.unwrap(), Dedup::Seen);
         }
     }
     // One line per windowed key (the exempt one is never stored), each readable on replay.
@@ -253,10 +266,21 @@ async fn a_request_committed_at_once_is_journaled_key_by_key() {
     assert_eq!(text.lines().count(), 3, "{text}");
     let s = open();
     for k in [&keys[0], &keys[1], &keys[3]] {
-        assert_eq!(s.reserve("src", k).await.unwrap(), Dedup::Seen, "{}", k.id);
+        assert_eq!(
+            s.reserve("src", k, &s.holder()).await.unwrap(),
+            Dedup::Seen,
+            "{}",
+            k.id
+        );
     }
-    assert_eq!(s.reserve("src", &exempt).await.unwrap(), Dedup::Exempt);
-    assert_eq!(s.reserve("other", &keys[0]).await.unwrap(), Dedup::New);
+    assert_eq!(
+        s.reserve("src", &exempt, &s.holder()).await.unwrap(),
+        Dedup::Exempt
+    );
+    assert_eq!(
+        s.reserve("other", &keys[0], &s.holder()).await.unwrap(),
+        Dedup::New
+    );
 }
 
 #[test]
@@ -346,10 +370,42 @@ async fn two_redis_backed_instances_see_each_others_keys() {
     let prefix = format!("hookgate-test:{}:", uuid::Uuid::new_v4());
     let one = redis_store(&prefix).await;
     let two = redis_store(&prefix).await;
-    assert_eq!(one.reserve("a", &key("x")).await.unwrap(), Dedup::New);
-    assert_eq!(two.reserve("a", &key("x")).await.unwrap(), Dedup::InFlight);
+    assert_eq!(
+        one.reserve("a", &key("x"), &one.holder()).await.unwrap(),
+        Dedup::New
+    );
+    assert_eq!(
+        two.reserve("a", &key("x"), &two.holder()).await.unwrap(),
+        Dedup::InFlight
+    );
     one.commit("a", &key("x")).await.unwrap();
-    assert_eq!(two.reserve("a", &key("x")).await.unwrap(), Dedup::Seen);
+    assert_eq!(
+        two.reserve("a", &key("x"), &two.holder()).await.unwrap(),
+        Dedup::Seen
+    );
+}
+
+/// A release takes only its own request's reservation: one made by another request (after
+/// the first lapsed, or by a call that failed and is being released late) stays.
+#[tokio::test]
+async fn a_redis_release_never_takes_another_requests_reservation() {
+    if redis_url().is_none() {
+        return;
+    }
+    let prefix = format!("hookgate-test:{}:", uuid::Uuid::new_v4());
+    let s = redis_store(&prefix).await;
+    let (mine, theirs) = (s.holder(), s.holder());
+    assert_eq!(
+        s.reserve("a", &key("x"), &theirs).await.unwrap(),
+        Dedup::New
+    );
+    s.release("a", &key("x"), &mine).await.unwrap();
+    assert_eq!(
+        s.reserve("a", &key("x"), &mine).await.unwrap(),
+        Dedup::InFlight
+    );
+    s.release("a", &key("x"), &theirs).await.unwrap();
+    assert_eq!(s.reserve("a", &key("x"), &mine).await.unwrap(), Dedup::New);
 }
 
 #[test]
@@ -396,14 +452,18 @@ async fn waits_for_the_delivery_in_flight(store: std::sync::Arc<DedupStore>) {
         ("committed", "other-1", true),
         ("released", "other-2", false),
     ] {
-        assert_eq!(store.reserve("s", &key(id)).await.unwrap(), Dedup::New);
+        let holder = store.holder();
+        assert_eq!(
+            store.reserve("s", &key(id), &holder).await.unwrap(),
+            Dedup::New
+        );
         let first = std::sync::Arc::clone(&store);
         let ends = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(60)).await;
             if commits {
                 first.commit("s", &key(id)).await.unwrap();
             } else {
-                first.release("s", &key(id)).await.unwrap();
+                first.release("s", &key(id), &holder).await.unwrap();
             }
         });
         let started = std::time::Instant::now();
@@ -435,7 +495,13 @@ async fn a_request_finding_its_event_in_flight_waits_for_that_delivery() {
     .await;
     // No wait: in flight at once, nothing left reserved, the events handed back in order.
     let quick = memory(100);
-    assert_eq!(quick.reserve("s", &key("busy")).await.unwrap(), Dedup::New);
+    assert_eq!(
+        quick
+            .reserve("s", &key("busy"), &quick.holder())
+            .await
+            .unwrap(),
+        Dedup::New
+    );
     let back = check_waiting(&quick, "s", request(&["free", "busy"]))
         .await
         .unwrap();
@@ -444,11 +510,20 @@ async fn a_request_finding_its_event_in_flight_waits_for_that_delivery() {
     };
     let ids: Vec<&str> = events.iter().map(|e| e.key.id.as_str()).collect();
     assert_eq!(ids, ["free", "busy"]);
-    assert_eq!(quick.reserve("s", &key("free")).await.unwrap(), Dedup::New);
+    assert_eq!(
+        quick
+            .reserve("s", &key("free"), &quick.holder())
+            .await
+            .unwrap(),
+        Dedup::New
+    );
     // A wait that runs out while the delivery goes on: in flight after about the wait.
     let patient = memory(100).waiting(Duration::from_millis(100));
     assert_eq!(
-        patient.reserve("s", &key("slow")).await.unwrap(),
+        patient
+            .reserve("s", &key("slow"), &patient.holder())
+            .await
+            .unwrap(),
         Dedup::New
     );
     let started = std::time::Instant::now();

@@ -936,6 +936,17 @@ impl PrivateRedis {
     }
 }
 
+impl PrivateRedis {
+    /// Sends the server `signal` (`STOP` freezes it with its connections open, `CONT` wakes it).
+    fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &self.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
 impl Drop for PrivateRedis {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -973,6 +984,42 @@ fn the_redis_dedup_store_is_back_within_seconds_after_redis_restarts() {
     accepted_within_seconds(&gw, &c, "after");
     let ready = reqwest::blocking::get(gw.admin_url("/readyz")).unwrap();
     assert_eq!(ready.status(), 200);
+}
+
+#[test]
+fn a_reservation_a_stalled_redis_made_late_does_not_hold_the_retry_off() {
+    // Redis frozen while a request reserves its event: the request gets 503 after the call's
+    // bound, and the frozen Redis runs the queued `SET NX` once it wakes. That reservation
+    // belongs to no request in flight, so it is released once Redis answers, and the vendor's
+    // retry is accepted within seconds (before: 409 until the reservation's TTL, two minutes).
+    let test = "a_reservation_a_stalled_redis_made_late_does_not_hold_the_retry_off";
+    if shared_redis(test).is_none() {
+        return;
+    }
+    let port = free_port();
+    let redis = PrivateRedis::start(port);
+    let gw = redis_gateway(port);
+    let c = client();
+    let url = gw.url("/ingest/hyprwatch");
+    assert_eq!(send(&c, &url, "before").unwrap().0, 200);
+    redis.signal("STOP");
+    let (status, retry_after) = send(&c, &url, "stalled").unwrap();
+    redis.signal("CONT");
+    assert_eq!(status, 503, "{}", gw.logs());
+    assert!(retry_after.is_some());
+    accepted_within_seconds(&gw, &c, "stalled");
+    // Delivered once: a retry now is a duplicate, answered 200 and not written again.
+    assert_eq!(send(&c, &url, "stalled").unwrap().0, 200);
+    let ids: Vec<String> = gw
+        .events()
+        .iter()
+        .map(|e| e["metadata"]["uid"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        ids.iter().filter(|id| id.contains("stalled")).count(),
+        1,
+        "{ids:?}"
+    );
 }
 
 /// A gateway restarted during a Kafka outage, in spool mode, serves at once: startup waits
