@@ -38,13 +38,24 @@ pub fn preset(name: &str) -> Option<Vec<&'static str>> {
     }
 }
 
-/// Parses one entry: an address (a host network) or a CIDR.
+/// Parses one entry: an address (a host network) or a CIDR. An IPv4-mapped entry
+/// (`::ffff:a.b.c.d`, or a CIDR of at least /96 inside `::ffff:0:0/96`) becomes the IPv4
+/// address or network it maps, since clients are compared as IPv4 ([`contains`]) and the logs
+/// print a dual-stack listener's IPv4 peers in that form.
 pub fn parse_net(entry: &str) -> Option<IpNet> {
     let entry = entry.trim();
-    entry
+    let net = entry
         .parse::<IpNet>()
         .ok()
-        .or_else(|| entry.parse::<IpAddr>().ok().map(IpNet::from))
+        .or_else(|| entry.parse::<IpAddr>().ok().map(IpNet::from))?;
+    Some(match net {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => v6
+            .network()
+            .to_ipv4_mapped()
+            .and_then(|v4| ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96).ok())
+            .map_or(net, IpNet::V4),
+        _ => net,
+    })
 }
 
 /// Expands presets and parses every entry; `Err(entry)` names the first one that is neither.
@@ -139,6 +150,26 @@ mod tests {
     fn ipv4_mapped_ipv6_peer_matches_ipv4_entry() {
         let a = allow(&["127.0.0.1"]);
         assert!(a.check("::ffff:127.0.0.1".parse().unwrap()).is_ok());
+    }
+
+    #[test]
+    fn an_ipv4_mapped_entry_matches_the_ipv4_client_it_names() {
+        // The form a dual-stack listener's logs print the client in.
+        let a = allow(&["::ffff:127.0.0.4", "::FFFF:10.1.0.0/112"]);
+        for ip in [
+            "127.0.0.4",
+            "::ffff:127.0.0.4",
+            "10.1.2.3",
+            "::ffff:10.1.255.255",
+        ] {
+            assert!(a.check(ip.parse().unwrap()).is_ok(), "{ip}");
+        }
+        for ip in ["127.0.0.5", "10.2.0.1", "::1"] {
+            assert!(a.check(ip.parse().unwrap()).is_err(), "{ip}");
+        }
+        // Plain IPv6 entries are untouched.
+        let v6 = allow(&["2001:db8::/96"]);
+        assert!(v6.check("2001:db8::7".parse().unwrap()).is_ok());
     }
 
     #[test]

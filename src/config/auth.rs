@@ -89,8 +89,10 @@ pub enum AuthConfig {
     IpAllow {
         /// IPv4/IPv6 addresses, CIDRs and preset names (`hyperproof-us`, `hyperproof-eu`,
         /// `hyperproof-gov`, `hyperproof` = all three). A preset can be extended by listing
-        /// more entries, or replaced by listing addresses only. Example:
-        /// `["hyperproof-us", "203.0.113.0/24"]`.
+        /// more entries, or replaced by listing addresses only. IPv4 clients match IPv4
+        /// entries also on a dual-stack listener, and an IPv4-mapped entry
+        /// (`::ffff:203.0.113.7`, as such a listener's logs print the client) means its IPv4
+        /// address. Example: `["hyperproof-us", "203.0.113.0/24"]`.
         allow: Vec<String>,
     },
 }
