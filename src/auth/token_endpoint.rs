@@ -7,9 +7,9 @@
 //! `unsupported_grant_type`) with the gateway's `request_id` beside `error`, as every other
 //! rejection has it; every answer carries `X-Request-Id`. The client authenticates with HTTP
 //! Basic, with the `client_id`/`client_secret` parameters, or with `username`/`password`.
-//! ConnectSecure's undocumented "Authentication URL" check is served too: valid Basic
-//! credentials or a valid `username`/`password` without `grant_type` get a token, as does a
-//! resource-owner request (`grant_type=password`) with them.
+//! `grant_type` may be left out: valid credentials without it get a token (ConnectSecure's
+//! undocumented "Authentication URL" check sends Basic credentials or `username`/`password`
+//! and nothing else), as does a resource-owner request (`grant_type=password`) with them.
 //! Reads at most [`MAX_FORM_BYTES`]; never logs a secret, a token or a parameter value.
 
 use std::time::Duration;
@@ -257,9 +257,10 @@ fn decide(issuer: &Issuer, raw_params: &[u8], basic: Option<&[u8]>) -> Result<Gr
         Some("client_credentials") => {}
         Some("password") if by_password => {}
         Some(_) => return Err(TokenError::UnsupportedGrantType),
-        // ConnectSecure's Authentication URL sends credentials and nothing else.
-        None if basic.is_some() || by_password => {}
-        None => return Err(TokenError::InvalidRequest),
+        // ConnectSecure's Authentication URL sends credentials and nothing else; any client
+        // that authenticated without naming a grant gets the one grant there is (the setup
+        // docs call `grant_type` recommended, whichever way the client authenticates).
+        None => {}
     }
     let (source, client_id) = source;
     let token = issuer
@@ -459,11 +460,15 @@ mod tests {
         assert_eq!(e.unwrap_err(), TokenError::InvalidRequest);
         let e = decide(&issuer(), b"client_secret=x", Some(b"cid:s&cret"));
         assert_eq!(e.unwrap_err(), TokenError::InvalidRequest);
-        let e = decide(&issuer(), b"client_id=cid&client_secret=s%26cret", None);
-        assert_eq!(
-            e.unwrap_err(),
-            TokenError::InvalidRequest,
-            "grant_type missing"
-        );
+    }
+
+    #[test]
+    fn parameters_without_grant_type_get_a_token_as_basic_does() {
+        let granted = decide(&issuer(), b"client_id=cid&client_secret=s%26cret", None).unwrap();
+        assert_eq!(granted.source, "hypr");
+        let e = decide(&issuer(), b"client_id=cid&client_secret=wrong", None);
+        assert_eq!(e.unwrap_err(), TokenError::InvalidClient);
+        let e = decide(&issuer(), b"client_id=cid", None);
+        assert_eq!(e.unwrap_err(), TokenError::InvalidClient);
     }
 }
