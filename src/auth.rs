@@ -246,7 +246,7 @@ pub enum AuthConfigError {
     #[error("invalid header name {0:?}")]
     HeaderName(String),
     /// Operator's fault: a Svix secret is not `whsec_` + base64.
-    #[error("a svix secret is not whsec_ followed by base64")]
+    #[error("a svix secret is not base64 (after an optional whsec_)")]
     SvixSecret,
     /// Operator's fault: an allowlist or trusted-proxy entry is not an address, CIDR or preset.
     #[error("{0:?} is not an IP address, CIDR or preset name")]

@@ -9,7 +9,9 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use base64::alphabet;
 use base64::engine::general_purpose::STANDARD;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use http::HeaderMap;
@@ -44,10 +46,17 @@ pub const HEADERS: [&str; 6] = [
     "webhook-signature",
 ];
 
-/// Decodes a `whsec_<base64>` secret (the prefix is optional) into key bytes.
+/// Base64 with or without its `=` padding, as the official Svix and Standard Webhooks
+/// libraries read secrets.
+const SECRET_BASE64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// Decodes a `whsec_<base64>` secret (the prefix and the padding are optional) into key bytes.
 pub fn decode_secret(secret: &str) -> Option<Vec<u8>> {
     let b64 = secret.strip_prefix("whsec_").unwrap_or(secret);
-    STANDARD.decode(b64).ok().filter(|k| !k.is_empty())
+    SECRET_BASE64.decode(b64).ok().filter(|k| !k.is_empty())
 }
 
 impl SvixVerifier {
@@ -237,5 +246,27 @@ mod tests {
         let v = SvixVerifier::new(&[Secret::new(SECRET), Secret::new(other)], 300).unwrap();
         let h = headers("svix", "m", NOW, &sign(other, "m", NOW, b"{}"));
         assert!(v.verify_at(&h, b"{}", NOW).is_ok());
+    }
+
+    #[test]
+    fn a_secret_is_read_with_or_without_its_prefix_and_padding() {
+        let key = [7u8; 32];
+        let padded = STANDARD.encode(key);
+        assert!(padded.ends_with('='));
+        let bare = padded.trim_end_matches('=');
+        for secret in [
+            format!("whsec_{padded}"),
+            format!("whsec_{bare}"),
+            padded.clone(),
+            bare.to_owned(),
+        ] {
+            assert_eq!(
+                decode_secret(&secret).as_deref(),
+                Some(&key[..]),
+                "{secret}"
+            );
+        }
+        assert_eq!(decode_secret("whsec_not base64!"), None);
+        assert_eq!(decode_secret("whsec_"), None);
     }
 }

@@ -35,8 +35,9 @@ pub enum AuthConfig {
     /// `svix-signature` headers (or the `webhook-*` names), HMAC-SHA256 over
     /// `id.timestamp.body`.
     Svix {
-        /// Endpoint signing secrets as shown by Svix: `whsec_` followed by base64. At least
-        /// one; list the old and the new one while rotating. Example: `["${HOOP_SVIX_SECRET}"]`.
+        /// Endpoint signing secrets as shown by Svix: `whsec_` followed by base64 (the prefix
+        /// and the `=` padding may be left out, as Svix's libraries allow). At least one; list
+        /// the old and the new one while rotating. Example: `["${HOOP_SVIX_SECRET}"]`.
         secrets: Vec<Secret>,
         /// How far `svix-timestamp` may be from hookgate's clock, in seconds, in either
         /// direction. Default 300 (Svix's own default). A request outside the window → 401.
@@ -305,7 +306,8 @@ pub fn problems(scheme: &AuthConfig, trust: &TrustConfig) -> Vec<Problem> {
             {
                 add(
                     "secrets",
-                    "every Svix secret must be whsec_ followed by base64, as Svix shows it".into(),
+                    "every Svix secret must be base64 (after an optional whsec_), as Svix shows it"
+                        .into(),
                 );
             }
             if *tolerance_s == 0 {
