@@ -1,6 +1,7 @@
 //! Secret values in the config file.
 //!
-//! A secret is written as `"${ENV_VAR}"` (read from the environment at load time), as
+//! A secret is written as `"${ENV_VAR}"` (read from the environment at load time; `$$` is a
+//! literal `$`, and any other `$` is refused, so the shell's `"$ENV_VAR"` is an error), as
 //! `{ file = "/run/secrets/x" }` (read from a file, trailing newline trimmed), or, for local
 //! experiments only, as a literal string. The value never appears in `Debug` output or logs.
 
@@ -59,7 +60,9 @@ impl<'de> Deserialize<'de> for Secret {
 pub fn unset_variables(text: &str) -> Vec<String> {
     let mut unset: Vec<String> = Vec::new();
     for line in text.lines().filter(|l| !l.trim_start().starts_with('#')) {
-        let mut rest = line;
+        // `$$` is a literal `$`, so `$${X}` names no variable.
+        let line = line.replace("$$", "");
+        let mut rest = line.as_str();
         while let Some(start) = rest.find("${") {
             let after = rest.get(start + 2..).unwrap_or_default();
             let Some(end) = after.find('}') else { break };
@@ -76,14 +79,37 @@ pub fn unset_variables(text: &str) -> Vec<String> {
     unset
 }
 
-/// Replaces every `${NAME}` in `text` with the environment variable `NAME`.
-/// A missing variable is an error that names it (never its value).
+/// Replaces every `${NAME}` in `text` with the environment variable `NAME`, and `$$` with one
+/// `$`. A missing variable is an error that names it (never its value), and so is any other
+/// `$`: `"$NAME"`, the shell's form, would otherwise be taken as the literal secret `$NAME`
+/// (the real one refused, the name itself accepted).
 pub fn interpolate(text: &str) -> Result<String, String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
-    while let Some(start) = rest.find("${") {
+    while let Some(start) = rest.find('$') {
         out.push_str(rest.get(..start).unwrap_or_default());
-        let after = rest.get(start + 2..).unwrap_or_default();
+        let after = rest.get(start + 1..).unwrap_or_default();
+        if let Some(more) = after.strip_prefix('$') {
+            out.push('$');
+            rest = more;
+            continue;
+        }
+        let Some(after) = after.strip_prefix('{') else {
+            let name: String = after
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            return Err(if name.is_empty() {
+                "a `$` in a secret starts `${NAME}` (an environment variable); write `$$` for a \
+                 literal `$`"
+                    .to_owned()
+            } else {
+                format!(
+                    "`${name}` would be taken literally: write `${{{name}}}` to read the \
+                     environment variable (or `$${name}` for a literal `$`)"
+                )
+            });
+        };
         let Some(end) = after.find('}') else {
             return Err("unterminated `${` in value".to_owned());
         };
@@ -124,6 +150,17 @@ mod tests {
     fn missing_variable_names_it() {
         let err = interpolate("${HOOKGATE_SURELY_UNSET_VAR_123}").unwrap_err();
         assert!(err.contains("HOOKGATE_SURELY_UNSET_VAR_123"), "{err}");
+    }
+
+    #[test]
+    fn a_shell_style_reference_is_refused_and_a_doubled_dollar_is_one() {
+        let err = interpolate("$CS_PASSWORD").unwrap_err();
+        assert!(err.contains("${CS_PASSWORD}"), "{err}");
+        assert!(interpolate("pa$").is_err());
+        assert!(interpolate("a$(cat x)").is_err());
+        assert_eq!(interpolate("pa$$word$$").unwrap(), "pa$word$");
+        let path = std::env::var("PATH").unwrap();
+        assert_eq!(interpolate("$$${PATH}").unwrap(), format!("${path}"));
     }
 
     #[test]
