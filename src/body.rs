@@ -182,18 +182,57 @@ impl Wire {
     /// [`decode`](Self::decode) for the request path: inflating (up to the inflate cap, before
     /// any signature over the result can be checked) runs on a blocking thread, so a few
     /// small compressed bodies cannot hold the runtime's workers, and every other request and
-    /// the health probes with them.
-    pub async fn decode_off_runtime(&self, limits: &BodyLimits) -> Result<Bytes, BodyError> {
-        if self.encoding == Encoding::Identity || self.bytes.is_empty() {
-            return self.decode(limits);
-        }
-        let (bytes, encoding, caps) = (self.bytes.clone(), self.encoding, *limits);
-        match tokio::task::spawn_blocking(move || decode(bytes, encoding, &caps)).await {
-            Ok(decoded) => decoded,
-            // The blocking pool is gone (shutdown): decode here instead.
-            Err(_) => self.decode(limits),
-        }
+    /// the health probes with them. A compressed body first waits for its share of the inflate
+    /// budget ([`INFLATE_BUDGET_MIB`]), which the returned [`Inflating`] holds until the caller
+    /// drops it once the signature over the result is checked.
+    pub async fn decode_off_runtime(
+        &self,
+        limits: &BodyLimits,
+    ) -> Result<(Bytes, Inflating), BodyError> {
+        self.decode_within(limits, &INFLATING).await
     }
+
+    /// [`decode_off_runtime`](Self::decode_off_runtime) within `budget` (MiB permits).
+    async fn decode_within(
+        &self,
+        limits: &BodyLimits,
+        budget: &'static tokio::sync::Semaphore,
+    ) -> Result<(Bytes, Inflating), BodyError> {
+        if self.encoding == Encoding::Identity || self.bytes.is_empty() {
+            return self.decode(limits).map(|b| (b, Inflating { _held: None }));
+        }
+        let share = limits
+            .max_decompressed_bytes
+            .div_ceil(1024 * 1024)
+            .clamp(1, u64::from(INFLATE_BUDGET_MIB)) as u32;
+        // The semaphore is never closed, so acquiring only waits.
+        let held = budget.acquire_many(share).await.ok();
+        let (bytes, encoding, caps) = (self.bytes.clone(), self.encoding, *limits);
+        let decoded =
+            match tokio::task::spawn_blocking(move || decode(bytes, encoding, &caps)).await {
+                Ok(decoded) => decoded,
+                // The blocking pool is gone (shutdown): decode here instead.
+                Err(_) => self.decode(limits),
+            };
+        decoded.map(|b| (b, Inflating { _held: held }))
+    }
+}
+
+/// The memory, in MiB, that bodies being inflated and then verified may take at once. Each
+/// compressed request holds its inflate cap's worth (`[limits] max_decompressed_bytes`, at
+/// most the whole budget) from before it inflates until its signature is checked, so bodies
+/// that inflate to the cap and fail their signature cost at most this much together, however
+/// many arrive at once (the 8 MiB default: eight at a time). Before, 64 bombs of 8 KiB from
+/// one client took 737 MB at once.
+pub const INFLATE_BUDGET_MIB: u32 = 64;
+
+static INFLATING: tokio::sync::Semaphore =
+    tokio::sync::Semaphore::const_new(INFLATE_BUDGET_MIB as usize);
+
+/// A request's share of the inflate budget; dropping it returns the share.
+#[derive(Debug)]
+pub struct Inflating {
+    _held: Option<tokio::sync::SemaphorePermit<'static>>,
 }
 
 /// Reads the whole body within the size cap and the read timeout, without decoding it, so a
@@ -356,6 +395,40 @@ mod tests {
 
     fn decoded(wire: Vec<u8>, encoding: Encoding, max: u64) -> Result<Bytes, BodyError> {
         decode(Bytes::from(wire), encoding, &limits(max))
+    }
+
+    /// Bodies inflating to the cap take a share of the budget each until the caller drops its
+    /// [`Inflating`]: past the budget the next one waits, and goes on once a share is back.
+    #[tokio::test]
+    async fn compressed_bodies_wait_for_their_share_of_the_inflate_budget() {
+        static BUDGET: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(16);
+        let wire = Wire {
+            bytes: Bytes::from(gzip(b"{}")),
+            encoding: Encoding::Gzip,
+        };
+        let caps = limits(8 * 1024 * 1024);
+        let first = wire.decode_within(&caps, &BUDGET).await.unwrap();
+        let second = wire.decode_within(&caps, &BUDGET).await.unwrap();
+        assert_eq!(&first.0[..], b"{}");
+        assert_eq!(BUDGET.available_permits(), 0);
+        let third = wire.decode_within(&caps, &BUDGET);
+        tokio::pin!(third);
+        let waited = tokio::time::timeout(Duration::from_millis(100), &mut third).await;
+        assert!(waited.is_err(), "inflated past the budget");
+        drop(first);
+        let third = tokio::time::timeout(Duration::from_secs(5), third)
+            .await
+            .expect("still waiting with a share free")
+            .unwrap();
+        drop((second, third));
+        assert_eq!(BUDGET.available_permits(), 16);
+        // A plain body takes no share.
+        let plain = Wire {
+            bytes: Bytes::from_static(b"{}"),
+            encoding: Encoding::Identity,
+        };
+        let _held = plain.decode_within(&caps, &BUDGET).await.unwrap();
+        assert_eq!(BUDGET.available_permits(), 16);
     }
 
     #[test]

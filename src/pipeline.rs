@@ -167,8 +167,8 @@ async fn trip(
         &limits,
     )?;
     let wire = body::read_wire(incoming.body, &incoming.parts.headers, &limits).await?;
-    let raw = match wire.decode_off_runtime(&limits).await {
-        Ok(raw) => raw,
+    let (raw, inflating) = match wire.decode_off_runtime(&limits).await {
+        Ok(decoded) => decoded,
         // A body that arrived whole but does not decode, from a sender it authenticates as
         // sent (credentials in the head, or a signature over these very bytes): kept before
         // its 400, since the sender's retries cannot fix it. A bomb (over the inflate cap) is not.
@@ -188,6 +188,7 @@ async fn trip(
 
     // 4b. auth over the exact raw bytes
     let authenticated = auth::verify(&source.verifier, &head, &raw)?;
+    drop(inflating);
 
     // 5. split. An authenticated body that holds no readable events is refused (400) but
     // kept first: the vendor's retries cannot fix it, and its bytes are the SOC's evidence.

@@ -17,6 +17,9 @@ pub struct LimitsConfig {
     pub max_body_bytes: u64,
     /// Largest body after `Content-Encoding: gzip`/`deflate` decoding, in bytes. Default 8 MiB.
     /// A body that inflates past this (a decompression bomb) → 413, and decoding stops there.
+    /// Compressed bodies inflate within a shared budget of 64 MiB, each holding this much of
+    /// it until its signature is checked (more wait their turn), so bodies that fail their
+    /// signature take at most 64 MiB together however many arrive at once.
     #[serde(default = "default_max_decompressed_bytes")]
     pub max_decompressed_bytes: u64,
     /// Most events one request may carry (JSON array elements or NDJSON lines). Default 1000;
@@ -25,8 +28,9 @@ pub struct LimitsConfig {
     pub max_events_per_request: usize,
     /// Most requests processed at once across every source (reading bodies, verifying,
     /// writing). Default 256. One more is shed at once with 503 and `Retry-After` instead of
-    /// queuing, so memory stays bounded (at worst this many bodies of `max_decompressed_bytes`,
-    /// each with its normalized events, which escape and copy text: a few times that again).
+    /// queuing, so memory stays bounded: this many bodies of `max_body_bytes` as read, plus the
+    /// inflate budget (see `max_decompressed_bytes`), plus for authenticated requests their
+    /// decoded bodies and normalized events (which escape and copy text: a few times the body).
     /// Example: `512`.
     #[serde(default = "default_max_in_flight_requests")]
     pub max_in_flight_requests: usize,
