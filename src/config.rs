@@ -189,6 +189,10 @@ fn list(problems: &[Problem]) -> String {
         .join("\n")
 }
 
+/// Metrics labels hookgate gives requests of no source; a source of that name would share them.
+const RESERVED_SOURCE_NAMES: [&str; 2] =
+    [crate::metrics::UNMATCHED, crate::metrics::TOKEN_ENDPOINT];
+
 impl Config {
     /// Reads and parses `path`, then validates against the known parser names.
     pub fn load(path: &Path, known_vendors: &[String]) -> Result<Config, ConfigError> {
@@ -263,11 +267,32 @@ impl Config {
                 add(key.into(), "must be at least 1".into());
             }
         }
-        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.telemetry.log_level) {
+        if let Err(e) = crate::telemetry::parse_filter(&self.telemetry.log_level) {
             add(
                 "telemetry.log_level".into(),
                 format!("is not a log filter: {e}"),
             );
+        }
+        for (key, path) in [
+            ("sink.path", Some(&self.sink.path)),
+            ("sink.dead_letter_path", self.sink.dead_letter_path.as_ref()),
+        ] {
+            let Some(path) = path.filter(|p| p.as_os_str() != "-") else {
+                continue;
+            };
+            // A pipe or device is written but never synced (every answer a 503 after the line
+            // went out), and read back at startup without end (`/dev/full`).
+            if let Ok(meta) = std::fs::metadata(path) {
+                if !meta.is_file() {
+                    add(
+                        key.into(),
+                        format!(
+                            "{} is not a regular file; write \"-\" for standard output",
+                            path.display()
+                        ),
+                    );
+                }
+            }
         }
         if self.limits.max_decompressed_bytes < self.limits.max_body_bytes {
             add(
@@ -320,6 +345,20 @@ impl Config {
             }
             if !names.insert(source.name.as_str()) {
                 add(format!("{at}.name"), "is used by another source".into());
+            }
+            if RESERVED_SOURCE_NAMES.contains(&source.name.as_str()) {
+                add(
+                    format!("{at}.name"),
+                    format!(
+                        "{:?} is the metrics label of {} and cannot name a source",
+                        source.name,
+                        if source.name == crate::metrics::UNMATCHED {
+                            "requests that match no source"
+                        } else {
+                            "the OAuth token endpoint"
+                        }
+                    ),
+                );
             }
             if !source.path.starts_with('/') || source.path.contains(['?', '#', ' ']) {
                 add(
@@ -666,6 +705,45 @@ methods = ["FETCH"]
             "source[a b].path",
             "source[a b].methods",
             "source[a b].auth",
+        ] {
+            assert!(text.contains(needle), "missing {needle} in {text}");
+        }
+    }
+
+    #[test]
+    fn a_reserved_label_a_device_sink_and_a_word_for_a_level_are_refused() {
+        let err = Config::from_toml(
+            r#"
+[telemetry]
+log_level = "warning2"
+
+[sink]
+path = "/dev/null"
+dead_letter_path = "/dev/full"
+
+[[source]]
+name = "unmatched"
+vendor = "hyprwatch"
+path = "/a"
+auth = [{ kind = "hmac", secrets = ["whsec_test"] }]
+
+[[source]]
+name = "oauth_token"
+vendor = "hyprwatch"
+path = "/b"
+auth = [{ kind = "hmac", secrets = ["whsec_test"] }]
+"#,
+            Path::new("t.toml"),
+            &vendors(),
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        for needle in [
+            "telemetry.log_level",
+            "sink.path: /dev/null is not a regular file",
+            "sink.dead_letter_path: /dev/full is not a regular file",
+            "source[unmatched].name",
+            "source[oauth_token].name",
         ] {
             assert!(text.contains(needle), "missing {needle} in {text}");
         }

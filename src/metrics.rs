@@ -21,6 +21,9 @@ use crate::config::Config;
 /// Label for requests that matched no source.
 pub const UNMATCHED: &str = "unmatched";
 
+/// Label of the OAuth2 token endpoint's requests.
+pub const TOKEN_ENDPOINT: &str = "oauth_token";
+
 /// The registry and every metric in it. Built once in `app.rs` and shared.
 #[derive(Clone)]
 pub struct Metrics {

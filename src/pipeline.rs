@@ -26,8 +26,7 @@ use crate::split::{self, Split};
 use hyper::body::Body as _;
 use sha2::{Digest, Sha256};
 
-/// Metrics label of the OAuth2 token endpoint.
-const TOKEN_ENDPOINT: &str = "oauth_token";
+use crate::metrics::TOKEN_ENDPOINT;
 
 /// Serves one request on the public port.
 pub async fn handle(

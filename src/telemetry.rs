@@ -10,7 +10,7 @@ use crate::config::{LogFormat, TelemetryConfig};
 /// Installs the global subscriber (logs go to standard error). `RUST_LOG` overrides the level.
 pub fn init(config: &TelemetryConfig) {
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&config.log_level))
+        .or_else(|_| parse_filter(&config.log_level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -26,6 +26,31 @@ pub fn init(config: &TelemetryConfig) {
     };
     // A subscriber is already set only when hookgate runs embedded (tests); keep that one.
     let _ = result;
+}
+
+/// Levels a bare directive of `[telemetry] log_level` may name.
+const LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error", "off"];
+
+/// `[telemetry] log_level` as a filter. A directive without `=` must be a level (`warning`
+/// is read as `warn`): the filter's own syntax takes any other word as a module name to log
+/// at every level, so `"warning"` silenced every line while `check` said ok.
+pub fn parse_filter(text: &str) -> Result<EnvFilter, String> {
+    let mut directives = Vec::new();
+    for directive in text.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let bare = !directive.contains(['=', '[', ':']);
+        let level = directive.to_ascii_lowercase();
+        directives.push(match level.as_str() {
+            "warning" => "warn".to_owned(),
+            _ if bare && !LEVELS.contains(&level.as_str()) => {
+                return Err(format!(
+                    "{directive:?} is not a level ({}); a module is written `module=level`",
+                    LEVELS.join(", ")
+                ))
+            }
+            _ => directive.to_owned(),
+        });
+    }
+    EnvFilter::try_new(directives.join(",")).map_err(|e| e.to_string())
 }
 
 /// Headers whose values are never logged.
@@ -65,6 +90,28 @@ pub fn causes(error: &dyn std::error::Error) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_log_level_is_a_level_or_a_module_with_one() {
+        for ok in [
+            "info",
+            "WARN",
+            "warning",
+            "hookgate=debug,info",
+            "hookgate::auth=trace",
+            "off",
+        ] {
+            assert!(parse_filter(ok).is_ok(), "{ok}");
+        }
+        for bad in ["warning2", "verbose", "info,loud"] {
+            let err = parse_filter(bad).unwrap_err();
+            assert!(err.contains("not a level"), "{bad}: {err}");
+        }
+        assert_eq!(
+            parse_filter("warning").unwrap().to_string(),
+            parse_filter("warn").unwrap().to_string()
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -10,7 +10,9 @@ pub struct TelemetryConfig {
     #[serde(default)]
     pub log_format: LogFormat,
     /// Level filter in `tracing` syntax. Default `"info"`. Example: `"info,hookgate=debug"`.
-    /// A filter that does not parse is a config error. The `RUST_LOG` environment variable,
+    /// A filter that does not parse is a config error, and so is a bare word that is not a
+    /// level (`trace`, `debug`, `info`, `warn` or `warning`, `error`, `off`): a module is
+    /// written `module=level`. The `RUST_LOG` environment variable,
     /// when set, takes precedence.
     #[serde(default = "default_log_level")]
     pub log_level: String,
