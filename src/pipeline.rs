@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Instant, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{Request, Response, Version};
 use http_body_util::Full;
 use tracing::{field, info_span, Instrument};
 
@@ -82,20 +82,28 @@ pub async fn handle(
     // Who sent it (behind trusted proxies, the client they name): for the rate limits and
     // allowlists in the trip, and for the rejection log line.
     let client = runtime.trust.client(peer, request.headers());
+    let (version, body_pending) = (request.version(), !request.body().is_end_stream());
     let incoming = Incoming::new(request, peer);
     let request_id = incoming.request_id.clone();
     let span = info_span!("request", request_id = %request_id.0, source = field::Empty, method = %incoming.parts.method);
     async move {
-        let mut source_label: Option<Arc<str>> = None;
-        let result = trip(&state, &runtime, incoming, client, &mut source_label).await;
-        let source = source_label.as_deref().unwrap_or(UNMATCHED);
-        let response = respond::build(&result, &request_id);
+        let mut seen = Seen::default();
+        let result = trip(&state, &runtime, incoming, client, &mut seen).await;
+        let source = seen.source.as_deref().unwrap_or(UNMATCHED);
+        let mut response = respond::build(&result, &request_id);
+        if result.is_err() && body_pending && !seen.body_read && version < Version::HTTP_2 {
+            // hyper closes a connection whose request body it cannot drain at once; saying so
+            // keeps the client from sending its next request into a closed connection.
+            response
+                .headers_mut()
+                .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+        }
         state.metrics.request(source, response.status().as_u16(), started.elapsed());
         match &result {
             Ok(outcome) => tracing::debug!(?outcome, "request accepted"),
             Err(failure) => {
                 state.metrics.rejection(source, failure.stage(), failure.code());
-                if source_label.is_some() {
+                if seen.source.is_some() {
                     state.health.rejected(source, failure.code(), failure.is_auth());
                 }
                 let status = response.status().as_u16();
@@ -116,12 +124,21 @@ pub async fn handle(
     .await
 }
 
+/// What the trip learned that its answer needs.
+#[derive(Debug, Default)]
+struct Seen {
+    /// The source's metrics label, once the path named one.
+    source: Option<Arc<str>>,
+    /// The request body was read to its end.
+    body_read: bool,
+}
+
 async fn trip(
     state: &Arc<State>,
     runtime: &Runtime,
     incoming: Incoming,
     client: IpAddr,
-    source_label: &mut Option<Arc<str>>,
+    seen: &mut Seen,
 ) -> Result<Outcome, Failure> {
     // 2. route
     let Routed {
@@ -132,11 +149,11 @@ async fn trip(
         // The path named a source: its refusal counts under it (metrics and status), so a
         // sender set to the wrong method shows on its source, not as unmatched traffic.
         if let route::RouteError::MethodNotAllowed { label, .. } = e {
-            *source_label = Some(Arc::clone(label));
+            seen.source = Some(Arc::clone(label));
             tracing::Span::current().record("source", &**label);
         }
     })?;
-    *source_label = Some(Arc::clone(&source.label));
+    seen.source = Some(Arc::clone(&source.label));
     tracing::Span::current().record("source", source.name.as_str());
 
     // 2b. protection: rate limits, then a slot under the in-flight cap (held until answered).
@@ -166,6 +183,7 @@ async fn trip(
         &limits,
     )?;
     let wire = body::read_wire(incoming.body, &incoming.parts.headers, &limits).await?;
+    seen.body_read = true;
     let (raw, inflating) = match wire.decode_off_runtime(&limits).await {
         Ok(decoded) => decoded,
         // A body that arrived whole but does not decode, from a sender it authenticates as

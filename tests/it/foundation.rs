@@ -534,6 +534,32 @@ fn stalled_request(gw: &Gateway, declared: usize, sent: &[u8]) -> std::net::TcpS
     s
 }
 
+/// A request refused before its body arrived: hyper cannot drain the body, so it closes the
+/// connection, and the answer says so (a client reusing the connection would send its next
+/// request into a closed socket). Answered after its body was read, the connection stays.
+#[test]
+fn a_refusal_before_the_body_arrived_says_connection_close() {
+    use std::io::{Read, Write};
+    let gw = Gateway::start(&hyprwatch_source());
+    let mut s = std::net::TcpStream::connect(gw.addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    s.write_all(b"POST /nowhere HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 20\r\n\r\n")
+        .unwrap();
+    let mut answer = [0u8; 4096];
+    let n = s.read(&mut answer).unwrap();
+    let head = String::from_utf8_lossy(&answer[..n]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 404"), "{head}");
+    assert!(head.contains("\r\nconnection: close\r\n"), "{head}");
+    // A refusal after the body was read (its signature checked) keeps the connection open.
+    let answer = raw_exchange(
+        &gw,
+        b"POST /ingest/hyprwatch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Hyprwatch-Signature: sha256=00\r\nContent-Length: 2\r\n\r\n{}GET /nowhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert_eq!(answer.matches("HTTP/1.1 404").count(), 1, "{answer}");
+}
+
 /// Sends `raw` on a fresh connection and reads the whole answer (the gateway closes it).
 pub fn raw_exchange(gw: &Gateway, raw: &[u8]) -> String {
     use std::io::{Read, Write};
