@@ -245,7 +245,25 @@ pub async fn run(
         header_read_timeout: Duration::from_millis(config.listener.header_read_timeout_ms),
         grace_period: Duration::from_millis(config.listener.grace_period_ms),
     };
-    listener::serve(public, tls, Arc::clone(&state), settings, shutdown.clone()).await?;
+    // Readiness turns 503 at the signal; the port keeps accepting for the shutdown delay,
+    // while load balancers stop routing here, and only then stops and drains.
+    let stop_accepting = CancellationToken::new();
+    tokio::spawn({
+        let (signal, stop) = (shutdown.clone(), stop_accepting.clone());
+        let delay = Duration::from_millis(config.listener.shutdown_delay_ms);
+        async move {
+            signal.cancelled().await;
+            if !delay.is_zero() {
+                tracing::info!(
+                    shutdown_delay_ms = delay.as_millis() as u64,
+                    "not ready; still accepting until load balancers stop routing here"
+                );
+                tokio::time::sleep(delay).await;
+            }
+            stop.cancel();
+        }
+    });
+    listener::serve(public, tls, Arc::clone(&state), settings, stop_accepting).await?;
 
     tracing::info!("stopping spool forwarder");
     background_stop.cancel();

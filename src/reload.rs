@@ -61,6 +61,7 @@ fn restart_only(config: &Config) -> Vec<(&'static str, String)> {
                     l.header_read_timeout_ms,
                     l.body_read_timeout_ms,
                     l.grace_period_ms,
+                    l.shutdown_delay_ms,
                 )
             ),
         ),

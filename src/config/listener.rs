@@ -41,6 +41,14 @@ pub struct ListenerConfig {
     /// Default 25000 (under Kubernetes' default 30 s termination grace period).
     #[serde(default = "default_grace_period_ms")]
     pub grace_period_ms: u64,
+    /// On SIGTERM/SIGINT, how long the public port keeps accepting new connections after
+    /// `/readyz` has turned 503, in milliseconds, before the drain (`grace_period_ms`)
+    /// starts. Default 0 (stop accepting at once). Behind a Kubernetes Service or a load
+    /// balancer, set it to how long they take to stop routing to a pod that is not ready
+    /// (a few seconds): connections made meanwhile are served, not refused. Restart-only.
+    /// Example: `5000`.
+    #[serde(default)]
+    pub shutdown_delay_ms: u64,
 }
 
 /// `[listener.tls]`: certificate and key for HTTPS. Both files are PEM.
@@ -72,6 +80,7 @@ impl Default for ListenerConfig {
             header_read_timeout_ms: default_header_read_timeout_ms(),
             body_read_timeout_ms: default_body_read_timeout_ms(),
             grace_period_ms: default_grace_period_ms(),
+            shutdown_delay_ms: 0,
         }
     }
 }

@@ -734,6 +734,47 @@ fn graceful_shutdown_finishes_an_in_flight_request() {
     assert_eq!(events[0]["metadata"]["uid"], "evt_inflight");
 }
 
+/// With a shutdown delay, the port keeps taking new connections after SIGTERM while
+/// `/readyz` says 503 (a Service or load balancer still routes here for a few seconds), then
+/// stops and the process ends.
+#[test]
+fn a_shutdown_delay_serves_new_connections_while_not_ready() {
+    let mut gw = Gateway::start(&format!(
+        "[listener]\naddress = \"127.0.0.1:0\"\nshutdown_delay_ms = 3000\n{}",
+        hyprwatch_source()
+    ));
+    gw.signal("TERM");
+    let not_ready = crate::harness::wait_until(std::time::Duration::from_secs(2), || {
+        reqwest::blocking::get(gw.admin_url("/readyz")).is_ok_and(|r| r.status().as_u16() == 503)
+    });
+    assert!(not_ready, "/readyz never said 503");
+    let fresh = reqwest::blocking::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let body = event("evt_during_delay");
+    let resp = fresh
+        .post(gw.url("/ingest/hyprwatch"))
+        .header("content-type", "application/json")
+        .header(
+            "x-hyprwatch-signature",
+            hyprwatch_signature(HW_SECRET, body.as_bytes()),
+        )
+        .body(body)
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let status = gw.stop();
+    assert!(status.success(), "{status:?}");
+    let events = gw.events();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["metadata"]["uid"], "evt_during_delay");
+    assert!(
+        std::net::TcpStream::connect(gw.addr).is_err(),
+        "still accepting after the process ended"
+    );
+}
+
 #[test]
 fn check_accepts_a_good_config_and_rejects_a_bad_one_precisely() {
     let dir = tempfile::tempdir().unwrap();
