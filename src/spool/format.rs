@@ -218,7 +218,12 @@ pub fn recover(dir: &Path, acked_seq: u64) -> Result<Recovered, SpoolError> {
             }
         }
         let last_seq = expected - 1;
-        if offset == 0 || last_seq <= acked_seq {
+        // The newest segment stays even when every record in it was forwarded: its records
+        // are the last made durable, whose ids startup commits into dedup again
+        // (`sink/remember.rs`) in case a crash beat the journal. The forwarder reads past
+        // them, and the next acknowledgement trims the segment.
+        let newest = i + 1 == firsts.len();
+        if offset == 0 || (last_seq <= acked_seq && !newest) {
             remove_spent(&path)?;
             next_seq = next_seq.max(expected);
             continue;

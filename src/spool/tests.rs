@@ -326,6 +326,33 @@ async fn an_oversized_record_is_refused() {
     stop(spool, h);
 }
 
+/// A spool whose every record was forwarded before a crash still has its last records at
+/// the next start, for startup to remember their ids (a drained spool is the usual state);
+/// the forwarder does not read them again, and the next acknowledgement trims them.
+#[tokio::test]
+async fn a_drained_spool_keeps_its_last_records_readable_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, h) = start(settings(dir.path()));
+    for i in 0..3u8 {
+        spool.append(vec![vec![i; 20]]).await.unwrap();
+    }
+    spool.ack(3).unwrap();
+    stop(spool, h);
+    let (spool, h) = start(settings(dir.path()));
+    let seqs = |all: Vec<(u64, Vec<u8>)>| all.into_iter().map(|(s, _)| s).collect::<Vec<_>>();
+    assert_eq!(seqs(read_all(&mut spool.tail_reader(10))), [1, 2, 3]);
+    assert!(read_all(&mut spool.reader()).is_empty());
+    spool.append(vec![vec![9; 20]]).await.unwrap();
+    assert_eq!(seqs(read_all(&mut spool.reader())), [4]);
+    spool.ack(4).unwrap();
+    let first = segment_path(dir.path(), 1);
+    assert!(
+        eventually(|| !first.exists()),
+        "the spent segment was not trimmed"
+    );
+    stop(spool, h);
+}
+
 /// The tail reader reads the last records whether the forwarder acknowledged them or not,
 /// as far as their segments are still on disk; the forwarder's reader still starts past
 /// the acknowledged ones.
