@@ -159,10 +159,13 @@ def test_kubernetes_objects_fit_together():
     secret = container["envFrom"][0]["secretRef"]["name"]
     assert ("Secret", secret) in m
     assert ("Service", sts["spec"]["serviceName"]) in m
-    # grace: the pod waits longer than hookgate drains.
+    # grace: the pod waits longer than hookgate keeps accepting and then drains.
     toml_text = m[("ConfigMap", config_map)]["data"]["hookgate.toml"]
     grace_ms = int(re.search(r"grace_period_ms = (\d+)", toml_text).group(1))
-    assert sts["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] * 1000 > grace_ms
+    delay = re.search(r"shutdown_delay_ms = (\d+)", toml_text)
+    delay_ms = int(delay.group(1)) if delay else 0
+    assert delay_ms > 0, "behind a Service, connections keep coming for a while after SIGTERM"
+    assert sts["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] * 1000 > delay_ms + grace_ms
     pdb = m[("PodDisruptionBudget", "hookgate")]
     assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
     monitor = m[("ServiceMonitor", "hookgate")]
