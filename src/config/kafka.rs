@@ -69,7 +69,9 @@ pub struct KafkaConfig {
     #[serde(default = "default_message_timeout_ms")]
     pub message_timeout_ms: u32,
     /// Create missing topics at startup and on first use. When false, hookgate only checks
-    /// that they exist. Default true.
+    /// that they exist, and in spool mode a missing one stops the forwarder until it is
+    /// created, every source's records waiting behind it (docs/delivery.md, Known limits).
+    /// Default true.
     #[serde(default = "default_true")]
     pub create_topics: bool,
     /// Partitions for topics hookgate creates. Default 3.
