@@ -60,6 +60,13 @@ pub enum PublishError {
     /// Gateway fault: the producer dropped the delivery report.
     #[error("Kafka delivery report was lost")]
     Canceled,
+    /// Downstream fault: no delivery report within `message_timeout_ms` (and a second of
+    /// librdkafka's timeout scan); the message may still be written later.
+    #[error("Kafka did not acknowledge within {after:?}")]
+    TimedOut {
+        /// How long the request waited.
+        after: Duration,
+    },
 }
 
 impl PublishError {
@@ -75,6 +82,7 @@ impl PublishError {
             }
             PublishError::Produce(_) => "kafka_produce",
             PublishError::Canceled => "kafka_canceled",
+            PublishError::TimedOut { .. } => "kafka_timeout",
         }
     }
 
@@ -109,6 +117,10 @@ pub struct Kafka {
     ensured: Mutex<HashSet<String>>,
     /// Last known reachability (delivery reports and probes).
     reachable: AtomicBool,
+    /// Longest wait for a message's delivery report: `message_timeout_ms` plus a second
+    /// (librdkafka fails a message it already sent only when its produce request times out,
+    /// which may be much later; the wait ends here all the same).
+    delivery_wait: Duration,
 }
 
 impl std::fmt::Debug for Kafka {
@@ -171,6 +183,8 @@ impl Kafka {
             replication: config.topic_replication,
             ensured: Mutex::new(HashSet::new()),
             reachable: AtomicBool::new(false),
+            delivery_wait: Duration::from_millis(u64::from(config.message_timeout_ms))
+                + Duration::from_secs(1),
         })
     }
 
@@ -261,12 +275,18 @@ impl Kafka {
     ) -> Result<(), PublishError> {
         let mut first_error = None;
         let mut pending = Vec::with_capacity(envelopes.len());
+        // The whole call, a new topic's metadata included, ends by this deadline.
+        let deadline = tokio::time::Instant::now() + self.delivery_wait;
+        let timed_out = || PublishError::TimedOut {
+            after: self.delivery_wait,
+        };
         for (i, envelope) in envelopes.iter().enumerate() {
             if done.get(i).copied().unwrap_or(true) {
                 continue;
             }
             let topic = self.topic_for(envelope);
-            if let Err(e) = self.ensure(&topic).await {
+            let ensured = tokio::time::timeout_at(deadline, self.ensure(&topic)).await;
+            if let Err(e) = ensured.unwrap_or_else(|_| Err(timed_out())) {
                 first_error.get_or_insert(e);
                 break;
             }
@@ -283,7 +303,11 @@ impl Kafka {
             }
         }
         for (i, delivery) in pending {
-            match delivery.await {
+            let Ok(delivery) = tokio::time::timeout_at(deadline, delivery).await else {
+                first_error.get_or_insert_with(timed_out);
+                break;
+            };
+            match delivery {
                 Ok(Ok(_)) => {
                     if let Some(d) = done.get_mut(i) {
                         *d = true;

@@ -65,7 +65,9 @@ pub struct KafkaConfig {
     #[serde(default)]
     pub linger_ms: Option<u32>,
     /// How long one message may wait for Kafka's acknowledgement before it counts as failed,
-    /// in milliseconds (direct mode answers 503; the spool forwarder retries it). Default 30000.
+    /// in milliseconds (direct mode answers 503; the spool forwarder retries it). A direct-mode
+    /// request waits no longer than this plus a second, a new topic's metadata included.
+    /// Default 30000.
     #[serde(default = "default_message_timeout_ms")]
     pub message_timeout_ms: u32,
     /// Create missing topics at startup and on first use. When false, hookgate only checks

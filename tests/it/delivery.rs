@@ -207,6 +207,57 @@ fn a_request_its_sender_abandons_leaves_no_reservation_behind() {
     );
 }
 
+/// In direct mode a request waits for Kafka at most `message_timeout_ms` and a second, even
+/// when it must first learn about a topic from a broker that does not answer (a `{class}`
+/// template naming a topic not used before: the metadata wait alone was 5 s, more than a
+/// sender set to time out sooner allows).
+#[test]
+fn a_direct_request_waits_no_longer_than_the_message_timeout() {
+    if !have_tansu("a_direct_request_waits_no_longer_than_the_message_timeout") {
+        return;
+    }
+    let broker_dir = tempfile::tempdir().unwrap();
+    let tansu = Tansu::start(broker_dir.path(), free_port());
+    let brokers = tansu.addr();
+    let topic = topic();
+    let gw = Gateway::start_with(|dir| {
+        kafka_config(dir, &brokers, &topic, "direct", "")
+            .replace(
+                "linger_ms = 1\n",
+                "linger_ms = 1\nmessage_timeout_ms = 1000\n",
+            )
+            .replace(
+                &format!("topic = \"{topic}\"\n"),
+                &format!("topic = \"{topic}-{{class}}\"\n"),
+            )
+    });
+    let url = gw.url("/ingest/hyprwatch");
+    assert_eq!(send(&client(), &url, "warm").unwrap().0, 200);
+    tansu.freeze();
+    // An event type the parser does not map: Base Event, a topic not confirmed yet.
+    let other = br#"{"id":"unmapped-1","event":"host.renamed","timestamp":"2024-01-15T10:35:00Z","data":{}}"#;
+    let started = Instant::now();
+    let resp = client()
+        .post(&url)
+        .header("content-type", "application/json")
+        .header(
+            "x-hyprwatch-signature",
+            hyprwatch_signature(HW_SECRET, other),
+        )
+        .body(other.to_vec())
+        .send()
+        .unwrap();
+    let waited = started.elapsed();
+    assert_eq!(resp.status(), 503);
+    assert!(resp.headers().contains_key("retry-after"));
+    assert!(waited < Duration::from_millis(3500), "waited {waited:?}");
+    assert!(
+        gw.metrics().contains("reason=\"kafka_timeout\""),
+        "{}",
+        gw.metrics()
+    );
+}
+
 #[test]
 fn the_same_event_sent_three_times_and_concurrently_is_published_once() {
     let Some(brokers) =
