@@ -186,12 +186,23 @@ pub async fn serve(
                     .await
                     {
                         Ok(Ok(s)) => s,
+                        // Refusals like any other: counted, and logged without the bytes.
                         Ok(Err(e)) => {
-                            tracing::debug!(error = %e, "TLS handshake failed");
+                            ended.metrics.rejection(
+                                crate::metrics::UNMATCHED,
+                                "listener",
+                                "tls_handshake",
+                            );
+                            tracing::info!(client = %peer.ip(), reason = "tls_handshake", error = %e, "connection closed: TLS handshake failed");
                             return;
                         }
                         Err(_) => {
-                            tracing::debug!("TLS handshake timed out");
+                            ended.metrics.rejection(
+                                crate::metrics::UNMATCHED,
+                                "listener",
+                                "request_timeout",
+                            );
+                            tracing::info!(client = %peer.ip(), limit_ms = handshake_timeout.as_millis() as u64, reason = "request_timeout", "connection closed: TLS handshake not complete within the header read timeout");
                             return;
                         }
                     };

@@ -131,6 +131,28 @@ def test_a_request_the_http_parser_refuses_over_tls_gets_a_json_answer(gateway, 
     assert wait_until(lambda: 'reason="headers_too_large"' in gw.log_text())
 
 
+def test_failed_and_unfinished_tls_handshakes_are_counted_and_logged(gateway, tmp_path):
+    """A plain-HTTP request to the TLS port and a connection that never finishes its
+    handshake are refusals like any other: a metric by reason and a log line."""
+    _, cert, key = make_pki(tmp_path / "pki", "h")
+    listener = tls_listener(cert, key).replace(
+        '[listener.tls]', 'header_read_timeout_ms = 500\n[listener.tls]')
+    gw = gateway(listener + CONFIG)
+    host, port = gw.addr.rsplit(":", 1)
+    import socket
+    with socket.create_connection((host, int(port)), timeout=10) as plain:
+        plain.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        plain.recv(1024)
+    with socket.create_connection((host, int(port)), timeout=10) as silent:
+        silent.sendall(b"\x16\x03\x01")  # the start of a ClientHello, and no more
+        assert silent.recv(1024) == b""  # closed at the header read timeout
+    metrics = lambda: requests.get(gw.admin_url("/metrics"), timeout=5).text
+    assert wait_until(lambda: 'reason="tls_handshake"' in metrics()), metrics()
+    assert 'reason="request_timeout"' in metrics()
+    assert "TLS handshake failed" in gw.log_text()
+    assert "TLS handshake not complete" in gw.log_text()
+
+
 def test_check_refuses_the_tls_files_serve_would_refuse(tmp_path):
     """`hookgate check` reads the certificate and key as `serve` does: a key of another
     certificate, or a file that is no certificate, exits 64 naming listener.tls."""
