@@ -149,6 +149,72 @@ pub enum ConfigError {
     },
 }
 
+/// Keys whose values are secrets (`Secret` fields); every key under `[kafka.properties]` too.
+const SECRET_KEYS: &[&str] = &[
+    "secrets",
+    "tokens",
+    "values",
+    "password",
+    "client_secret",
+    "token",
+    "token_signing_keys",
+    "redis_url",
+];
+
+/// Whether the line at `at` may hold a secret: it names a secret key, sits under
+/// `[kafka.properties]`, or names no key at all (a value of a list or table spread over
+/// lines). Errors on other lines are shown as toml words them.
+fn may_hold_secret(text: &str, at: usize) -> bool {
+    let before = text.get(..at).unwrap_or_default();
+    let start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text
+        .get(start..)
+        .and_then(|rest| rest.lines().next())
+        .unwrap_or_default();
+    let table = before
+        .lines()
+        .rev()
+        .map(str::trim_start)
+        .find(|l| l.starts_with('['))
+        .unwrap_or_default();
+    if table.starts_with("[kafka.properties]") || !line.contains('=') {
+        return true;
+    }
+    line.split('=').any(|key_side| {
+        let key = key_side
+            .trim_end()
+            .rsplit(|c: char| c.is_whitespace() || c == '{' || c == ',' || c == '[')
+            .next()
+            .unwrap_or_default()
+            .trim_matches('"');
+        SECRET_KEYS.contains(&key)
+    })
+}
+
+/// `message` with every double-quoted text replaced by `"***"`; a quote inside backticks
+/// (toml's "expected `\"`") is a quote character, not the start of a value.
+fn mask_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(open) = rest.find('"') {
+        let (head, tail) = rest.split_at(open);
+        out.push_str(head);
+        let after = tail.get(1..).unwrap_or_default();
+        match after.find('"') {
+            Some(close) if !after.get(..close).unwrap_or_default().contains(['`', '\n']) => {
+                out.push_str("\"***\"");
+                rest = after.get(close + 1..).unwrap_or_default();
+            }
+            _ => {
+                out.push('"');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// toml's error as line, column and message. toml's own `Display` quotes the offending line,
 /// and a message may quote a value: a literal secret (allowed for local experiments) would
 /// reach `check`'s output and the reload log, so quoted text is masked. When an environment
@@ -162,14 +228,13 @@ fn syntax_message(text: &str, e: &toml::de::Error) -> String {
         let column = 1 + before.len() - before.rfind('\n').map_or(0, |i| i + 1);
         message.push_str(&format!("line {line}, column {column}: "));
     }
-    let mut quoted = false;
-    for part in e.message().trim_end().split('"') {
-        if quoted {
-            message.push_str("\"***\"");
-        } else {
-            message.push_str(part);
-        }
-        quoted = !quoted;
+    let what = e.message().trim_end();
+    if e.span()
+        .is_some_and(|span| !may_hold_secret(text, span.start))
+    {
+        message.push_str(what);
+    } else {
+        message.push_str(&mask_quoted(what));
     }
     let unset = secret::unset_variables(text);
     if !unset.is_empty() {
@@ -622,6 +687,28 @@ auth = [{ kind = "hmac", secrets = ["whsec_test"] }]
             assert!(!err.contains("hunter2"), "{err}");
             assert!(err.contains("line "), "{err}");
         }
+    }
+
+    #[test]
+    fn a_syntax_error_off_a_secret_line_is_shown_as_toml_words_it() {
+        let source = "[[source]]\nname = \"hw\"\nvendor = \"hyprwatch\"\npath = \"/in\"\nauth = [{ kind = \"hmac\", secrets = [\"s\"] }]\n";
+        let bare = format!("[dedup]\nbackend = memory\n{source}");
+        let err = Config::from_toml(&bare, Path::new("t.toml"), &vendors())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 2"), "{err}");
+        assert!(!err.contains("***"), "{err}");
+        let methods = source.replace("path = ", "methods = \"POST\"\npath = ");
+        let err = Config::from_toml(&methods, Path::new("t.toml"), &vendors())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"POST\""), "{err}");
+        // A value under [kafka.properties] is masked, as on a secret's own line.
+        let props = format!("{source}[kafka]\nbrokers = \"b:9092\"\n[kafka.properties]\n\"sasl.password\" = [\"hunter2\"]\n");
+        let err = Config::from_toml(&props, Path::new("t.toml"), &vendors())
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("hunter2"), "{err}");
     }
 
     #[test]
