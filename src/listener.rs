@@ -2,7 +2,10 @@
 //!
 //! Input: the public `TcpListener`, bound by [`bind`]. Output: each request handed to
 //! [`crate::pipeline::handle`]. On shutdown it stops accepting, lets in-flight requests finish
-//! within the grace period, then returns. Never reads a body itself.
+//! within the grace period, then returns. Never reads a body itself. Each connection's stream
+//! is wrapped: `refusal.rs` answers what the HTTP parser refuses, `linger.rs` keeps reading
+//! briefly as it closes (so a client still sending gets its answer, not a reset), `idle.rs`
+//! closes connections with no request in flight for the header timeout.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -26,11 +29,13 @@ use crate::app::State;
 use crate::pipeline;
 
 mod idle;
+mod linger;
 mod refusal;
 
 pub use refusal::head as refused_head;
 
 use idle::{Activity, Idle};
+use linger::Linger;
 use refusal::Refusals;
 
 /// The answer to a HEAD request: its status and header fields (`Content-Length` included, as
@@ -163,7 +168,11 @@ pub async fn serve(
             None => {
                 let conn = builder
                     .serve_connection(
-                        TokioIo::new(idle.wrap(Refusals::new(stream, peer, for_refusals))),
+                        TokioIo::new(idle.wrap(Linger::new(Refusals::new(
+                            stream,
+                            peer,
+                            for_refusals,
+                        )))),
                         service,
                     )
                     .into_owned();
@@ -208,7 +217,11 @@ pub async fn serve(
                     };
                     let conn = builder
                         .serve_connection(
-                            TokioIo::new(idle.wrap(Refusals::new(stream, peer, for_refusals))),
+                            TokioIo::new(idle.wrap(Linger::new(Refusals::new(
+                                stream,
+                                peer,
+                                for_refusals,
+                            )))),
                             service,
                         )
                         .into_owned();

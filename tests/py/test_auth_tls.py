@@ -131,6 +131,21 @@ def test_a_request_the_http_parser_refuses_over_tls_gets_a_json_answer(gateway, 
     assert wait_until(lambda: 'reason="headers_too_large"' in gw.log_text())
 
 
+def test_a_body_over_the_cap_gets_its_413_over_tls(gateway, tmp_path):
+    """The 413 goes out before the body is read; the client is still sending it. Closed at
+    once, the connection's unread bytes made a reset that beat the answer (requests raised
+    SSLError for bodies from 300 KB up); the gateway now drains them as it closes."""
+    ca, cert, key = make_pki(tmp_path / "pki", "b")
+    capped = CONFIG.replace('auth = [', 'max_body_bytes = 2000\nauth = [')
+    gw = gateway(tls_listener(cert, key) + capped)
+    for size in (300_000, 2_000_000):
+        r = requests.post(gw.url("/ingest/hyprwatch"), data=b"x" * size, verify=str(ca), timeout=10,
+                          headers={"content-type": "application/json",
+                                   "X-Hyprwatch-Signature": "sha256=00"})
+        assert r.status_code == 413, size
+        assert r.json()["request_id"] == r.headers["x-request-id"]
+
+
 def test_failed_and_unfinished_tls_handshakes_are_counted_and_logged(gateway, tmp_path):
     """A plain-HTTP request to the TLS port and a connection that never finishes its
     handshake are refusals like any other: a metric by reason and a log line."""
