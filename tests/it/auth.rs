@@ -333,8 +333,17 @@ fn token_endpoint_answers_rfc_6749_errors() {
     assert_eq!(resp.status(), 400);
     let body: serde_json::Value = resp.json().unwrap();
     assert_eq!(body["error"], "unsupported_grant_type");
+    // Without grant_type, parameters authenticate as Basic does (the setup docs call it
+    // recommended); two client authentications at once are an invalid request.
     let resp = client
         .post(gw.url("/oauth/token"))
+        .form(&[("client_id", "client-a"), ("client_secret", "secret-a")])
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp = client
+        .post(gw.url("/oauth/token"))
+        .basic_auth("client-a", Some("secret-a"))
         .form(&[("client_id", "client-a"), ("client_secret", "secret-a")])
         .send()
         .unwrap();
