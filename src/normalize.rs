@@ -11,6 +11,7 @@
 
 pub mod json_text;
 pub mod ocsf;
+pub mod ocsf_paths;
 
 use bytes::Bytes;
 use http::HeaderMap;
@@ -559,8 +560,8 @@ map = [
   { to = "metadata.tenant_uid", from = "tenant" },
   { to = "metadata.product.name", const = "spoofed" },
   { to = "metadata.product.lang", const = "en" },
-  { to = "metadata.a_first", const = 1 },
-  { to = "metadata.zz_last", const = 2 },
+  { to = "metadata.correlation_uid", const = 1 },
+  { to = "metadata.untruncated_size", const = 2 },
 ]
 "#;
         let raw = r#"{"id":"e1","tenant":"acme"}"#;
@@ -568,12 +569,12 @@ map = [
         assert_eq!(
             e["metadata"],
             json!({
-                "a_first": 1,
+                "correlation_uid": 1,
                 "product": {"lang": "en", "name": "P", "vendor_name": "V"},
                 "tenant_uid": "acme",
                 "uid": "e1",
-                "version": OCSF_VERSION,
-                "zz_last": 2
+                "untruncated_size": 2,
+                "version": OCSF_VERSION
             })
         );
         let e = normalize(

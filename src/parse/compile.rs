@@ -23,6 +23,7 @@ use super::definition::{CacheDef, CondDef, Definition, ListDef, MapDef, RouteDef
 use super::path::{InPath, OutPath};
 use super::session_cache::SessionCache;
 use crate::normalize::ocsf;
+use crate::normalize::ocsf_paths::{self, Attr};
 
 /// Email regex from OCSF `email_t`.
 const EMAIL_T: &str = r"^[a-zA-Z0-9!#$%&'*+\-/=?^_`{|}~.]+@[a-zA-Z0-9-]+\.[a-zA-Z0-9-.]+$";
@@ -257,6 +258,12 @@ impl Ctx<'_> {
         }
         let cache_store = r.cache_store.as_ref().map(|c| self.cache(c)).transpose()?;
         let cache_load = r.cache_load.as_ref().map(|c| self.cache(c)).transpose()?;
+        check_outputs(
+            class.uid,
+            &maps,
+            &lists,
+            [cache_store.as_ref(), cache_load.as_ref()],
+        )?;
         Ok(Route {
             name: r.name.clone(),
             when,
@@ -653,6 +660,68 @@ pub fn scalar_text(v: &Value) -> String {
 /// The OCSF `email_t` pattern (for tests and docs).
 pub fn email_pattern() -> &'static str {
     EMAIL_T
+}
+
+/// Every output path of a route names attributes its class defines (the official schema's,
+/// `normalize/ocsf_paths.rs`): list items and object fields below the object type they are
+/// written into, the session cache's fields at the top. A typo is refused at load, not
+/// emitted as an attribute the schema rejects.
+fn check_outputs(
+    uid: u32,
+    maps: &[Mapping],
+    lists: &[List],
+    caches: [Option<&CacheUse>; 2],
+) -> Res<()> {
+    for m in maps {
+        check_mapping(uid, None, m)?;
+    }
+    for l in lists {
+        let at = |e: String| format!("list to {:?}: {e}", l.to.text());
+        let element = ocsf_paths::resolve(uid, None, l.to.keys()).map_err(at)?;
+        if let Some(t) = &l.truncated_to {
+            ocsf_paths::resolve(uid, None, t.keys())
+                .map_err(|e| format!("list truncated_to {:?}: {e}", t.text()))?;
+        }
+        if let Attr::Object(object) = element {
+            for m in &l.item {
+                check_mapping(uid, Some(object), m)?;
+            }
+        }
+    }
+    for cache in caches.into_iter().flatten() {
+        for field in &cache.fields {
+            ocsf_paths::resolve(uid, None, field.split('.'))
+                .map_err(|e| format!("session cache field {field:?}: {e}"))?;
+        }
+        for m in &cache.on_miss {
+            check_mapping(uid, None, m)?;
+        }
+    }
+    Ok(())
+}
+
+/// [`check_outputs`] for one mapping written below `start` (the class when `None`).
+fn check_mapping(uid: u32, start: Option<&'static str>, m: &Mapping) -> Res<()> {
+    let at = |e: String| format!("map to {:?}: {e}", m.to.text());
+    let target = ocsf_paths::resolve(uid, start, m.to.keys()).map_err(at)?;
+    check_object_fields(uid, target, &m.spec).map_err(at)
+}
+
+/// The fields of an `object = { ... }` spec, below the object type it is written as.
+fn check_object_fields(uid: u32, target: Attr, spec: &Spec) -> Res<()> {
+    let Source::Object(fields) = &spec.source else {
+        return Ok(());
+    };
+    let object = match target {
+        Attr::Object(object) => object,
+        Attr::Any => return Ok(()),
+        Attr::Scalar => return Err("an object written where the class holds a value".into()),
+    };
+    for (key, field) in fields {
+        let below = ocsf_paths::resolve(uid, Some(object), key.split('.'))?;
+        check_object_fields(uid, below, field)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -198,6 +198,11 @@ impl OutPath {
         &self.text
     }
 
+    /// The attribute names along the path (`[]` left off).
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.steps.iter().map(|s| s.key.as_str())
+    }
+
     /// The top-level OCSF attribute written.
     pub fn top(&self) -> &str {
         self.steps

@@ -194,6 +194,31 @@ fn invalid_definitions_name_the_line() {
     }
 }
 
+/// Output paths must name attributes of the route's class (the official schema's): a typo
+/// is refused at load, at any depth, in maps, list items and object fields alike.
+#[test]
+fn an_output_path_the_class_does_not_define_is_refused_at_load() {
+    let route = "[id]\nhash = \"t\"\nwindow = \"1h\"\n[[route]]\nname = \"a\"\nclass = 5001\nactivity = 1\n";
+    for (extra, needle) in [
+        ("map = [ { to = \"servce.name\", from = \"a\" } ]\n", "`servce`"),
+        ("map = [ { to = \"device.nmae\", from = \"a\" } ]\n", "`nmae`"),
+        ("map = [ { to = \"observables[]\", object = { nme = { const = \"x\" } } } ]\n", "`nme`"),
+        ("map = [ { to = \"message.text\", from = \"a\" } ]\n", "holds a value"),
+        ("list = [ { to = \"enrichments\", from = \"a\", item = [ { to = \"vlue\", from = \"@\" } ] } ]\n", "`vlue`"),
+    ] {
+        let err = parser(&format!("{route}{extra}")).unwrap_err();
+        assert_eq!(err.code(), "definition_invalid");
+        assert!(err.to_string().contains(needle), "{err}");
+    }
+    for fine in [
+        "map = [ { to = \"device.os.name\", from = \"a\" }, { to = \"unmapped.any.thing\", from = \"a\" } ]\n",
+        "map = [ { to = \"observables[]\", object = { name = { const = \"x\" }, type_id = { const = 4 } } } ]\n",
+        "list = [ { to = \"enrichments\", from = \"a\", item = [ { to = \"data.free\", from = \"@\" } ] } ]\n",
+    ] {
+        assert!(parser(&format!("{route}{fine}")).is_ok(), "{fine}");
+    }
+}
+
 #[test]
 fn unreadable_directory_is_a_read_error() {
     let err = Catalog::load(Some(Path::new("/nonexistent/hookgate/parsers"))).unwrap_err();
