@@ -208,12 +208,17 @@ impl Wire {
         // The semaphore is never closed, so acquiring only waits.
         let held = budget.acquire_many(share).await.ok();
         let (bytes, encoding, caps) = (self.bytes.clone(), self.encoding, *limits);
-        let decoded =
-            match tokio::task::spawn_blocking(move || decode(bytes, encoding, &caps)).await {
-                Ok(decoded) => decoded,
-                // The blocking pool is gone (shutdown): decode here instead.
-                Err(_) => self.decode(limits),
-            };
+        // The share goes with the inflating: a request dropped while it waits (its sender
+        // hung up) must not return the share while its thread still inflates.
+        let inflated = tokio::task::spawn_blocking(move || (decode(bytes, encoding, &caps), held));
+        let (decoded, held) = match inflated.await {
+            Ok(done) => done,
+            // The blocking pool is gone (shutdown): decode here instead, within the budget.
+            Err(_) => {
+                let held = budget.acquire_many(share).await.ok();
+                (self.decode(limits), held)
+            }
+        };
         decoded.map(|b| (b, Inflating { _held: held }))
     }
 }
@@ -429,6 +434,31 @@ mod tests {
         };
         let _held = plain.decode_within(&caps, &BUDGET).await.unwrap();
         assert_eq!(BUDGET.available_permits(), 16);
+    }
+
+    /// A request dropped while its body inflates (its sender hung up) keeps its share until
+    /// the blocking thread is done: the budget bounds what is inflating, not who waits.
+    #[tokio::test]
+    async fn a_dropped_request_holds_its_share_until_its_inflating_ends() {
+        static BUDGET: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(64);
+        let wire = Wire {
+            bytes: Bytes::from(gzip(&vec![b' '; 8 * 1024 * 1024])),
+            encoding: Encoding::Gzip,
+        };
+        let caps = limits(8 * 1024 * 1024);
+        let abandoned =
+            tokio::time::timeout(Duration::from_micros(1), wire.decode_within(&caps, &BUDGET))
+                .await;
+        assert!(abandoned.is_err(), "inflated 8 MiB at once");
+        assert_eq!(BUDGET.available_permits(), 56, "the share came back early");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while BUDGET.available_permits() < 64 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the share never came back"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     #[test]
