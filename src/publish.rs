@@ -117,10 +117,12 @@ pub struct Kafka {
     ensured: Mutex<HashSet<String>>,
     /// Last known reachability (delivery reports and probes).
     reachable: AtomicBool,
-    /// Longest wait for a message's delivery report: `message_timeout_ms` plus a second
-    /// (librdkafka fails a message it already sent only when its produce request times out,
-    /// which may be much later; the wait ends here all the same).
-    delivery_wait: Duration,
+    /// Direct mode: the longest a send waits, a new topic's metadata and the delivery reports
+    /// included: `message_timeout_ms` plus a second (librdkafka fails a message it already
+    /// sent only when its produce request times out, which may be later; a vendor waits).
+    /// Spool mode: none, the forwarder waits for librdkafka's own verdict on every message
+    /// (sending again what is still in flight would only add copies).
+    delivery_wait: Option<Duration>,
 }
 
 impl std::fmt::Debug for Kafka {
@@ -183,8 +185,9 @@ impl Kafka {
             replication: config.topic_replication,
             ensured: Mutex::new(HashSet::new()),
             reachable: AtomicBool::new(false),
-            delivery_wait: Duration::from_millis(u64::from(config.message_timeout_ms))
-                + Duration::from_secs(1),
+            delivery_wait: (mode == DeliveryMode::Direct).then(|| {
+                Duration::from_millis(u64::from(config.message_timeout_ms)) + Duration::from_secs(1)
+            }),
         })
     }
 
@@ -275,10 +278,13 @@ impl Kafka {
     ) -> Result<(), PublishError> {
         let mut first_error = None;
         let mut pending = Vec::with_capacity(envelopes.len());
-        // The whole call, a new topic's metadata included, ends by this deadline.
-        let deadline = tokio::time::Instant::now() + self.delivery_wait;
+        // In direct mode the whole call, a new topic's metadata included, ends by this deadline.
+        let now = tokio::time::Instant::now();
+        let deadline = self
+            .delivery_wait
+            .map_or_else(far_future, |wait| now + wait);
         let timed_out = || PublishError::TimedOut {
-            after: self.delivery_wait,
+            after: deadline - now,
         };
         for (i, envelope) in envelopes.iter().enumerate() {
             if done.get(i).copied().unwrap_or(true) {
@@ -303,9 +309,10 @@ impl Kafka {
             }
         }
         for (i, delivery) in pending {
+            // Past the deadline each report is still polled once: those already in are kept.
             let Ok(delivery) = tokio::time::timeout_at(deadline, delivery).await else {
                 first_error.get_or_insert_with(timed_out);
-                break;
+                continue;
             };
             match delivery {
                 Ok(Ok(_)) => {
@@ -429,4 +436,8 @@ fn headers(envelope: &Envelope) -> OwnedHeaders {
         }
     }
     h
+}
+/// A deadline no wait reaches (about thirty years on).
+fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(86_400 * 365 * 30)
 }
