@@ -18,6 +18,7 @@ pub mod journal;
 mod key_map;
 pub mod memory;
 pub mod redis;
+mod settle;
 
 use std::path::Path;
 use std::time::Duration;

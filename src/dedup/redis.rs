@@ -8,11 +8,8 @@
 //! undone). Fails with [`DedupError::Redis`] (→ 503, the vendor retries). Never logs the URL
 //! (it may hold a password).
 //!
-//! A call that failed may still have reached Redis (a stalled Redis runs the queued `SET NX`
-//! when it wakes): its reservations would then hold every retry off with 409 until their TTL,
-//! with no request delivering. So a failed reserve or release is released again, and a
-//! failed commit committed again, by a task that tries once a second until Redis answers,
-//! for as long as a reservation lives ([`RedisStore::settle_later`]).
+//! A call that failed may still have reached Redis: its keys are settled later, releases and
+//! commits alike, by the store's [`Settler`] (`settle.rs`).
 //!
 //! Redis unreachable at startup does not stop the gateway: it serves, answering 503 to what
 //! needs the store and reporting not ready, while a task connects once a second until Redis
@@ -26,42 +23,24 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
 use tokio::sync::OnceCell;
 
+use super::settle::{Settler, Work};
 use super::{Dedup, DedupError};
 
 /// Longest a Redis call may take before the request gets 503.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 const COMMITTED: &str = "c";
-/// Release every key of `KEYS` that still holds `ARGV[1]` (the releasing request's token).
+/// Release every `KEYS[i]` that still holds `ARGV[i]` (the token of the request that
+/// reserved it); returns how many it deleted.
 const RELEASE: &str = "local n = 0 \
-    for _, key in ipairs(KEYS) do \
-        if redis.call('GET', key) == ARGV[1] then n = n + redis.call('DEL', key) end \
+    for i, key in ipairs(KEYS) do \
+        if redis.call('GET', key) == ARGV[i] then n = n + redis.call('DEL', key) end \
     end \
     return n";
-/// Pause between a background settlement's attempts.
-const SETTLE_PAUSE: Duration = Duration::from_secs(1);
 
 /// One request's mark on the keys it reserves: `r`, this store's random nonce and a count,
 /// so no two reservations carry the same value and a release takes only its own.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Token(String);
-
-/// Work a failed call leaves for [`RedisStore::settle_later`] (keys with their prefix).
-#[derive(Debug)]
-enum Settle {
-    /// Delete these keys where they still hold the token.
-    Release(Vec<String>, Token),
-    /// Mark these keys delivered for their windows.
-    Commit(Vec<(String, Duration)>),
-}
-
-impl Settle {
-    fn name(&self) -> &'static str {
-        match self {
-            Settle::Release(..) => "release",
-            Settle::Commit(_) => "commit",
-        }
-    }
-}
 
 /// Redis-backed dedup.
 pub struct RedisStore {
@@ -74,6 +53,8 @@ pub struct RedisStore {
     nonce: u64,
     /// Tokens issued so far.
     issued: AtomicU64,
+    /// Settles the calls that failed.
+    settler: Settler,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -84,7 +65,7 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
-async fn bounded<T>(
+pub(super) async fn bounded<T>(
     call: impl std::future::Future<Output = redis::RedisResult<T>>,
 ) -> Result<T, DedupError> {
     match tokio::time::timeout(CALL_TIMEOUT, call).await {
@@ -162,6 +143,7 @@ impl RedisStore {
             }
         }
         Ok(RedisStore {
+            settler: Settler::start(Arc::clone(&conn), Script::new(RELEASE), reservation_ttl),
             conn,
             prefix,
             reservation_ttl,
@@ -212,8 +194,7 @@ impl RedisStore {
     /// [`reserve`](Self::reserve) for a request's keys in two round trips at most (every
     /// `SET NX` in one pipeline, then one `GET` each for those already there), not two per key:
     /// a batch of a thousand events on a Redis a millisecond away took seconds one by one.
-    /// A failure may leave reservations behind; they are released later
-    /// ([`settle_later`](Self::settle_later)).
+    /// A failure may leave reservations behind; they are released later (`settle.rs`).
     pub async fn reserve_many(
         &self,
         keys: &[String],
@@ -233,8 +214,11 @@ impl RedisStore {
         let set: Vec<Option<String>> = match bounded(sets.query_async(&mut conn)).await {
             Ok(set) => set,
             Err(e) => {
-                let keys = keys.iter().map(|k| self.key(k)).collect();
-                self.settle_later(Settle::Release(keys, token.clone()));
+                let keys = keys
+                    .iter()
+                    .map(|k| (self.key(k), token.0.clone()))
+                    .collect();
+                self.settler.later(Work::Release(keys));
                 return Err(e);
             }
         };
@@ -257,9 +241,9 @@ impl RedisStore {
                         .iter()
                         .zip(&set)
                         .filter(|(_, s)| s.is_some())
-                        .map(|(k, _)| self.key(k))
+                        .map(|(k, _)| (self.key(k), token.0.clone()))
                         .collect();
-                    self.settle_later(Settle::Release(ours, token.clone()));
+                    self.settler.later(Work::Release(ours));
                     return Err(e);
                 }
             }
@@ -280,8 +264,8 @@ impl RedisStore {
     }
 
     /// Marks every `(key, window)` delivered, in one pipeline. On failure the commit is
-    /// tried again later ([`settle_later`](Self::settle_later)), so the keys do not stay
-    /// reserved until their TTL and then let a retry publish the events again.
+    /// settled later (`settle.rs`), so the keys do not stay reserved until their TTL and then
+    /// let a retry publish the events again.
     pub async fn commit_many(&self, keys: &[(String, Duration)]) -> Result<(), DedupError> {
         let keys: Vec<(String, Duration)> = keys.iter().map(|(k, w)| (self.key(k), *w)).collect();
         let tried = match self.conn() {
@@ -289,7 +273,7 @@ impl RedisStore {
             Err(e) => Err(e),
         };
         if tried.is_err() {
-            self.settle_later(Settle::Commit(keys));
+            self.settler.later(Work::Commit(keys));
         }
         tried
     }
@@ -299,76 +283,26 @@ impl RedisStore {
         self.commit_many(&[(key.to_owned(), window)]).await
     }
 
-    /// Deletes each of `keys` that still holds `token`, in one round trip; on failure again
-    /// later ([`settle_later`](Self::settle_later)).
+    /// Deletes each of `keys` that still holds `token`, in one round trip; on failure settled
+    /// later (`settle.rs`).
     pub async fn release_many(&self, keys: &[String], token: &Token) -> Result<(), DedupError> {
-        let keys: Vec<String> = keys.iter().map(|k| self.key(k)).collect();
+        let pairs: Vec<(String, String)> = keys
+            .iter()
+            .map(|k| (self.key(k), token.0.clone()))
+            .collect();
         let tried = match self.conn() {
-            Ok(conn) => release_prefixed(&self.release, conn, &keys, token)
-                .await
-                .map(|_| ()),
+            Ok(conn) => release_pairs(&self.release, conn, &pairs).await.map(|_| ()),
             Err(e) => Err(e),
         };
         if tried.is_err() {
-            self.settle_later(Settle::Release(keys, token.clone()));
+            self.settler.later(Work::Release(pairs));
         }
         tried
-    }
-
-    /// Finishes `work` on a task of its own: tried once a second while Redis does not answer,
-    /// for as long as a reservation lives (past that, a leftover reservation has lapsed by
-    /// itself). A release is tried once more after it first succeeds, for a `SET NX` still
-    /// queued on a connection the client gave up on.
-    fn settle_later(&self, work: Settle) {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let conn = Arc::clone(&self.conn);
-        let script = self.release.clone();
-        let give_up = tokio::time::Instant::now() + self.reservation_ttl;
-        runtime.spawn(async move {
-            let mut answered = 0;
-            while tokio::time::Instant::now() + SETTLE_PAUSE < give_up {
-                tokio::time::sleep(SETTLE_PAUSE).await;
-                let Some(conn) = conn.get().cloned() else {
-                    continue;
-                };
-                match &work {
-                    Settle::Commit(keys) => {
-                        if commit_prefixed(conn, keys).await.is_ok() {
-                            tracing::info!(
-                                events = keys.len(),
-                                "dedup commit done once Redis answered"
-                            );
-                            return;
-                        }
-                    }
-                    Settle::Release(keys, token) => {
-                        if let Ok(released) = release_prefixed(&script, conn, keys, token).await {
-                            answered += 1;
-                            if released > 0 {
-                                tracing::info!(
-                                    keys = released,
-                                    "dedup reservations left by a failed call released"
-                                );
-                            }
-                            if released as usize == keys.len() || answered == 2 {
-                                return;
-                            }
-                        }
-                    }
-                }
-            }
-            tracing::warn!(
-                work = work.name(),
-                "Redis did not answer while the reservations lived; they lapse by themselves"
-            );
-        });
     }
 }
 
 /// `SET key c PX window` for each of `keys` (prefixed), in one pipeline.
-async fn commit_prefixed(
+pub(super) async fn commit_prefixed(
     mut conn: ConnectionManager,
     keys: &[(String, Duration)],
 ) -> Result<(), DedupError> {
@@ -384,18 +318,15 @@ async fn commit_prefixed(
     bounded(sets.query_async::<()>(&mut conn)).await
 }
 
-/// Runs [`RELEASE`] over `keys` (prefixed) for `token`: how many it deleted.
-async fn release_prefixed(
+/// Runs [`RELEASE`] over `(key, token)` pairs (keys prefixed): how many it deleted.
+pub(super) async fn release_pairs(
     script: &Script,
     mut conn: ConnectionManager,
-    keys: &[String],
-    token: &Token,
+    pairs: &[(String, String)],
 ) -> Result<u64, DedupError> {
-    bounded(
-        script
-            .key(keys)
-            .arg(&token.0)
-            .invoke_async::<u64>(&mut conn),
-    )
-    .await
+    let mut call = script.prepare_invoke();
+    for (key, token) in pairs {
+        call.key(key).arg(token);
+    }
+    bounded(call.invoke_async::<u64>(&mut conn)).await
 }
