@@ -99,15 +99,17 @@ pub fn interpolate(text: &str) -> Result<String, String> {
                 .chars()
                 .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
                 .collect();
-            return Err(if name.is_empty() {
+            // The text after `$` may be part of a literal secret: named only when it is an
+            // environment variable that is set, so surely a reference.
+            return Err(if !name.is_empty() && std::env::var_os(&name).is_some() {
+                format!(
+                    "`${name}` would be taken literally: write `${{{name}}}` to read the \
+                     environment variable (or `$$` for a literal `$`)"
+                )
+            } else {
                 "a `$` in a secret starts `${NAME}` (an environment variable); write `$$` for a \
                  literal `$`"
                     .to_owned()
-            } else {
-                format!(
-                    "`${name}` would be taken literally: write `${{{name}}}` to read the \
-                     environment variable (or `$${name}` for a literal `$`)"
-                )
             });
         };
         let Some(end) = after.find('}') else {
@@ -154,8 +156,13 @@ mod tests {
 
     #[test]
     fn a_shell_style_reference_is_refused_and_a_doubled_dollar_is_one() {
-        let err = interpolate("$CS_PASSWORD").unwrap_err();
-        assert!(err.contains("${CS_PASSWORD}"), "{err}");
+        // PATH is set: surely a reference, named. An unset name may be part of a literal
+        // secret: not echoed.
+        let err = interpolate("$PATH").unwrap_err();
+        assert!(err.contains("${PATH}"), "{err}");
+        let err = interpolate("Tr0ub4dor$x9Kq2pLm").unwrap_err();
+        assert!(!err.contains("x9Kq2pLm"), "{err}");
+        assert!(err.contains("${NAME}") && err.contains("$$"), "{err}");
         assert!(interpolate("pa$").is_err());
         assert!(interpolate("a$(cat x)").is_err());
         assert_eq!(interpolate("pa$$word$$").unwrap(), "pa$word$");
