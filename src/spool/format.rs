@@ -171,14 +171,23 @@ pub fn recover(dir: &Path, acked_seq: u64) -> Result<Recovered, SpoolError> {
         }
     }
     firsts.sort_unstable();
+    // The newest segment with bytes in it is kept even when every record in it was
+    // forwarded: its records are the last made durable, whose ids startup commits into dedup
+    // again (`sink/remember.rs`) in case a crash beat the journal. Not merely the last file:
+    // a restart without traffic leaves an empty one after it. The forwarder reads past its
+    // records, and the next acknowledgement trims it.
+    let newest = firsts
+        .iter()
+        .rposition(|&first| fs::metadata(segment_path(dir, first)).is_ok_and(|m| m.len() > 0));
     let mut segments = Vec::new();
     let mut next_seq = acked_seq + 1;
     for (i, &first) in firsts.iter().enumerate() {
         let path = segment_path(dir, first);
+        let keep = newest == Some(i);
         // Sequences run on across segments (invariant 1), so a segment whose successor starts
         // at or below `acked_seq + 1` holds only acknowledged records: delete it unread. Its
         // tail may be cut short by a deletion the process did not live to finish (`trim.rs`).
-        if firsts.get(i + 1).is_some_and(|&next| next <= acked_seq + 1) {
+        if !keep && firsts.get(i + 1).is_some_and(|&next| next <= acked_seq + 1) {
             remove_spent(&path)?;
             continue;
         }
@@ -218,12 +227,7 @@ pub fn recover(dir: &Path, acked_seq: u64) -> Result<Recovered, SpoolError> {
             }
         }
         let last_seq = expected - 1;
-        // The newest segment stays even when every record in it was forwarded: its records
-        // are the last made durable, whose ids startup commits into dedup again
-        // (`sink/remember.rs`) in case a crash beat the journal. The forwarder reads past
-        // them, and the next acknowledgement trims the segment.
-        let newest = i + 1 == firsts.len();
-        if offset == 0 || (last_seq <= acked_seq && !newest) {
+        if offset == 0 || (last_seq <= acked_seq && !keep) {
             remove_spent(&path)?;
             next_seq = next_seq.max(expected);
             continue;
