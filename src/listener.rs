@@ -195,6 +195,13 @@ pub async fn serve(
                     .await
                     {
                         Ok(Ok(s)) => s,
+                        // A client that closed before finishing a handshake (a load
+                        // balancer's TCP check, a port scan) is no refusal, as on the plain
+                        // listener a connection closed without a request is none.
+                        Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                            tracing::debug!(client = %peer.ip(), "connection closed during the TLS handshake");
+                            return;
+                        }
                         // Refusals like any other: counted, and logged without the bytes.
                         Ok(Err(e)) => {
                             ended.metrics.rejection(
