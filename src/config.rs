@@ -177,6 +177,7 @@ fn may_hold_secret(text: &str, at: usize) -> bool {
         .map(str::trim_start)
         .find(|l| l.starts_with('['))
         .unwrap_or_default();
+    let table: String = table.chars().filter(|c| !c.is_whitespace()).collect();
     if table.starts_with("[kafka.properties]") || !line.contains('=') {
         return true;
     }
@@ -186,7 +187,7 @@ fn may_hold_secret(text: &str, at: usize) -> bool {
             .rsplit(|c: char| c.is_whitespace() || c == '{' || c == ',' || c == '[')
             .next()
             .unwrap_or_default()
-            .trim_matches('"');
+            .trim_matches(['"', '\'']);
         SECRET_KEYS.contains(&key)
     })
 }
@@ -703,6 +704,12 @@ auth = [{ kind = "hmac", secrets = ["whsec_test"] }]
             .unwrap_err()
             .to_string();
         assert!(err.contains("\"POST\""), "{err}");
+        // A quoted key is still a secret's key.
+        let quoted = source.replace("secrets = [\"s\"]", "'secrets' = \"hunter2\"");
+        let err = Config::from_toml(&quoted, Path::new("t.toml"), &vendors())
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("hunter2"), "{err}");
         // A value under [kafka.properties] is masked, as on a secret's own line.
         let props = format!("{source}[kafka]\nbrokers = \"b:9092\"\n[kafka.properties]\n\"sasl.password\" = [\"hunter2\"]\n");
         let err = Config::from_toml(&props, Path::new("t.toml"), &vendors())
