@@ -60,6 +60,8 @@ pub struct DedupConfig {
     /// Redis backend: connection URL (a secret: it may hold a password). Required for
     /// `backend = "redis"`. Example: `"${HOOKGATE_REDIS_URL}"` = `redis://:pw@redis:6379/0`.
     /// Plain TCP only: this build has no TLS for Redis (`rediss://` is refused by `check`).
+    /// One Redis (a primary, or behind a proxy that is not cluster-aware): not Redis Cluster,
+    /// whose keys of one request may sit on several nodes.
     /// A Redis that does not answer at startup does not stop the gateway: it answers 503 and
     /// reports not ready until the connection is made (retried every second). The ids are
     /// only as durable as that Redis: give it persistence (`appendonly yes`) and
