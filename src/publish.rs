@@ -115,6 +115,8 @@ pub struct Kafka {
     replication: i32,
     /// Topics known to exist.
     ensured: Mutex<HashSet<String>>,
+    /// Held while a topic is checked or created ([`Kafka::ensure`]).
+    ensuring: tokio::sync::Mutex<()>,
     /// Last known reachability (delivery reports and probes).
     reachable: AtomicBool,
     /// Direct mode: the longest a send waits, a new topic's metadata and the delivery reports
@@ -184,6 +186,7 @@ impl Kafka {
             partitions: config.topic_partitions,
             replication: config.topic_replication,
             ensured: Mutex::new(HashSet::new()),
+            ensuring: tokio::sync::Mutex::new(()),
             reachable: AtomicBool::new(false),
             delivery_wait: (mode == DeliveryMode::Direct).then(|| {
                 Duration::from_millis(u64::from(config.message_timeout_ms)) + Duration::from_secs(1)
@@ -201,8 +204,15 @@ impl Kafka {
         Ok(())
     }
 
-    /// Makes sure `topic` exists: checks metadata, creates it when allowed.
+    /// Makes sure `topic` exists: checks metadata, creates it when allowed. One check at a
+    /// time: while the broker does not answer, requests for unconfirmed topics wait their
+    /// turn (each within its deadline) instead of each holding a blocking thread for the
+    /// metadata timeout.
     async fn ensure(&self, topic: &str) -> Result<(), PublishError> {
+        if self.ensured.lock().is_ok_and(|s| s.contains(topic)) {
+            return Ok(());
+        }
+        let _one_at_a_time = self.ensuring.lock().await;
         if self.ensured.lock().is_ok_and(|s| s.contains(topic)) {
             return Ok(());
         }
