@@ -191,7 +191,11 @@ def test_rfc_6749_errors(gateway):
     assert r.headers["www-authenticate"].startswith("Basic")
     r = requests.post(url, data={"grant_type": "authorization_code", "code": "x"}, auth=(CID, CSECRET), timeout=10)
     error_of(r, 400, "unsupported_grant_type")
+    # Without grant_type, credentials as parameters get a token as Basic ones do (the setup
+    # docs call grant_type recommended); two client authentications at once are invalid.
     r = requests.post(url, data={"client_id": CID, "client_secret": CSECRET}, timeout=10)
+    assert r.status_code == 200, r.text
+    r = requests.post(url, data={"client_id": CID, "client_secret": CSECRET}, auth=(CID, CSECRET), timeout=10)
     error_of(r, 400, "invalid_request")
     r = requests.post(url, data="grant_type=client_credentials&grant_type=client_credentials",
                       headers={"content-type": "application/x-www-form-urlencoded", "x-request-id": "probe-42"},
