@@ -67,10 +67,11 @@ pub fn unset_variables(text: &str) -> Vec<String> {
             let after = rest.get(start + 2..).unwrap_or_default();
             let Some(end) = after.find('}') else { break };
             let name = after.get(..end).unwrap_or_default();
-            if !name.is_empty()
-                && std::env::var_os(name).is_none()
-                && !unset.iter().any(|n| n == name)
-            {
+            // Only a name is named: text that is none may be a literal secret's (an
+            // unterminated `${` before a table's closing brace).
+            let is_name =
+                !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            if is_name && std::env::var_os(name).is_none() && !unset.iter().any(|n| n == name) {
                 unset.push(name.to_owned());
             }
             rest = after.get(end + 1..).unwrap_or_default();
@@ -117,9 +118,10 @@ pub fn interpolate(text: &str) -> Result<String, String> {
         };
         let name = after.get(..end).unwrap_or_default();
         if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-            return Err(format!(
-                "`${{{name}}}` is not a valid environment variable name"
-            ));
+            // Not echoed: what is no name may be part of a literal secret.
+            return Err(
+                "a `${...}` holds no environment variable name (letters, digits, `_`)".to_owned(),
+            );
         }
         match std::env::var(name) {
             Ok(value) => out.push_str(&value),
@@ -164,6 +166,17 @@ mod tests {
         assert!(!err.contains("x9Kq2pLm"), "{err}");
         assert!(err.contains("${NAME}") && err.contains("$$"), "{err}");
         assert!(interpolate("pa$").is_err());
+        // An unterminated `${` in a literal secret: nothing of it is named as a variable.
+        let text = "auth = [{ kind = \"basic\", credentials = [{ username = \"u\", password = \"Ab9${xK2mQ7vLs0PpZr\" }] }]\n";
+        assert!(
+            unset_variables(text).is_empty(),
+            "{:?}",
+            unset_variables(text)
+        );
+        assert!(!interpolate("Ab9${xK2mQ7vLs0PpZr")
+            .unwrap_err()
+            .contains("xK2m"));
+        assert!(!interpolate("ab${cd!ef}gh").unwrap_err().contains("cd!ef"));
         assert!(interpolate("a$(cat x)").is_err());
         assert_eq!(interpolate("pa$$word$$").unwrap(), "pa$word$");
         let path = std::env::var("PATH").unwrap();
