@@ -201,8 +201,11 @@ impl Wire {
         if self.encoding == Encoding::Identity || self.bytes.is_empty() {
             return self.decode(limits).map(|b| (b, Inflating { _held: None }));
         }
+        // Twice the cap: the buffer inflated into grows by doubling, and the step that
+        // passes the cap copies into one twice its size.
         let share = limits
             .max_decompressed_bytes
+            .saturating_mul(2)
             .div_ceil(1024 * 1024)
             .clamp(1, u64::from(INFLATE_BUDGET_MIB)) as u32;
         // The semaphore is never closed, so acquiring only waits.
@@ -224,11 +227,11 @@ impl Wire {
 }
 
 /// The memory, in MiB, that bodies being inflated and then verified may take at once. Each
-/// compressed request holds its inflate cap's worth (`[limits] max_decompressed_bytes`, at
-/// most the whole budget) from before it inflates until its signature is checked, so bodies
-/// that inflate to the cap and fail their signature cost at most this much together, however
-/// many arrive at once (the 8 MiB default: eight at a time). Before, 64 bombs of 8 KiB from
-/// one client took 737 MB at once.
+/// compressed request holds twice its inflate cap (`[limits] max_decompressed_bytes`; at
+/// most the whole budget), what its buffer may grow to, from before it inflates until its
+/// signature is checked, so bodies that inflate to the cap and fail their signature cost at
+/// most this much together, however many arrive at once (the 8 MiB default: four at a time).
+/// Before, 64 bombs of 8 KiB from one client took 737 MB at once.
 pub const INFLATE_BUDGET_MIB: u32 = 64;
 
 static INFLATING: tokio::sync::Semaphore =
@@ -406,7 +409,7 @@ mod tests {
     /// [`Inflating`]: past the budget the next one waits, and goes on once a share is back.
     #[tokio::test]
     async fn compressed_bodies_wait_for_their_share_of_the_inflate_budget() {
-        static BUDGET: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(16);
+        static BUDGET: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(32);
         let wire = Wire {
             bytes: Bytes::from(gzip(b"{}")),
             encoding: Encoding::Gzip,
@@ -426,14 +429,14 @@ mod tests {
             .expect("still waiting with a share free")
             .unwrap();
         drop((second, third));
-        assert_eq!(BUDGET.available_permits(), 16);
+        assert_eq!(BUDGET.available_permits(), 32);
         // A plain body takes no share.
         let plain = Wire {
             bytes: Bytes::from_static(b"{}"),
             encoding: Encoding::Identity,
         };
         let _held = plain.decode_within(&caps, &BUDGET).await.unwrap();
-        assert_eq!(BUDGET.available_permits(), 16);
+        assert_eq!(BUDGET.available_permits(), 32);
     }
 
     /// A request dropped while its body inflates (its sender hung up) keeps its share until
@@ -450,7 +453,7 @@ mod tests {
             tokio::time::timeout(Duration::from_micros(1), wire.decode_within(&caps, &BUDGET))
                 .await;
         assert!(abandoned.is_err(), "inflated 8 MiB at once");
-        assert_eq!(BUDGET.available_permits(), 56, "the share came back early");
+        assert_eq!(BUDGET.available_permits(), 48, "the share came back early");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         while BUDGET.available_permits() < 64 {
             assert!(

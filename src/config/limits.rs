@@ -17,9 +17,10 @@ pub struct LimitsConfig {
     pub max_body_bytes: u64,
     /// Largest body after `Content-Encoding: gzip`/`deflate` decoding, in bytes. Default 8 MiB.
     /// A body that inflates past this (a decompression bomb) → 413, and decoding stops there.
-    /// Compressed bodies inflate within a shared budget of 64 MiB, each holding this much of
-    /// it until its signature is checked (more wait their turn), so bodies that fail their
-    /// signature take at most 64 MiB together however many arrive at once.
+    /// Compressed bodies inflate within a shared budget of 64 MiB, each holding twice this
+    /// much of it (what its buffer may grow to) until its signature is checked (more wait
+    /// their turn), so bodies that fail their signature take about 64 MiB together however
+    /// many arrive at once (freed memory the allocator keeps for reuse aside).
     #[serde(default = "default_max_decompressed_bytes")]
     pub max_decompressed_bytes: u64,
     /// Most events one request may carry (JSON array elements or NDJSON lines). Default 1000;
