@@ -183,6 +183,8 @@ struct Inner {
     appended: Notify,
     /// The last group commit's disk outcome (recorded by the writer), for readiness.
     io: RecentFailure,
+    /// The recycled segment's records found at startup ([`Spool::take_recycled`]).
+    recycled: Mutex<Vec<(u64, Vec<u8>)>>,
 }
 
 impl Inner {
@@ -234,6 +236,13 @@ impl Spool {
         let (mark, acked_seq) = mark::Mark::open(&settings.dir)?;
         let recovered = format::recover(&settings.dir, acked_seq)?;
         let next_seq = recovered.next_seq;
+        // Only the spare's records among the last ones made durable.
+        let oldest = next_seq.saturating_sub(format::RECYCLED_KEPT as u64);
+        let recycled: Vec<(u64, Vec<u8>)> = recovered
+            .recycled
+            .into_iter()
+            .filter(|(seq, _)| *seq >= oldest && *seq < next_seq)
+            .collect();
         let mut segments: VecDeque<Segment> = recovered.segments.into();
         let used_bytes = segments.iter().map(|s| s.durable_len).sum();
         // Writing always continues in a fresh segment, so a repaired tail is never appended to.
@@ -265,6 +274,7 @@ impl Spool {
             shared: Mutex::new(shared),
             mark: Mutex::new(mark),
             appended: Notify::new(),
+            recycled: Mutex::new(recycled),
             io: RecentFailure::new(),
         });
         let (jobs, rx) = mpsc::channel();
@@ -336,6 +346,17 @@ impl Spool {
             .lock()
             .map_or(0, |s| s.durable_seq.saturating_sub(records));
         SpoolReader::after(Arc::clone(&self.inner), after)
+    }
+
+    /// The records of the segment recycled before the last stop that are among the last ones
+    /// made durable (their segment is gone from the list, so [`tail_reader`](Self::tail_reader)
+    /// cannot reach them), read at startup before the writer overwrote them; once.
+    pub fn take_recycled(&self) -> Vec<(u64, Vec<u8>)> {
+        self.inner
+            .recycled
+            .lock()
+            .map(|mut r| std::mem::take(&mut *r))
+            .unwrap_or_default()
     }
 
     /// Waits until something new was appended (or returns at once if it already was since the

@@ -79,34 +79,47 @@ async fn commit(dedup: &DedupStore, source: &str, key: &EventKey, remembered: &m
 /// how many. A record that is not an envelope is skipped; the first commit that fails ends
 /// the look ([`commit`]).
 pub async fn spooled_ids(spool: &Spool, dedup: &DedupStore) -> Result<u64, SpoolError> {
-    let mut reader = spool.tail_reader(REMEMBERED_RECORDS);
     let mut remembered = 0u64;
+    // A segment forwarded and recycled just before the stop (a roll among the last records)
+    // is no longer in the spool's list; its records were read at startup.
+    for (_, payload) in spool.take_recycled() {
+        if !remember_envelope(dedup, &Bytes::from(payload), &mut remembered).await {
+            return Ok(remembered);
+        }
+    }
+    let mut reader = spool.tail_reader(REMEMBERED_RECORDS);
     loop {
         let records = reader.read(512, 4 * 1024 * 1024)?;
         if records.is_empty() {
             return Ok(remembered);
         }
         for (_, payload) in records {
-            let Ok(envelope) = Envelope::decode(&payload) else {
-                continue;
-            };
-            let key = if is_kept_body(&envelope) {
-                // A body no event could be read from, remembered under its own key (as when
-                // it was kept), so a retry of a request a crash cut is not kept again.
-                DeadLetter::body_key(&envelope.uid)
-            } else if envelope.window_s == 0 {
-                continue;
-            } else {
-                EventKey {
-                    id: envelope.uid,
-                    window: Some(Duration::from_secs(u64::from(envelope.window_s))),
-                }
-            };
-            if !commit(dedup, &envelope.source, &key, &mut remembered).await {
+            if !remember_envelope(dedup, &payload, &mut remembered).await {
                 return Ok(remembered);
             }
         }
     }
+}
+
+/// Commits the id of one spooled envelope (a record that is none is skipped); false when the
+/// store failed ([`commit`]), which ends the look.
+async fn remember_envelope(dedup: &DedupStore, payload: &Bytes, remembered: &mut u64) -> bool {
+    let Ok(envelope) = Envelope::decode(payload) else {
+        return true;
+    };
+    let key = if is_kept_body(&envelope) {
+        // A body no event could be read from, remembered under its own key (as when it was
+        // kept), so a retry of a request a crash cut is not kept again.
+        DeadLetter::body_key(&envelope.uid)
+    } else if envelope.window_s == 0 {
+        return true;
+    } else {
+        EventKey {
+            id: envelope.uid,
+            window: Some(Duration::from_secs(u64::from(envelope.window_s))),
+        }
+    };
+    commit(dedup, &envelope.source, &key, remembered).await
 }
 
 /// A dead letter holding a whole body no event could be read from: its id is its bytes' hash.

@@ -154,6 +154,37 @@ pub struct Recovered {
     pub segments: Vec<Segment>,
     /// The sequence number the next record gets.
     pub next_seq: u64,
+    /// The spare's last records (at most [`RECYCLED_KEPT`]): a segment forwarded and recycled
+    /// before the stop, whose records the writer's next segment overwrites. Read before it
+    /// does, for startup to remember their ids (`sink/remember.rs`).
+    pub recycled: Vec<(u64, Vec<u8>)>,
+}
+
+/// Most of the spare's records kept at recovery: as many as startup remembers.
+pub const RECYCLED_KEPT: usize = 4096;
+
+/// The spare's valid records in order (a recycled segment: consecutive sequence numbers from
+/// its first; what follows them, older leftovers or a torn tail, is not read), the last
+/// [`RECYCLED_KEPT`] of them. None when there is no spare or it cannot be read.
+fn recycled_records(dir: &Path) -> Vec<(u64, Vec<u8>)> {
+    let Ok(bytes) = fs::read(spare_path(dir)) else {
+        return Vec::new();
+    };
+    let mut records = std::collections::VecDeque::new();
+    let mut rest = bytes.as_slice();
+    let mut expected = None;
+    while let Decoded::Record { seq, payload, len } = decode(rest) {
+        if expected.is_some_and(|e| e != seq) {
+            break;
+        }
+        expected = Some(seq + 1);
+        if records.len() == RECYCLED_KEPT {
+            records.pop_front();
+        }
+        records.push_back((seq, payload.to_vec()));
+        rest = rest.get(len..).unwrap_or_default();
+    }
+    records.into()
 }
 
 /// Scans every segment, truncates torn or corrupt tails, deletes segments that are empty or
@@ -240,5 +271,9 @@ pub fn recover(dir: &Path, acked_seq: u64) -> Result<Recovered, SpoolError> {
             last_seq,
         });
     }
-    Ok(Recovered { segments, next_seq })
+    Ok(Recovered {
+        segments,
+        next_seq,
+        recycled: recycled_records(dir),
+    })
 }

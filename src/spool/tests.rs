@@ -230,6 +230,25 @@ async fn a_spent_segment_cut_short_by_an_interrupted_deletion_is_removed_at_star
     stop(spool, h);
 }
 
+/// A segment forwarded and recycled (kept as the spare) before a stop is gone from the list,
+/// but its records are read at the next start, before the writer's new segment overwrites
+/// them, so startup can still remember their ids; once.
+#[tokio::test]
+async fn a_segment_recycled_before_a_stop_has_its_records_read_at_the_next_start() {
+    let (dir, s, spool, h) = small_segments(8).await;
+    spool.ack(8).unwrap();
+    let spare = format::spare_path(dir.path());
+    assert!(eventually(|| spare.exists()), "no spare");
+    stop(spool, h);
+    let (spool, h) = start(s);
+    let seqs = |all: Vec<(u64, Vec<u8>)>| all.into_iter().map(|(s, _)| s).collect::<Vec<_>>();
+    assert_eq!(seqs(spool.take_recycled()), [1, 2, 3, 4]);
+    assert!(spool.take_recycled().is_empty());
+    assert_eq!(seqs(read_all(&mut spool.tail_reader(10))), [5, 6, 7, 8]);
+    assert!(read_all(&mut spool.reader()).is_empty());
+    stop(spool, h);
+}
+
 #[tokio::test]
 async fn a_spent_segment_is_reused_and_its_old_records_are_never_read_again() {
     // Records 1-4 and 5-8 fill two segments.
