@@ -142,12 +142,13 @@ impl RedisStore {
                 });
             }
         }
+        let release = Script::new(RELEASE);
         Ok(RedisStore {
-            settler: Settler::start(Arc::clone(&conn), Script::new(RELEASE), reservation_ttl),
+            settler: Settler::start(Arc::clone(&conn), release.clone(), reservation_ttl),
             conn,
             prefix,
             reservation_ttl,
-            release: Script::new(RELEASE),
+            release,
             nonce: uuid::Uuid::new_v4().as_u64_pair().0,
             issued: AtomicU64::new(0),
         })
