@@ -161,6 +161,38 @@ fn a_direct_mode_kafka_failure_is_counted_as_a_delivery_error() {
     );
 }
 
+/// A direct-mode gateway with `message_timeout_ms` on a broker of its own, its topic the
+/// test's own plus `suffix` (a template's part); one event delivered, then the broker frozen
+/// (SIGSTOP: connections open, nothing answered). The broker and its directory go with it.
+fn direct_gateway_then_frozen_broker(
+    message_timeout_ms: u32,
+    suffix: &str,
+) -> ((Tansu, tempfile::TempDir), Gateway) {
+    let broker_dir = tempfile::tempdir().unwrap();
+    let tansu = Tansu::start(broker_dir.path(), free_port());
+    let brokers = tansu.addr();
+    let topic = topic();
+    let gw = Gateway::start_with(|dir| {
+        kafka_config(dir, &brokers, &topic, "direct", "")
+            .replace(
+                "linger_ms = 1\n",
+                &format!("linger_ms = 1\nmessage_timeout_ms = {message_timeout_ms}\n"),
+            )
+            .replace(
+                &format!("topic = \"{topic}\"\n"),
+                &format!("topic = \"{topic}{suffix}\"\n"),
+            )
+    });
+    assert_eq!(
+        send(&client(), &gw.url("/ingest/hyprwatch"), "warm")
+            .unwrap()
+            .0,
+        200
+    );
+    tansu.freeze();
+    ((tansu, broker_dir), gw)
+}
+
 /// A sender that gives up while its produce waits for a frozen broker: its dedup key is
 /// released, so its retry is delivered again (here 503 once the produce times out, the broker
 /// still frozen) rather than answered 409 "being processed" by a reservation nobody holds.
@@ -169,19 +201,8 @@ fn a_request_its_sender_abandons_leaves_no_reservation_behind() {
     if !have_tansu("a_request_its_sender_abandons_leaves_no_reservation_behind") {
         return;
     }
-    let broker_dir = tempfile::tempdir().unwrap();
-    let tansu = Tansu::start(broker_dir.path(), free_port());
-    let brokers = tansu.addr();
-    let topic = topic();
-    let gw = Gateway::start_with(|dir| {
-        kafka_config(dir, &brokers, &topic, "direct", "").replace(
-            "linger_ms = 1\n",
-            "linger_ms = 1\nmessage_timeout_ms = 3000\n",
-        )
-    });
+    let (_broker, gw) = direct_gateway_then_frozen_broker(3000, "");
     let url = gw.url("/ingest/hyprwatch");
-    assert_eq!(send(&client(), &url, "warm").unwrap().0, 200);
-    tansu.freeze();
     // The sender writes its request and hangs up before the answer.
     {
         use std::io::Write;
@@ -216,24 +237,8 @@ fn a_direct_request_waits_no_longer_than_the_message_timeout() {
     if !have_tansu("a_direct_request_waits_no_longer_than_the_message_timeout") {
         return;
     }
-    let broker_dir = tempfile::tempdir().unwrap();
-    let tansu = Tansu::start(broker_dir.path(), free_port());
-    let brokers = tansu.addr();
-    let topic = topic();
-    let gw = Gateway::start_with(|dir| {
-        kafka_config(dir, &brokers, &topic, "direct", "")
-            .replace(
-                "linger_ms = 1\n",
-                "linger_ms = 1\nmessage_timeout_ms = 1000\n",
-            )
-            .replace(
-                &format!("topic = \"{topic}\"\n"),
-                &format!("topic = \"{topic}-{{class}}\"\n"),
-            )
-    });
+    let (_broker, gw) = direct_gateway_then_frozen_broker(1000, "-{class}");
     let url = gw.url("/ingest/hyprwatch");
-    assert_eq!(send(&client(), &url, "warm").unwrap().0, 200);
-    tansu.freeze();
     // An event type the parser does not map: Base Event, a topic not confirmed yet.
     let other = br#"{"id":"unmapped-1","event":"host.renamed","timestamp":"2024-01-15T10:35:00Z","data":{}}"#;
     let started = Instant::now();
