@@ -204,21 +204,16 @@ pub async fn serve(
                         }
                         // Refusals like any other: counted, and logged without the bytes.
                         Ok(Err(e)) => {
-                            ended.metrics.rejection(
-                                crate::metrics::UNMATCHED,
-                                "listener",
-                                "tls_handshake",
-                            );
-                            tracing::info!(client = %peer.ip(), reason = "tls_handshake", error = %e, "connection closed: TLS handshake failed");
+                            let what = format_args!("TLS handshake failed: {e}");
+                            refusal::closed_unanswered(&ended, peer, "tls_handshake", what);
                             return;
                         }
                         Err(_) => {
-                            ended.metrics.rejection(
-                                crate::metrics::UNMATCHED,
-                                "listener",
-                                "request_timeout",
+                            let what = format_args!(
+                                "TLS handshake not complete within the header read timeout ({} ms)",
+                                handshake_timeout.as_millis()
                             );
-                            tracing::info!(client = %peer.ip(), limit_ms = handshake_timeout.as_millis() as u64, reason = "request_timeout", "connection closed: TLS handshake not complete within the header read timeout");
+                            refusal::closed_unanswered(&ended, peer, "request_timeout", what);
                             return;
                         }
                     };
@@ -262,14 +257,8 @@ fn closed_with_error(e: &(dyn std::error::Error + 'static), peer: SocketAddr, st
         .downcast_ref::<hyper::Error>()
         .is_some_and(hyper::Error::is_timeout);
     if head_timed_out {
-        state
-            .metrics
-            .rejection(crate::metrics::UNMATCHED, "listener", "request_timeout");
-        tracing::info!(
-            client = %peer.ip(),
-            reason = "request_timeout",
-            "connection closed: request head not complete within the header read timeout"
-        );
+        let what = format_args!("request head not complete within the header read timeout");
+        refusal::closed_unanswered(state, peer, "request_timeout", what);
     } else {
         tracing::debug!(error = %e, "connection closed with error");
     }

@@ -28,7 +28,6 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 use crate::app::State;
-use crate::metrics::UNMATCHED;
 
 /// The requests of one connection, counted by its service (see [`Activity::begin`]).
 #[derive(Debug, Default)]
@@ -140,14 +139,16 @@ impl<S> Idle<S> {
         // a SETTINGS ack): that connection ending is a keep-alive one, not a refusal.
         if self.activity.started.load(Ordering::Relaxed) == 0 {
             let what = if self.read_bytes {
-                "connection closed: request head not complete within the header read timeout"
+                "request head not complete"
             } else {
-                "connection closed: no request within the header read timeout"
+                "no request"
             };
-            self.state
-                .metrics
-                .rejection(UNMATCHED, "listener", "request_timeout");
-            tracing::info!(client = %self.peer.ip(), limit_ms, reason = "request_timeout", "{what}");
+            super::refusal::closed_unanswered(
+                &self.state,
+                self.peer,
+                "request_timeout",
+                format_args!("{what} within the header read timeout ({limit_ms} ms)"),
+            );
         } else {
             tracing::debug!(client = %self.peer.ip(), limit_ms, "idle keep-alive connection closed");
         }

@@ -137,6 +137,19 @@ fn record(state: &State, peer: SocketAddr, refusal: ProtocolRefusal, id: &Reques
     );
 }
 
+/// A connection closed without an answer as a refusal (`reason`: `request_timeout`,
+/// `tls_handshake`): counted under `unmatched` in the listener stage and logged at info with
+/// the client and `what` happened, never a byte it sent.
+pub fn closed_unanswered(
+    state: &State,
+    peer: SocketAddr,
+    reason: &'static str,
+    what: std::fmt::Arguments<'_>,
+) {
+    state.metrics.rejection(UNMATCHED, "listener", reason);
+    tracing::info!(client = %peer.ip(), reason, "connection closed: {what}");
+}
+
 /// A request head checked against what hyper does not check itself, answered as hyper's own
 /// refusals are (the same JSON, log line and metric): a request target over
 /// [`super::MAX_URI_BYTES`] (414; hyper's own limit, near 64 KiB, is past the head's), and,
