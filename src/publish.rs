@@ -60,6 +60,17 @@ pub enum PublishError {
     /// Gateway fault: the producer dropped the delivery report.
     #[error("Kafka delivery report was lost")]
     Canceled,
+    /// Downstream refusal for good: the broker (or librdkafka, over `message.max.bytes`)
+    /// refused the envelope at `index` as too large or invalid, so sending it again cannot
+    /// succeed. The caller turns an event into a dead letter (`sink/refused.rs`).
+    #[error("Kafka refused the record for good")]
+    Refused {
+        /// The refused envelope's index in the slice given to [`Kafka::send`].
+        index: usize,
+        /// What the broker or client said.
+        #[source]
+        source: KafkaError,
+    },
     /// Downstream fault: no delivery report within `message_timeout_ms` (and a second of
     /// librdkafka's timeout scan); the message may still be written later.
     #[error("Kafka did not acknowledge within {after:?}")]
@@ -83,6 +94,7 @@ impl PublishError {
             PublishError::Produce(_) => "kafka_produce",
             PublishError::Canceled => "kafka_canceled",
             PublishError::TimedOut { .. } => "kafka_timeout",
+            PublishError::Refused { .. } => "kafka_refused",
         }
     }
 
@@ -90,9 +102,24 @@ impl PublishError {
     pub fn is_refusal(&self) -> bool {
         matches!(
             self,
-            PublishError::TopicMissing { .. } | PublishError::Topic { .. }
+            PublishError::TopicMissing { .. }
+                | PublishError::Topic { .. }
+                | PublishError::Refused { .. }
         )
     }
+}
+
+/// True when Kafka refuses this record whatever is tried again: larger than the broker's (or
+/// the producer's) limit, or a record the broker finds invalid.
+fn refused_for_good(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::MessageBatchTooLarge
+                | RDKafkaErrorCode::InvalidRecord
+        )
+    )
 }
 
 /// librdkafka's `message.max.bytes`: the spool's largest record plus room for the request
@@ -280,13 +307,16 @@ impl Kafka {
     }
 
     /// Publishes every envelope not yet `done`, marking each one Kafka acknowledged. Returns the
-    /// first error when any is left undone; the caller retries the rest (or answers 503).
+    /// first error when any is left undone; the caller retries the rest (or answers 503). An
+    /// envelope Kafka refused for good is reported as [`PublishError::Refused`] before any
+    /// other error, so the caller can set it aside rather than retry it.
     pub async fn send(
         &self,
         envelopes: &[Envelope],
         done: &mut [bool],
     ) -> Result<(), PublishError> {
         let mut first_error = None;
+        let mut refused = None;
         let mut pending = Vec::with_capacity(envelopes.len());
         // In direct mode the whole call, a new topic's metadata included, ends by this deadline.
         let now = tokio::time::Instant::now();
@@ -312,6 +342,9 @@ impl Kafka {
                 .headers(headers(envelope));
             match self.producer.load().send_result(record) {
                 Ok(delivery) => pending.push((i, delivery)),
+                Err((e, _)) if refused_for_good(&e) => {
+                    refused.get_or_insert((i, e));
+                }
                 Err((e, _)) => {
                     first_error.get_or_insert(PublishError::Produce(e));
                     break;
@@ -331,6 +364,9 @@ impl Kafka {
                     }
                     self.reachable.store(true, Ordering::Relaxed);
                 }
+                Ok(Err((e, _))) if refused_for_good(&e) => {
+                    refused.get_or_insert((i, e));
+                }
                 Ok(Err((e, _))) => {
                     first_error.get_or_insert(PublishError::Produce(e));
                 }
@@ -338,6 +374,9 @@ impl Kafka {
                     first_error.get_or_insert(PublishError::Canceled);
                 }
             }
+        }
+        if let Some((index, source)) = refused {
+            first_error = Some(PublishError::Refused { index, source });
         }
         match first_error {
             None => Ok(()),

@@ -13,6 +13,7 @@
 pub mod envelope;
 pub mod forward;
 pub mod jsonl;
+pub mod refused;
 pub mod remember;
 
 use std::sync::Arc;
@@ -305,12 +306,26 @@ impl Sink {
     /// Makes `batch` durable; returns only once it is. In direct mode to Kafka, records the
     /// answer in `metrics` (delivery latency, or an error by reason).
     pub async fn deliver(&self, batch: Batch, metrics: &Metrics) -> Result<(), SinkError> {
-        let envelopes = envelope::from_batch(batch);
+        let mut envelopes = envelope::from_batch(batch);
         match self {
             Sink::Direct(output) => {
                 let mut done = vec![false; envelopes.len()];
                 let started = std::time::Instant::now();
-                let sent = output.send(&envelopes, &mut done).await;
+                let sent = loop {
+                    let sent = output.send(&envelopes, &mut done).await;
+                    // An event Kafka refuses for good goes to the dead-letter topic instead
+                    // (each envelope at most once: a dead letter is not set aside again).
+                    if let Err(SinkError::Publish(PublishError::Refused { index, source })) = &sent
+                    {
+                        if refused::set_aside(&mut envelopes, *index, source)
+                            == refused::SetAside::DeadLettered
+                        {
+                            refused::warn_dead_lettered(&envelopes, *index);
+                            continue;
+                        }
+                    }
+                    break sent;
+                };
                 // Kafka's answer, as the forwarder records it in spool mode (one per request).
                 if let Output::Kafka(_) = output.as_ref() {
                     let outcome = sent.as_ref().copied().map_err(SinkError::code);

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::envelope::Envelope;
-use super::Output;
+use super::{refused, Output, SinkError};
 use crate::metrics::Metrics;
+use crate::publish::PublishError;
 use crate::spool::Spool;
 
 /// Most records published per batch.
@@ -101,7 +102,7 @@ impl Forwarder {
             };
             last_read = Some(Instant::now());
             let since = *waiting_since.get_or_insert_with(Instant::now);
-            let mut envelopes = Vec::with_capacity(records.len());
+            let mut envelopes: Vec<Envelope> = Vec::with_capacity(records.len());
             for (seq, payload) in &records {
                 match Envelope::decode(payload) {
                     Ok(e) => envelopes.push(e),
@@ -110,7 +111,7 @@ impl Forwarder {
                     }
                 }
             }
-            if !self.publish(&envelopes, &stop, metrics, since).await {
+            if !self.publish(&mut envelopes, &stop, metrics, since).await {
                 break;
             }
             waiting_since = Some(Instant::now());
@@ -165,7 +166,7 @@ impl Forwarder {
     /// Publishes the batch, retrying what is left; false when stopped before it was all done.
     async fn publish(
         &self,
-        envelopes: &[Envelope],
+        envelopes: &mut [Envelope],
         stop: &CancellationToken,
         metrics: &Metrics,
         waiting_since: Instant,
@@ -190,6 +191,19 @@ impl Forwarder {
                     }
                     return true;
                 }
+                Err(SinkError::Publish(PublishError::Refused { index, source })) => {
+                    // Not retried as it is: the event goes to the dead-letter topic, a dead
+                    // letter Kafka refuses too to a file beside the spool.
+                    if self.set_aside(envelopes, &mut done, index, &source).await {
+                        continue;
+                    }
+                    self.report(metrics, Some(waiting_since));
+                    failures += 1;
+                    if sleep_or_stop(backoff, stop).await {
+                        return false;
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
                 Err(e) => {
                     self.report(metrics, Some(waiting_since));
                     failures += 1;
@@ -201,6 +215,57 @@ impl Forwarder {
                     }
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
+            }
+        }
+    }
+}
+
+impl Forwarder {
+    /// Sets aside the envelope at `index` that Kafka refused for good: an event becomes a dead
+    /// letter (sent next round), a dead letter is kept in the spool directory's
+    /// [`refused::KEPT_FILE`] and marked done. False when it could not be kept (retried).
+    async fn set_aside(
+        &self,
+        envelopes: &mut [Envelope],
+        done: &mut [bool],
+        index: usize,
+        why: &rdkafka::error::KafkaError,
+    ) -> bool {
+        if refused::set_aside(envelopes, index, why) == refused::SetAside::DeadLettered {
+            refused::warn_dead_lettered(envelopes, index);
+            return true;
+        }
+        let Some(envelope) = envelopes.get(index).cloned() else {
+            return false;
+        };
+        let dir = self.spool.dir().to_path_buf();
+        let kept = tokio::task::spawn_blocking(move || {
+            refused::keep(&dir, &envelope).map(|p| (p, envelope))
+        })
+        .await;
+        match kept {
+            Ok(Ok((path, envelope))) => {
+                tracing::error!(
+                    source = %envelope.source,
+                    request_id = %envelope.request_id,
+                    uid = %envelope.uid,
+                    raw_bytes = envelope.body.len(),
+                    error = %crate::telemetry::causes(why),
+                    path = %path.display(),
+                    "Kafka refused a dead letter for good; kept it in a file beside the spool instead"
+                );
+                if let Some(d) = done.get_mut(index) {
+                    *d = true;
+                }
+                true
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot keep a dead letter Kafka refused; retrying");
+                false
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot keep a dead letter Kafka refused; retrying");
+                false
             }
         }
     }

@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::foundation::{hyprwatch_source, HW_SECRET};
-use crate::harness::{hyprwatch_signature, wait_until, Gateway};
+use base64::Engine;
+
+use crate::harness::{hyprwatch_signature, read_jsonl, wait_until, Gateway};
 use crate::kafka::{consume, counts, free_port, have_tansu, shared_broker, shared_redis, Tansu};
 
 fn body(id: &str) -> Vec<u8> {
@@ -1431,4 +1433,137 @@ fn a_batch_is_deduplicated_against_redis() {
         .map(|e| e["metadata"]["uid"].as_str().unwrap_or_default().to_owned())
         .collect();
     assert_eq!(uids, ["rb-a", "rb-b", "rb-c"]);
+}
+
+/// A Hyprwatch event whose hostname holds `quotes` double quotes: its raw body grows by two
+/// bytes per quote, its OCSF event (the hostname escaped, `raw_data` escaped again) by six.
+fn quoted_body(id: &str, quotes: usize) -> Vec<u8> {
+    let host = "\\\"".repeat(quotes);
+    format!(
+        r#"{{"id":"{id}","event":"host.online","timestamp":"2024-01-15T10:35:00Z","data":{{"host_id":"h1","hostname":"{host}","platform":"linux"}}}}"#
+    )
+    .into_bytes()
+}
+
+fn send_body(client: &reqwest::blocking::Client, url: &str, body: Vec<u8>) -> u16 {
+    client
+        .post(url)
+        .header("content-type", "application/json")
+        .header(
+            "x-hyprwatch-signature",
+            hyprwatch_signature(HW_SECRET, &body),
+        )
+        .body(body)
+        .timeout(Duration::from_secs(20))
+        .send()
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// The producer's `message.max.bytes` lowered to 20,000 stands in for a topic's
+/// `max.message.bytes`: librdkafka refuses a larger record for good, as a broker does.
+const SMALL_RECORDS: &str = "[kafka.properties]\n\"message.max.bytes\" = \"20000\"\n";
+
+/// Spool mode: an event Kafka refuses for good (too large) does not hold up the records
+/// behind it. Its raw bytes go to the dead-letter topic; a body too large even for that is
+/// kept in `refused.jsonl` beside the spool. Nothing the gateway acknowledged is lost.
+#[test]
+fn spool_mode_sets_aside_an_event_kafka_refuses_for_good() {
+    let Some(brokers) = shared_broker("spool_mode_sets_aside_an_event_kafka_refuses_for_good")
+    else {
+        return;
+    };
+    let topic = topic();
+    let mut spool = PathBuf::new();
+    let gw = Gateway::start_with(|dir| {
+        spool = dir.join("spool");
+        kafka_config(dir, &brokers, &topic, "spool", SMALL_RECORDS)
+    });
+    let c = client();
+    let url = gw.url("/ingest/hyprwatch");
+    // Raw ≈ 12 KB fits a record; its OCSF event (≈ 40 KB) does not.
+    let too_large_ocsf = quoted_body("big_ocsf", 6_000);
+    // Raw ≈ 50 KB: neither the event nor its dead letter fits.
+    let too_large_raw = quoted_body("big_raw", 25_000);
+    assert_eq!(send_body(&c, &url, body("before")), 200);
+    assert_eq!(send_body(&c, &url, too_large_ocsf.clone()), 200);
+    assert_eq!(send_body(&c, &url, too_large_raw.clone()), 200);
+    assert_eq!(send_body(&c, &url, body("after")), 200);
+
+    let events = consume(&brokers, &topic, 2, Duration::from_secs(30));
+    let keys: HashSet<_> = events.iter().map(|m| m.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        HashSet::from(["before", "after"]),
+        "the forwarder moved on"
+    );
+    let dead = consume(
+        &brokers,
+        &format!("{topic}-dlq"),
+        1,
+        Duration::from_secs(30),
+    );
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].key, "big_ocsf");
+    assert_eq!(dead[0].value, too_large_ocsf, "the raw bytes as sent");
+    assert_eq!(dead[0].headers["dead_letter.reason_code"], "kafka_refused");
+
+    let kept_file = spool.join("refused.jsonl");
+    assert!(
+        wait_until(Duration::from_secs(10), || kept_file.exists()),
+        "{}",
+        gw.logs()
+    );
+    let kept = read_jsonl(&kept_file);
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(kept[0]["uid"], "big_raw");
+    assert_eq!(kept[0]["reason_code"], "kafka_refused");
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(kept[0]["raw_base64"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(raw, too_large_raw);
+    let logs = gw.logs();
+    assert!(logs.contains("Kafka refused an event for good"), "{logs}");
+    assert!(
+        logs.contains("kept it in a file beside the spool"),
+        "{logs}"
+    );
+    assert!(
+        gw.metrics()
+            .contains("hookgate_kafka_delivery_errors_total{reason=\"kafka_refused\"}"),
+        "{}",
+        gw.metrics()
+    );
+}
+
+/// Direct mode: an event Kafka refuses for good is answered 2xx once its raw bytes are on the
+/// dead-letter topic; one whose dead letter is refused too is answered 503 (not durable).
+#[test]
+fn direct_mode_dead_letters_an_event_kafka_refuses_for_good() {
+    let Some(brokers) = shared_broker("direct_mode_dead_letters_an_event_kafka_refuses_for_good")
+    else {
+        return;
+    };
+    let topic = topic();
+    let gw =
+        Gateway::start_with(|dir| kafka_config(dir, &brokers, &topic, "direct", SMALL_RECORDS));
+    let c = client();
+    let url = gw.url("/ingest/hyprwatch");
+    let too_large_ocsf = quoted_body("big_ocsf", 6_000);
+    assert_eq!(send_body(&c, &url, too_large_ocsf.clone()), 200);
+    assert_eq!(send_body(&c, &url, quoted_body("big_raw", 25_000)), 503);
+    assert_eq!(send_body(&c, &url, body("after")), 200);
+    let dead = consume(
+        &brokers,
+        &format!("{topic}-dlq"),
+        1,
+        Duration::from_secs(30),
+    );
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].key, "big_ocsf");
+    assert_eq!(dead[0].value, too_large_ocsf);
+    let events = consume(&brokers, &topic, 1, Duration::from_secs(30));
+    let keys: Vec<_> = events.iter().map(|m| m.key.as_str()).collect();
+    assert_eq!(keys, ["after"]);
 }
