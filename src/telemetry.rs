@@ -53,23 +53,27 @@ pub fn parse_filter(text: &str) -> Result<EnvFilter, String> {
     EnvFilter::try_new(directives.join(",")).map_err(|e| e.to_string())
 }
 
-/// Headers whose values are never logged.
-pub const SECRET_HEADERS: &[&str] = &[
+/// Words that make a name (a header, a JSON field) name a secret, lowercase with `_` for any
+/// `-`: the one list of them (the status page's redaction, parser definitions' headers).
+const SECRET_WORDS: &[&str] = &[
+    "secret",
+    "token",
+    "password",
+    "passwd",
     "authorization",
-    "proxy-authorization",
+    "api_key",
+    "apikey",
+    "signature",
+    "credential",
     "cookie",
-    "svix-signature",
-    "webhook-signature",
-    "x-hyprwatch-signature",
+    "private_key",
 ];
 
-/// A header value fit for a log line: secrets become `***`.
-pub fn redact_header<'a>(name: &str, value: &'a str) -> &'a str {
-    if SECRET_HEADERS.iter().any(|h| h.eq_ignore_ascii_case(name)) {
-        "***"
-    } else {
-        value
-    }
+/// True when `name` (a header or field name, any case, `-` or `_`) looks like it holds a
+/// secret: its value is never shown, logged or copied into an event.
+pub fn names_a_secret(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase().replace('-', "_");
+    SECRET_WORDS.iter().any(|w| lower.contains(w))
 }
 
 /// An error and its causes, `: `-joined (the disk's "No space left on device" under "spool
@@ -133,12 +137,19 @@ mod tests {
     }
 
     #[test]
-    fn redacts_authorization_and_signatures() {
-        assert_eq!(redact_header("Authorization", "Bearer x"), "***");
-        assert_eq!(redact_header("svix-signature", "v1,abc"), "***");
-        assert_eq!(
-            redact_header("content-type", "application/json"),
-            "application/json"
-        );
+    fn names_of_secrets_in_any_spelling() {
+        for name in [
+            "Authorization",
+            "svix-signature",
+            "X-Api-Key",
+            "x_api_key",
+            "client_secret",
+            "Cookie",
+        ] {
+            assert!(names_a_secret(name), "{name}");
+        }
+        for name in ["content-type", "svix-id", "webhook-timestamp", "hostname"] {
+            assert!(!names_a_secret(name), "{name}");
+        }
     }
 }

@@ -3,21 +3,6 @@
 use bytes::Bytes;
 use serde_json::Value;
 
-/// Field names whose values are replaced (case-insensitive substring match).
-const SECRET_NAMES: &[&str] = &[
-    "secret",
-    "token",
-    "password",
-    "passwd",
-    "authorization",
-    "api_key",
-    "apikey",
-    "signature",
-    "credential",
-    "cookie",
-    "private_key",
-];
-
 /// A stored event as the status shows it: `raw_data` removed, fields named like secrets
 /// replaced, strings over 512 characters cut.
 pub fn redact(event: &Bytes) -> Value {
@@ -36,8 +21,7 @@ fn scrub(value: &mut Value) {
     match value {
         Value::Object(map) => {
             for (key, v) in map.iter_mut() {
-                let lower = key.to_ascii_lowercase();
-                if SECRET_NAMES.iter().any(|s| lower.contains(s)) {
+                if crate::telemetry::names_a_secret(key) {
                     *v = Value::String("[redacted]".into());
                 } else {
                     scrub(v);

@@ -600,7 +600,14 @@ fn template(t: &str) -> Res<Vec<Piece>> {
     Ok(pieces)
 }
 
+/// A header a parser may read: never one named like a secret (`Authorization`, a signature,
+/// an API key), whose value would otherwise be copied into events on Kafka.
 fn header_name(h: &str) -> Res<HeaderName> {
+    if crate::telemetry::names_a_secret(h) {
+        return Err(format!(
+            "{h:?} names a secret (credentials, signatures): a parser may not read it"
+        ));
+    }
     HeaderName::from_bytes(h.as_bytes()).map_err(|_| format!("{h:?} is not a header name"))
 }
 

@@ -492,3 +492,23 @@ fn an_array_where_one_value_belongs_is_converted_whole_unless_an_aggregate_says_
     assert_eq!(e.fields["metadata"]["labels"], json!(["7"]));
     assert_eq!(e.fields["severity_id"], 7);
 }
+
+/// A parser may not copy a credential or signature header into events (they go to Kafka).
+#[test]
+fn a_parser_may_not_read_a_secret_header() {
+    let route =
+        "[id]\nhash = \"t\"\nwindow = \"1h\"\n[[route]]\nname = \"a\"\nclass = 0\nactivity = 99\n";
+    for header in [
+        "Authorization",
+        "svix-signature",
+        "x-api-key",
+        "X-Webhook-Secret",
+    ] {
+        let def = format!("{route}map = [ {{ to = \"unmapped.h\", header = \"{header}\" }} ]\n");
+        let err = parser(&def).unwrap_err();
+        assert_eq!(err.code(), "definition_invalid");
+        assert!(err.to_string().contains("names a secret"), "{err}");
+    }
+    let fine = format!("{route}map = [ {{ to = \"unmapped.h\", header = \"svix-id\" }} ]\n");
+    assert!(parser(&fine).is_ok());
+}
