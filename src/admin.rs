@@ -29,7 +29,9 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: Cancellat
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
+                    // Out of file descriptors, say: wait rather than spin on the error.
                     tracing::warn!(error = %e, "admin accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                     continue;
                 }
             },

@@ -161,6 +161,9 @@ const SECRET_KEYS: &[&str] = &[
     "redis_url",
 ];
 
+/// Longest `[dedup] reservation_ttl_s`: a day (a reservation only spans one delivery).
+const MAX_RESERVATION_TTL_S: u64 = 86_400;
+
 /// Whether the line at `at` may hold a secret: it names a secret key, sits under
 /// `[kafka.properties]`, or names no key at all (a value of a list or table spread over
 /// lines). Errors on other lines are shown as toml words them.
@@ -625,10 +628,10 @@ fn delivery_problems(config: &Config, add: &mut impl FnMut(String, String)) {
             ),
         );
     }
-    if dedup.reservation_ttl_s == 0 {
+    if !(1..=MAX_RESERVATION_TTL_S).contains(&dedup.reservation_ttl_s) {
         add(
             "dedup.reservation_ttl_s".into(),
-            "must be at least 1".into(),
+            format!("must be between 1 and {MAX_RESERVATION_TTL_S} (a day)"),
         );
     }
     if dedup.max_entries == 0 {

@@ -34,7 +34,7 @@ pub struct DedupConfig {
     /// How long an id stays reserved while its request is being delivered, in seconds. A
     /// crash mid-request frees the id after this; with Redis, the reservations of a call that
     /// failed (Redis stalled or gone) are released once Redis answers, tried for this long
-    /// (a failed commit for an hour). Default 120.
+    /// (a failed commit for an hour). Default 120; at most 86400 (a day).
     #[serde(default = "default_reservation_ttl_s")]
     pub reservation_ttl_s: u64,
     /// A request carrying an event that another request is delivering right now (the

@@ -130,6 +130,15 @@ max_entries = 0
         assert!(load("[dedup]\nwindow_s = 315360000\n").is_ok());
     }
 
+    /// A huge reservation lifetime would overflow the Redis settler's clock (a panic).
+    #[test]
+    fn a_reservation_ttl_past_a_day_is_refused() {
+        let err = load("[dedup]\nreservation_ttl_s = 9223372036854775807\n").unwrap_err();
+        assert!(err.contains("dedup.reservation_ttl_s"), "{err}");
+        assert!(load("[dedup]\nreservation_ttl_s = 0\n").is_err());
+        assert!(load("[dedup]\nreservation_ttl_s = 86400\n").is_ok());
+    }
+
     #[test]
     fn kafka_properties_are_secrets_and_unknown_keys_are_refused() {
         let c =
