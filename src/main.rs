@@ -72,6 +72,9 @@ fn check(path: &Path) -> ExitCode {
                         source.name
                     );
                 }
+                if let Some(w) = hookgate::sink::jsonl::durability_warning(&config) {
+                    eprintln!("warning: {w}");
+                }
                 if config.delivery_mode() == hookgate::config::DeliveryMode::Spool {
                     if let Some(w) = hookgate::spool::volume::warning(&config.spool) {
                         eprintln!("warning: {w}");

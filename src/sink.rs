@@ -7,7 +7,8 @@
 //! [`Sink::deliver`]; in spool mode the [`forward::Forwarder`] publishes in the background.
 //!
 //! Modes (`[delivery] mode`): `spool` is the default with `[kafka]`; without `[kafka]` the
-//! default is `direct` to the JSON-lines file (already fsynced per request). `spool` in front
+//! default is `direct` to the JSON-lines file (synced before each answer; standard output, the
+//! default path, cannot be synced, and `serve` and `check` say so). `spool` in front
 //! of the JSON-lines file also works (the forwarder writes the file).
 
 pub mod envelope;
@@ -221,7 +222,12 @@ impl Sink {
     pub async fn build(config: &Config) -> Result<(Sink, SinkTasks), SinkBuildError> {
         let mode = config.delivery_mode();
         let output = match &config.kafka {
-            None => Output::Jsonl(jsonl::JsonlSink::open(&config.sink)?),
+            None => {
+                if let Some(w) = jsonl::durability_warning(config) {
+                    tracing::warn!("{w}");
+                }
+                Output::Jsonl(jsonl::JsonlSink::open(&config.sink)?)
+            }
             Some(k) => {
                 let kafka_error = |source| SinkBuildError::Kafka {
                     brokers: k.brokers.clone(),

@@ -10,7 +10,9 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub struct SinkConfig {
     /// JSON-lines output: `"-"` for standard output, or a file path that is appended to and
-    /// synced before each acknowledgement. Default `"-"`. Example: `"/var/lib/hookgate/events.jsonl"`.
+    /// synced before each acknowledgement. Standard output cannot be synced, so in direct mode
+    /// a 2xx then means written to the pipe, not durable (`serve` and `check` warn). Default
+    /// `"-"`. Example: `"/var/lib/hookgate/events.jsonl"`.
     #[serde(default = "default_path")]
     pub path: PathBuf,
     /// Where events that could not be parsed or mapped are written, with their raw bytes and

@@ -61,6 +61,24 @@ pub struct JsonlSink {
     separate_dead_letters: bool,
 }
 
+/// The warning for a JSON-lines sink that cannot be synced: standard output in direct mode
+/// (the default without `[kafka]`), where a 2xx means written to a pipe, not durable. `None`
+/// for files, and in spool mode (the spool is synced before the answer).
+pub fn durability_warning(config: &crate::config::Config) -> Option<String> {
+    let stdout = |p: &Path| p == Path::new("-");
+    let to_stdout =
+        stdout(&config.sink.path) || config.sink.dead_letter_path.as_deref().is_some_and(stdout);
+    (config.kafka.is_none()
+        && config.delivery_mode() == crate::config::DeliveryMode::Direct
+        && to_stdout)
+        .then(|| {
+            "[sink] writes events to standard output, which cannot be synced: a 2xx then means \
+             written to the pipe, not durable. Set [sink] path (and dead_letter_path) to a file, \
+             [delivery] mode = \"spool\", or configure [kafka]"
+                .to_owned()
+        })
+}
+
 fn open(path: &Path) -> Result<Output, SinkBuildError> {
     if path == Path::new("-") {
         return Ok(Output::Stdout);

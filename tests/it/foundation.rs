@@ -779,7 +779,12 @@ fn a_shutdown_delay_serves_new_connections_while_not_ready() {
 fn check_accepts_a_good_config_and_rejects_a_bad_one_precisely() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.toml");
-    std::fs::write(&good, hyprwatch_source()).unwrap();
+    let events = dir.path().join("events.jsonl");
+    std::fs::write(
+        &good,
+        format!("[sink]\npath = {events:?}\n{}", hyprwatch_source()),
+    )
+    .unwrap();
     let out = std::process::Command::new(crate::harness::binary())
         .args(["check", "--config"])
         .arg(&good)
@@ -790,7 +795,26 @@ fn check_accepts_a_good_config_and_rejects_a_bad_one_precisely() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.stderr.is_empty());
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Events to standard output (the default path) pass, with a warning: a pipe cannot be
+    // synced, so a 2xx would not mean durable.
+    let piped = dir.path().join("piped.toml");
+    std::fs::write(&piped, hyprwatch_source()).unwrap();
+    let out = std::process::Command::new(crate::harness::binary())
+        .args(["check", "--config"])
+        .arg(&piped)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("standard output, which cannot be synced"),
+        "{err}"
+    );
     // A source open to anyone passes, loudly.
     let open = dir.path().join("open.toml");
     std::fs::write(
