@@ -323,12 +323,14 @@ impl Health {
             return Vec::new();
         };
         let empty = Track::default();
-        sources
+        // The stored events are redacted (parsed, up to 64 KiB each) after the lock is
+        // released: every request takes it to count itself.
+        let reports: Vec<(SourceReport, Vec<bytes::Bytes>)> = sources
             .into_iter()
             .map(|info| {
                 let t = tracks.get(&info.name).unwrap_or(&empty);
                 let (health, reason) = derive(&info, t, self.started, now, auth_window);
-                SourceReport {
+                let report = SourceReport {
                     health,
                     reason,
                     last_event_at: t.last_event.map(rfc3339),
@@ -343,11 +345,20 @@ impl Health {
                         .rev()
                         .map(|(at, reason)| serde_json::json!({"at": rfc3339(*at), "reason": reason}))
                         .collect(),
-                    recent_events: t.recent.iter().rev().map(redact).collect(),
+                    recent_events: Vec::new(),
                     name: info.name,
                     vendor: info.vendor,
                     route: info.route,
-                }
+                };
+                (report, t.recent.iter().rev().cloned().collect())
+            })
+            .collect();
+        drop(tracks);
+        reports
+            .into_iter()
+            .map(|(mut report, recent)| {
+                report.recent_events = recent.iter().map(redact).collect();
+                report
             })
             .collect()
     }
