@@ -165,7 +165,8 @@ struct Inner {
 /// The in-process dedup store.
 #[derive(Debug)]
 pub struct MemoryStore {
-    inner: Mutex<Inner>,
+    /// Shared with the journal's compaction thread, which copies the live keys itself.
+    inner: Arc<Mutex<Inner>>,
     /// Tick 0 of the store's clock.
     epoch: Instant,
     max_entries: usize,
@@ -178,7 +179,7 @@ impl MemoryStore {
     /// A store holding at most `max_entries` keys, without a journal.
     pub fn new(max_entries: usize, reservation_ttl: Duration) -> MemoryStore {
         MemoryStore {
-            inner: Mutex::new(Inner::default()),
+            inner: Arc::new(Mutex::new(Inner::default())),
             epoch: Instant::now(),
             max_entries,
             reservation_ttl,
@@ -196,7 +197,7 @@ impl MemoryStore {
         let now = store.now();
         let wall = SystemTime::now();
         let mut loaded = 0usize;
-        if let Ok(inner) = store.inner.get_mut() {
+        if let Ok(mut inner) = store.inner.lock() {
             // Sorted by expiry, so one queue holds them all; a key journaled twice keeps its
             // latest expiry.
             let mut replayed: Vec<(Tick, Fingerprint, SystemTime)> = journal
@@ -306,19 +307,22 @@ impl MemoryStore {
         }
     }
 
-    /// Snapshots the live keys and hands them to a thread that rewrites the journal, so the
-    /// committing request does not wait for a file of up to `2 * max_entries` lines.
+    /// Starts a thread that snapshots the live keys and rewrites the journal with them, so
+    /// the committing request waits for neither the copy (≈ 47 ms at a million ids) nor a
+    /// file of up to `2 * max_entries` lines.
     fn compact_in_background(&self, journal: &Arc<Journal>) {
         if !journal.begin_compaction() {
             return;
         }
-        // Taken after `begin_compaction`: a key committed from now on is kept aside.
-        let live = self.committed();
+        // Began before the copy: a key committed from now on is kept aside.
         let for_thread = Arc::clone(journal);
+        let (inner, epoch) = (Arc::clone(&self.inner), self.epoch);
         let spawned = std::thread::Builder::new()
             .name("dedup-compact".to_owned())
             .spawn(move || {
-                let live = live.into_iter().map(|(k, t)| (k.to_hex(), t));
+                let live = committed(&inner, epoch)
+                    .into_iter()
+                    .map(|(k, t)| (k.to_hex(), t));
                 if let Err(e) = for_thread.finish_compaction(live) {
                     tracing::warn!(error = %e, "cannot compact the dedup journal");
                 }
@@ -327,33 +331,6 @@ impl MemoryStore {
             tracing::warn!(error = %e, "cannot start the dedup journal compaction");
             journal.cancel_compaction();
         }
-    }
-
-    /// The committed keys still in their window, with their wall-clock expiry (32 bytes
-    /// each: the text is formatted by the compaction thread, not under the store's lock).
-    /// Copied one shard per lock hold: at a million ids one hold for the whole copy took 47 ms
-    /// in a single-threaded run, every request waiting (a 10-minute soak at 5,000 requests/s
-    /// saw ≈ 250 ms and 503s at its compaction). A key committed meanwhile is in the journal's
-    /// kept-aside lines; one evicted meanwhile may still be copied, which replay bounds by the
-    /// cap. The expiry written is the tick held, so up to a second past the journaled one: a
-    /// compaction (one per `2 * max_entries` commits) may hold an id that much longer.
-    fn committed(&self) -> Vec<(Fingerprint, SystemTime)> {
-        let now = self.now();
-        let wall = SystemTime::now();
-        let mut out = Vec::with_capacity(self.len());
-        for shard in 0..KeyMap::<Entry>::SHARDS {
-            let Ok(inner) = self.inner.lock() else {
-                return out;
-            };
-            out.extend(
-                inner
-                    .entries
-                    .shard_iter(shard)
-                    .filter(|(_, e)| e.state() == State::Committed && e.expires() > tick(now))
-                    .map(|(k, e)| (*k, wall + left(e.expires(), now))),
-            );
-        }
-        out
     }
 
     /// Forgets a reservation whose delivery failed, so the vendor's retry is accepted.
@@ -513,6 +490,33 @@ impl Inner {
             }
         }
     }
+}
+
+/// The committed keys still in their window, with their wall-clock expiry (32 bytes each:
+/// the text is formatted by the compaction thread, not under the store's lock). Copied one
+/// shard per lock hold: at a million ids one hold for the whole copy took 47 ms in a
+/// single-threaded run, every request waiting (a 10-minute soak at 5,000 requests/s saw
+/// ≈ 250 ms and 503s at its compaction). A key committed meanwhile is in the journal's
+/// kept-aside lines; one evicted meanwhile may still be copied, which replay bounds by the
+/// cap. The expiry written is the tick held, so up to a second past the journaled one: a
+/// compaction (one per `2 * max_entries` commits) may hold an id that much longer.
+fn committed(inner: &Mutex<Inner>, epoch: Instant) -> Vec<(Fingerprint, SystemTime)> {
+    let now = epoch.elapsed();
+    let wall = SystemTime::now();
+    let mut out = Vec::with_capacity(inner.lock().map(|i| i.entries.len()).unwrap_or(0));
+    for shard in 0..KeyMap::<Entry>::SHARDS {
+        let Ok(inner) = inner.lock() else {
+            return out;
+        };
+        out.extend(
+            inner
+                .entries
+                .shard_iter(shard)
+                .filter(|(_, e)| e.state() == State::Committed && e.expires() > tick(now))
+                .map(|(k, e)| (*k, wall + left(e.expires(), now))),
+        );
+    }
+    out
 }
 
 #[cfg(test)]
