@@ -421,8 +421,7 @@ impl Verifier {
     }
 }
 
-/// Request facts the checks may use.
-#[derive(Debug)]
+/// Request facts the checks may use. Its `Debug` shows no header value or path token.
 pub struct Head<'a> {
     /// Headers as received.
     pub headers: &'a HeaderMap,
@@ -432,6 +431,17 @@ pub struct Head<'a> {
     pub client: IpAddr,
     /// Secret path segment, when the route has one (never logged).
     pub path_token: Option<&'a str>,
+}
+
+impl std::fmt::Debug for Head<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Head")
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("peer", &self.peer)
+            .field("client", &self.client)
+            .field("path_token", &self.path_token.map(|_| "***"))
+            .finish()
+    }
 }
 
 /// Checks that need no body (address allowlist, path token, Basic, API key, static header,

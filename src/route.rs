@@ -98,8 +98,8 @@ impl RequestId {
     }
 }
 
-/// A request as accepted from the connection, body still unread.
-#[derive(Debug)]
+/// A request as accepted from the connection, body still unread. Its `Debug` shows neither
+/// headers (credentials, signatures) nor the URI (it may end in a secret path token).
 pub struct Incoming {
     /// Request id (echoed in `X-Request-Id`).
     pub request_id: RequestId,
@@ -111,6 +111,16 @@ pub struct Incoming {
     pub parts: Parts,
     /// The unread body.
     pub body: hyper::body::Incoming,
+}
+
+impl std::fmt::Debug for Incoming {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Incoming")
+            .field("request_id", &self.request_id)
+            .field("peer", &self.peer)
+            .field("method", &self.parts.method)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Incoming {
@@ -129,7 +139,6 @@ impl Incoming {
 }
 
 /// A request matched to its source.
-#[derive(Debug)]
 pub struct Routed {
     /// The request.
     pub incoming: Incoming,
@@ -137,6 +146,16 @@ pub struct Routed {
     pub source: Arc<Source>,
     /// The last path segment when the source takes a secret path token (never logged).
     pub path_token: Option<String>,
+}
+
+impl std::fmt::Debug for Routed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Routed")
+            .field("incoming", &self.incoming)
+            .field("source", &self.source.name)
+            .field("path_token", &self.path_token.as_ref().map(|_| "***"))
+            .finish()
+    }
 }
 
 /// Why no source takes this request.

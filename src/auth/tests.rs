@@ -450,3 +450,20 @@ fn credential_repeated() {
     let e = check_before_body(&v, &head(&twice, "192.0.2.1", None)).unwrap_err();
     assert!(matches!(e, AuthError::AddressNotAllowed));
 }
+
+/// A request's facts may reach a log line through `{:?}`: no credential or path token then.
+#[test]
+fn debug_of_a_head_shows_no_credential() {
+    let h = hdr(&[
+        ("authorization", "Bearer s3cr3t-value"),
+        ("x-api-key", "k3y-value"),
+    ]);
+    let text = format!("{:?}", head(&h, "10.0.0.1", Some("path-t0ken")));
+    for secret in ["s3cr3t-value", "k3y-value", "path-t0ken"] {
+        assert!(!text.contains(secret), "{text}");
+    }
+    assert!(
+        text.contains("authorization") && text.contains("***"),
+        "{text}"
+    );
+}

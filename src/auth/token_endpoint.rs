@@ -192,12 +192,20 @@ fn as_form(headers: &http::HeaderMap, body: &[u8]) -> Option<Vec<u8>> {
     Some(form.finish().into_bytes())
 }
 
-/// A granted token.
-#[derive(Debug)]
+/// A granted token (its `Debug` does not show it).
 struct Granted {
     token: String,
     source: String,
     scope: Option<String>,
+}
+
+impl std::fmt::Debug for Granted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Granted")
+            .field("source", &self.source)
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The decision, apart from HTTP: parameters and Basic credentials → token or error.
