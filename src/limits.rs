@@ -1,7 +1,8 @@
 //! Protection, between route and body: rate limits per source and per client address, and the
 //! global cap on requests in flight, and a share of it per client address.
 //!
-//! Input: the matched source's name and the TCP peer address. Output: an [`Admitted`] permit
+//! Input: the matched source's name and the client address (the TCP peer, or what a trusted
+//! proxy says it forwarded). Output: an [`Admitted`] permit
 //! that the request holds until it is answered. Fails with [`LimitError`]: 429 (over a rate)
 //! or 503 (too many requests in flight), both with `Retry-After`. It runs before the body is
 //! read, so a refused request costs no body memory. Memory is bounded: one bucket per
@@ -36,7 +37,6 @@ pub struct Protection {
     per_address: Option<Arc<AddressLimiter>>,
 }
 
-/// Per-address buckets with a bounded table.
 /// One source's bucket, with the quota it was built for (a reload keeps a bucket whose
 /// quota did not change).
 struct SourceLimiter {
@@ -44,6 +44,7 @@ struct SourceLimiter {
     limiter: Arc<DefaultDirectRateLimiter>,
 }
 
+/// Per-address buckets with a bounded table.
 struct AddressLimiter {
     quota: Quota,
     max_tracked: usize,

@@ -1,7 +1,8 @@
 //! The trip of a request, in order: the table of contents of the service.
 //!
-//! listener → **route → body → auth → split → dedup → parse → normalize → spool/publish →
-//! respond**. Each stage is one call below; none is hidden in a wrapper. The sender gets a
+//! listener → **route → auth (head) → body → auth (raw bytes) → split → dedup → parse +
+//! normalize → spool/publish → respond**. Each stage is one call below (parse and normalize
+//! one call per event, `normalize::events`). The sender gets a
 //! 2xx only after `sink.deliver` returned, i.e. once its events are durable.
 
 use std::net::{IpAddr, SocketAddr};

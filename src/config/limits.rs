@@ -171,8 +171,8 @@ fn default_max_decompressed_bytes() -> u64 {
 fn default_max_events_per_request() -> usize {
     1000
 }
-// 256 × the 8 MiB decompression cap bounds request buffers at 2 GiB in the worst case;
-// typical webhooks are a few KB, so this is far above normal vendor concurrency.
+// 256 bodies of `max_body_bytes` as read, plus the shared 64 MiB inflate budget, bound request
+// buffers; typical webhooks are a few KB, so this is far above normal vendor concurrency.
 fn default_max_in_flight_requests() -> usize {
     256
 }

@@ -2,7 +2,9 @@
 //!
 //! Input: durable spool records. Output: each batch published and acknowledged, then
 //! `spool.ack` (which trims whole segments). While the output fails it retries the batch's
-//! unacknowledged envelopes with capped backoff, and never skips one; on shutdown it stops
+//! unacknowledged envelopes with capped backoff. It skips none but a record that passed its
+//! checksum yet is no envelope this version wrote (logged at error); a record Kafka refuses for
+//! good is set aside (`refused.rs`), not retried. On shutdown it stops
 //! without acknowledging the batch in hand, so it is forwarded again after restart
 //! (at-least-once; Kafka consumers see the dedup id as the message key).
 

@@ -17,7 +17,8 @@ use tokio::sync::{mpsc, OnceCell};
 
 /// Longest wait for one entry: a request never waits on Redis longer than this for a cache.
 pub const FETCH_TIMEOUT: Duration = Duration::from_millis(250);
-/// Writes queued for Redis at most; past it a write is dropped (counted in the debug log).
+/// Writes queued for Redis at most; past it a write is dropped (told in the debug log;
+/// the entry stays in this instance's cache).
 const QUEUED_WRITES: usize = 10_000;
 
 /// One write: the full key, the entry's JSON text, its TTL.
