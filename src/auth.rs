@@ -444,10 +444,18 @@ impl std::fmt::Debug for Head<'_> {
     }
 }
 
+/// A request head that passed [`check_before_body`]: what [`verify`] takes, so the checks
+/// without a body cannot be left out of the trip.
+#[derive(Debug)]
+pub struct HeadChecked<'a>(Head<'a>);
+
 /// Checks that need no body (address allowlist, path token, Basic, API key, static header,
 /// access token), in that order; stops at the first failure. After the address checks and
 /// before any other, every header a credential check reads must come at most once.
-pub fn check_before_body(verifier: &Verifier, head: &Head<'_>) -> Result<(), AuthError> {
+pub fn check_before_body<'a>(
+    verifier: &Verifier,
+    head: Head<'a>,
+) -> Result<HeadChecked<'a>, AuthError> {
     let now = oauth::now_s();
     let addresses = verifier
         .schemes
@@ -478,15 +486,16 @@ pub fn check_before_body(verifier: &Verifier, head: &Head<'_>) -> Result<(), Aut
         };
         checked.map_err(|e| verifier.answer(e))?;
     }
-    Ok(())
+    Ok(HeadChecked(head))
 }
 
-/// Checks over the exact raw body (HMAC, Svix). Runs after [`check_before_body`].
+/// Checks over the exact raw body (HMAC, Svix), of a head [`check_before_body`] passed.
 pub fn verify(
     verifier: &Verifier,
-    head: &Head<'_>,
+    head: &HeadChecked<'_>,
     raw: &[u8],
 ) -> Result<Authenticated, AuthError> {
+    let head = &head.0;
     for scheme in &verifier.schemes {
         let verified = match scheme {
             Scheme::Hmac(h) => h.verify(head.headers, raw),

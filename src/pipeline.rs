@@ -170,7 +170,7 @@ async fn trip(
     };
 
     // 4a. auth, the checks that need no body (so refusals cost no body read)
-    auth::check_before_body(&source.verifier, &head)?;
+    let head = auth::check_before_body(&source.verifier, head)?;
 
     // 3. body
     let limits = BodyLimits {
