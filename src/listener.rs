@@ -259,9 +259,38 @@ fn closed_with_error(e: &(dyn std::error::Error + 'static), peer: SocketAddr, st
     if head_timed_out {
         let what = format_args!("request head not complete within the header read timeout");
         refusal::closed_unanswered(state, peer, "request_timeout", what);
+    } else if let Some((reason, h2)) = http2_refusal(e) {
+        let what = format_args!("HTTP/2 connection ended for the client's frames: {h2}");
+        refusal::closed_unanswered(state, peer, reason, what);
     } else {
         tracing::debug!(error = %e, "connection closed with error");
     }
+}
+
+/// The refusal code when hyper's HTTP/2 side ended the connection because of what the client
+/// sent (a GOAWAY of ours: a protocol or flow-control error, or `ENHANCE_YOUR_CALM` for a
+/// flood of resets, CONTINUATION or empty frames); `None` for anything else (the client
+/// going away, or its own GOAWAY).
+fn http2_refusal<'e>(
+    e: &'e (dyn std::error::Error + 'static),
+) -> Option<(&'static str, &'e h2::Error)> {
+    let mut source = Some(e);
+    while let Some(err) = source {
+        if let Some(h2) = err.downcast_ref::<h2::Error>() {
+            if h2.is_remote() || h2.is_io() {
+                return None;
+            }
+            let code = match h2.reason()? {
+                h2::Reason::ENHANCE_YOUR_CALM => "http2_flood",
+                h2::Reason::FLOW_CONTROL_ERROR => "http2_flow_control_error",
+                h2::Reason::NO_ERROR | h2::Reason::CANCEL => return None,
+                _ => "http2_protocol_error",
+            };
+            return Some((code, h2));
+        }
+        source = err.source();
+    }
+    None
 }
 
 /// What a connection's [`Idle`] wrapper needs, gathered before its stream exists (after

@@ -1,6 +1,6 @@
 //! Foundation scenarios: route, body, split, sink, shutdown, `check`.
 
-use crate::harness::{hyprwatch_signature, Gateway};
+use crate::harness::{hyprwatch_signature, wait_until, Gateway};
 use sha2::Digest as _;
 
 pub const HW_SECRET: &str = "whsec_test_foundation";
@@ -979,6 +979,52 @@ fn http2_connections_that_send_frames_but_no_request_are_closed() {
         assert!(took < Duration::from_secs(4), "open for {took:?}");
         keep_sending.join().unwrap();
     }
+}
+
+/// HTTP/2 connections hyper's HTTP/2 side ends for what the client sent (a flood of empty
+/// CONTINUATION frames, a window update past 2^31 - 1) are refusals like any other: counted
+/// by reason and logged with the client, where they left no trace before.
+#[test]
+fn http2_connections_ended_for_a_flood_or_a_protocol_error_are_counted_and_logged() {
+    use std::io::Write;
+    let gw = Gateway::start(&hyprwatch_source());
+    let frame = |kind: u8, flags: u8, stream: u32, payload: &[u8]| {
+        let len = u32::try_from(payload.len()).unwrap().to_be_bytes();
+        let mut f = vec![len[1], len[2], len[3], kind, flags];
+        f.extend_from_slice(&stream.to_be_bytes());
+        f.extend_from_slice(payload);
+        f
+    };
+    let mut flood = frame(1, 0, 1, &[0x83]);
+    for _ in 0..20_000 {
+        flood.extend(frame(9, 0, 1, &[]));
+    }
+    let overflow = frame(8, 0, 0, &0x7fff_ffffu32.to_be_bytes());
+    for (frames, reason) in [
+        (flood, "http2_flood"),
+        (overflow, "http2_flow_control_error"),
+    ] {
+        let mut s = std::net::TcpStream::connect(gw.addr).unwrap();
+        s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap();
+        s.write_all(&frame(4, 0, 0, &[])).unwrap();
+        let _ = s.write_all(&frames);
+        let _ = until_closed(&mut s);
+        let counted = format!(
+            "hookgate_rejections_total{{reason=\"{reason}\",source=\"unmatched\",stage=\"listener\"}} 1"
+        );
+        assert!(
+            wait_until(std::time::Duration::from_secs(5), || gw
+                .metrics()
+                .contains(&counted)),
+            "{counted} missing:\n{}",
+            gw.metrics()
+        );
+    }
+    let logs = gw.logs();
+    assert!(
+        logs.contains("HTTP/2 connection ended for the client's frames"),
+        "{logs}"
+    );
 }
 
 #[test]
