@@ -51,6 +51,13 @@ pub enum BodyError {
         /// The header value (truncated).
         encoding: String,
     },
+    /// Sender's fault: a `Transfer-Encoding` coding other than `chunked` (HTTP/1.1 would
+    /// hand its bytes on undecoded; RFC 9112 §6.1: 501).
+    #[error("unsupported transfer coding {coding:?}; send chunked or Content-Length")]
+    UnsupportedTransferCoding {
+        /// The coding (truncated).
+        coding: String,
+    },
     /// Sender's fault: a `Content-Type` that is not JSON.
     #[error("unsupported content type {content_type:?}; send application/json")]
     UnsupportedMediaType {
@@ -77,6 +84,24 @@ enum Encoding {
     Identity,
     Gzip,
     Deflate,
+}
+
+/// Refuses a transfer coding other than `chunked`: hyper takes the chunks off and would hand
+/// on bytes still in, say, gzip (a `Content-Encoding` is what this gateway decodes).
+fn transfer_codings(headers: &HeaderMap) -> Result<(), BodyError> {
+    for value in headers.get_all(http::header::TRANSFER_ENCODING) {
+        let text = String::from_utf8_lossy(value.as_bytes());
+        let unknown = text
+            .split(',')
+            .map(str::trim)
+            .find(|c| !c.is_empty() && !c.eq_ignore_ascii_case("chunked"));
+        if let Some(coding) = unknown {
+            return Err(BodyError::UnsupportedTransferCoding {
+                coding: truncate(coding),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Checks the head before reading: media type, encoding and a declared length over the cap.
@@ -119,6 +144,7 @@ pub fn check_head(headers: &HeaderMap, ended: bool, limits: &BodyLimits) -> Resu
             });
         }
     }
+    transfer_codings(headers)?;
     encoding(headers)?;
     match declared {
         Some(n) if n > limits.max_body_bytes => Err(BodyError::TooLarge {
@@ -517,6 +543,26 @@ mod tests {
     fn rejects_corrupt_gzip() {
         let err = decoded(b"not gzip".to_vec(), Encoding::Gzip, 100).unwrap_err();
         assert!(matches!(err, BodyError::CorruptEncoding { .. }));
+    }
+
+    /// A transfer coding hyper does not take off (anything but `chunked`) is refused, not
+    /// passed on as if the bytes were the body (outside re-check: `gzip, chunked` was read
+    /// as JSON, `foo, chunked` accepted).
+    #[test]
+    fn refuses_a_transfer_coding_other_than_chunked() {
+        let limits = limits(10);
+        for coding in ["gzip, chunked", "foo, chunked", "deflate,chunked"] {
+            let mut h = HeaderMap::new();
+            h.insert(http::header::TRANSFER_ENCODING, coding.parse().unwrap());
+            let err = check_head(&h, false, &limits).unwrap_err();
+            assert!(
+                matches!(err, BodyError::UnsupportedTransferCoding { .. }),
+                "{coding}: {err:?}"
+            );
+        }
+        let mut h = HeaderMap::new();
+        h.insert(http::header::TRANSFER_ENCODING, "Chunked".parse().unwrap());
+        assert!(check_head(&h, false, &limits).is_ok());
     }
 
     #[test]

@@ -74,6 +74,7 @@ impl Failure {
                 BodyError::DecompressedTooLarge { .. } => "body_decompressed_too_large",
                 BodyError::Timeout { .. } => "body_timeout",
                 BodyError::UnsupportedEncoding { .. } => "unsupported_encoding",
+                BodyError::UnsupportedTransferCoding { .. } => "unsupported_transfer_coding",
                 BodyError::UnsupportedMediaType { .. } => "unsupported_media_type",
                 BodyError::CorruptEncoding { .. } => "corrupt_encoding",
                 BodyError::Incomplete(_) => "body_incomplete",
@@ -117,6 +118,9 @@ impl Failure {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
             Failure::Body(BodyError::Timeout { .. }) => StatusCode::REQUEST_TIMEOUT,
+            Failure::Body(BodyError::UnsupportedTransferCoding { .. }) => {
+                StatusCode::NOT_IMPLEMENTED
+            }
             Failure::Body(
                 BodyError::UnsupportedEncoding { .. } | BodyError::UnsupportedMediaType { .. },
             ) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
