@@ -1,8 +1,8 @@
 //! Wiring: build the shared state once, start the listeners, own the shutdown order.
 //!
 //! Shutdown order: stop accepting → finish in-flight requests within the grace period →
-//! stop the spool forwarder (the batch in hand stays unacknowledged, so it is forwarded again
-//! after restart) → flush the producer, write the dedup journal's queued lines and close the
+//! stop the spool forwarder (the batch it handed to librdkafka is awaited up to 5 s and
+//! acknowledged; one still undecided is forwarded again after restart) → flush the producer, write the dedup journal's queued lines and close the
 //! spool (its writer finishes its queue and syncs) → return. Each step is logged.
 
 use std::sync::Arc;

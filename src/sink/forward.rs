@@ -4,9 +4,11 @@
 //! `spool.ack` (which trims whole segments). While the output fails it retries the batch's
 //! unacknowledged envelopes with capped backoff. It skips none but a record that passed its
 //! checksum yet is no envelope this version wrote (logged at error); a record Kafka refuses for
-//! good is set aside (`refused.rs`), not retried. On shutdown it stops
-//! without acknowledging the batch in hand, so it is forwarded again after restart
-//! (at-least-once; Kafka consumers see the dedup id as the message key).
+//! good is set aside (`refused.rs`), not retried. On shutdown it waits up to 5 s for the
+//! verdict on the batch it handed to librdkafka, and acknowledges it when it comes (the
+//! sink's flush would publish it anyway; forwarding it again after the restart would make
+//! copies). A batch still undecided then stays unacknowledged and is forwarded again after
+//! restart (at-least-once; Kafka consumers see the dedup id as the message key).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,6 +25,8 @@ use crate::spool::Spool;
 const BATCH_RECORDS: usize = 500;
 /// About the most payload bytes per batch.
 const BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// How long a stop waits for the verdict on the batch in hand (see [`Forwarder::publish`]).
+const STOP_WAIT: Duration = Duration::from_secs(5);
 /// Longest wait between retries while the output is down.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -178,9 +182,19 @@ impl Forwarder {
         let mut failures = 0u32;
         loop {
             let started = Instant::now();
-            let result = tokio::select! {
-                r = self.output.send(envelopes, &mut done) => r,
-                () = stop.cancelled() => return false,
+            let result = {
+                let send = self.output.send(envelopes, &mut done);
+                tokio::pin!(send);
+                tokio::select! {
+                    r = &mut send => r,
+                    // Stopping with the batch handed to librdkafka: the sink's flush would
+                    // publish it anyway, and a restart would then send it again. So its
+                    // verdict is awaited a while, and the batch acknowledged when it comes.
+                    () = stop.cancelled() => match tokio::time::timeout(STOP_WAIT, &mut send).await {
+                        Ok(r) => r,
+                        Err(_) => return false,
+                    },
+                }
             };
             if matches!(*self.output, Output::Kafka(_)) {
                 let outcome = result.as_ref().map(|_| ()).map_err(|e| e.code());
@@ -206,6 +220,7 @@ impl Forwarder {
                     }
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
+                Err(_) if stop.is_cancelled() => return false,
                 Err(e) => {
                     self.report(metrics, Some(waiting_since));
                     failures += 1;
