@@ -22,7 +22,7 @@ use crate::metrics::{EventOutcome, UNMATCHED};
 use crate::normalize::{self, EventContext, Normalized};
 use crate::respond::{self, Failure, Outcome};
 use crate::route::{self, Incoming, RequestId, Routed};
-use crate::sink::{Batch, DeadLetter, Record};
+use crate::sink::{Batch, DeadLetter, Delivery, Record, SinkError};
 use crate::split::{self, Split};
 use hyper::body::Body as _;
 use sha2::{Digest, Sha256};
@@ -260,6 +260,7 @@ async fn trip(
         holder,
         keys,
         delivered: false,
+        delivery: None,
     };
 
     // 7–8. parse and normalize; what cannot be mapped becomes a dead letter, never a drop.
@@ -295,7 +296,13 @@ async fn trip(
             request_id: incoming.request_id.0.clone(),
             records,
         };
-        if let Err(e) = state.sink.deliver(batch, &state.metrics).await {
+        let started = Instant::now();
+        let delivered = match state.sink.start(batch) {
+            Ok(delivery) => reserved.await_delivery(delivery).await,
+            Err(e) => Err(e),
+        };
+        state.sink.record(&state.metrics, started, &delivered);
+        if let Err(e) = delivered {
             let keys = reserved.settle();
             dedup::release_all(&state.dedup, &source.name, &reserved.holder, keys.iter()).await;
             let (name, vendor, n) = (&source.name, &source.vendor, events as u64);
@@ -332,10 +339,11 @@ async fn trip(
 
 /// The dedup keys a request reserved, until it has committed or released them itself. hyper
 /// drops a request's trip when its sender hangs up (a timeout, a reset); dropped here, the
-/// keys are committed when the events were delivered and released otherwise, on a task of
-/// their own, instead of staying reserved (the sender's retry answered 409 until the
-/// reservation lapsed). A delivery cut while under way (spool append or Kafka produce) may
-/// still complete: its retry then publishes a second copy with the same key, never a loss.
+/// keys are settled on a task of their own instead of staying reserved (the sender's retry
+/// answered 409 until the reservation lapsed): committed when the events were delivered,
+/// released when they were not, and, when the delivery was under way (a spool append, a
+/// Kafka produce during an outage), once its verdict is in. Until then the sender's retries
+/// wait for it as for any delivery in flight, rather than publish copies of their own.
 struct Reserved {
     state: Arc<State>,
     source: Arc<route::Source>,
@@ -344,9 +352,20 @@ struct Reserved {
     keys: Vec<crate::parse::EventKey>,
     /// The events are durable: commit, not release.
     delivered: bool,
+    /// The delivery under way, while the trip awaits it.
+    delivery: Option<Delivery>,
 }
 
 impl Reserved {
+    /// Awaits `delivery`, holding it meanwhile: dropped before the verdict, this guard hands
+    /// it to a task that settles the keys by it.
+    async fn await_delivery(&mut self, delivery: Delivery) -> Result<(), SinkError> {
+        let delivery = self.delivery.insert(delivery);
+        let delivered = delivery.await;
+        self.delivery = None;
+        delivered
+    }
+
     /// The keys, now the trip's own to commit or release.
     fn settle(&mut self) -> Vec<crate::parse::EventKey> {
         std::mem::take(&mut self.keys)
@@ -367,12 +386,18 @@ impl Drop for Reserved {
             self.holder.clone(),
             self.settle(),
         );
-        let delivered = self.delivered;
+        let (delivered, delivery) = (self.delivered, self.delivery.take());
         runtime.spawn(async move {
+            let under_way = delivery.is_some();
+            let delivered = match delivery {
+                Some(delivery) => delivery.await.is_ok(),
+                None => delivered,
+            };
             tracing::info!(
                 source = %source.name,
                 events = keys.len(),
                 delivered,
+                under_way,
                 "request dropped mid-trip (its sender went away); its dedup keys settled"
             );
             if delivered {

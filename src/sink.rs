@@ -151,6 +151,28 @@ pub enum SinkBuildError {
     },
 }
 
+/// A batch on its way to durability ([`Sink::start`]); resolves once it is durable.
+pub struct Delivery(
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), SinkError>> + Send>>,
+);
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Delivery")
+    }
+}
+
+impl std::future::Future for Delivery {
+    type Output = Result<(), SinkError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        self.0.as_mut().poll(cx)
+    }
+}
+
 /// Where envelopes end up.
 #[derive(Debug)]
 pub enum Output {
@@ -312,37 +334,67 @@ impl Sink {
     /// Makes `batch` durable; returns only once it is. In direct mode to Kafka, records the
     /// answer in `metrics` (delivery latency, or an error by reason).
     pub async fn deliver(&self, batch: Batch, metrics: &Metrics) -> Result<(), SinkError> {
+        let started = std::time::Instant::now();
+        let delivered = match self.start(batch) {
+            Ok(delivery) => delivery.await,
+            Err(e) => Err(e),
+        };
+        self.record(metrics, started, &delivered);
+        delivered
+    }
+
+    /// Starts making `batch` durable: the [`Delivery`] resolves once it is. Whether or not it
+    /// is awaited, what it started goes on (a spool append, a Kafka produce), so a request
+    /// dropped meanwhile hands it to a task that awaits the verdict (`pipeline::Reserved`).
+    pub fn start(&self, batch: Batch) -> Result<Delivery, SinkError> {
         let mut envelopes = envelope::from_batch(batch);
         match self {
             Sink::Direct(output) => {
-                let mut done = vec![false; envelopes.len()];
-                let started = std::time::Instant::now();
-                let sent = loop {
-                    let sent = output.send(&envelopes, &mut done).await;
-                    // An event Kafka refuses for good goes to the dead-letter topic instead
-                    // (each envelope at most once: a dead letter is not set aside again).
-                    if let Err(SinkError::Publish(PublishError::Refused { index, source })) = &sent
-                    {
-                        if refused::set_aside(&mut envelopes, *index, source)
-                            == refused::SetAside::DeadLettered
+                let output = Arc::clone(output);
+                Ok(Delivery(Box::pin(async move {
+                    let mut done = vec![false; envelopes.len()];
+                    loop {
+                        let sent = output.send(&envelopes, &mut done).await;
+                        // An event Kafka refuses for good goes to the dead-letter topic
+                        // instead (each envelope at most once: a dead letter is not set
+                        // aside again).
+                        if let Err(SinkError::Publish(PublishError::Refused { index, source })) =
+                            &sent
                         {
-                            refused::warn_dead_lettered(&envelopes, *index);
-                            continue;
+                            if refused::set_aside(&mut envelopes, *index, source)
+                                == refused::SetAside::DeadLettered
+                            {
+                                refused::warn_dead_lettered(&envelopes, *index);
+                                continue;
+                            }
                         }
+                        break sent;
                     }
-                    break sent;
-                };
-                // Kafka's answer, as the forwarder records it in spool mode (one per request).
-                if let Output::Kafka(_) = output.as_ref() {
-                    let outcome = sent.as_ref().copied().map_err(SinkError::code);
-                    metrics.kafka_delivery(started.elapsed(), outcome);
-                }
-                sent
+                })))
             }
             Sink::Spooled { spool, .. } => {
                 let payloads = envelopes.iter().map(envelope::Envelope::encode).collect();
-                spool.append(payloads).await?;
-                Ok(())
+                let appending = spool.enqueue(payloads)?;
+                Ok(Delivery(Box::pin(async move {
+                    appending.await?;
+                    Ok(())
+                })))
+            }
+        }
+    }
+
+    /// Records a direct-mode Kafka answer in `metrics`, as the forwarder records each batch's
+    /// in spool mode (one per request).
+    pub fn record(
+        &self,
+        metrics: &Metrics,
+        started: std::time::Instant,
+        delivered: &Result<(), SinkError>,
+    ) {
+        if let Sink::Direct(output) = self {
+            if let Output::Kafka(_) = output.as_ref() {
+                let outcome = delivered.as_ref().copied().map_err(SinkError::code);
+                metrics.kafka_delivery(started.elapsed(), outcome);
             }
         }
     }

@@ -228,6 +228,24 @@ pub struct SpoolStats {
     pub syncs: u64,
 }
 
+/// Records queued for the spool's writer: resolves to the last sequence number once they are
+/// fsynced ([`Spool::enqueue`]).
+#[derive(Debug)]
+pub struct Appending(oneshot::Receiver<Result<u64, SpoolError>>);
+
+impl std::future::Future for Appending {
+    type Output = Result<u64, SpoolError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|answer| answer.map_err(|_| SpoolError::Closed)?)
+    }
+}
+
 impl Spool {
     /// Opens (recovering) the spool in `settings.dir`. Returns the handle and the writer, which
     /// the caller runs on a blocking thread (`Writer::run`) — `app.rs` owns background work.
@@ -287,6 +305,13 @@ impl Spool {
     /// Appends `payloads` as consecutive records; returns the last sequence number once they
     /// are fsynced. Refuses with `Full` before queuing when the cap would be passed.
     pub async fn append(&self, payloads: Vec<Vec<u8>>) -> Result<u64, SpoolError> {
+        self.enqueue(payloads)?.await
+    }
+
+    /// Queues `payloads` for the writer; the returned [`Appending`] resolves to the last
+    /// sequence number once they are fsynced. Queued, they are written whether or not it is
+    /// awaited. Refuses with `Full` before queuing when the cap would be passed.
+    pub fn enqueue(&self, payloads: Vec<Vec<u8>>) -> Result<Appending, SpoolError> {
         let mut bytes = 0u64;
         for p in &payloads {
             if p.len() > MAX_RECORD_BYTES {
@@ -318,7 +343,7 @@ impl Spool {
             self.unqueue(bytes);
             return Err(SpoolError::Closed);
         }
-        answer.await.map_err(|_| SpoolError::Closed)?
+        Ok(Appending(answer))
     }
 
     /// False for a while after an append failed on the disk (full, read-only) with none

@@ -165,11 +165,12 @@ fn a_direct_mode_kafka_failure_is_counted_as_a_delivery_error() {
 
 /// A direct-mode gateway with `message_timeout_ms` on a broker of its own, its topic the
 /// test's own plus `suffix` (a template's part); one event delivered, then the broker frozen
-/// (SIGSTOP: connections open, nothing answered). The broker and its directory go with it.
+/// (SIGSTOP: connections open, nothing answered). The broker, its directory and the topic
+/// go with it.
 fn direct_gateway_then_frozen_broker(
     message_timeout_ms: u32,
     suffix: &str,
-) -> ((Tansu, tempfile::TempDir), Gateway) {
+) -> ((Tansu, tempfile::TempDir, String), Gateway) {
     let broker_dir = tempfile::tempdir().unwrap();
     let tansu = Tansu::start(broker_dir.path(), free_port());
     let brokers = tansu.addr();
@@ -192,7 +193,7 @@ fn direct_gateway_then_frozen_broker(
         200
     );
     tansu.freeze();
-    ((tansu, broker_dir), gw)
+    ((tansu, broker_dir, topic), gw)
 }
 
 /// A sender that gives up while its produce waits for a frozen broker: its dedup key is
@@ -220,7 +221,8 @@ fn a_request_its_sender_abandons_leaves_no_reservation_behind() {
         s.write_all(&payload).unwrap();
         std::thread::sleep(Duration::from_millis(500));
     }
-    assert!(wait_until(Duration::from_secs(5), || gw
+    // Its keys settle once its produce has its verdict (here a timeout, the broker frozen).
+    assert!(wait_until(Duration::from_secs(10), || gw
         .logs()
         .contains("request dropped mid-trip")));
     let (status, _) = send(&client(), &url, "abandoned").unwrap();
@@ -228,6 +230,42 @@ fn a_request_its_sender_abandons_leaves_no_reservation_behind() {
         status, 503,
         "a retry must not find the abandoned reservation"
     );
+}
+
+/// A sender that gives up while its produce waits for a stalled broker (EventBridge after
+/// 5 s, Svix after 15) and retries: the abandoned produce still goes out when the broker
+/// answers, so the retries wait for its verdict rather than produce copies of their own
+/// (outside re-check: each timed-out attempt was released at once and every one of them
+/// published, up to 4 copies of one event).
+#[test]
+fn retries_of_an_abandoned_request_wait_for_its_produce_and_publish_once() {
+    if !have_tansu("retries_of_an_abandoned_request_wait_for_its_produce_and_publish_once") {
+        return;
+    }
+    let ((broker, _broker_dir, topic), gw) = direct_gateway_then_frozen_broker(20_000, "");
+    let url = gw.url("/ingest/hyprwatch");
+    // Three attempts, each given up after 0.7 s while the broker is frozen.
+    for _ in 0..3 {
+        let attempt =
+            signed(&client(), &url, "abandoned_twice").timeout(Duration::from_millis(700));
+        assert!(attempt.send().is_err());
+    }
+    broker.thaw();
+    let c = client();
+    let answer = (0..20).find_map(|_| {
+        let resp = signed(&c, &url, "abandoned_twice")
+            .send()
+            .unwrap_or_else(|e| panic!("{e}\n{}", gw.logs()));
+        if resp.status() == 200 {
+            return Some(resp.text().unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        None
+    });
+    let answer = answer.unwrap_or_else(|| panic!("never accepted:\n{}", gw.logs()));
+    let got = consume(&broker.addr(), &topic, 1, Duration::from_secs(30));
+    let copies = got.iter().filter(|m| m.key == "abandoned_twice").count();
+    assert_eq!(copies, 1, "{answer}\n{}", gw.logs());
 }
 
 /// In direct mode a request waits for Kafka at most `message_timeout_ms` and a second, even

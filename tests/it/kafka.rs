@@ -100,6 +100,17 @@ impl Tansu {
         }
     }
 
+    /// Thaws a frozen broker (SIGCONT): it answers what it was sent meanwhile.
+    pub fn thaw(&self) {
+        if let Some(c) = &self.child {
+            let status = Command::new("kill")
+                .args(["-CONT", &c.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+    }
+
     /// Starts the broker again on the same port and data.
     pub fn restart(&mut self) {
         self.stop();
