@@ -232,6 +232,14 @@ impl Ctx<'_> {
         if let Activity::Spec(s) = &activity {
             reads_of_spec(s, &mut read);
         }
+        let mut other_reads: Vec<InPath> = Vec::new();
+        collect_reads(&mut other_reads, &[], &extract, &lists, &unmapped);
+        let specs = maps.iter().map(|m| &m.spec).chain(activity_name.as_ref());
+        let specs = match &activity {
+            Activity::Spec(s) => specs.chain(Some(&**s)).collect(),
+            _ => specs.collect(),
+        };
+        let (alternatives, spares) = alternatives(specs, &other_reads);
         let paths = r
             .leftovers
             .iter()
@@ -275,6 +283,8 @@ impl Ctx<'_> {
             maps,
             lists,
             unmapped,
+            spares,
+            alternatives,
             leftovers,
             cache_store,
             cache_load,
@@ -555,6 +565,54 @@ fn collect_reads(
         }
     }
     read.extend(unmapped.iter().cloned());
+}
+
+/// The `from` lists of two or more paths in `specs` (the route's mappings and activity
+/// specs; each list once), and of their paths after the first those read nowhere else: by no
+/// mapping on its own, as the first of no list, not in `other_reads` (extractions, lists,
+/// `unmapped`), and with no array index (an element is no field to name in `unmapped`).
+fn alternatives(specs: Vec<&Spec>, other_reads: &[InPath]) -> (Vec<Vec<InPath>>, Vec<InPath>) {
+    let mut lists: Vec<Vec<InPath>> = Vec::new();
+    let mut alone: Vec<InPath> = Vec::new();
+    let mut specs = specs;
+    while let Some(spec) = specs.pop() {
+        match &spec.source {
+            Source::From(paths) if paths.len() > 1 => {
+                let same = |l: &Vec<InPath>| {
+                    l.len() == paths.len() && l.iter().zip(paths).all(|(a, b)| a.text() == b.text())
+                };
+                if !lists.iter().any(same) {
+                    lists.push(paths.clone());
+                }
+            }
+            Source::From(paths) => alone.extend(paths.iter().cloned()),
+            Source::Template(pieces) => alone.extend(pieces.iter().filter_map(|p| match p {
+                Piece::Path(q) => Some(q.clone()),
+                Piece::Text(_) | Piece::Capture(_) => None,
+            })),
+            Source::Object(fields) => specs.extend(fields.iter().map(|(_, s)| s)),
+            _ => {}
+        }
+    }
+    fn named<'a>(p: &InPath, mut among: impl Iterator<Item = &'a InPath>) -> bool {
+        among.any(|q| q.text() == p.text())
+    }
+    let mut spares: Vec<InPath> = Vec::new();
+    for path in lists.iter().flat_map(|l| l.iter().skip(1)) {
+        let read_elsewhere = named(path, alone.iter())
+            || named(path, other_reads.iter())
+            || named(path, lists.iter().filter_map(|l| l.first()))
+            || named(path, spares.iter());
+        if !read_elsewhere && !path.has_index() {
+            spares.push(path.clone());
+        }
+    }
+    lists.retain(|l| {
+        l.iter()
+            .skip(1)
+            .any(|p| spares.iter().any(|s| s.text() == p.text()))
+    });
+    (lists, spares)
 }
 
 fn reads_of_spec(spec: &Spec, read: &mut Vec<InPath>) {

@@ -83,6 +83,12 @@ pub struct Route {
     pub lists: Vec<List>,
     /// Paths copied to `unmapped`.
     pub unmapped: Vec<InPath>,
+    /// The alternatives of a `from = [a, b, ..]` list that nothing else reads: present beside
+    /// the one used (the first present), they go to `unmapped`, since the leftovers count
+    /// every path of the list as read (HYPR's `fidoUser` beside `machineUserName`).
+    pub spares: Vec<InPath>,
+    /// The `from` lists [`Route::spares`] come from, each once.
+    pub alternatives: Vec<Vec<InPath>>,
     /// Objects whose unread keys go to `unmapped`, in the order written.
     pub leftovers: Vec<Leftover>,
     /// Session cache store.
@@ -282,7 +288,8 @@ pub enum Convert {
     Lowercase,
     /// Upper-case.
     Uppercase,
-    /// Strip one trailing dot and surrounding space.
+    /// Strip trailing dots (a sentence's full stop, a fully qualified name's root dot) and
+    /// surrounding space.
     TrimDot,
     /// Any scalar → string.
     Text,

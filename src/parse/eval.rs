@@ -453,7 +453,9 @@ fn convert(c: &Convert, v: Value) -> Option<Value> {
         Convert::Uppercase => text(&v).map(|t| Value::String(t.to_uppercase())),
         Convert::TrimDot => {
             let s = v.as_str()?.trim();
-            let s = s.strip_suffix('.').unwrap_or(s).trim();
+            // Every trailing dot: a sentence's full stop after a fully qualified name's root
+            // dot ("Hostname host3.corp.local..") leaves neither.
+            let s = s.trim_end_matches('.').trim();
             (!s.is_empty()).then(|| Value::String(s.to_owned()))
         }
         Convert::Text => match &v {

@@ -65,6 +65,13 @@ impl InPath {
         })
     }
 
+    /// True when a step is an array index (`a.0.b`).
+    pub fn has_index(&self) -> bool {
+        self.steps
+            .iter()
+            .any(|s| matches!(s, Step::Key(_, Some(_))))
+    }
+
     /// The path as written.
     pub fn text(&self) -> &str {
         &self.text
