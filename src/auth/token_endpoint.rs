@@ -323,6 +323,29 @@ fn error_body(error: TokenError, request_id: &RequestId) -> serde_json::Value {
     json!({ "error": error.code(), "request_id": request_id.0 })
 }
 
+/// A refusal made before the endpoint (a rate limit: 429; the in-flight cap: 503), answered
+/// in RFC 6749 §5.2's shape as the endpoint's own errors are: `temporarily_unavailable`
+/// (the code RFC 6749 gives a server that cannot answer now) with the refusal's sentence as
+/// `error_description`, not cached. `refusal` keeps its status and `Retry-After`.
+pub fn shed(
+    refusal: Response<Full<Bytes>>,
+    description: &str,
+    request_id: &RequestId,
+) -> Response<Full<Bytes>> {
+    let body = json!({
+        "error": "temporarily_unavailable",
+        "error_description": description,
+        "request_id": request_id.0,
+    });
+    let mut response = json_response(refusal.status(), &body, request_id);
+    if let Some(retry_after) = refusal.headers().get(header::RETRY_AFTER) {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, retry_after.clone());
+    }
+    response
+}
+
 fn json_response(
     status: StatusCode,
     body: &serde_json::Value,

@@ -409,8 +409,13 @@ fn the_token_endpoint_is_rate_limited_per_address_like_the_sources() {
     assert_eq!(&statuses[..3], [401, 401, 401], "{statuses:?}");
     let limited = limited.expect("no 429 within 20 requests");
     assert!(limited.headers().contains_key("retry-after"));
+    // In RFC 6749's shape like the endpoint's own errors (an OAuth2 client reads `error` as
+    // a code), and not cached.
+    assert_eq!(limited.headers()["cache-control"], "no-store");
     let body: serde_json::Value = limited.json().unwrap();
     assert!(body["request_id"].is_string(), "{body}");
+    assert_eq!(body["error"], "temporarily_unavailable", "{body}");
+    assert!(body["error_description"].is_string(), "{body}");
     let metrics = gw.metrics();
     assert!(
         metrics.contains("source=\"oauth_token\",stage=\"limits\""),
