@@ -4,7 +4,8 @@
 //! `Ok(())` only once every record is durable: appended and fsynced to the spool (spool mode),
 //! or acknowledged by Kafka / synced to the JSON-lines file (direct mode). Fails with
 //! [`SinkError`] → 503 with `Retry-After`, so the vendor retries. The request path calls only
-//! [`Sink::deliver`]; in spool mode the [`forward::Forwarder`] publishes in the background.
+//! [`Sink::start`] and awaits its [`Delivery`] (or [`Sink::deliver`], both in one); in spool
+//! mode the [`forward::Forwarder`] publishes in the background.
 //!
 //! Modes (`[delivery] mode`): `spool` is the default with `[kafka]`; without `[kafka]` the
 //! default is `direct` to the JSON-lines file (synced before each answer; standard output, the
@@ -152,9 +153,12 @@ pub enum SinkBuildError {
 }
 
 /// A batch on its way to durability ([`Sink::start`]); resolves once it is durable.
-pub struct Delivery(
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), SinkError>> + Send>>,
-);
+pub enum Delivery {
+    /// Queued for the spool's writer (no allocation of its own: the request path's case).
+    Spool(crate::spool::Appending),
+    /// Sent to the direct-mode output.
+    Direct(std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), SinkError>> + Send>>),
+}
 
 impl std::fmt::Debug for Delivery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -166,10 +170,15 @@ impl std::future::Future for Delivery {
     type Output = Result<(), SinkError>;
 
     fn poll(
-        mut self: std::pin::Pin<&mut Self>,
+        self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
-        self.0.as_mut().poll(cx)
+        match self.get_mut() {
+            Delivery::Spool(appending) => std::pin::Pin::new(appending)
+                .poll(cx)
+                .map(|appended| appended.map(drop).map_err(SinkError::from)),
+            Delivery::Direct(sending) => sending.as_mut().poll(cx),
+        }
     }
 }
 
@@ -351,7 +360,7 @@ impl Sink {
         match self {
             Sink::Direct(output) => {
                 let output = Arc::clone(output);
-                Ok(Delivery(Box::pin(async move {
+                Ok(Delivery::Direct(Box::pin(async move {
                     let mut done = vec![false; envelopes.len()];
                     loop {
                         let sent = output.send(&envelopes, &mut done).await;
@@ -374,11 +383,7 @@ impl Sink {
             }
             Sink::Spooled { spool, .. } => {
                 let payloads = envelopes.iter().map(envelope::Envelope::encode).collect();
-                let appending = spool.enqueue(payloads)?;
-                Ok(Delivery(Box::pin(async move {
-                    appending.await?;
-                    Ok(())
-                })))
+                Ok(Delivery::Spool(spool.enqueue(payloads)?))
             }
         }
     }
