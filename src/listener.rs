@@ -119,6 +119,9 @@ pub async fn serve(
     let builder = Arc::new(builder);
     let permits = Arc::new(Semaphore::new(settings.max_connections));
     let graceful = GracefulShutdown::new();
+    // Cancelled when the grace period runs out: the connections still open are closed then,
+    // not at the process's exit (their requests' dedup keys settle meanwhile).
+    let closing = CancellationToken::new();
 
     loop {
         let permit = tokio::select! {
@@ -177,9 +180,13 @@ pub async fn serve(
                     )
                     .into_owned();
                 let conn = watcher.watch(conn);
+                let closing = closing.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        closed_with_error(&*e, peer, &ended);
+                    tokio::select! {
+                        served = conn => if let Err(e) = served {
+                            closed_with_error(&*e, peer, &ended);
+                        },
+                        () = closing.cancelled() => {}
                     }
                     drop(permit);
                 });
@@ -187,6 +194,7 @@ pub async fn serve(
             Some(tls) => {
                 let acceptor = tokio_rustls::TlsAcceptor::from(tls.load_full());
                 let handshake_timeout = settings.header_read_timeout;
+                let closing = closing.clone();
                 tokio::spawn(async move {
                     let stream = match tokio::time::timeout(
                         handshake_timeout,
@@ -227,8 +235,11 @@ pub async fn serve(
                             service,
                         )
                         .into_owned();
-                    if let Err(e) = watcher.watch(conn).await {
-                        closed_with_error(&*e, peer, &ended);
+                    tokio::select! {
+                        served = watcher.watch(conn) => if let Err(e) = served {
+                            closed_with_error(&*e, peer, &ended);
+                        },
+                        () = closing.cancelled() => {}
                     }
                     drop(permit);
                 });
@@ -243,7 +254,13 @@ pub async fn serve(
     );
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections drained"),
-        () = tokio::time::sleep(settings.grace_period) => tracing::warn!("grace period ran out; closing remaining connections"),
+        () = tokio::time::sleep(settings.grace_period) => {
+            tracing::warn!("grace period ran out; closing remaining connections");
+            closing.cancel();
+            // A moment for their tasks to end, and their requests' drop guards to start
+            // settling dedup keys, while the runtime still runs them.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
     Ok(())
 }

@@ -37,7 +37,8 @@ pub struct ListenerConfig {
     /// Default 30000; at least 1. A slower client gets 408.
     #[serde(default = "default_body_read_timeout_ms")]
     pub body_read_timeout_ms: u64,
-    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish, in milliseconds.
+    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish, in milliseconds;
+    /// connections still open then are closed (their senders retry elsewhere).
     /// Default 25000 (under Kubernetes' default 30 s termination grace period).
     #[serde(default = "default_grace_period_ms")]
     pub grace_period_ms: u64,

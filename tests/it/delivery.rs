@@ -1649,3 +1649,43 @@ fn a_graceful_stop_with_a_backlog_publishes_each_event_once() {
     let missing: Vec<_> = accepted.iter().filter(|id| !c.contains_key(*id)).collect();
     assert!(missing.is_empty(), "missing: {missing:?}");
 }
+
+/// The grace period bounds the drain: a request still waiting for a stalled broker when it
+/// runs out has its connection closed then, not when the process exits after its last
+/// flush (outside re-check: clients saw the close 10 s after the grace period ended).
+#[test]
+fn connections_still_open_when_the_grace_period_ends_are_closed_then() {
+    if !have_tansu("connections_still_open_when_the_grace_period_ends_are_closed_then") {
+        return;
+    }
+    let broker_dir = tempfile::tempdir().unwrap();
+    let tansu = Tansu::start(broker_dir.path(), free_port());
+    let brokers = tansu.addr();
+    let topic = topic();
+    let gw = Gateway::start_with(|dir| {
+        let config = kafka_config(dir, &brokers, &topic, "direct", "").replace(
+            "linger_ms = 1\n",
+            "linger_ms = 1\nmessage_timeout_ms = 20000\n",
+        );
+        format!("[listener]\naddress = \"127.0.0.1:0\"\ngrace_period_ms = 1000\n{config}")
+    });
+    let url = gw.url("/ingest/hyprwatch");
+    assert_eq!(send(&client(), &url, "warm").unwrap().0, 200);
+    tansu.freeze();
+    let waiting = std::thread::spawn(move || {
+        let started = Instant::now();
+        let outcome = signed(&client(), &url, "stalled").send();
+        (outcome.map(|r| r.status().as_u16()), started.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let stopped_at = Instant::now();
+    gw.signal("TERM");
+    let (outcome, _) = waiting.join().unwrap();
+    let closed_after = stopped_at.elapsed();
+    assert!(outcome.is_err(), "answered: {outcome:?}");
+    assert!(
+        closed_after < Duration::from_secs(4),
+        "closed {closed_after:?} after SIGTERM"
+    );
+    tansu.thaw();
+}
