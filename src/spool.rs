@@ -347,9 +347,10 @@ impl Spool {
     }
 
     /// False for a while after an append failed on the disk (full, read-only) with none
-    /// succeeding since: every request is refused then, so the instance is not ready.
+    /// succeeding since, and for good once the writer has stopped (closed, or its thread
+    /// ended by a panic): every request is refused then, so the instance is not ready.
     pub fn is_writable(&self) -> bool {
-        self.inner.io.is_healthy()
+        self.inner.io.is_healthy() && self.inner.lock().is_ok_and(|s| !s.broken)
     }
 
     fn unqueue(&self, bytes: u64) {

@@ -398,3 +398,12 @@ async fn the_tail_reader_reads_the_last_records_acknowledged_or_not() {
     assert!(read_all(&mut spool.tail_reader(0)).is_empty());
     stop(spool, h);
 }
+
+#[test]
+fn a_spool_whose_writer_has_stopped_is_not_writable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, handle) = start(settings(dir.path()));
+    assert!(spool.is_writable());
+    stop(spool.clone(), handle);
+    assert!(!spool.is_writable());
+}

@@ -29,6 +29,17 @@ pub struct Writer {
     next_seq: u64,
 }
 
+/// The writer's end, however it comes (a close, a panic unwinding its thread): appends fail
+/// from then on and the spool says it is not writable (readiness), instead of requests
+/// finding out one 503 at a time.
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if let Ok(mut shared) = self.inner.shared.lock() {
+            shared.broken = true;
+        }
+    }
+}
+
 impl Writer {
     pub(super) fn new(
         inner: Arc<Inner>,
