@@ -14,6 +14,7 @@
 //! eviction rule) or Redis (several instances; `dedup/redis.rs`). Fails with [`DedupError`].
 
 mod expiry_index;
+mod fail_fast;
 pub mod journal;
 mod key_map;
 pub mod memory;
@@ -50,6 +51,10 @@ pub enum DedupError {
     /// Gateway's fault: the store's lock was poisoned by a panic elsewhere.
     #[error("dedup store is unavailable")]
     Unavailable,
+    /// Downstream fault: a call to Redis failed moments ago, so this request was refused
+    /// without trying it (`dedup/fail_fast.rs`).
+    #[error("dedup store (Redis) is failing; refused without waiting for it")]
+    RedisDown,
     /// Downstream fault: Redis refused or failed.
     #[error("dedup store (Redis) failed")]
     Redis(#[source] ::redis::RedisError),
@@ -75,6 +80,7 @@ impl DedupError {
     pub fn code(&self) -> &'static str {
         match self {
             DedupError::Unavailable => "dedup_unavailable",
+            DedupError::RedisDown => "dedup_redis_down",
             DedupError::Redis(_) | DedupError::NotConnected => "dedup_redis",
             DedupError::Timeout => "dedup_timeout",
             DedupError::Journal { .. } => "dedup_journal",
@@ -107,6 +113,8 @@ pub struct DedupStore {
     in_flight_wait: Duration,
     /// The last reservation's outcome (Redis unreachable), for readiness.
     health: RecentFailure,
+    /// With Redis: refuses requests at once while its calls fail.
+    fail_fast: fail_fast::FailFast,
 }
 
 impl DedupStore {
@@ -131,6 +139,7 @@ impl DedupStore {
             window,
             in_flight_wait: Duration::ZERO,
             health: RecentFailure::new(),
+            fail_fast: fail_fast::FailFast::default(),
         }
     }
 
@@ -354,6 +363,18 @@ pub async fn check<'b>(
     source: &str,
     events: Vec<RawEvent<'b>>,
 ) -> Result<Reservation<'b>, DedupError> {
+    let redis = matches!(store.backend, Backend::Redis(_));
+    if redis && !store.fail_fast.may_try() {
+        store.health.record(false);
+        return Err(DedupError::RedisDown);
+    }
+    let failed = |e: DedupError| {
+        store.health.record(false);
+        if redis {
+            store.fail_fast.failed();
+        }
+        e
+    };
     let mut outcomes: Vec<Dedup> = Vec::with_capacity(events.len());
     let holder = store.holder();
     // Redis: every key asked in one pipeline; the answers are then taken as the loop below
@@ -362,7 +383,7 @@ pub async fn check<'b>(
     let mut asked = store
         .reserve_all_at_once(source, &events, &holder)
         .await
-        .inspect_err(|_| store.health.record(false))?
+        .map_err(failed)?
         .map(Vec::into_iter);
     for event in &events {
         let answer = match asked.as_mut() {
@@ -377,7 +398,7 @@ pub async fn check<'b>(
             }
             Ok(outcome) => outcome,
             Err(e) => {
-                store.health.record(false);
+                let e = failed(e);
                 release_all(store, source, &holder, reserved(&events, &outcomes)).await;
                 return Err(e);
             }
@@ -385,6 +406,9 @@ pub async fn check<'b>(
         outcomes.push(outcome);
     }
     store.health.record(true);
+    if redis {
+        store.fail_fast.worked();
+    }
     if outcomes.contains(&Dedup::InFlight) {
         release_all(store, source, &holder, reserved(&events, &outcomes)).await;
         return Ok(Reservation::InFlight(events));

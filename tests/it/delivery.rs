@@ -1082,6 +1082,45 @@ fn the_redis_dedup_store_is_back_within_seconds_after_redis_restarts() {
     assert_eq!(ready.status(), 200);
 }
 
+/// While Redis is gone, requests are refused at once rather than each after the call's 2 s
+/// bound (outside re-check: every 503 took 2 s, holding an in-flight slot), one every half
+/// second trying Redis; once it is back, the first such try opens the way again.
+#[test]
+fn while_redis_is_down_requests_are_refused_without_waiting_for_it() {
+    let test = "while_redis_is_down_requests_are_refused_without_waiting_for_it";
+    if shared_redis(test).is_none() {
+        return;
+    }
+    let port = free_port();
+    let redis = PrivateRedis::start(port);
+    let gw = redis_gateway(port);
+    let c = client();
+    let url = gw.url("/ingest/hyprwatch");
+    assert_eq!(send(&c, &url, "before").unwrap().0, 200);
+    drop(redis);
+    // The first request finds out (it may wait the call's bound); the next ones do not.
+    assert_eq!(send(&c, &url, "first-after").unwrap().0, 503);
+    let started = Instant::now();
+    for i in 0..10 {
+        let (status, retry_after) = send(&c, &url, &format!("down-{i}")).unwrap();
+        assert_eq!(status, 503);
+        assert!(retry_after.is_some());
+    }
+    // At most one of the ten got the turn to try Redis, and waited its bound.
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(4500),
+        "ten refusals took {took:?}"
+    );
+    assert!(
+        gw.metrics().contains("reason=\"dedup_redis_down\""),
+        "{}",
+        gw.metrics()
+    );
+    let _redis = PrivateRedis::start(port);
+    accepted_within_seconds(&gw, &c, "after");
+}
+
 #[test]
 fn a_reservation_a_stalled_redis_made_late_does_not_hold_the_retry_off() {
     // Redis frozen while a request reserves its event: the request gets 503 after the call's
