@@ -94,6 +94,16 @@ pub fn build_runtime(config: &Config, catalog: &Catalog) -> anyhow::Result<Runti
             .with_context(|| format!("source[{}].vendor: unknown parser {:?}", s.name, s.vendor))?;
         let verifier = Verifier::build(&s.name, &s.auth, &trust)
             .with_context(|| format!("source[{}].auth", s.name))?;
+        // A parser that read the header carrying the source's credentials would copy them
+        // into every event (Kafka, the status page): refused, whatever the header is called.
+        if let Some(h) = verifier.secret_headers().find(|h| parser.reads_header(h)) {
+            anyhow::bail!(
+                "source[{}]: its parser {:?} reads header {:?}, which carries the source's credentials; a parser may not read it",
+                s.name,
+                s.vendor,
+                h.as_str()
+            );
+        }
         if verifier.is_open() {
             tracing::warn!(source = %s.name, "source accepts UNAUTHENTICATED requests (auth kind = \"none\"); anyone who can reach it can inject events");
         }

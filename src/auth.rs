@@ -318,6 +318,14 @@ impl Trust {
 }
 
 impl Verifier {
+    /// The request headers that carry this source's secrets (credentials, signatures): what
+    /// no parser may read. A Svix message's id and timestamp are not among them.
+    pub fn secret_headers(&self) -> impl Iterator<Item = &HeaderName> {
+        self.credential_headers
+            .iter()
+            .filter(|h| !svix::ID_AND_TIME_HEADERS.contains(&h.as_str()))
+    }
+
     /// Compiles the schemes of source `source`.
     pub fn build(
         source: &str,

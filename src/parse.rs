@@ -204,6 +204,11 @@ impl Catalog {
 }
 
 impl Parser {
+    /// True when the definition reads request header `name` (into events, ids or routes).
+    pub fn reads_header(&self, name: &http::HeaderName) -> bool {
+        self.compiled.headers_read.contains(name)
+    }
+
     /// Compiles one definition; `file` names it in errors.
     pub fn from_toml(name: &str, text: &str, file: &str) -> Result<Parser, ParseError> {
         let def: definition::Definition = toml::from_str(text).map_err(|e| {

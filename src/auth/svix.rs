@@ -46,6 +46,14 @@ pub const HEADERS: [&str; 6] = [
     "webhook-signature",
 ];
 
+/// Of [`HEADERS`], those that carry no secret (a parser reads the id and the time).
+pub const ID_AND_TIME_HEADERS: [&str; 4] = [
+    "svix-id",
+    "svix-timestamp",
+    "webhook-id",
+    "webhook-timestamp",
+];
+
 /// Base64 with or without its `=` padding, as the official Svix and Standard Webhooks
 /// libraries read secrets.
 const SECRET_BASE64: GeneralPurpose = GeneralPurpose::new(

@@ -36,6 +36,8 @@ struct Ctx<'a> {
     /// Compiled regexes by pattern. A pattern several routes use (ConnectSecure's repeat
     /// theirs) is compiled once: clones of a `Regex` share its compiled program.
     regexes: RefCell<HashMap<String, Regex>>,
+    /// Every request header the definition reads (`Compiled::headers_read`).
+    headers: RefCell<Vec<HeaderName>>,
 }
 
 /// A compile failure at a line.
@@ -73,6 +75,7 @@ pub fn compile(def: Definition, text: &str) -> Result<Compiled, CompileError> {
         groups: &def.groups,
         tables,
         regexes: RefCell::default(),
+        headers: RefCell::default(),
     };
     let heartbeat = def
         .parser
@@ -86,7 +89,7 @@ pub fn compile(def: Definition, text: &str) -> Result<Compiled, CompileError> {
             .id
             .header
             .iter()
-            .map(|h| header_name(h))
+            .map(|h| cx.header(h))
             .collect::<Res<_>>()
             .map_err(|m| at0(format!("[id] header: {m}")))?,
         from: def
@@ -144,6 +147,7 @@ pub fn compile(def: Definition, text: &str) -> Result<Compiled, CompileError> {
         id,
         cache,
         routes,
+        headers_read: cx.headers.take(),
     })
 }
 
@@ -343,6 +347,16 @@ impl Ctx<'_> {
         })
     }
 
+    /// A header the definition reads ([`header_name`]), noted in `headers`.
+    fn header(&self, h: &str) -> Res<HeaderName> {
+        let name = header_name(h)?;
+        let mut read = self.headers.borrow_mut();
+        if !read.contains(&name) {
+            read.push(name.clone());
+        }
+        Ok(name)
+    }
+
     fn spec(&self, d: &MapDef) -> Res<Spec> {
         let mut sources = Vec::new();
         if let Some(from) = &d.from {
@@ -363,7 +377,7 @@ impl Ctx<'_> {
             sources.push(Source::Header(
                 h.items()
                     .iter()
-                    .map(|h| header_name(h))
+                    .map(|h| self.header(h))
                     .collect::<Res<_>>()?,
             ));
         }
@@ -466,7 +480,7 @@ impl Ctx<'_> {
         } else if let Some(cap) = &c.capture {
             Subject::Capture(cap.clone())
         } else if let Some(h) = &c.header {
-            Subject::Header(header_name(h)?)
+            Subject::Header(self.header(h)?)
         } else if let Some(o) = &c.out {
             Subject::Out(OutPath::parse(o)?)
         } else {
@@ -801,6 +815,7 @@ mod tests {
             groups: &groups,
             tables: HashMap::new(),
             regexes: RefCell::default(),
+            headers: RefCell::default(),
         };
         let a = cx.regex(r"\d+").unwrap();
         let b = cx.regex(r"\d+").unwrap();

@@ -43,6 +43,9 @@ pub struct Compiled {
     pub id: IdRule,
     /// Session cache, when the definition has one.
     pub cache: Option<SessionCache>,
+    /// Every request header the definition reads (ids, mappings, conditions): a source
+    /// whose credentials travel in one of them may not use this parser (`app.rs`).
+    pub headers_read: Vec<HeaderName>,
     /// Routes in order.
     pub routes: Vec<Route>,
 }

@@ -1212,3 +1212,55 @@ fn concurrent_copies_of_one_event_all_get_200_and_one_is_written() {
     std::thread::sleep(std::time::Duration::from_millis(200));
     assert_eq!(gw.events().len(), 1);
 }
+
+/// A parser may not read the header that carries its source's credentials, whatever it is
+/// called (a name like a secret is refused in the definition itself): it would copy them into
+/// every event (outside re-check: `X-Hookgate-Key` mapped into `unmapped` passed `check`).
+#[test]
+fn check_refuses_a_parser_reading_its_sources_credential_header() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("parsers")).unwrap();
+    let parser = |header: &str| {
+        format!(
+            "[parser]\nproduct = \"Acme\"\nvendor_name = \"Acme\"\n[id]\nfrom = [\"id\"]\n\
+             window = \"1h\"\n[[route]]\nname = \"any\"\nclass = 0\nactivity = 99\n\
+             map = [ {{ to = \"unmapped.h\", header = \"{header}\" }} ]\n"
+        )
+    };
+    let config = dir.path().join("hookgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[parsers]\ndir = {:?}\n[sink]\npath = {:?}\n[[source]]\nname = \"acme\"\nvendor = \"acme\"\n\
+             path = \"/in/acme\"\nauth = [{{ kind = \"header\", name = \"X-Hookgate-Key\", values = [\"acme-key-0123456789abcdef\"] }}]\n",
+            dir.path().join("parsers"),
+            dir.path().join("events.jsonl"),
+        ),
+    )
+    .unwrap();
+    let check = || {
+        std::process::Command::new(crate::harness::binary())
+            .args(["check", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap()
+    };
+    let acme = dir.path().join("parsers/acme.toml");
+    std::fs::write(&acme, parser("X-Hookgate-Key")).unwrap();
+    let out = check();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{err}");
+    assert!(
+        err.contains("reads header \"x-hookgate-key\", which carries the source's credentials"),
+        "{err}"
+    );
+    assert!(!err.contains("acme-key-0123456789abcdef"), "{err}");
+    // Another header is fine.
+    std::fs::write(&acme, parser("X-Acme-Tenant")).unwrap();
+    let out = check();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
