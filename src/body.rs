@@ -88,7 +88,7 @@ enum Encoding {
 
 /// Refuses a transfer coding other than `chunked`: hyper takes the chunks off and would hand
 /// on bytes still in, say, gzip (a `Content-Encoding` is what this gateway decodes).
-fn transfer_codings(headers: &HeaderMap) -> Result<(), BodyError> {
+pub fn transfer_codings(headers: &HeaderMap) -> Result<(), BodyError> {
     for value in headers.get_all(http::header::TRANSFER_ENCODING) {
         let text = String::from_utf8_lossy(value.as_bytes());
         let unknown = text

@@ -88,6 +88,21 @@ pub async fn serve(
         tracing::info!(status = 405, reason = "method_not_allowed", method = %parts.method, "token request refused");
         return refuse(response, "method_not_allowed");
     }
+    // A transfer coding hyper does not take off would hand the form on still encoded.
+    if let Err(e) = body::transfer_codings(&parts.headers) {
+        let body = json!({
+            "error": TokenError::InvalidRequest.code(),
+            "error_description": e.to_string(),
+            "request_id": request_id.0,
+        });
+        let response = json_response(StatusCode::NOT_IMPLEMENTED, &body, request_id);
+        tracing::info!(
+            status = 501,
+            reason = "unsupported_transfer_coding",
+            "token request refused"
+        );
+        return refuse(response, "unsupported_transfer_coding");
+    }
     let mut raw_params = parts.uri.query().unwrap_or_default().as_bytes().to_vec();
     // A GET may carry a form body too (authlib's client_secret_post over GET does): read it
     // on both methods; an empty body reads as nothing.

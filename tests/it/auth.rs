@@ -575,3 +575,41 @@ fn a_credential_header_sent_twice_is_refused_whichever_copy_is_right() {
         "hookgate_rejections_total{reason=\"credential_repeated\",source=\"cs\",stage=\"auth\"} 2";
     assert!(metrics.contains(line), "{line} not in\n{metrics}");
 }
+
+/// A transfer coding other than `chunked` is refused with 501 on a source's path and at the
+/// token endpoint alike, instead of its still-coded bytes being read as the body (outside
+/// re-check: the token endpoint issued a token for a form labelled `gzip, chunked`).
+#[test]
+fn a_transfer_coding_other_than_chunked_gets_501_everywhere() {
+    use std::io::{Read, Write};
+    let gw = Gateway::start(&format!(
+        "{}{}",
+        oauth_sources(),
+        crate::foundation::hyprwatch_source()
+    ));
+    let form = "grant_type=client_credentials&client_id=client-a&client_secret=x";
+    // The Hyprwatch source checks its signature over the body: its head passes, as a
+    // source's with credentials in the head would.
+    for (path, media) in [
+        ("/oauth/token", "application/x-www-form-urlencoded"),
+        ("/ingest/hyprwatch", "application/json"),
+    ] {
+        let mut s = std::net::TcpStream::connect(gw.addr).unwrap();
+        write!(
+            s,
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {media}\r\n\
+             Transfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n{:x}\r\n{form}\r\n0\r\n\r\n",
+            form.len()
+        )
+        .unwrap();
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 501"), "{path}: {answer}");
+        assert!(answer.contains("request_id"), "{path}: {answer}");
+    }
+    let metrics = gw.metrics();
+    for source in ["oauth_token", "hw"] {
+        let counted = format!("reason=\"unsupported_transfer_coding\",source=\"{source}\"");
+        assert!(metrics.contains(&counted), "{counted} in\n{metrics}");
+    }
+}
