@@ -1050,15 +1050,13 @@ impl Drop for PrivateRedis {
     }
 }
 
-#[test]
-fn the_redis_dedup_store_is_back_within_seconds_after_redis_restarts() {
-    // A private Redis, killed outright while requests keep coming, then started again on the
-    // same port: the gateway's connection must come back at once, not after the minute of
-    // backoff the client library's defaults gave (every request meanwhile a 503).
-    let test = "the_redis_dedup_store_is_back_within_seconds_after_redis_restarts";
-    if shared_redis(test).is_none() {
-        return;
-    }
+/// A gateway on a private Redis that accepted one event, after that Redis was killed: the
+/// Redis port (to start it again), the gateway, a client and the Hyprwatch URL. `None` (a
+/// loud skip) when the Redis tests do not run.
+fn gateway_after_its_redis_went_away(
+    test: &str,
+) -> Option<(u16, Gateway, reqwest::blocking::Client, String)> {
+    shared_redis(test)?;
     let port = free_port();
     let redis = PrivateRedis::start(port);
     let gw = redis_gateway(port);
@@ -1066,6 +1064,18 @@ fn the_redis_dedup_store_is_back_within_seconds_after_redis_restarts() {
     let url = gw.url("/ingest/hyprwatch");
     assert_eq!(send(&c, &url, "before").unwrap().0, 200);
     drop(redis);
+    Some((port, gw, c, url))
+}
+
+#[test]
+fn the_redis_dedup_store_is_back_within_seconds_after_redis_restarts() {
+    // A private Redis, killed outright while requests keep coming, then started again on the
+    // same port: the gateway's connection must come back at once, not after the minute of
+    // backoff the client library's defaults gave (every request meanwhile a 503).
+    let test = "the_redis_dedup_store_is_back_within_seconds_after_redis_restarts";
+    let Some((port, gw, c, url)) = gateway_after_its_redis_went_away(test) else {
+        return;
+    };
     // Refused while Redis is gone (503, retried by the vendor), which also starts the
     // library's reconnect attempts and their backoff.
     for id in ["during-1", "during-2"] {
@@ -1088,16 +1098,9 @@ fn the_redis_dedup_store_is_back_within_seconds_after_redis_restarts() {
 #[test]
 fn while_redis_is_down_requests_are_refused_without_waiting_for_it() {
     let test = "while_redis_is_down_requests_are_refused_without_waiting_for_it";
-    if shared_redis(test).is_none() {
+    let Some((port, gw, c, url)) = gateway_after_its_redis_went_away(test) else {
         return;
-    }
-    let port = free_port();
-    let redis = PrivateRedis::start(port);
-    let gw = redis_gateway(port);
-    let c = client();
-    let url = gw.url("/ingest/hyprwatch");
-    assert_eq!(send(&c, &url, "before").unwrap().0, 200);
-    drop(redis);
+    };
     // The first request finds out (it may wait the call's bound); the next ones do not.
     assert_eq!(send(&c, &url, "first-after").unwrap().0, 503);
     let started = Instant::now();
