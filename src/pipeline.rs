@@ -2,8 +2,8 @@
 //!
 //! listener → **route → auth (head) → body → auth (raw bytes) → split → dedup → parse +
 //! normalize → spool/publish → respond**. Each stage is one call below (parse and normalize
-//! one call per event, `normalize::events`). The sender gets a
-//! 2xx only after `sink.deliver` returned, i.e. once its events are durable.
+//! one call per event, `normalize::events`). The sender gets a 2xx only once its delivery
+//! (`sink.start`) resolved, i.e. once its events are durable.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

@@ -235,9 +235,7 @@ impl Forwarder {
             }
         }
     }
-}
 
-impl Forwarder {
     /// Sets aside the envelope at `index` that Kafka refused for good: an event becomes a dead
     /// letter (sent next round), a dead letter is kept in the spool directory's
     /// [`refused::KEPT_FILE`] and marked done. False when it could not be kept (retried).
