@@ -165,7 +165,9 @@ def test_kubernetes_objects_fit_together():
     delay = re.search(r"shutdown_delay_ms = (\d+)", toml_text)
     delay_ms = int(delay.group(1)) if delay else 0
     assert delay_ms > 0, "behind a Service, connections keep coming for a while after SIGTERM"
-    assert sts["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] * 1000 > delay_ms + grace_ms
+    # ... and then stops: the forwarder's batch in hand (up to 5 s), the producer's flush (10 s).
+    after_drain_ms = 5000 + 10000
+    assert sts["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] * 1000 > delay_ms + grace_ms + after_drain_ms
     pdb = m[("PodDisruptionBudget", "hookgate")]
     assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
     monitor = m[("ServiceMonitor", "hookgate")]
