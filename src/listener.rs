@@ -116,6 +116,12 @@ pub async fn serve(
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(4 * MAX_BUFFER_BYTES).unwrap_or(u32::MAX));
+    // Over TLS the protocol is the one ALPN settled on (RFC 9113 §3.2): `h2` speaks only
+    // HTTP/2, anything else only HTTP/1.1. The plain port tells them apart by the preface.
+    let by_alpn = Arc::new(ByAlpn {
+        h2: builder.clone().http2_only(),
+        http1: builder.clone().http1_only(),
+    });
     let builder = Arc::new(builder);
     let permits = Arc::new(Semaphore::new(settings.max_connections));
     let graceful = GracefulShutdown::new();
@@ -195,6 +201,7 @@ pub async fn serve(
                 let acceptor = tokio_rustls::TlsAcceptor::from(tls.load_full());
                 let handshake_timeout = settings.header_read_timeout;
                 let closing = closing.clone();
+                let by_alpn = Arc::clone(&by_alpn);
                 tokio::spawn(async move {
                     let stream = match tokio::time::timeout(
                         handshake_timeout,
@@ -224,6 +231,11 @@ pub async fn serve(
                             refusal::closed_unanswered(&ended, peer, "request_timeout", what);
                             return;
                         }
+                    };
+                    let builder = if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                        &by_alpn.h2
+                    } else {
+                        &by_alpn.http1
                     };
                     let conn = builder
                         .serve_connection(
@@ -263,6 +275,12 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+/// The connection builders a TLS connection picks from by its ALPN protocol.
+struct ByAlpn {
+    h2: auto::Builder<TokioExecutor>,
+    http1: auto::Builder<TokioExecutor>,
 }
 
 /// A connection that ended in an error. A request head still incomplete when the header

@@ -193,3 +193,47 @@ def test_check_refuses_the_tls_files_serve_would_refuse(tmp_path):
         bad = check(cert_file, key_file)
         assert bad.returncode == 64, (cert_file, key_file, bad.stdout)
         assert "listener.tls" in bad.stderr, bad.stderr
+
+
+def _speak(gw, ca, alpn, opening):
+    """Connects over TLS offering `alpn`, sends `opening`, returns (negotiated, answer bytes)."""
+    import socket
+    host, port = gw.addr.rsplit(":", 1)
+    context = ssl.create_default_context(cafile=str(ca))
+    context.set_alpn_protocols(alpn)
+    with socket.create_connection((host, int(port)), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost") as tls:
+            negotiated = tls.selected_alpn_protocol()
+            tls.sendall(opening)
+            answer = b""
+            try:
+                while len(answer) < 65536:
+                    chunk = tls.recv(65536)
+                    if not chunk:
+                        break
+                    answer += chunk
+            except (ssl.SSLError, ConnectionResetError, TimeoutError, socket.timeout):
+                pass
+    return negotiated, answer
+
+
+def test_the_protocol_spoken_over_tls_is_the_one_alpn_settled_on(gateway, tmp_path):
+    """RFC 9113 §3.2: after ALPN chose `h2` the connection speaks HTTP/2 only, after
+    `http/1.1` (or no ALPN) HTTP/1.1 only; before, either was served whatever was chosen."""
+    ca, cert, key = make_pki(tmp_path / "pki", "a")
+    gw = gateway(tls_listener(cert, key) + CONFIG)
+    http1 = b"GET /ingest/hyprwatch HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+    negotiated, answer = _speak(gw, ca, ["h2"], http1)
+    assert negotiated == "h2"
+    assert not answer.startswith(b"HTTP/1.1"), answer[:80]
+    negotiated, answer = _speak(gw, ca, ["http/1.1"], preface)
+    assert negotiated == "http/1.1"
+    # Not HTTP/2 (whose answer opens with a SETTINGS frame): closed, or an HTTP/1.1 refusal.
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 4"), answer[:80]
+    # Each protocol where it was chosen is served as before.
+    negotiated, answer = _speak(gw, ca, ["http/1.1"], http1)
+    assert answer.startswith(b"HTTP/1.1 "), answer[:80]
+    negotiated, answer = _speak(gw, ca, ["h2"], preface)
+    # A server SETTINGS frame (type 4) first: HTTP/2 spoken.
+    assert len(answer) >= 9 and answer[3] == 4, answer[:80]
