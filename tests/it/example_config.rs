@@ -103,11 +103,7 @@ fn check_warns_of_a_spool_its_volume_cannot_hold() {
         ),
     )
     .unwrap();
-    let out = Command::new(crate::harness::binary())
-        .args(["check", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let out = crate::harness::check(&config);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(

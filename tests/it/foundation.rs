@@ -785,11 +785,7 @@ fn check_accepts_a_good_config_and_rejects_a_bad_one_precisely() {
         format!("[sink]\npath = {events:?}\n{}", hyprwatch_source()),
     )
     .unwrap();
-    let out = std::process::Command::new(crate::harness::binary())
-        .args(["check", "--config"])
-        .arg(&good)
-        .output()
-        .unwrap();
+    let out = crate::harness::check(&good);
     assert!(
         out.status.success(),
         "{}",
@@ -804,11 +800,7 @@ fn check_accepts_a_good_config_and_rejects_a_bad_one_precisely() {
     // synced, so a 2xx would not mean durable.
     let piped = dir.path().join("piped.toml");
     std::fs::write(&piped, hyprwatch_source()).unwrap();
-    let out = std::process::Command::new(crate::harness::binary())
-        .args(["check", "--config"])
-        .arg(&piped)
-        .output()
-        .unwrap();
+    let out = crate::harness::check(&piped);
     assert!(out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -822,11 +814,7 @@ fn check_accepts_a_good_config_and_rejects_a_bad_one_precisely() {
         "[[source]]\nname = \"lab\"\nvendor = \"hyprwatch\"\npath = \"/in/lab\"\nauth = [{ kind = \"none\" }]\n",
     )
     .unwrap();
-    let out = std::process::Command::new(crate::harness::binary())
-        .args(["check", "--config"])
-        .arg(&open)
-        .output()
-        .unwrap();
+    let out = crate::harness::check(&open);
     assert!(out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -852,11 +840,7 @@ auth = []
 "#,
     )
     .unwrap();
-    let out = std::process::Command::new(crate::harness::binary())
-        .args(["check", "--config"])
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let out = crate::harness::check(&bad);
     assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -871,11 +855,7 @@ auth = []
 
     let syntax = dir.path().join("syntax.toml");
     std::fs::write(&syntax, "[[source]]\nname = \"a\"\nvendr = \"x\"\n").unwrap();
-    let out = std::process::Command::new(crate::harness::binary())
-        .args(["check", "--config"])
-        .arg(&syntax)
-        .output()
-        .unwrap();
+    let out = crate::harness::check(&syntax);
     assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("vendr") && err.contains("line 3"), "{err}");
@@ -1238,13 +1218,7 @@ fn check_refuses_a_parser_reading_its_sources_credential_header() {
         ),
     )
     .unwrap();
-    let check = || {
-        std::process::Command::new(crate::harness::binary())
-            .args(["check", "--config"])
-            .arg(&config)
-            .output()
-            .unwrap()
-    };
+    let check = || crate::harness::check(&config);
     let acme = dir.path().join("parsers/acme.toml");
     std::fs::write(&acme, parser("X-Hookgate-Key")).unwrap();
     let out = check();

@@ -38,6 +38,15 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// Runs `hookgate check` on `config` and returns what it printed and its exit status.
+pub fn check(config: &Path) -> std::process::Output {
+    Command::new(binary())
+        .args(["check", "--config"])
+        .arg(config)
+        .output()
+        .expect("run hookgate check")
+}
+
 /// The path of the built binary.
 pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_hookgate")
