@@ -29,7 +29,15 @@ fn signed(
     url: &str,
     id: &str,
 ) -> reqwest::blocking::RequestBuilder {
-    let body = body(id);
+    signed_body(client, url, body(id))
+}
+
+/// `body` signed as Hyprwatch signs, for `url`, ready to send.
+fn signed_body(
+    client: &reqwest::blocking::Client,
+    url: &str,
+    body: Vec<u8>,
+) -> reqwest::blocking::RequestBuilder {
     client
         .post(url)
         .header("content-type", "application/json")
@@ -1526,15 +1534,7 @@ fn quoted_body(id: &str, quotes: usize) -> Vec<u8> {
 }
 
 fn send_body(client: &reqwest::blocking::Client, url: &str, body: Vec<u8>) -> u16 {
-    client
-        .post(url)
-        .header("content-type", "application/json")
-        .header(
-            "x-hyprwatch-signature",
-            hyprwatch_signature(HW_SECRET, &body),
-        )
-        .body(body)
-        .timeout(Duration::from_secs(20))
+    signed_body(client, url, body)
         .send()
         .unwrap()
         .status()
