@@ -1541,6 +1541,11 @@ fn send_body(client: &reqwest::blocking::Client, url: &str, body: Vec<u8>) -> u1
         .as_u16()
 }
 
+/// What the dead-letter topic of `topic` holds (at least one record awaited).
+fn dead_letters(brokers: &str, topic: &str) -> Vec<crate::kafka::Consumed> {
+    consume(brokers, &format!("{topic}-dlq"), 1, Duration::from_secs(30))
+}
+
 /// The producer's `message.max.bytes` lowered to 20,000 stands in for a topic's
 /// `max.message.bytes`: librdkafka refuses a larger record for good, as a broker does.
 const SMALL_RECORDS: &str = "[kafka.properties]\n\"message.max.bytes\" = \"20000\"\n";
@@ -1578,12 +1583,7 @@ fn spool_mode_sets_aside_an_event_kafka_refuses_for_good() {
         HashSet::from(["before", "after"]),
         "the forwarder moved on"
     );
-    let dead = consume(
-        &brokers,
-        &format!("{topic}-dlq"),
-        1,
-        Duration::from_secs(30),
-    );
+    let dead = dead_letters(&brokers, &topic);
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert_eq!(dead[0].key, "big_ocsf");
     assert_eq!(dead[0].value, too_large_ocsf, "the raw bytes as sent");
@@ -1634,12 +1634,7 @@ fn direct_mode_dead_letters_an_event_kafka_refuses_for_good() {
     assert_eq!(send_body(&c, &url, too_large_ocsf.clone()), 200);
     assert_eq!(send_body(&c, &url, quoted_body("big_raw", 25_000)), 503);
     assert_eq!(send_body(&c, &url, body("after")), 200);
-    let dead = consume(
-        &brokers,
-        &format!("{topic}-dlq"),
-        1,
-        Duration::from_secs(30),
-    );
+    let dead = dead_letters(&brokers, &topic);
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert_eq!(dead[0].key, "big_ocsf");
     assert_eq!(dead[0].value, too_large_ocsf);
