@@ -567,14 +567,14 @@ pub fn apply_routed<'k>(
     // A `from` list's alternatives present beside the one used (the first present), which
     // the leftovers count as read: kept in `unmapped`, so no field the vendor sent is lost.
     for list in &route.alternatives {
-        let mut present = list
-            .iter()
-            .filter_map(|p| p.get(&event).filter(|v| v.present()).map(|v| (p, v)));
+        let mut present = list.iter().filter_map(|(p, spare)| {
+            p.get(&event)
+                .filter(|v| v.present())
+                .map(|v| (p, *spare, v))
+        });
         present.next();
-        for (path, v) in present {
-            if route.spares.iter().any(|s| s.text() == path.text()) {
-                unmapped.get_or_insert_with(Cow::Borrowed(path.last_key()), || Field::of_doc(v));
-            }
+        for (path, _, v) in present.filter(|(_, spare, _)| *spare) {
+            unmapped.get_or_insert_with(Cow::Borrowed(path.last_key()), || Field::of_doc(v));
         }
     }
     let mut event = event;

@@ -243,7 +243,7 @@ impl Ctx<'_> {
             Activity::Spec(s) => specs.chain(Some(&**s)).collect(),
             _ => specs.collect(),
         };
-        let (alternatives, spares) = alternatives(specs, &other_reads);
+        let alternatives = alternatives(specs, &other_reads);
         let paths = r
             .leftovers
             .iter()
@@ -287,7 +287,6 @@ impl Ctx<'_> {
             maps,
             lists,
             unmapped,
-            spares,
             alternatives,
             leftovers,
             cache_store,
@@ -582,10 +581,11 @@ fn collect_reads(
 }
 
 /// The `from` lists of two or more paths in `specs` (the route's mappings and activity
-/// specs; each list once), and of their paths after the first those read nowhere else: by no
-/// mapping on its own, as the first of no list, not in `other_reads` (extractions, lists,
-/// `unmapped`), and with no array index (an element is no field to name in `unmapped`).
-fn alternatives(specs: Vec<&Spec>, other_reads: &[InPath]) -> (Vec<Vec<InPath>>, Vec<InPath>) {
+/// specs; each list once) that have a spare path, each path marked `true` when it is one: not
+/// the first, and read nowhere else (by no mapping on its own, as the first of no list, not in
+/// `other_reads`: extractions, lists, `unmapped`), with no array index (an element is no
+/// field to name in `unmapped`).
+fn alternatives(specs: Vec<&Spec>, other_reads: &[InPath]) -> Vec<Vec<(InPath, bool)>> {
     let mut lists: Vec<Vec<InPath>> = Vec::new();
     let mut alone: Vec<InPath> = Vec::new();
     let mut specs = specs;
@@ -621,12 +621,18 @@ fn alternatives(specs: Vec<&Spec>, other_reads: &[InPath]) -> (Vec<Vec<InPath>>,
             spares.push(path.clone());
         }
     }
-    lists.retain(|l| {
-        l.iter()
-            .skip(1)
-            .any(|p| spares.iter().any(|s| s.text() == p.text()))
-    });
-    (lists, spares)
+    lists
+        .into_iter()
+        .map(|l| {
+            l.into_iter()
+                .map(|p| {
+                    let spare = spares.iter().any(|s| s.text() == p.text());
+                    (p, spare)
+                })
+                .collect::<Vec<_>>()
+        })
+        .filter(|l| l.iter().any(|(_, spare)| *spare))
+        .collect()
 }
 
 fn reads_of_spec(spec: &Spec, read: &mut Vec<InPath>) {

@@ -86,12 +86,11 @@ pub struct Route {
     pub lists: Vec<List>,
     /// Paths copied to `unmapped`.
     pub unmapped: Vec<InPath>,
-    /// The alternatives of a `from = [a, b, ..]` list that nothing else reads: present beside
-    /// the one used (the first present), they go to `unmapped`, since the leftovers count
-    /// every path of the list as read (HYPR's `fidoUser` beside `machineUserName`).
-    pub spares: Vec<InPath>,
-    /// The `from` lists [`Route::spares`] come from, each once.
-    pub alternatives: Vec<Vec<InPath>>,
+    /// The `from = [a, b, ..]` lists (each once) with a path that nothing else reads, each
+    /// path marked so: present beside the one used (the first present), it goes to
+    /// `unmapped`, since the leftovers count every path of the list as read (HYPR's
+    /// `fidoUser` beside `machineUserName`).
+    pub alternatives: Vec<Vec<(InPath, bool)>>,
     /// Objects whose unread keys go to `unmapped`, in the order written.
     pub leftovers: Vec<Leftover>,
     /// Session cache store.
