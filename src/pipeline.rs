@@ -64,11 +64,9 @@ pub async fn handle(
             Err(limited) => {
                 crate::limits::log_shed(&limited, TOKEN_ENDPOINT, &request_id.0);
                 let failure = Failure::Limited(limited);
-                let (code, description) = (failure.code(), failure.to_string());
-                let refusal = respond::build(&Err(failure), &request_id);
                 (
-                    auth::token_endpoint::shed(refusal, &description, &request_id),
-                    Some(("limits", code)),
+                    auth::token_endpoint::shed(&failure, &request_id),
+                    Some(("limits", failure.code())),
                 )
             }
         };

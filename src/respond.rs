@@ -146,7 +146,8 @@ impl Failure {
         }
     }
 
-    fn retry_after(&self) -> Option<Duration> {
+    /// When the sender may try again (`Retry-After`), for refusals that have one.
+    pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Failure::Limited(e) => Some(e.retry_after()),
             Failure::InFlight => Some(Duration::from_secs(5)),

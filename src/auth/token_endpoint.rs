@@ -342,21 +342,17 @@ fn error_body(error: TokenError, request_id: &RequestId) -> serde_json::Value {
 /// in RFC 6749 §5.2's shape as the endpoint's own errors are: `temporarily_unavailable`
 /// (the code RFC 6749 gives a server that cannot answer now) with the refusal's sentence as
 /// `error_description`, not cached. `refusal` keeps its status and `Retry-After`.
-pub fn shed(
-    refusal: Response<Full<Bytes>>,
-    description: &str,
-    request_id: &RequestId,
-) -> Response<Full<Bytes>> {
+pub fn shed(refusal: &crate::respond::Failure, request_id: &RequestId) -> Response<Full<Bytes>> {
     let body = json!({
         "error": "temporarily_unavailable",
-        "error_description": description,
+        "error_description": refusal.to_string(),
         "request_id": request_id.0,
     });
     let mut response = json_response(refusal.status(), &body, request_id);
-    if let Some(retry_after) = refusal.headers().get(header::RETRY_AFTER) {
+    if let Some(after) = refusal.retry_after() {
         response
             .headers_mut()
-            .insert(header::RETRY_AFTER, retry_after.clone());
+            .insert(header::RETRY_AFTER, HeaderValue::from(after.as_secs()));
     }
     response
 }
