@@ -381,6 +381,8 @@ struct StepResult {
     failed: usize,
     statuses: HashMap<u16, usize>,
     latencies_us: Vec<u64>,
+    /// Open loop: how late each request was sent after its due time (the generator's lag).
+    send_lag_us: Vec<u64>,
     accepted_uids: Vec<String>,
 }
 
@@ -568,9 +570,38 @@ async fn closed_loop(
 /// intended send time, shows it.
 const OPEN_LOOP_CONNECTIONS: usize = 512;
 
+/// Releases an open-loop step's requests from a thread of its own: request k (from 0 to
+/// `total`) is due at `start + k/rate`, and its due time goes to `due` once that time has
+/// come. The thread sleeps with `nanosleep` at a 1 µs timer slack, so a request is released
+/// within some tens of microseconds of its time. Not tokio's timer: it fires on a 1 ms wheel,
+/// which released every request up to a millisecond late, `rate/1000` at a time, and charged
+/// that delay and that burst to the gateway's latency.
+fn pace(
+    start: Instant,
+    rate: u64,
+    total: u64,
+    due: tokio::sync::mpsc::UnboundedSender<Instant>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        // Best effort: without it the default 50 µs slack applies, and the lag shows it.
+        let _ = rustix::thread::set_current_timer_slack(std::num::NonZeroU64::new(1));
+        for k in 0..total {
+            let at = start + Duration::from_nanos(k * 1_000_000_000 / rate);
+            let now = Instant::now();
+            if at > now {
+                std::thread::sleep(at - now);
+            }
+            if due.send(at).is_err() {
+                break;
+            }
+        }
+    })
+}
+
 /// Open loop: requests issued at a fixed `rate` per second for `secs`, whatever the answers.
-/// Request k is due at `start + k/rate`; its latency counts from then, not from when a
-/// connection was free to send it (no coordinated omission).
+/// Request k is due at `start + k/rate` ([`pace`]); its latency counts from then, not from
+/// when a connection was free to send it (no coordinated omission). How late each request
+/// was sent after its due time is kept too (`send_lag_us`): the generator's own share.
 async fn open_loop(
     addr: &str,
     requests: Arc<Vec<Req>>,
@@ -580,7 +611,6 @@ async fn open_loop(
 ) -> StepResult {
     let result = Arc::new(Mutex::new(StepResult::default()));
     let total = rate * secs;
-    let slot = Arc::new(AtomicUsize::new(0));
     let workers = OPEN_LOOP_CONNECTIONS.min(total as usize).max(1);
     // Connections are opened before the clock starts, as wrk2 does, and given a moment to be
     // accepted: vendors' senders keep theirs alive, so a step measures requests, not handshakes.
@@ -593,6 +623,9 @@ async fn open_loop(
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
         .map(|ms| ms * 1000);
+    let (due_tx, due_rx) = tokio::sync::mpsc::unbounded_channel();
+    // One waiting connection at a time takes the next due request.
+    let due_rx = Arc::new(tokio::sync::Mutex::new(due_rx));
     let start = Instant::now();
     if slow_us.is_some() {
         // Wall clock of the step's start, to line slow requests up with other recorders.
@@ -601,24 +634,21 @@ async fn open_loop(
             .unwrap_or_default();
         eprintln!("slow: step started at unix {:.3} s", epoch.as_secs_f64());
     }
+    let pacer = pace(start, rate, total, due_tx);
     let mut tasks = Vec::with_capacity(workers);
     for mut conn in conns {
-        let (requests, next, result, slot) = (
+        let (requests, next, result, due_rx) = (
             Arc::clone(&requests),
             Arc::clone(&next),
             Arc::clone(&result),
-            Arc::clone(&slot),
+            Arc::clone(&due_rx),
         );
         let addr = addr.to_owned();
         tasks.push(tokio::spawn(async move {
             let mut local = StepResult::default();
             loop {
-                let k = slot.fetch_add(1, Ordering::Relaxed) as u64;
-                if k >= total {
-                    break;
-                }
-                let intended = start + Duration::from_nanos(k * 1_000_000_000 / rate);
-                tokio::time::sleep_until(intended.into()).await;
+                let due = due_rx.lock().await.recv().await;
+                let Some(intended) = due else { break };
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(req) = requests.get(i) else { break };
                 let sent = Instant::now();
@@ -633,6 +663,9 @@ async fn open_loop(
                     );
                 }
                 local.latencies_us.push(latency_us);
+                local
+                    .send_lag_us
+                    .push(sent.saturating_duration_since(intended).as_micros() as u64);
                 record(&mut local, req, status);
             }
             merge(&result, local);
@@ -641,6 +674,7 @@ async fn open_loop(
     for t in tasks {
         let _ = t.await;
     }
+    let _ = pacer.join();
     Arc::try_unwrap(result).ok().unwrap().into_inner().unwrap()
 }
 
@@ -669,6 +703,7 @@ fn merge(into: &Mutex<StepResult>, local: StepResult) {
         *r.statuses.entry(k).or_default() += v;
     }
     r.latencies_us.extend(local.latencies_us);
+    r.send_lag_us.extend(local.send_lag_us);
     r.accepted_uids.extend(local.accepted_uids);
 }
 
@@ -1050,6 +1085,18 @@ fn main() {
             );
             if result.failed > 0 {
                 eprintln!("  statuses: {:?}", result.statuses);
+            }
+            if !result.send_lag_us.is_empty() {
+                // Part of every latency above; large values mean the generator, not the
+                // gateway, was late.
+                result.send_lag_us.sort_unstable();
+                let lag = &result.send_lag_us;
+                println!(
+                    "  {label}: sent after its due time by p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+                    percentile(lag, 0.50),
+                    percentile(lag, 0.99),
+                    percentile(lag, 1.0),
+                );
             }
             rss_stop.store(true, Ordering::Relaxed);
             let series = rss_series.join().unwrap_or_default();
