@@ -253,14 +253,7 @@ async fn trip(
             } => (holder, fresh, keys, duplicates),
             Reservation::InFlight(_) => return Err(Failure::InFlight),
         };
-    let mut reserved = Reserved {
-        state: Arc::clone(state),
-        source: Arc::clone(&source),
-        holder,
-        keys,
-        delivered: false,
-        delivery: None,
-    };
+    let mut reserved = Reserved::new(state, &source, holder, keys);
 
     // 7–8. parse and normalize; what cannot be mapped becomes a dead letter, never a drop.
     let request = EventContext {
@@ -295,15 +288,7 @@ async fn trip(
             request_id: incoming.request_id.0.clone(),
             records,
         };
-        let started = Instant::now();
-        let delivered = match state.sink.start(batch) {
-            Ok(delivery) => reserved.await_delivery(delivery).await,
-            Err(e) => Err(e),
-        };
-        state.sink.record(&state.metrics, started, &delivered);
-        if let Err(e) = delivered {
-            let keys = reserved.settle();
-            dedup::release_all(&state.dedup, &source.name, &reserved.holder, keys.iter()).await;
+        if let Err(e) = reserved.deliver(batch).await {
             let (name, vendor, n) = (&source.name, &source.vendor, events as u64);
             state
                 .metrics
@@ -311,19 +296,6 @@ async fn trip(
             return Err(e.into());
         }
     }
-    // The events are durable now, so the answer is 2xx whatever the dedup store says: a 503
-    // would have the vendor send them again. Keys left reserved (Redis unreachable) hold a
-    // retry off with 409 until the reservation's TTL lapses.
-    reserved.delivered = true;
-    if let Err(e) = dedup::commit_all(&state.dedup, &source.name, &reserved.keys).await {
-        tracing::error!(
-            error = %crate::telemetry::causes(&e),
-            reason = e.code(),
-            events = reserved.keys.len(),
-            "dedup commit failed after delivery; the events are durable and answered 2xx"
-        );
-    }
-    reserved.settle();
     // Counted once durable, once per batch; the status keeps the latest for its lookback.
     let (classes, lookback): (Vec<&'static str>, Vec<Bytes>) = published.into_iter().unzip();
     let (name, vendor) = (&source.name, &source.vendor);
@@ -348,6 +320,7 @@ struct Reserved {
     source: Arc<route::Source>,
     /// Whose reservations the keys are.
     holder: dedup::Holder,
+    /// Still to settle; emptied once settled.
     keys: Vec<crate::parse::EventKey>,
     /// The events are durable: commit, not release.
     delivered: bool,
@@ -356,18 +329,73 @@ struct Reserved {
 }
 
 impl Reserved {
-    /// Awaits `delivery`, holding it meanwhile: dropped before the verdict, this guard hands
-    /// it to a task that settles the keys by it.
-    async fn await_delivery(&mut self, delivery: Delivery) -> Result<(), SinkError> {
-        let delivery = self.delivery.insert(delivery);
-        let delivered = delivery.await;
-        self.delivery = None;
-        delivered
+    fn new(
+        state: &Arc<State>,
+        source: &Arc<route::Source>,
+        holder: dedup::Holder,
+        keys: Vec<crate::parse::EventKey>,
+    ) -> Reserved {
+        Reserved {
+            state: Arc::clone(state),
+            source: Arc::clone(source),
+            holder,
+            keys,
+            delivered: false,
+            delivery: None,
+        }
     }
 
-    /// The keys, now the trip's own to commit or release.
-    fn settle(&mut self) -> Vec<crate::parse::EventKey> {
-        std::mem::take(&mut self.keys)
+    /// Makes `batch` durable, then settles the keys by the verdict: committed once the events
+    /// are durable, released when they are not. The keys stay held while the store answers,
+    /// so a trip dropped meanwhile settles them all the same.
+    async fn deliver(&mut self, batch: Batch) -> Result<(), SinkError> {
+        let sink = &self.state.sink;
+        let started = Instant::now();
+        let delivered = match sink.start(batch) {
+            Ok(delivery) => {
+                // Held meanwhile: dropped before the verdict, this guard hands it to a task.
+                let delivery = self.delivery.insert(delivery);
+                let verdict = delivery.await;
+                self.delivery = None;
+                verdict
+            }
+            Err(e) => Err(e),
+        };
+        sink.record(&self.state.metrics, started, &delivered);
+        self.delivered = delivered.is_ok();
+        settle(
+            &self.state,
+            &self.source.name,
+            &self.holder,
+            &self.keys,
+            self.delivered,
+        )
+        .await;
+        self.keys.clear();
+        delivered
+    }
+}
+
+/// Commits `keys` when their events were `delivered`, else releases them. Once the events
+/// are durable the answer is 2xx whatever the dedup store says (a 503 would have the vendor
+/// send them again): a failed commit is logged, and keys left reserved (Redis unreachable)
+/// hold a retry off with 409 until the reservation's TTL lapses.
+async fn settle(
+    state: &State,
+    source: &str,
+    holder: &dedup::Holder,
+    keys: &[crate::parse::EventKey],
+    delivered: bool,
+) {
+    if !delivered {
+        dedup::release_all(&state.dedup, source, holder, keys.iter()).await;
+    } else if let Err(e) = dedup::commit_all(&state.dedup, source, keys).await {
+        tracing::error!(
+            error = %crate::telemetry::causes(&e),
+            reason = e.code(),
+            events = keys.len(),
+            "dedup commit failed after delivery; the events are durable and answered 2xx"
+        );
     }
 }
 
@@ -383,7 +411,7 @@ impl Drop for Reserved {
             Arc::clone(&self.state),
             Arc::clone(&self.source),
             self.holder.clone(),
-            self.settle(),
+            std::mem::take(&mut self.keys),
         );
         let (delivered, delivery) = (self.delivered, self.delivery.take());
         runtime.spawn(async move {
@@ -399,13 +427,7 @@ impl Drop for Reserved {
                 under_way,
                 "request dropped mid-trip (its sender went away); its dedup keys settled"
             );
-            if delivered {
-                if let Err(e) = dedup::commit_all(&state.dedup, &source.name, &keys).await {
-                    tracing::error!(error = %crate::telemetry::causes(&e), "dedup commit failed");
-                }
-            } else {
-                dedup::release_all(&state.dedup, &source.name, &holder, keys.iter()).await;
-            }
+            settle(&state, &source.name, &holder, &keys, delivered).await;
         });
     }
 }
@@ -417,8 +439,8 @@ impl Drop for Reserved {
 /// (the dedup store remembers it under [`DeadLetter::body_key`]). Fails
 /// (→ 503, so the vendor retries) when the dead letter is not durable.
 async fn dead_letter_body(
-    state: &State,
-    source: &route::Source,
+    state: &Arc<State>,
+    source: &Arc<route::Source>,
     request_id: &RequestId,
     raw: &Bytes,
     (reason_code, reason): (&'static str, String),
@@ -427,7 +449,7 @@ async fn dead_letter_body(
     let key = DeadLetter::body_key(&uid);
     // A store that fails here costs at most a second copy; the body is kept all the same.
     let holder = state.dedup.holder();
-    let reserved = match state.dedup.reserve(&source.name, &key, &holder).await {
+    let keys = match state.dedup.reserve(&source.name, &key, &holder).await {
         Ok(dedup::Dedup::Seen) => {
             tracing::info!(
                 reason = reason_code,
@@ -436,8 +458,8 @@ async fn dead_letter_body(
             );
             return Ok(());
         }
-        Ok(dedup::Dedup::New) => true,
-        Ok(_) | Err(_) => false,
+        Ok(dedup::Dedup::New) => vec![key],
+        Ok(_) | Err(_) => Vec::new(),
     };
     let letter = DeadLetter {
         uid,
@@ -453,17 +475,9 @@ async fn dead_letter_body(
         request_id: request_id.0.clone(),
         records: vec![Record::DeadLetter(letter)],
     };
-    if let Err(e) = state.sink.deliver(batch, &state.metrics).await {
-        if reserved {
-            dedup::release_all(&state.dedup, &source.name, &holder, std::iter::once(&key)).await;
-        }
-        return Err(e.into());
-    }
-    if reserved {
-        if let Err(e) = state.dedup.commit(&source.name, &key).await {
-            tracing::warn!(error = %crate::telemetry::causes(&e), "dead letter kept, but its retries will be kept again");
-        }
-    }
+    Reserved::new(state, source, holder, keys)
+        .deliver(batch)
+        .await?;
     tracing::warn!(
         reason = reason_code,
         bytes = raw.len(),

@@ -4,7 +4,8 @@
 //! `Ok(())` only once every record is durable: appended and fsynced to the spool (spool mode),
 //! or acknowledged by Kafka / synced to the JSON-lines file (direct mode). Fails with
 //! [`SinkError`] → 503 with `Retry-After`, so the vendor retries. The request path calls only
-//! [`Sink::start`] and awaits its [`Delivery`] (or [`Sink::deliver`], both in one); in spool
+//! [`Sink::start`] and awaits its [`Delivery`] (`pipeline::Reserved::deliver`, which then
+//! settles the request's dedup keys by the verdict); in spool
 //! mode the [`forward::Forwarder`] publishes in the background.
 //!
 //! Modes (`[delivery] mode`): `spool` is the default with `[kafka]`; without `[kafka]` the
@@ -338,18 +339,6 @@ impl Sink {
                 ))
             }
         }
-    }
-
-    /// Makes `batch` durable; returns only once it is. In direct mode to Kafka, records the
-    /// answer in `metrics` (delivery latency, or an error by reason).
-    pub async fn deliver(&self, batch: Batch, metrics: &Metrics) -> Result<(), SinkError> {
-        let started = std::time::Instant::now();
-        let delivered = match self.start(batch) {
-            Ok(delivery) => delivery.await,
-            Err(e) => Err(e),
-        };
-        self.record(metrics, started, &delivered);
-        delivered
     }
 
     /// Starts making `batch` durable: the [`Delivery`] resolves once it is. Whether or not it
