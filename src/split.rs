@@ -241,11 +241,6 @@ fn events_of<'b>(
                         values
                             .push(serde_json::from_str(element.get()).map_err(|e| malformed(&e))?);
                     }
-                    // A batch of nothing but health calls (`[{}]`) is one; a batch with any
-                    // event in it is all events, none dropped.
-                    if values.iter().all(|v| parser.is_heartbeat(Some(v))) {
-                        return Ok(Split::Heartbeat);
-                    }
                 }
                 Err(strict) => {
                     // Only a lenient parser gets here with a result. The repair only widens
@@ -267,9 +262,6 @@ fn events_of<'b>(
         _ => {
             match json_of(body, text).or_else(|e| repaired(body, parser, &e).map(Doc::from)) {
                 Ok(value) => {
-                    if parser.is_heartbeat(Some(&value)) {
-                        return Ok(Split::Heartbeat);
-                    }
                     raws.push(body.clone());
                     values.push(value);
                 }
@@ -303,6 +295,12 @@ fn events_of<'b>(
                 }
             }
         }
+    }
+    // A health call, or a batch of nothing but health calls (`[{}]`, or NDJSON lines or
+    // JSON-seq records that each are one), is one; a batch with any event in it is all
+    // events, none dropped.
+    if values.iter().all(|v| parser.is_heartbeat(Some(v))) {
+        return Ok(Split::Heartbeat);
     }
     let mut events = Vec::with_capacity(values.len());
     for (index, (raw, value)) in raws.into_iter().zip(values).enumerate() {

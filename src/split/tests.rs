@@ -104,10 +104,23 @@ fn a_batch_is_a_heartbeat_only_when_every_element_is_one() {
             Split::Events(events) => Some(events.len()),
         }
     };
-    for heartbeat in ["", "{}", "[]", "null", "\"ping\"", "[{}, {\"x\": 1}]"] {
+    // Every framing split reads: one value, an array, NDJSON lines, JSON-seq records.
+    for heartbeat in [
+        "",
+        "{}",
+        "[]",
+        "null",
+        "\"ping\"",
+        "[{}, {\"x\": 1}]",
+        "{}\n{\"x\": 1}\n",
+        "{}\r\n{}",
+        "\u{1e}{}\n\u{1e}{\"x\": 1}\n",
+    ] {
         assert_eq!(split(heartbeat), None, "{heartbeat:?}");
     }
     assert_eq!(split(r#"[{}, {"description": "a"}]"#), Some(2));
+    assert_eq!(split("{}\n{\"description\": \"a\"}"), Some(2));
+    assert_eq!(split("\u{1e}{\"description\": \"a\"}\n\u{1e}{}\n"), Some(2));
     assert_eq!(split(r#"{"description": "a"}"#), Some(1));
     // Without a heartbeat rule, the same shapes are refused, not acknowledged.
     for refused in ["[]", "null"] {
