@@ -553,8 +553,9 @@ pub fn apply_routed<'k>(
         .as_ref()
         .and_then(|s| eval::value(s, &scope, &fields))
         .map(|v| compile::scalar_text(&v));
-    // A value the vendor sent that a mapping's conversion refused, and that no other mapping
-    // placed (an `ip_address` that is no address): kept in `unmapped`.
+    // A value the vendor sent that a mapping's conversion refused or kept only part of, and
+    // that no other mapping placed (an `ip_address` that is no address, or a list of them):
+    // kept in `unmapped`.
     let mut unmapped = Fields::new();
     for (m, path) in refused {
         let placed = route.maps.iter().any(|o| {

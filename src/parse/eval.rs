@@ -223,8 +223,9 @@ pub fn value(spec: &Spec, scope: &Scope<'_>, out: &Fields<'_>) -> Option<Value> 
 }
 
 /// [`value`] as a field, and for a mapping from body paths whose conversion or lookup refused
-/// the value the event carries (an `ip` that is no address, a time in no known form), the
-/// path it came from: so it can be kept in `unmapped` rather than lost. `body` is the event
+/// the value the event carries (an `ip` that is no address, a time in no known form), or kept
+/// only part of it (the first address of a list), the path it came from: so it can be kept
+/// in `unmapped` rather than lost. `body` is the event
 /// `scope` reads, with its own lifetime: a string the mapping copies as it is (at most
 /// `convert = "string"`, no lookup or reduction) stays borrowed from it ([`Field::Text`]),
 /// not copied into a `Value`.
@@ -252,10 +253,19 @@ fn value_noting_refusal<'s, 'k>(
             (Some(Field::Text(s)), None)
         }
         Some((path, raw)) => match finish(spec, raw.to_value()) {
-            Some(v) => (Some(Field::Value(v)), None),
+            // A value of which the conversion kept one part (an `ip` conversion takes the
+            // first address of a list): the whole value is noted too.
+            Some(v) => (Some(Field::Value(v)), takes_part(spec, raw).then_some(path)),
             None => (default(), Some(path)),
         },
     }
+}
+
+/// True when `spec`'s conversion keeps only part of `raw`: an address list (`a, b`) read by
+/// an `ip` conversion, which keeps the first address.
+fn takes_part(spec: &Spec, raw: &Doc<'_>) -> bool {
+    spec.converts.iter().any(|c| matches!(c, Convert::Ip))
+        && raw.as_str().is_some_and(|s| s.contains(','))
 }
 
 /// True when `spec` passes what it reads on unchanged (a string through `convert = "string"`
@@ -480,8 +490,8 @@ fn convert(c: &Convert, v: Value) -> Option<Value> {
 }
 
 /// Applies mappings in order. Returns the `to` text of a required mapping left absent.
-/// Notes in `refused` each mapping whose conversion refused the body value it read, with
-/// that value's path.
+/// Notes in `refused` each mapping whose conversion refused the body value it read, or kept
+/// only part of it, with that value's path.
 /// `body` is the event `scope` reads, with its own lifetime ([`value_noting_refusal`]).
 pub fn apply_maps<'m: 'k, 'k>(
     maps: &'m [Mapping],
