@@ -554,6 +554,19 @@ fn delivery_problems(config: &Config, add: &mut impl FnMut(String, String)) {
         if kafka.topic_partitions < 1 {
             add("kafka.topic_partitions".into(), "must be at least 1".into());
         }
+        if kafka.message_timeout_ms == 0 {
+            // librdkafka reads 0 as no timeout: a message answered 503 would still be sent
+            // once the broker is back, and the vendor's retry sent again.
+            add(
+                "kafka.message_timeout_ms".into(),
+                "must be at least 1 (0 would mean never give up on a message)".into(),
+            );
+        }
+        for (property, message) in
+            crate::publish::client_config::property_problems(&kafka.properties)
+        {
+            add(format!("kafka.properties.{property:?}"), message);
+        }
         if kafka.topic_replication == 0 || kafka.topic_replication < -1 {
             add(
                 "kafka.topic_replication".into(),

@@ -7,6 +7,7 @@
 //! reason). Fails with [`PublishError`] (always a downstream fault: the caller answers 503 or
 //! retries). Never reports an envelope done before its delivery report said so.
 
+pub mod client_config;
 mod kafka_log;
 mod topics;
 
@@ -34,9 +35,10 @@ const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Why envelopes were not acknowledged by Kafka.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
-    /// Downstream fault: the producer could not be built from the config.
-    #[error("cannot create Kafka client")]
-    Build(#[source] KafkaError),
+    /// Downstream fault: the producer could not be built from the config. What librdkafka
+    /// said, with every `[kafka.properties]` value masked (they are secrets).
+    #[error("cannot create Kafka client: {0}")]
+    Build(String),
     /// Downstream fault: the topic does not exist and could not be created.
     #[error("Kafka topic {topic:?} is missing and could not be created: {reason}")]
     Topic {
@@ -124,7 +126,7 @@ fn refused_for_good(e: &KafkaError) -> bool {
 
 /// librdkafka's `message.max.bytes`: the spool's largest record plus room for the request
 /// framing. `[kafka.properties]` may lower it.
-const MESSAGE_MAX_BYTES: usize = crate::spool::MAX_RECORD_BYTES + 1024 * 1024;
+pub(crate) const MESSAGE_MAX_BYTES: usize = crate::spool::MAX_RECORD_BYTES + 1024 * 1024;
 
 /// The Kafka producer with its routing and topic bookkeeping.
 pub struct Kafka {
@@ -166,36 +168,14 @@ impl std::fmt::Debug for Kafka {
 impl Kafka {
     /// Builds the producer and admin client (connects lazily).
     pub fn build(config: &KafkaConfig, mode: DeliveryMode) -> Result<Kafka, PublishError> {
-        let mut client = ClientConfig::new();
-        client
-            .set("bootstrap.servers", &config.brokers)
-            .set("client.id", "hookgate")
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("compression.type", config.compression.as_str())
-            .set("linger.ms", config.linger_ms_in(mode).to_string())
-            .set("message.timeout.ms", config.message_timeout_ms.to_string())
-            // Any record the gateway can make (the spool's largest, and an event is cut to a
-            // dead letter before it grows past that), not librdkafka's 1 MB default, which a
-            // large event passes before compression: refused at produce time, it would be
-            // retried for ever (and stall the forwarder). The broker judges the compressed batch.
-            .set("message.max.bytes", MESSAGE_MAX_BYTES.to_string());
-        if let Some(level) = config.compression_level() {
-            client.set("compression.level", level.to_string());
-        }
-        if let Some(n) = config.max_in_flight_in(mode) {
-            client.set("max.in.flight.requests.per.connection", n.to_string());
-        }
-        for (key, value) in &config.properties {
-            client.set(key, value.expose());
-        }
+        let client = client_config::build(config, mode);
         let log = KafkaLog::default();
-        let producer: FutureProducer<KafkaLog> = client
-            .create_with_context(log.clone())
-            .map_err(PublishError::Build)?;
-        let admin: AdminClient<KafkaLog> = client
-            .create_with_context(log.clone())
-            .map_err(PublishError::Build)?;
+        let refused =
+            |e: KafkaError| PublishError::Build(client_config::masked(&e, &config.properties));
+        let producer: FutureProducer<KafkaLog> =
+            client.create_with_context(log.clone()).map_err(refused)?;
+        let admin: AdminClient<KafkaLog> =
+            client.create_with_context(log.clone()).map_err(refused)?;
         let template = |t: &str| {
             TopicTemplate::parse(t).map_err(|reason| PublishError::Topic {
                 topic: t.to_owned(),

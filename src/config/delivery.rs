@@ -149,4 +149,25 @@ max_entries = 0
         assert!(load("[kafka]\nbrokers = \"k\"\nbroker = \"x\"\n").is_err());
         assert!(load("[kafka]\nbrokers = \"k\"\ncompression = \"brotli\"\n").is_err());
     }
+
+    /// What librdkafka would refuse at startup is a config problem `check` names, by key,
+    /// without the value (a typo under a password, a Java client's JAAS line).
+    #[test]
+    fn kafka_properties_librdkafka_refuses_are_named_without_their_values() {
+        let e = load("[kafka]\nbrokers = \"k:9092\"\n[kafka.properties]\n\"sasl.pasword\" = \"Pa55-SECRET\"\n\"security.protocol\" = \"SASL_SSLX\"\n\"sasl.password\" = \"Pa55-SECRET\"\n")
+            .unwrap_err();
+        assert!(e.contains("2 problem(s)"), "{e}");
+        assert!(e.contains("kafka.properties.\"sasl.pasword\""), "{e}");
+        assert!(e.contains("kafka.properties.\"security.protocol\""), "{e}");
+        assert!(!e.contains("Pa55") && !e.contains("SASL_SSLX"), "{e}");
+    }
+
+    /// librdkafka reads 0 as no timeout: a message answered 503 would be sent later all the
+    /// same, and the vendor's retry with it.
+    #[test]
+    fn a_zero_message_timeout_is_refused() {
+        let e = load("[kafka]\nbrokers = \"k:9092\"\nmessage_timeout_ms = 0\n").unwrap_err();
+        assert!(e.contains("kafka.message_timeout_ms"), "{e}");
+        assert!(load("[kafka]\nbrokers = \"k:9092\"\nmessage_timeout_ms = 1\n").is_ok());
+    }
 }
