@@ -10,6 +10,7 @@ pub mod delivery;
 pub mod kafka;
 pub mod limits;
 pub mod listener;
+mod paths;
 pub mod process;
 pub mod secret;
 pub mod sink;
@@ -392,6 +393,9 @@ impl Config {
                 }
             }
         }
+        for (key, message) in self.output_path_problems() {
+            add(key, message);
+        }
         delivery_problems(self, &mut add);
         let mut names = HashSet::new();
         let mut paths = HashSet::new();
@@ -530,6 +534,34 @@ impl Config {
 }
 
 /// Problems in `[delivery]`, `[kafka]`, `[spool]` and `[dedup]`.
+impl Config {
+    /// Where the gateway will write that cannot be made there (see `config/paths.rs`): the
+    /// JSON-lines files (when no Kafka is configured), the spool directory (spool mode), the
+    /// dedup journal.
+    fn output_path_problems(&self) -> Vec<(String, String)> {
+        let stdout = Path::new("-");
+        let mut found = Vec::new();
+        if self.kafka.is_none() {
+            let files = [
+                ("sink.path", Some(&self.sink.path)),
+                ("sink.dead_letter_path", self.sink.dead_letter_path.as_ref()),
+            ];
+            for (key, path) in files {
+                if let Some(path) = path.filter(|p| p.as_path() != stdout) {
+                    found.extend(paths::file_problem(key, path));
+                }
+            }
+        }
+        if self.delivery_mode() == DeliveryMode::Spool {
+            found.extend(paths::dir_problem("spool.dir", &self.spool.dir));
+        }
+        if let Some(journal) = &self.dedup.journal_path {
+            found.extend(paths::file_problem("dedup.journal_path", journal));
+        }
+        found
+    }
+}
+
 fn delivery_problems(config: &Config, add: &mut impl FnMut(String, String)) {
     if let Some(kafka) = &config.kafka {
         if kafka.brokers.trim().is_empty() {

@@ -9,8 +9,9 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SinkConfig {
-    /// JSON-lines output: `"-"` for standard output, or a file path that is appended to and
-    /// synced before each acknowledgement. Standard output cannot be synced, so in direct mode
+    /// JSON-lines output: `"-"` for standard output, or a file path that is appended to (its
+    /// directory made when missing; `check` refuses one that cannot be) and synced before each
+    /// acknowledgement. Standard output cannot be synced, so in direct mode
     /// a 2xx then means written to the pipe, not durable (`serve` and `check` warn). Default
     /// `"-"`. Example: `"/var/lib/hookgate/events.jsonl"`.
     #[serde(default = "default_path")]

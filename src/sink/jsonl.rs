@@ -83,11 +83,17 @@ fn open(path: &Path) -> Result<Output, SinkBuildError> {
     if path == Path::new("-") {
         return Ok(Output::Stdout);
     }
-    let opened = OpenOptions::new()
-        .create(true)
-        .read(true)
-        .append(true)
-        .open(path)
+    // Its directory is made when missing, as the spool's and the dedup journal's are.
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    let opened = dir
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| {
+            OpenOptions::new()
+                .create(true)
+                .read(true)
+                .append(true)
+                .open(path)
+        })
         .and_then(|mut file| end_torn_line(&mut file, path).map(|()| file));
     let file = opened.map_err(|source| SinkBuildError::Open {
         path: path.display().to_string(),
@@ -440,6 +446,17 @@ mod tests {
         let text = std::fs::read_to_string(dir.path().join("events.jsonl")).unwrap();
         assert_eq!(text, "{\"uid\":\"x\"}\n");
         sink.flush().await.unwrap();
+    }
+
+    /// As the spool's and the journal's: a path whose directories are missing gets them.
+    #[tokio::test]
+    async fn missing_directories_of_the_output_are_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = sink_in(&dir.path().join("a/b"), true);
+        deliver(&sink, batch(vec![event("x")])).await.unwrap();
+        let text = std::fs::read_to_string(dir.path().join("a/b/events.jsonl")).unwrap();
+        assert_eq!(text, "{\"uid\":\"x\"}\n");
+        assert!(dir.path().join("a/b/dead.jsonl").is_file());
     }
 
     #[tokio::test]
