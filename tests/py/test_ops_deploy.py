@@ -245,3 +245,16 @@ def test_systemd_unit_verifies(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     # Unknown keys only warn: require a silent verify.
     assert result.stdout.strip() == "" and result.stderr.strip() == "", result.stderr
+
+
+def test_systemd_stop_timeout_covers_a_graceful_stop():
+    """systemd kills a unit still stopping after TimeoutStopSec: it must outlast the
+    documented stop with the default timings (shutdown delay, drain, then the forwarder's
+    batch in hand up to 5 s and the producer's flush up to 10 s), as the pod's grace does."""
+    unit = (DEPLOY / "systemd" / "hookgate.service").read_text()
+    timeout_s = int(re.search(r"^TimeoutStopSec=(\d+)s$", unit, re.M).group(1))
+    doc = (ROOT / "docs" / "config.md").read_text()
+    default = lambda key: int(re.search(rf"^\| `{key}` \|.*?Default (\d+)", doc, re.M).group(1))
+    after_drain_ms = 5000 + 10000
+    needed_ms = default("shutdown_delay_ms") + default("grace_period_ms") + after_drain_ms
+    assert timeout_s * 1000 > needed_ms, (timeout_s, needed_ms)
