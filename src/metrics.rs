@@ -283,6 +283,8 @@ fn status_label(status: u16) -> &'static str {
         415 => "415",
         429 => "429",
         500 => "500",
+        // The client's doing (a transfer coding it chose), kept apart from the gateway's 5xx.
+        501 => "501",
         503 => "503",
         s if s < 300 => "2xx",
         s if s < 500 => "4xx",
