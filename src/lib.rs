@@ -34,6 +34,7 @@ pub mod config;
 pub mod cpu_scheduling;
 pub mod dedup;
 pub mod demo;
+pub mod file_size_limit;
 pub mod health;
 pub mod huge_pages;
 pub mod limits;
