@@ -74,7 +74,11 @@ pub fn load_config(path: &std::path::Path) -> Result<(Config, Catalog), String> 
             .as_str()
             .map(std::path::PathBuf::from)
     });
-    let catalog = Catalog::load(dir.as_deref()).map_err(|e| e.to_string())?;
+    let catalog = Catalog::load(dir.as_deref()).map_err(|e| match &dir {
+        // Named by key, as every other config problem is.
+        Some(_) => format!("config file {}: parsers.dir: {e}", path.display()),
+        None => e.to_string(),
+    })?;
     let config = Config::from_toml(&text, path, &catalog.names()).map_err(|e| e.to_string())?;
     Ok((config, catalog))
 }
