@@ -10,7 +10,8 @@
 //!
 //! # Invariants
 //!
-//! 1. Sequence numbers start at 1 and increase by exactly one per record, across segments.
+//! 1. Sequence numbers start at 1 and increase by exactly one per record, across segments
+//!    (past records damaged on disk, which recovery cannot read, they skip: invariant 6).
 //! 2. A record is *durable* once the group it belongs to was written and `fdatasync`ed; only
 //!    then is its caller answered and only then may the reader see it (`durable_len`).
 //! 3. Group commit: one writer thread owns the open segment. It takes every append queued
@@ -29,9 +30,13 @@
 //!    neither stalls an append's sync.
 //! 6. Recovery at startup: every segment is scanned. At the first record whose header is
 //!    incomplete, whose length is implausible, whose checksum fails or whose sequence number is
-//!    not the expected next one, the segment is truncated there (a torn write from a crash:
-//!    such a record was never fsynced, so never acknowledged) and the truncation is logged;
-//!    a valid record older than the segment's first is a reused file's leftover, cut off
+//!    not the expected next one, the segment is truncated there. In the newest segment with
+//!    bytes with no intact record after, that is a torn write from a crash (such a record was
+//!    never fsynced, so never acknowledged), logged at warn. Otherwise it is damage on disk
+//!    to acknowledged records: the bad bytes are kept (`damaged-*.bin`), logged at error, and
+//!    the intact records after them are written, synced, to a segment of their own named by
+//!    the first of them before the truncation, so nothing readable is lost (`format::recover`).
+//!    A valid record older than the segment's first is a reused file's leftover, cut off
 //!    quietly. A segment whose successor starts at or below `acked + 1` is deleted unread.
 //!    Writing then continues in a fresh segment.
 //!

@@ -1,5 +1,6 @@
 //! The spool's bytes on disk: record framing, segment names, the spare, and the
-//! startup scan that truncates a torn tail. Layout and invariants: see `spool.rs`.
+//! startup scan that truncates a torn tail and sets damage aside. Layout and invariants: see
+//! `spool.rs`.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Read;
@@ -147,6 +148,55 @@ fn remove_spent(path: &Path) -> Result<(), SpoolError> {
     }
 }
 
+/// Where intact records resume in `damaged` (bytes from the first that do not decode as
+/// record `expected`): the offset and sequence number of the first valid record numbered
+/// `expected` or later, found byte by byte. Its number is bounded by the bytes before it
+/// (every record takes at least a header), which spares checksumming most offsets. `None`
+/// when no intact record follows.
+fn next_intact(damaged: &[u8], expected: u64) -> Option<(usize, u64)> {
+    (0..damaged.len()).find_map(|at| {
+        let rest = damaged.get(at..)?;
+        let seq = le_u64(rest, 8)?;
+        let most = expected.saturating_add((at / RECORD_HEADER_BYTES) as u64 + 1);
+        if seq < expected || seq > most {
+            return None;
+        }
+        match decode(rest) {
+            Decoded::Record { seq, .. } => Some((at, seq)),
+            _ => None,
+        }
+    })
+}
+
+/// Writes `bytes` to a new file at `path` and syncs it.
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), SpoolError> {
+    File::create(path)
+        .and_then(|mut f| {
+            std::io::Write::write_all(&mut f, bytes)?;
+            f.sync_all()
+        })
+        .map_err(SpoolError::io("write spool segment split off damage"))
+}
+
+/// Keeps damaged bytes beside the spool (`damaged-<segment's first>-<offset>.bin`), synced,
+/// so what they held can still be looked at; recovery never reads them. Returns the path.
+fn keep_damaged(
+    dir: &Path,
+    first: u64,
+    offset: usize,
+    bytes: &[u8],
+) -> Result<PathBuf, SpoolError> {
+    let path = dir.join(format!("damaged-{first:020}-{offset}.bin"));
+    File::create(&path)
+        .and_then(|mut f| {
+            std::io::Write::write_all(&mut f, bytes)?;
+            f.sync_all()
+        })
+        .map_err(SpoolError::io("keep damaged spool bytes"))?;
+    sync_dir(dir)?;
+    Ok(path)
+}
+
 /// What the startup scan found.
 #[derive(Debug)]
 pub struct Recovered {
@@ -187,8 +237,9 @@ fn recycled_records(dir: &Path) -> Vec<(u64, Vec<u8>)> {
     records.into()
 }
 
-/// Scans every segment, truncates torn or corrupt tails, deletes segments that are empty or
-/// fully acknowledged, and finds the next sequence number.
+/// Scans every segment, truncates torn tails, sets damaged bytes aside (keeping the intact
+/// records after them), deletes segments that are empty or fully acknowledged, and finds the
+/// next sequence number.
 pub fn recover(dir: &Path, acked_seq: u64) -> Result<Recovered, SpoolError> {
     let mut firsts: Vec<u64> = Vec::new();
     for entry in fs::read_dir(dir).map_err(SpoolError::io("list spool dir"))? {
@@ -209,16 +260,21 @@ pub fn recover(dir: &Path, acked_seq: u64) -> Result<Recovered, SpoolError> {
     // records, and the next acknowledgement trims it.
     let newest = firsts
         .iter()
-        .rposition(|&first| fs::metadata(segment_path(dir, first)).is_ok_and(|m| m.len() > 0));
+        .rfind(|&&first| fs::metadata(segment_path(dir, first)).is_ok_and(|m| m.len() > 0))
+        .copied();
     let mut segments = Vec::new();
     let mut next_seq = acked_seq + 1;
-    for (i, &first) in firsts.iter().enumerate() {
+    let mut i = 0;
+    while let Some(&first) = firsts.get(i) {
+        i += 1;
         let path = segment_path(dir, first);
-        let keep = newest == Some(i);
+        // The newest with bytes (the one written when the process stopped), or a part split
+        // off it below.
+        let keep = newest.is_some_and(|newest| first >= newest);
         // Sequences run on across segments (invariant 1), so a segment whose successor starts
         // at or below `acked_seq + 1` holds only acknowledged records: delete it unread. Its
         // tail may be cut short by a deletion the process did not live to finish (`trim.rs`).
-        if !keep && firsts.get(i + 1).is_some_and(|&next| next <= acked_seq + 1) {
+        if !keep && firsts.get(i).is_some_and(|&next| next <= acked_seq + 1) {
             remove_spent(&path)?;
             continue;
         }
@@ -246,12 +302,51 @@ pub fn recover(dir: &Path, acked_seq: u64) -> Result<Recovered, SpoolError> {
                     break;
                 }
                 Decoded::Record { .. } | Decoded::Invalid => {
-                    tracing::warn!(
-                        segment = %path.display(),
-                        valid_bytes = offset,
-                        dropped_bytes = bytes.len() - offset,
-                        "spool segment has a torn or corrupt tail; truncating (those records were never acknowledged)"
-                    );
+                    let damaged = rest;
+                    match next_intact(damaged, expected) {
+                        // Intact records after the bad bytes: damage on disk, not a torn
+                        // write. Those records were acknowledged; they go on in a segment of
+                        // their own, and the bad bytes are kept for the operator.
+                        Some((skip, resumes_at)) => {
+                            let (bad, tail) = damaged.split_at(skip);
+                            write_synced(&segment_path(dir, resumes_at), tail)?;
+                            sync_dir(dir)?;
+                            let kept = keep_damaged(dir, first, offset, bad)?;
+                            tracing::error!(
+                                segment = %path.display(),
+                                offset,
+                                damaged_bytes = skip,
+                                unreadable_records = resumes_at - expected,
+                                first_unreadable_seq = expected,
+                                damaged_copy = %kept.display(),
+                                "spool segment damaged on disk: records that were acknowledged cannot be read (their bytes are kept); the intact records after them are kept and forwarded"
+                            );
+                            if let Err(at) = firsts.binary_search(&resumes_at) {
+                                firsts.insert(at, resumes_at);
+                            }
+                        }
+                        // The segment being written when the process stopped: a torn write,
+                        // whose records were never fsynced, so never acknowledged.
+                        None if keep => tracing::warn!(
+                            segment = %path.display(),
+                            valid_bytes = offset,
+                            dropped_bytes = damaged.len(),
+                            "spool segment has a torn tail; truncating (those records were never acknowledged)"
+                        ),
+                        // A closed segment was synced whole before the next began: its end
+                        // is damage, not a torn write.
+                        None => {
+                            let kept = keep_damaged(dir, first, offset, damaged)?;
+                            tracing::error!(
+                                segment = %path.display(),
+                                offset,
+                                damaged_bytes = damaged.len(),
+                                first_unreadable_seq = expected,
+                                damaged_copy = %kept.display(),
+                                "spool segment damaged on disk at its end: records that were acknowledged cannot be read (their bytes are kept)"
+                            );
+                        }
+                    }
                     truncate_at(&path, offset)?;
                     break;
                 }

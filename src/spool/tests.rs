@@ -146,6 +146,10 @@ async fn a_torn_tail_is_truncated_at_startup_and_writing_continues() {
 
     let (spool, h) = start(settings(dir.path()));
     assert_eq!(fs::metadata(&seg).unwrap().len(), good_len);
+    assert!(
+        damaged_copies(dir.path()).is_empty(),
+        "a torn write is not damage"
+    );
     let seq = spool.append(vec![b"three".to_vec()]).await.unwrap();
     assert_eq!(seq, 3);
     let got: Vec<Vec<u8>> = read_all(&mut spool.reader())
@@ -156,6 +160,78 @@ async fn a_torn_tail_is_truncated_at_startup_and_writing_continues() {
         got,
         vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]
     );
+    stop(spool, h);
+}
+
+/// The `damaged-*.bin` copies recovery left in `dir`.
+fn damaged_copies(dir: &Path) -> Vec<Vec<u8>> {
+    let mut names: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("damaged-"))
+        })
+        .collect();
+    names.sort();
+    names.iter().map(|p| fs::read(p).unwrap()).collect()
+}
+
+/// Flips one byte at `at` of `path`.
+fn flip(path: &Path, at: usize) {
+    let mut bytes = fs::read(path).unwrap();
+    bytes[at] ^= 0x40;
+    fs::write(path, bytes).unwrap();
+}
+
+/// Damage on disk is not a torn write: the records after a record that fails its checksum
+/// were acknowledged, so recovery keeps them (in a segment split off at the next intact
+/// record) and keeps the bad bytes for the operator, instead of truncating them all away.
+#[tokio::test]
+async fn a_damaged_record_inside_a_segment_loses_only_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, h) = start(settings(dir.path()));
+    for i in 1..=10u8 {
+        spool.append(vec![vec![i; 30]]).await.unwrap();
+    }
+    stop(spool, h);
+    let seg = segment_files(dir.path()).pop().unwrap();
+    // Record 4's payload: three records of 46 bytes, then its 16-byte header.
+    flip(&seg, 3 * 46 + 16 + 5);
+
+    let (spool, h) = start(settings(dir.path()));
+    let got = read_all(&mut spool.reader());
+    let seqs: Vec<u64> = got.iter().map(|r| r.0).collect();
+    assert_eq!(seqs, [1, 2, 3, 5, 6, 7, 8, 9, 10]);
+    assert!(got.iter().all(|(seq, p)| *p == vec![*seq as u8; 30]));
+    let copies = damaged_copies(dir.path());
+    assert_eq!(copies.len(), 1);
+    assert_eq!(copies[0].len(), 46, "the damaged record's bytes, no more");
+    // Writing goes on after the last intact record.
+    assert_eq!(spool.append(vec![b"next".to_vec()]).await.unwrap(), 11);
+    stop(spool, h);
+    // A second start finds nothing more to repair.
+    let (spool, h) = start(settings(dir.path()));
+    assert_eq!(read_all(&mut spool.reader()).len(), 10);
+    assert_eq!(damaged_copies(dir.path()).len(), 1);
+    stop(spool, h);
+}
+
+/// A closed segment was synced whole before the next one began, so bad bytes at its end are
+/// damage too: its later segments are read as before, and the bytes are kept.
+#[tokio::test]
+async fn a_damaged_end_of_a_closed_segment_is_kept_aside_and_later_segments_read() {
+    let (dir, s, spool, h) = small_segments(12).await;
+    stop(spool, h);
+    let first = segment_files(dir.path()).remove(0);
+    let len = fs::metadata(&first).unwrap().len() as usize;
+    flip(&first, len - 3);
+
+    let (spool, h) = start(s);
+    let seqs: Vec<u64> = read_all(&mut spool.reader()).iter().map(|r| r.0).collect();
+    assert_eq!(seqs, [1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 12]);
+    assert_eq!(damaged_copies(dir.path()).len(), 1);
     stop(spool, h);
 }
 
