@@ -76,27 +76,6 @@ fn switch_to_batch() -> Outcome {
     }
 }
 
-/// EXPERIMENT: the calling thread back to SCHED_OTHER at its niceness.
-#[cfg(target_os = "linux")]
-pub fn this_thread_normal() {
-    use thread_priority::{
-        set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy,
-        ThreadPriority, ThreadPriorityValue, ThreadSchedulePolicy,
-    };
-    let other = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Other);
-    let Ok(nice) = rustix::process::getpriority_process(None) else {
-        return;
-    };
-    let keeping = (0..=99u8)
-        .filter_map(|p| ThreadPriorityValue::try_from(p).ok())
-        .map(ThreadPriority::Crossplatform)
-        .find(|p| p.to_posix(other).ok() == Some(nice));
-    if let Some(priority) = keeping {
-        let r = set_thread_priority_and_policy(thread_native_id(), priority, other);
-        tracing::info!(ok = r.is_ok(), "EXPERIMENT spool writer SCHED_OTHER");
-    }
-}
-
 #[cfg(not(target_os = "linux"))]
 fn switch_to_batch() -> Outcome {
     Outcome::Unavailable("not Linux".to_owned())

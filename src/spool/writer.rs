@@ -59,9 +59,6 @@ impl Writer {
 
     /// Serves appends until [`super::Spool::close`] or until every handle is dropped. Blocks.
     pub fn run(mut self) {
-        if std::env::var("HG_EXP_WRITER_NORMAL").is_ok() {
-            crate::cpu_scheduling::this_thread_normal();
-        }
         let mut closing = false;
         while !closing {
             let Ok(first) = self.jobs.recv() else {
