@@ -421,23 +421,18 @@ impl Drop for Reserved {
                 None => delivered,
             };
             // During a stop, the grace period's end closes the connections still open.
-            if state.draining.is_cancelled() {
-                tracing::info!(
-                    source = %source.name,
-                    events = keys.len(),
-                    delivered,
-                    under_way,
-                    "request cut mid-trip during the stop (the grace period ran out, or its sender went away); its dedup keys settled"
-                );
+            let why = if state.draining.is_cancelled() {
+                "request cut mid-trip during the stop (the grace period ran out, or its sender went away); its dedup keys settled"
             } else {
-                tracing::info!(
-                    source = %source.name,
-                    events = keys.len(),
-                    delivered,
-                    under_way,
-                    "request dropped mid-trip (its sender went away); its dedup keys settled"
-                );
-            }
+                "request dropped mid-trip (its sender went away); its dedup keys settled"
+            };
+            tracing::info!(
+                source = %source.name,
+                events = keys.len(),
+                delivered,
+                under_way,
+                "{why}"
+            );
             settle(&state, &source.name, &holder, &keys, delivered).await;
         });
     }
