@@ -168,14 +168,14 @@ fn next_intact(damaged: &[u8], expected: u64) -> Option<(usize, u64)> {
     })
 }
 
-/// Writes `bytes` to a new file at `path` and syncs it.
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), SpoolError> {
+/// Writes `bytes` to a new file at `path` and syncs it (`what` names it in an error).
+fn write_synced(path: &Path, bytes: &[u8], what: &'static str) -> Result<(), SpoolError> {
     File::create(path)
         .and_then(|mut f| {
             std::io::Write::write_all(&mut f, bytes)?;
             f.sync_all()
         })
-        .map_err(SpoolError::io("write spool segment split off damage"))
+        .map_err(SpoolError::io(what))
 }
 
 /// Keeps damaged bytes beside the spool (`damaged-<segment's first>-<offset>.bin`), synced,
@@ -187,12 +187,7 @@ fn keep_damaged(
     bytes: &[u8],
 ) -> Result<PathBuf, SpoolError> {
     let path = dir.join(format!("damaged-{first:020}-{offset}.bin"));
-    File::create(&path)
-        .and_then(|mut f| {
-            std::io::Write::write_all(&mut f, bytes)?;
-            f.sync_all()
-        })
-        .map_err(SpoolError::io("keep damaged spool bytes"))?;
+    write_synced(&path, bytes, "keep damaged spool bytes")?;
     sync_dir(dir)?;
     Ok(path)
 }
@@ -309,7 +304,11 @@ pub fn recover(dir: &Path, acked_seq: u64) -> Result<Recovered, SpoolError> {
                         // their own, and the bad bytes are kept for the operator.
                         Some((skip, resumes_at)) => {
                             let (bad, tail) = damaged.split_at(skip);
-                            write_synced(&segment_path(dir, resumes_at), tail)?;
+                            write_synced(
+                                &segment_path(dir, resumes_at),
+                                tail,
+                                "write spool segment split off damage",
+                            )?;
                             sync_dir(dir)?;
                             let kept = keep_damaged(dir, first, offset, bad)?;
                             tracing::error!(
