@@ -1,6 +1,23 @@
 //! Entry point: parse the command line, load config, start telemetry, run, map errors to exit
 //! codes (64 = bad usage or config, 1 = runtime failure).
 
+/// A line to standard error that cannot panic: `eprintln!` does when standard error fails (a
+/// full disk, a file-size limit, a closed pipe), and there is nothing better to do then.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// [`say!`] to standard output.
+macro_rules! say_out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
@@ -58,7 +75,7 @@ fn check(path: &Path) -> ExitCode {
                     .as_ref()
                     .map(hookgate::tls::server_config)
                 {
-                    eprintln!("{}: listener.tls: {e}", path.display());
+                    say!("{}: listener.tls: {e}", path.display());
                     return ExitCode::from(EX_USAGE);
                 }
                 // `serve` warns through its log; `check` has none, so it says so itself.
@@ -67,20 +84,20 @@ fn check(path: &Path) -> ExitCode {
                     .iter()
                     .filter(|s| s.auth.iter().all(|a| matches!(a, AuthConfig::None)));
                 for source in open {
-                    eprintln!(
+                    say!(
                         "warning: source {:?} accepts UNAUTHENTICATED requests (auth kind = \"none\")",
                         source.name
                     );
                 }
                 if let Some(w) = hookgate::sink::jsonl::durability_warning(&config) {
-                    eprintln!("warning: {w}");
+                    say!("warning: {w}");
                 }
                 if config.delivery_mode() == hookgate::config::DeliveryMode::Spool {
                     if let Some(w) = hookgate::spool::volume::warning(&config.spool) {
-                        eprintln!("warning: {w}");
+                        say!("warning: {w}");
                     }
                 }
-                println!(
+                say_out!(
                     "{}: ok ({} sources)",
                     path.display(),
                     runtime.routes.sources().count()
@@ -88,12 +105,12 @@ fn check(path: &Path) -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("{}: {e:#}", path.display());
+                say!("{}: {e:#}", path.display());
                 ExitCode::from(EX_USAGE)
             }
         },
         Err(e) => {
-            eprintln!("{e}");
+            say!("{e}");
             ExitCode::from(EX_USAGE)
         }
     }
@@ -103,7 +120,7 @@ fn serve(path: &Path, huge_pages: &HugePages) -> ExitCode {
     let (config, catalog) = match load(path) {
         Ok(pair) => pair,
         Err(e) => {
-            eprintln!("{e}");
+            say!("{e}");
             return ExitCode::from(EX_USAGE);
         }
     };
@@ -122,7 +139,7 @@ fn run_blocking(config: Config, catalog: Catalog, huge_pages: &HugePages) -> Exi
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("cannot start the async runtime: {e}");
+            say!("cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -147,7 +164,7 @@ fn run_blocking(config: Config, catalog: Catalog, huge_pages: &HugePages) -> Exi
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "hookgate failed");
-            eprintln!("hookgate: {e:#}");
+            say!("hookgate: {e:#}");
             ExitCode::FAILURE
         }
     }
@@ -173,7 +190,7 @@ fn parse(
             std::fs::File::open(p).and_then(|f| f.take(MAX_PAYLOAD).read_to_end(&mut body))
         };
         if let Err(e) = read {
-            eprintln!("cannot read payload {}: {e}", p.display());
+            say!("cannot read payload {}: {e}", p.display());
             return ExitCode::from(EX_USAGE);
         }
         bodies.push(body);
@@ -188,7 +205,7 @@ fn parse(
                     Ok(()) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => break,
                     Err(e) => {
-                        eprintln!("cannot write the events: {e}");
+                        say!("cannot write the events: {e}");
                         return ExitCode::FAILURE;
                     }
                 }
@@ -196,7 +213,7 @@ fn parse(
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("{e}");
+            say!("{e}");
             ExitCode::from(EX_USAGE)
         }
     }
@@ -207,18 +224,18 @@ fn demo(port: u16, output: &Path, huge_pages: &HugePages) -> ExitCode {
     let catalog = match Catalog::load(None) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("{e}");
+            say!("{e}");
             return ExitCode::FAILURE;
         }
     };
     let config = match Config::from_toml(&demo.config_toml, Path::new("<demo>"), &catalog.names()) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("demo config is invalid (a bug): {e}");
+            say!("demo config is invalid (a bug): {e}");
             return ExitCode::FAILURE;
         }
     };
-    eprintln!("{}", demo.instructions);
+    say!("{}", demo.instructions);
     let _ = TelemetryConfig::default();
     run_blocking(config, catalog, huge_pages)
 }

@@ -14,7 +14,7 @@ pub fn init(config: &TelemetryConfig) {
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| LogWriter)
         .with_ansi(std::io::stderr().is_terminal());
     let result = match config.log_format {
         LogFormat::Human => builder.try_init(),
@@ -26,6 +26,25 @@ pub fn init(config: &TelemetryConfig) {
     };
     // A subscriber is already set only when hookgate runs embedded (tests); keep that one.
     let _ = result;
+}
+
+/// Standard error for log lines, dropping what cannot be written. A log line that cannot be
+/// written (the disk full, the file-size limit reached, the reading end of a pipe gone) must
+/// not end the request or the thread that logs it: tracing-subscriber reports a failed write
+/// with `eprintln!`, which panics when standard error itself fails, and a panicking worker
+/// left requests unanswered and the process deaf to SIGTERM.
+struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
 }
 
 /// Levels a bare directive of `[telemetry] log_level` may name.

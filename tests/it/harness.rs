@@ -89,6 +89,51 @@ impl Gateway {
             .unwrap_or_else(|logs| panic!("hookgate did not start:\n{logs}"))
     }
 
+    /// Like [`Gateway::start_with`], with hookgate's standard error going to `stderr` (a file
+    /// the test chose, e.g. one refusing every write), so its logs are not read: the ports are
+    /// chosen here and the start is told by the public port accepting.
+    pub fn start_with_stderr(
+        build: impl FnOnce(&Path) -> String,
+        stderr: std::fs::File,
+    ) -> Gateway {
+        let free = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("free port")
+        };
+        let (addr, admin) = (free(), free());
+        let (dir, events_path, config_path) = Self::write_config(|d| {
+            format!(
+                "[listener]\naddress = \"{addr}\"\n[admin]\naddress = \"{admin}\"\n{}",
+                build(d)
+            )
+        });
+        let mut child = Command::new(binary())
+            .arg("serve")
+            .arg("--config")
+            .arg(&config_path)
+            .env("RUST_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn hookgate");
+        let up = wait_until(Duration::from_secs(20), || {
+            std::net::TcpStream::connect(addr).is_ok() || !matches!(child.try_wait(), Ok(None))
+        });
+        assert!(
+            up && matches!(child.try_wait(), Ok(None)),
+            "hookgate did not start"
+        );
+        Gateway {
+            child: Some(child),
+            addr,
+            admin,
+            dir,
+            events_path,
+            logs: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
     /// The config built by `build` (with the listener, admin and sink sections supplied),
     /// written into a new temp dir: (dir, JSON-lines path, config path).
     fn write_config(build: impl FnOnce(&Path) -> String) -> (tempfile::TempDir, PathBuf, PathBuf) {

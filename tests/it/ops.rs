@@ -581,3 +581,31 @@ fn every_thread_runs_as_sched_batch_unless_the_config_asks_for_normal() {
     assert!(threads.len() > 2, "{threads:?}");
     assert!(threads.iter().all(|(_, p)| *p == own), "{threads:?}");
 }
+
+/// A log line that cannot be written (standard error on a full disk, past a file-size limit,
+/// a closed pipe: here `/dev/full`, which refuses every write) must end neither a request nor
+/// the process: refused requests, which each log a line, are still answered, accepted ones
+/// still land, and SIGTERM still stops hookgate. Before, the failed write panicked the worker
+/// (tracing-subscriber reports it with `eprintln!`), the connection closed unanswered, and
+/// SIGTERM no longer worked.
+#[test]
+fn requests_are_answered_and_sigterm_stops_when_no_log_line_can_be_written() {
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let mut gw = Gateway::start_with_stderr(|_| hyprwatch_source(), full);
+    for i in 0..20 {
+        let resp = client()
+            .post(gw.url("/ingest/hyprwatch"))
+            .header("x-hyprwatch-signature", "sha256=00")
+            .body(format!(r#"{{"id":"bad-{i}"}}"#))
+            .send()
+            .expect("a refused request is answered");
+        assert_eq!(resp.status(), 401);
+    }
+    assert_eq!(post_hyprwatch(&gw, "logless-1").status(), 200);
+    assert_eq!(gw.wait_events(1).len(), 1);
+    let stopped = gw.stop();
+    assert!(stopped.success(), "{stopped:?}");
+}
