@@ -594,10 +594,19 @@ fn delivery_problems(config: &Config, add: &mut impl FnMut(String, String)) {
                 "must be at least 1 (0 would mean never give up on a message)".into(),
             );
         }
-        for (property, message) in
-            crate::publish::client_config::property_problems(&kafka.properties)
-        {
+        let properties = crate::publish::client_config::property_problems(&kafka.properties);
+        // Each property alone is fine: then whether librdkafka takes them all together.
+        let together = properties
+            .is_empty()
+            .then(|| crate::publish::client_config::client_problem(kafka, config.delivery_mode()));
+        for (property, message) in properties {
             add(format!("kafka.properties.{property:?}"), message);
+        }
+        if let Some(Some(message)) = together {
+            add(
+                "kafka".into(),
+                format!("librdkafka refuses these settings together: {message}"),
+            );
         }
         if kafka.topic_replication == 0 || kafka.topic_replication < -1 {
             add(

@@ -169,7 +169,7 @@ impl Kafka {
     /// Builds the producer and admin client (connects lazily).
     pub fn build(config: &KafkaConfig, mode: DeliveryMode) -> Result<Kafka, PublishError> {
         let client = client_config::build(config, mode);
-        let log = KafkaLog::default();
+        let log = KafkaLog::new(config.properties.values().cloned());
         let refused =
             |e: KafkaError| PublishError::Build(client_config::masked(&e, &config.properties));
         let producer: FutureProducer<KafkaLog> =

@@ -168,6 +168,12 @@ max_entries = 0
     fn a_zero_message_timeout_is_refused() {
         let e = load("[kafka]\nbrokers = \"k:9092\"\nmessage_timeout_ms = 0\n").unwrap_err();
         assert!(e.contains("kafka.message_timeout_ms"), "{e}");
-        assert!(load("[kafka]\nbrokers = \"k:9092\"\nmessage_timeout_ms = 1\n").is_ok());
+        assert!(load("[kafka]\nbrokers = \"k:9092\"\nmessage_timeout_ms = 1000\n").is_ok());
+        // And librdkafka wants it above linger.ms (5 in spool mode).
+        let e = load("[kafka]\nbrokers = \"k:9092\"\nmessage_timeout_ms = 3\n").unwrap_err();
+        assert!(
+            e.contains("kafka: librdkafka refuses these settings together"),
+            "{e}"
+        );
     }
 }

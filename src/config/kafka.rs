@@ -66,8 +66,8 @@ pub struct KafkaConfig {
     pub linger_ms: Option<u32>,
     /// How long one message may wait for Kafka's acknowledgement before it counts as failed,
     /// in milliseconds (direct mode answers 503; the spool forwarder retries it). A direct-mode
-    /// request waits no longer than this plus a second, a new topic's metadata included. At
-    /// least 1 (librdkafka reads 0 as never). Default 30000.
+    /// request waits no longer than this plus a second, a new topic's metadata included. More
+    /// than `linger_ms` (librdkafka's rule; 0 it reads as never). Default 30000.
     #[serde(default = "default_message_timeout_ms")]
     pub message_timeout_ms: u32,
     /// Create missing topics at startup and on first use. When false, hookgate only checks
@@ -87,8 +87,11 @@ pub struct KafkaConfig {
     /// "SASL_SSL"`, `"sasl.mechanism" = "SCRAM-SHA-512"`, `"sasl.password" = "${KAFKA_PASSWORD}"`.
     /// Values are secrets (`"${ENV}"` or `{ file = ".." }` work) and are never logged. They are
     /// applied after hookgate's own settings, so they can override them. A name or value
-    /// librdkafka refuses (a typo, a Java client's `sasl.jaas.config`) is a config problem that
-    /// `check` names by property, never showing the value. Default: none.
+    /// librdkafka refuses (a typo, a Java client's `sasl.jaas.config`), or settings it refuses
+    /// together (a SASL mechanism it lacks, a missing CA file), is a config problem `check`
+    /// reports (by property where it can), never showing a value; librdkafka's own log lines
+    /// are masked too. `message.timeout.ms` and `delivery.timeout.ms` may not be 0. Default:
+    /// none.
     #[serde(default)]
     pub properties: BTreeMap<String, Secret>,
 }

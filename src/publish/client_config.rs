@@ -7,13 +7,18 @@
 
 use std::collections::BTreeMap;
 
-use rdkafka::config::ClientConfig;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseProducer, DeliveryResult, ProducerContext};
+use rdkafka::ClientContext;
 
 use crate::config::{DeliveryMode, KafkaConfig, Secret};
 
 /// What stands for a property value in a message.
 const MASK: &str = "<redacted>";
+
+/// Properties whose 0 librdkafka reads as "never": a message never given up on.
+const NEVER_ZERO: &[&str] = &["message.timeout.ms", "delivery.timeout.ms"];
 
 /// The producer's and admin client's configuration for `mode`. Connects to nothing.
 pub fn build(config: &KafkaConfig, mode: DeliveryMode) -> ClientConfig {
@@ -51,6 +56,13 @@ pub fn property_problems(properties: &BTreeMap<String, Secret>) -> Vec<(String, 
     properties
         .iter()
         .filter_map(|(key, value)| {
+            // librdkafka reads 0 as no timeout (see `KafkaConfig::message_timeout_ms`).
+            if NEVER_ZERO.contains(&key.as_str()) && value.expose().trim() == "0" {
+                return Some((
+                    key.clone(),
+                    "must be at least 1 (0 would mean never give up on a message)".to_owned(),
+                ));
+            }
             let mut one = ClientConfig::new();
             one.set(key, value.expose());
             let refused = one.create_native_config().err()?;
@@ -66,12 +78,43 @@ pub fn masked(error: &KafkaError, properties: &BTreeMap<String, Secret>) -> Stri
         KafkaError::ClientConfig(_, description, _, _) => description.clone(),
         other => other.to_string(),
     };
-    // Values too short to be told apart from ordinary words are left alone: "1", "all".
-    properties
-        .values()
+    mask(text, properties.values())
+}
+
+/// `text` with every one of `values` in it masked. Values too short to be told apart from
+/// ordinary words are left alone: "1", "all".
+pub fn mask<'v>(text: String, values: impl IntoIterator<Item = &'v Secret>) -> String {
+    values
+        .into_iter()
         .map(Secret::expose)
         .filter(|v| v.len() >= 4)
         .fold(text, |text, value| text.replace(value, MASK))
+}
+
+/// What librdkafka refuses when it builds a client from the whole configuration, hookgate's
+/// settings and `[kafka.properties]` together (a message timeout not above `linger.ms`, a SASL
+/// mechanism it does not support, a CA file that is missing), masked. It builds a producer
+/// without brokers, so nothing is connected, and drops it at once; its log lines are dropped.
+pub fn client_problem(config: &KafkaConfig, mode: DeliveryMode) -> Option<String> {
+    let mut client = build(config, mode);
+    client.set("bootstrap.servers", "");
+    match client.create_with_context::<_, BaseProducer<Silent>>(Silent) {
+        Ok(_) => None,
+        Err(e) => Some(masked(&e, &config.properties)),
+    }
+}
+
+/// A client context that logs nothing (the trial client of [`client_problem`]).
+struct Silent;
+
+impl ClientContext for Silent {
+    fn log(&self, _: RDKafkaLogLevel, _: &str, _: &str) {}
+    fn error(&self, _: KafkaError, _: &str) {}
+}
+
+impl ProducerContext for Silent {
+    type DeliveryOpaque = ();
+    fn delivery(&self, _: &DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
 }
 
 #[cfg(test)]
@@ -109,6 +152,21 @@ mod tests {
             assert!(!message.contains("Pa55word"), "{key}: {message}");
             assert!(!message.contains("SASL_SSLX"), "{key}: {message}");
         }
+    }
+
+    #[test]
+    fn settings_librdkafka_refuses_together_are_found_without_connecting() {
+        let load = |toml: &str| -> KafkaConfig { toml::from_str(toml).unwrap() };
+        let good = load("brokers = \"127.0.0.1:9\"\n");
+        assert_eq!(client_problem(&good, DeliveryMode::Spool), None);
+        let short = load("brokers = \"127.0.0.1:9\"\nmessage_timeout_ms = 3\nlinger_ms = 60000\n");
+        let problem = client_problem(&short, DeliveryMode::Spool).unwrap();
+        assert!(problem.contains("linger.ms"), "{problem}");
+        let sasl = load("brokers = \"127.0.0.1:9\"\n[properties]\n\"security.protocol\" = \"SASL_PLAINTEXT\"\n\"sasl.mechanism\" = \"MECH-SECRET\"\n");
+        let problem = client_problem(&sasl, DeliveryMode::Direct).unwrap();
+        assert!(!problem.contains("MECH-SECRET"), "{problem}");
+        let zero = properties(&[("message.timeout.ms", "0"), ("delivery.timeout.ms", " 0")]);
+        assert_eq!(property_problems(&zero).len(), 2);
     }
 
     #[test]
