@@ -192,6 +192,96 @@ fn keep_damaged(
     Ok(path)
 }
 
+/// Bytes of a segment that do not decode as the record the scan expected there.
+struct Damage<'a> {
+    /// The segment.
+    path: &'a Path,
+    /// Its first sequence number.
+    first: u64,
+    /// Where the bytes start in it.
+    offset: usize,
+    /// The bytes from there to the segment's end.
+    bytes: &'a [u8],
+    /// The sequence number the scan expected at `offset`.
+    expected: u64,
+    /// The segment is the newest with bytes (written when the process stopped) or a part split
+    /// off it: only there can a torn write be.
+    newest: bool,
+    /// The next segment's first sequence number, if any.
+    next_first: Option<u64>,
+}
+
+impl Damage<'_> {
+    /// Sets the bytes aside before the caller truncates the segment at `offset`: intact records
+    /// after them go to a segment of their own (its first sequence returned, for the scan to
+    /// read next); bad bytes that may have held acknowledged records are kept in
+    /// `damaged-*.bin` and logged at error; a torn write is logged at warn.
+    fn set_aside(&self, dir: &Path, acked_seq: u64) -> Result<Option<u64>, SpoolError> {
+        let (bad, resumes_at) = match next_intact(self.bytes, self.expected) {
+            Some((skip, resumes_at)) => {
+                let (bad, tail) = self.bytes.split_at(skip);
+                let split = segment_path(dir, resumes_at);
+                write_synced(&split, tail, "write spool segment split off damage")?;
+                sync_dir(dir)?;
+                (bad, Some(resumes_at))
+            }
+            None => (self.bytes, None),
+        };
+        let segment = self.path.display();
+        let last_of_newest = resumes_at.is_none() && self.newest;
+        if last_of_newest && !whole_record_at(bad, self.expected) {
+            tracing::warn!(
+                %segment,
+                valid_bytes = self.offset,
+                dropped_bytes = bad.len(),
+                "spool segment has a torn tail; truncating (those records were never acknowledged)"
+            );
+            return Ok(None);
+        }
+        // The records the bad bytes held end where intact ones resume, or the next segment starts.
+        let ends_before = resumes_at.or(self.next_first);
+        if ends_before.is_some_and(|end| end <= acked_seq + 1) {
+            tracing::warn!(
+                %segment,
+                offset = self.offset,
+                damaged_bytes = bad.len(),
+                "spool segment damaged on disk where its records had already been forwarded to Kafka; nothing is lost"
+            );
+            return Ok(resumes_at);
+        }
+        let kept = keep_damaged(dir, self.first, self.offset, bad)?;
+        let unreadable = ends_before.map_or("unknown".to_owned(), |end| {
+            end.saturating_sub(self.expected).to_string()
+        });
+        let what = if last_of_newest {
+            "the spool's last record fails its checksum: a torn write, or damage on disk to a record that was acknowledged; truncating, its bytes kept"
+        } else {
+            "spool segment damaged on disk: records that were acknowledged cannot be read (their bytes are kept); the intact records after them are kept and forwarded"
+        };
+        tracing::error!(
+            %segment,
+            offset = self.offset,
+            damaged_bytes = bad.len(),
+            unreadable_records = %unreadable,
+            first_unreadable_seq = self.expected,
+            damaged_copy = %kept.display(),
+            "{what}"
+        );
+        Ok(resumes_at)
+    }
+}
+
+/// True when `bytes` open with a whole record numbered `expected` that fails only its
+/// checksum: what a bit flipped on disk leaves. A torn write leaves a record cut short, or
+/// bytes that are not its header.
+fn whole_record_at(bytes: &[u8], expected: u64) -> bool {
+    let (Some(len), Some(seq)) = (le_u32(bytes, 0), le_u64(bytes, 8)) else {
+        return false;
+    };
+    let len = len as usize;
+    seq == expected && len <= MAX_RECORD_BYTES && bytes.len() >= RECORD_HEADER_BYTES + len
+}
+
 /// What the startup scan found.
 #[derive(Debug)]
 pub struct Recovered {
@@ -297,53 +387,18 @@ pub fn recover(dir: &Path, acked_seq: u64) -> Result<Recovered, SpoolError> {
                     break;
                 }
                 Decoded::Record { .. } | Decoded::Invalid => {
-                    let damaged = rest;
-                    match next_intact(damaged, expected) {
-                        // Intact records after the bad bytes: damage on disk, not a torn
-                        // write. Those records were acknowledged; they go on in a segment of
-                        // their own, and the bad bytes are kept for the operator.
-                        Some((skip, resumes_at)) => {
-                            let (bad, tail) = damaged.split_at(skip);
-                            write_synced(
-                                &segment_path(dir, resumes_at),
-                                tail,
-                                "write spool segment split off damage",
-                            )?;
-                            sync_dir(dir)?;
-                            let kept = keep_damaged(dir, first, offset, bad)?;
-                            tracing::error!(
-                                segment = %path.display(),
-                                offset,
-                                damaged_bytes = skip,
-                                unreadable_records = resumes_at - expected,
-                                first_unreadable_seq = expected,
-                                damaged_copy = %kept.display(),
-                                "spool segment damaged on disk: records that were acknowledged cannot be read (their bytes are kept); the intact records after them are kept and forwarded"
-                            );
-                            if let Err(at) = firsts.binary_search(&resumes_at) {
-                                firsts.insert(at, resumes_at);
-                            }
-                        }
-                        // The segment being written when the process stopped: a torn write,
-                        // whose records were never fsynced, so never acknowledged.
-                        None if keep => tracing::warn!(
-                            segment = %path.display(),
-                            valid_bytes = offset,
-                            dropped_bytes = damaged.len(),
-                            "spool segment has a torn tail; truncating (those records were never acknowledged)"
-                        ),
-                        // A closed segment was synced whole before the next began: its end
-                        // is damage, not a torn write.
-                        None => {
-                            let kept = keep_damaged(dir, first, offset, damaged)?;
-                            tracing::error!(
-                                segment = %path.display(),
-                                offset,
-                                damaged_bytes = damaged.len(),
-                                first_unreadable_seq = expected,
-                                damaged_copy = %kept.display(),
-                                "spool segment damaged on disk at its end: records that were acknowledged cannot be read (their bytes are kept)"
-                            );
+                    let damage = Damage {
+                        path: &path,
+                        first,
+                        offset,
+                        bytes: rest,
+                        expected,
+                        newest: keep,
+                        next_first: firsts.get(i).copied(),
+                    };
+                    if let Some(resumes_at) = damage.set_aside(dir, acked_seq)? {
+                        if let Err(at) = firsts.binary_search(&resumes_at) {
+                            firsts.insert(at, resumes_at);
                         }
                     }
                     truncate_at(&path, offset)?;

@@ -218,6 +218,49 @@ async fn a_damaged_record_inside_a_segment_loses_only_itself() {
     stop(spool, h);
 }
 
+/// A whole last record that fails its checksum may be a flipped bit after a clean stop, not a
+/// torn write: truncated, but its bytes kept.
+#[tokio::test]
+async fn a_whole_last_record_failing_its_checksum_is_kept_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, h) = start(settings(dir.path()));
+    for i in 1..=5u8 {
+        spool.append(vec![vec![i; 30]]).await.unwrap();
+    }
+    stop(spool, h);
+    let seg = segment_files(dir.path()).pop().unwrap();
+    let len = fs::metadata(&seg).unwrap().len() as usize;
+    flip(&seg, len - 1);
+    let (spool, h) = start(settings(dir.path()));
+    assert_eq!(read_all(&mut spool.reader()).len(), 4);
+    // The record as written, its last byte flipped.
+    let mut flipped = Vec::new();
+    encode(5, &[5u8; 30], &mut flipped);
+    let last = flipped.len() - 1;
+    flipped[last] ^= 0x40;
+    assert_eq!(damaged_copies(dir.path()), [flipped]);
+    stop(spool, h);
+}
+
+/// Damage where every record had already been forwarded loses nothing: no copy is kept.
+#[tokio::test]
+async fn damage_to_records_already_forwarded_keeps_no_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, h) = start(settings(dir.path()));
+    for i in 1..=10u8 {
+        spool.append(vec![vec![i; 30]]).await.unwrap();
+    }
+    spool.ack(6).unwrap();
+    stop(spool, h);
+    let seg = segment_files(dir.path()).pop().unwrap();
+    flip(&seg, 2 * 46 + 16 + 5);
+    let (spool, h) = start(settings(dir.path()));
+    let seqs: Vec<u64> = read_all(&mut spool.reader()).iter().map(|r| r.0).collect();
+    assert_eq!(seqs, [7, 8, 9, 10]);
+    assert!(damaged_copies(dir.path()).is_empty());
+    stop(spool, h);
+}
+
 /// A closed segment was synced whole before the next one began, so bad bytes at its end are
 /// damage too: its later segments are read as before, and the bytes are kept.
 #[tokio::test]
