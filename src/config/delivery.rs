@@ -162,6 +162,18 @@ max_entries = 0
         assert!(!e.contains("Pa55") && !e.contains("SASL_SSLX"), "{e}");
     }
 
+    /// TOML reads an unquoted dotted name as nested tables: the refusal says to quote it.
+    #[test]
+    fn an_unquoted_dotted_property_name_is_refused_with_the_way_out() {
+        let e = load("[kafka]\nbrokers = \"k:9092\"\n[kafka.properties]\nsecurity.protocol = \"PLAINTEXT\"\n")
+            .unwrap_err();
+        assert!(
+            e.contains("put a librdkafka name with dots in quotes"),
+            "{e}"
+        );
+        assert!(load("[kafka]\nbrokers = \"k:9092\"\n[kafka.properties]\n\"security.protocol\" = \"PLAINTEXT\"\n").is_ok());
+    }
+
     /// librdkafka reads 0 as no timeout: a message answered 503 would be sent later all the
     /// same, and the vendor's retry with it.
     #[test]

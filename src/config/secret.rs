@@ -37,13 +37,23 @@ impl fmt::Debug for Secret {
 #[serde(untagged)]
 enum SecretSource {
     Inline(String),
-    File { file: PathBuf },
+    File {
+        file: PathBuf,
+    },
+    /// Any other table: not a secret. Under `[kafka.properties]` it is a librdkafka name
+    /// written with its dots unquoted (`security.protocol = ...` makes a table `security`).
+    Table(std::collections::BTreeMap<String, de::IgnoredAny>),
 }
 
 impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         match SecretSource::deserialize(deserializer)? {
             SecretSource::Inline(text) => interpolate(&text).map(Secret).map_err(de::Error::custom),
+            // No double quotes in the text: a message about a secret's line has them masked.
+            SecretSource::Table(keys) => Err(de::Error::custom(format!(
+                "a secret is text or a table holding only file, not a table of {}; under [kafka.properties] put a librdkafka name with dots in quotes, or it is read as nested tables",
+                keys.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
+            ))),
             SecretSource::File { file } => match std::fs::read_to_string(&file) {
                 Ok(text) => Ok(Secret(text.trim_end_matches(['\r', '\n']).to_owned())),
                 Err(e) => Err(de::Error::custom(format!(
