@@ -87,8 +87,8 @@ mod tests {
         assert!(why.contains("is a directory"), "{why}");
     }
 
-    /// Judged for the user running the check; root may write anywhere but a read-only
-    /// file system, so a read-only one stands in for a directory the user cannot write.
+    /// Judged for the user running the check. Root may write almost anywhere, so `/proc/self`,
+    /// where not even root may create entries, stands in for a directory the user cannot write.
     #[test]
     fn a_place_this_user_cannot_write_is_named() {
         let read_only = Path::new("/proc/self");
