@@ -57,7 +57,8 @@ pub fn property_problems(properties: &BTreeMap<String, Secret>) -> Vec<(String, 
         .iter()
         .filter_map(|(key, value)| {
             // librdkafka reads 0 as no timeout (see `KafkaConfig::message_timeout_ms`).
-            if NEVER_ZERO.contains(&key.as_str()) && value.expose().trim() == "0" {
+            if NEVER_ZERO.contains(&key.as_str()) && as_librdkafka_reads(value.expose()) == Some(0)
+            {
                 return Some((
                     key.clone(),
                     "must be at least 1 (0 would mean never give up on a message)".to_owned(),
@@ -89,6 +90,28 @@ pub fn mask<'v>(text: String, values: impl IntoIterator<Item = &'v Secret>) -> S
         .map(Secret::expose)
         .filter(|v| v.len() >= 4)
         .fold(text, |text, value| text.replace(value, MASK))
+}
+
+/// An integer property's text as librdkafka's `strtol(…, 0)` reads it: an optional sign, then
+/// hexadecimal after `0x`, octal after a leading `0`, else decimal (`"00"`, `"-0"`, `"0x0"`
+/// are all 0). `None` when it is not a whole number.
+fn as_librdkafka_reads(text: &str) -> Option<i64> {
+    let t = text.trim();
+    let (negative, digits) = match t.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, t.strip_prefix('+').unwrap_or(t)),
+    };
+    let magnitude = if let Some(hex) = digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"))
+    {
+        i64::from_str_radix(hex, 16).ok()?
+    } else if digits.len() > 1 && digits.starts_with('0') {
+        i64::from_str_radix(&digits[1..], 8).ok()?
+    } else {
+        digits.parse::<i64>().ok()?
+    };
+    Some(if negative { -magnitude } else { magnitude })
 }
 
 /// What librdkafka refuses when it builds a client from the whole configuration, hookgate's
@@ -165,8 +188,15 @@ mod tests {
         let sasl = load("brokers = \"127.0.0.1:9\"\n[properties]\n\"security.protocol\" = \"SASL_PLAINTEXT\"\n\"sasl.mechanism\" = \"MECH-SECRET\"\n");
         let problem = client_problem(&sasl, DeliveryMode::Direct).unwrap();
         assert!(!problem.contains("MECH-SECRET"), "{problem}");
-        let zero = properties(&[("message.timeout.ms", "0"), ("delivery.timeout.ms", " 0")]);
-        assert_eq!(property_problems(&zero).len(), 2);
+        for spelled in ["0", " 0", "00", "-0", "+0", "0x0", "000"] {
+            let zero = properties(&[
+                ("message.timeout.ms", spelled),
+                ("delivery.timeout.ms", spelled),
+            ]);
+            assert_eq!(property_problems(&zero).len(), 2, "{spelled:?}");
+        }
+        assert_eq!(as_librdkafka_reads("010"), Some(8));
+        assert_eq!(as_librdkafka_reads("0x1F"), Some(31));
     }
 
     #[test]
