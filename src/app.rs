@@ -180,8 +180,6 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let runtime = build_runtime(&config, &catalog)?;
-    // Before any output is opened: a file-size limit then fails a write, not the process.
-    crate::file_size_limit::survive();
     let (sink, tasks) = Sink::build(&config).await?;
     let journal = default_journal(&config, &sink);
     let dedup = DedupStore::build(&config.dedup, journal.as_deref()).await?;

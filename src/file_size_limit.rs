@@ -4,8 +4,8 @@
 //! the write fails with `EFBIG` and is handled as a full disk is: the request is answered 503
 //! with `Retry-After`, the output is cut back to whole lines, `/readyz` says not ready.
 
-/// Catches `SIGXFSZ` for the life of the runtime and logs each one. Call inside the runtime,
-/// before any output is opened.
+/// Catches `SIGXFSZ` for the life of the runtime and logs each one. Call inside the runtime
+/// (`main` does, right after building it), before the first log line and any output opened.
 #[cfg(unix)]
 pub fn survive() {
     use tokio::signal::unix::{signal, SignalKind};

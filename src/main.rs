@@ -130,9 +130,6 @@ fn serve(path: &Path, huge_pages: &HugePages) -> ExitCode {
 fn run_blocking(config: Config, catalog: Catalog, huge_pages: &HugePages) -> ExitCode {
     // Before any thread starts: threads inherit the policy (see src/cpu_scheduling.rs).
     let scheduling = hookgate::cpu_scheduling::apply(config.process.cpu_scheduling);
-    hookgate::telemetry::init(&config.telemetry);
-    huge_pages.log();
-    scheduling.log();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -143,6 +140,15 @@ fn run_blocking(config: Config, catalog: Catalog, huge_pages: &HugePages) -> Exi
             return ExitCode::FAILURE;
         }
     };
+    // Before the first log line: a log already at the file-size limit then fails a write,
+    // not the process (src/file_size_limit.rs).
+    {
+        let _inside = runtime.enter();
+        hookgate::file_size_limit::survive();
+    }
+    hookgate::telemetry::init(&config.telemetry);
+    huge_pages.log();
+    scheduling.log();
     let result = runtime.block_on(async move {
         let public = hookgate::listener::bind(config.listener.address, config.listener.backlog)
             .map_err(|e| {
