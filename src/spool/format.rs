@@ -229,7 +229,8 @@ impl Damage<'_> {
         };
         let segment = self.path.display();
         let last_of_newest = resumes_at.is_none() && self.newest;
-        if last_of_newest && !whole_record_at(bad, self.expected) {
+        let whole = whole_record(bad);
+        if last_of_newest && whole.is_none() {
             tracing::warn!(
                 %segment,
                 valid_bytes = self.offset,
@@ -238,8 +239,13 @@ impl Damage<'_> {
             );
             return Ok(None);
         }
-        // The records the bad bytes held end where intact ones resume, or the next segment starts.
-        let ends_before = resumes_at.or(self.next_first);
+        // The newest segment's last record is just that record (what follows it in a reused
+        // file is older leftovers); elsewhere the bad bytes' records end where intact ones
+        // resume, or the next segment starts.
+        let (bad, ends_before) = match whole {
+            Some(len) if last_of_newest => (bad.get(..len).unwrap_or(bad), Some(self.expected + 1)),
+            _ => (bad, resumes_at.or(self.next_first)),
+        };
         if ends_before.is_some_and(|end| end <= acked_seq + 1) {
             tracing::warn!(
                 %segment,
@@ -271,15 +277,15 @@ impl Damage<'_> {
     }
 }
 
-/// True when `bytes` open with a whole record numbered `expected` that fails only its
-/// checksum: what a bit flipped on disk leaves. A torn write leaves a record cut short, or
-/// bytes that are not its header.
-fn whole_record_at(bytes: &[u8], expected: u64) -> bool {
-    let (Some(len), Some(seq)) = (le_u32(bytes, 0), le_u64(bytes, 8)) else {
-        return false;
-    };
-    let len = len as usize;
-    seq == expected && len <= MAX_RECORD_BYTES && bytes.len() >= RECORD_HEADER_BYTES + len
+/// The framed length of the whole record `bytes` open with, when its header is plausible and
+/// every byte of it is there: a record that then fails its checksum is what a bit flipped on
+/// disk leaves (in its payload, its sequence number or its checksum). A torn write leaves a
+/// record cut short, or bytes that are no header (zeros, old data).
+fn whole_record(bytes: &[u8]) -> Option<usize> {
+    let len = le_u32(bytes, 0)? as usize;
+    le_u64(bytes, 8)?;
+    let framed = RECORD_HEADER_BYTES + len;
+    (len > 0 && len <= MAX_RECORD_BYTES && bytes.len() >= framed).then_some(framed)
 }
 
 /// What the startup scan found.

@@ -242,6 +242,36 @@ async fn a_whole_last_record_failing_its_checksum_is_kept_aside() {
     stop(spool, h);
 }
 
+/// A bit flipped in the last record's sequence number is damage too (the checksum covers it),
+/// and only that record's bytes are kept; once forwarded, the same damage keeps nothing.
+#[tokio::test]
+async fn a_last_record_with_a_flipped_sequence_is_kept_aside_unless_forwarded() {
+    for forwarded in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, h) = start(settings(dir.path()));
+        for i in 1..=5u8 {
+            spool.append(vec![vec![i; 30]]).await.unwrap();
+        }
+        if forwarded {
+            spool.ack(5).unwrap();
+        }
+        stop(spool, h);
+        let seg = segment_files(dir.path()).pop().unwrap();
+        // Record 5's sequence number: four records of 46 bytes, then 8 bytes of header.
+        flip(&seg, 4 * 46 + 8);
+        let (spool, h) = start(settings(dir.path()));
+        let copies = damaged_copies(dir.path());
+        if forwarded {
+            assert!(copies.is_empty());
+        } else {
+            assert_eq!(read_all(&mut spool.reader()).len(), 4);
+            assert_eq!(copies.len(), 1);
+            assert_eq!(copies[0].len(), 46, "that record's bytes, no more");
+        }
+        stop(spool, h);
+    }
+}
+
 /// Damage where every record had already been forwarded loses nothing: no copy is kept.
 #[tokio::test]
 async fn damage_to_records_already_forwarded_keeps_no_copy() {
