@@ -553,7 +553,7 @@ impl Config {
             }
         }
         if self.delivery_mode() == DeliveryMode::Spool {
-            found.extend(paths::dir_problem("spool.dir", &self.spool.dir));
+            found.extend(paths::spool_dir_problem("spool.dir", &self.spool.dir));
         }
         if let Some(journal) = &self.dedup.journal_path {
             found.extend(paths::file_problem("dedup.journal_path", journal));

@@ -49,6 +49,25 @@ pub fn dir_problem(key: &str, dir: &Path) -> Option<(String, String)> {
     ))
 }
 
+/// [`dir_problem`] for the spool's directory, whose files (segments, `acked`, the spare) the
+/// gateway opens for writing when it starts: an existing one this user cannot write is named.
+pub fn spool_dir_problem(key: &str, dir: &Path) -> Option<(String, String)> {
+    if let Some(problem) = dir_problem(key, dir) {
+        return Some(problem);
+    }
+    let entries = std::fs::read_dir(dir).ok()?;
+    entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.is_file() && !writable(p, false))
+        .map(|p| {
+            (
+                key.to_owned(),
+                format!("{} is not writable by this user", p.display()),
+            )
+        })
+}
+
 /// True when this user may write `path` (and, for a directory, enter it).
 fn writable(path: &Path, dir: bool) -> bool {
     use rustix::fs::Access;
