@@ -146,7 +146,8 @@ fn run_blocking(config: Config, catalog: Catalog, huge_pages: &HugePages) -> Exi
         let _inside = runtime.enter();
         hookgate::file_size_limit::survive();
     }
-    hookgate::telemetry::init(&config.telemetry);
+    // Held to the end of the run: dropped, it writes the log lines still queued.
+    let _log = hookgate::telemetry::init(&config.telemetry);
     huge_pages.log();
     scheduling.log();
     let result = runtime.block_on(async move {

@@ -7,14 +7,27 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, TelemetryConfig};
 
-/// Installs the global subscriber (logs go to standard error). `RUST_LOG` overrides the level.
-pub fn init(config: &TelemetryConfig) {
+/// Lines the log's writer thread may have waiting; past this, new lines are dropped rather than
+/// block the thread that logs them.
+const QUEUED_LINES: usize = 16_384;
+
+/// Installs the global subscriber (logs go to standard error, through a writer thread). Keep
+/// the returned guard until exit: dropping it writes the lines still queued. `RUST_LOG`
+/// overrides the level.
+pub fn init(config: &TelemetryConfig) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| parse_filter(&config.log_level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    // A log reader that stops reading (a stalled pipe) must not stop the gateway: lines go
+    // through a bounded queue to a thread of their own and are dropped when it is full.
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(QUEUED_LINES)
+        .thread_name("log-writer")
+        .finish(LogWriter);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(|| LogWriter)
+        .with_writer(writer)
         .with_ansi(std::io::stderr().is_terminal());
     let result = match config.log_format {
         LogFormat::Human => builder.try_init(),
@@ -26,6 +39,7 @@ pub fn init(config: &TelemetryConfig) {
     };
     // A subscriber is already set only when hookgate runs embedded (tests); keep that one.
     let _ = result;
+    guard
 }
 
 /// Standard error for log lines, dropping what cannot be written. A log line that cannot be

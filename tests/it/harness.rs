@@ -94,7 +94,7 @@ impl Gateway {
     /// chosen here and the start is told by the public port accepting.
     pub fn start_with_stderr(
         build: impl FnOnce(&Path) -> String,
-        stderr: std::fs::File,
+        stderr: impl Into<Stdio>,
     ) -> Gateway {
         let free = || {
             std::net::TcpListener::bind("127.0.0.1:0")

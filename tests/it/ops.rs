@@ -609,3 +609,29 @@ fn requests_are_answered_and_sigterm_stops_when_no_log_line_can_be_written() {
     let stopped = gw.stop();
     assert!(stopped.success(), "{stopped:?}");
 }
+
+/// A log reader that stops reading (standard error a pipe nobody drains, as a stalled log
+/// shipper leaves it) must not stop the gateway: once the pipe is full, log lines are dropped,
+/// not waited for. Before, every worker blocked on its log write: requests, `/healthz` and
+/// SIGTERM all hung until the pipe was drained.
+#[test]
+fn a_log_reader_that_stops_reading_does_not_stop_the_gateway() {
+    let (_unread, writer) = std::io::pipe().unwrap();
+    let mut gw = Gateway::start_with_stderr(|_| hyprwatch_source(), writer);
+    // Each refusal logs a line: far more than a pipe holds (64 KiB).
+    for i in 0..1500 {
+        let resp = client()
+            .post(gw.url("/ingest/hyprwatch"))
+            .header("x-hyprwatch-signature", "sha256=00")
+            .body(format!(r#"{{"id":"unread-{i}"}}"#))
+            .send()
+            .expect("answered while the log is not read");
+        assert_eq!(resp.status(), 401);
+    }
+    assert_eq!(post_hyprwatch(&gw, "unread-log-1").status(), 200);
+    assert_eq!(gw.wait_events(1).len(), 1);
+    let health = client().get(gw.admin_url("/healthz")).send().unwrap();
+    assert!(health.status().is_success());
+    let stopped = gw.stop();
+    assert!(stopped.success(), "{stopped:?}");
+}
