@@ -185,18 +185,28 @@ fn flip(path: &Path, at: usize) {
     fs::write(path, bytes).unwrap();
 }
 
+/// A stopped spool in a fresh directory holding records 1..=`n`, record `i` being 30 bytes of
+/// `i` (46 with framing), acknowledged up to `acked`; and its last segment.
+async fn stopped_spool(n: u8, acked: Option<u64>) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, h) = start(settings(dir.path()));
+    for i in 1..=n {
+        spool.append(vec![vec![i; 30]]).await.unwrap();
+    }
+    if let Some(seq) = acked {
+        spool.ack(seq).unwrap();
+    }
+    stop(spool, h);
+    let seg = segment_files(dir.path()).pop().unwrap();
+    (dir, seg)
+}
+
 /// Damage on disk is not a torn write: the records after a record that fails its checksum
 /// were acknowledged, so recovery keeps them (in a segment split off at the next intact
 /// record) and keeps the bad bytes for the operator, instead of truncating them all away.
 #[tokio::test]
 async fn a_damaged_record_inside_a_segment_loses_only_itself() {
-    let dir = tempfile::tempdir().unwrap();
-    let (spool, h) = start(settings(dir.path()));
-    for i in 1..=10u8 {
-        spool.append(vec![vec![i; 30]]).await.unwrap();
-    }
-    stop(spool, h);
-    let seg = segment_files(dir.path()).pop().unwrap();
+    let (dir, seg) = stopped_spool(10, None).await;
     // Record 4's payload: three records of 46 bytes, then its 16-byte header.
     flip(&seg, 3 * 46 + 16 + 5);
 
@@ -222,13 +232,7 @@ async fn a_damaged_record_inside_a_segment_loses_only_itself() {
 /// torn write: truncated, but its bytes kept.
 #[tokio::test]
 async fn a_whole_last_record_failing_its_checksum_is_kept_aside() {
-    let dir = tempfile::tempdir().unwrap();
-    let (spool, h) = start(settings(dir.path()));
-    for i in 1..=5u8 {
-        spool.append(vec![vec![i; 30]]).await.unwrap();
-    }
-    stop(spool, h);
-    let seg = segment_files(dir.path()).pop().unwrap();
+    let (dir, seg) = stopped_spool(5, None).await;
     let len = fs::metadata(&seg).unwrap().len() as usize;
     flip(&seg, len - 1);
     let (spool, h) = start(settings(dir.path()));
@@ -247,16 +251,7 @@ async fn a_whole_last_record_failing_its_checksum_is_kept_aside() {
 #[tokio::test]
 async fn a_last_record_with_a_flipped_sequence_is_kept_aside_unless_forwarded() {
     for forwarded in [false, true] {
-        let dir = tempfile::tempdir().unwrap();
-        let (spool, h) = start(settings(dir.path()));
-        for i in 1..=5u8 {
-            spool.append(vec![vec![i; 30]]).await.unwrap();
-        }
-        if forwarded {
-            spool.ack(5).unwrap();
-        }
-        stop(spool, h);
-        let seg = segment_files(dir.path()).pop().unwrap();
+        let (dir, seg) = stopped_spool(5, forwarded.then_some(5)).await;
         // Record 5's sequence number: four records of 46 bytes, then 8 bytes of header.
         flip(&seg, 4 * 46 + 8);
         let (spool, h) = start(settings(dir.path()));
@@ -275,14 +270,7 @@ async fn a_last_record_with_a_flipped_sequence_is_kept_aside_unless_forwarded() 
 /// Damage where every record had already been forwarded loses nothing: no copy is kept.
 #[tokio::test]
 async fn damage_to_records_already_forwarded_keeps_no_copy() {
-    let dir = tempfile::tempdir().unwrap();
-    let (spool, h) = start(settings(dir.path()));
-    for i in 1..=10u8 {
-        spool.append(vec![vec![i; 30]]).await.unwrap();
-    }
-    spool.ack(6).unwrap();
-    stop(spool, h);
-    let seg = segment_files(dir.path()).pop().unwrap();
+    let (dir, seg) = stopped_spool(10, Some(6)).await;
     flip(&seg, 2 * 46 + 16 + 5);
     let (spool, h) = start(settings(dir.path()));
     let seqs: Vec<u64> = read_all(&mut spool.reader()).iter().map(|r| r.0).collect();
