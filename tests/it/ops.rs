@@ -582,6 +582,22 @@ fn every_thread_runs_as_sched_batch_unless_the_config_asks_for_normal() {
     assert!(threads.iter().all(|(_, p)| *p == own), "{threads:?}");
 }
 
+/// Sends `refusals` requests with a bad signature (each logs a line), each answered 401, then
+/// one good event, which must land; the log reader's trouble must change none of that.
+fn answers_while_its_log_cannot_take_lines(gw: &Gateway, refusals: usize, what: &str) {
+    for i in 0..refusals {
+        let resp = client()
+            .post(gw.url("/ingest/hyprwatch"))
+            .header("x-hyprwatch-signature", "sha256=00")
+            .body(format!(r#"{{"id":"{what}-{i}"}}"#))
+            .send()
+            .unwrap_or_else(|e| panic!("refusal {i} not answered ({what}): {e}"));
+        assert_eq!(resp.status(), 401);
+    }
+    assert_eq!(post_hyprwatch(gw, &format!("{what}-good")).status(), 200);
+    assert_eq!(gw.wait_events(1).len(), 1);
+}
+
 /// A log line that cannot be written (standard error on a full disk, past a file-size limit,
 /// a closed pipe: here `/dev/full`, which refuses every write) must end neither a request nor
 /// the process: refused requests, which each log a line, are still answered, accepted ones
@@ -595,17 +611,7 @@ fn requests_are_answered_and_sigterm_stops_when_no_log_line_can_be_written() {
         .open("/dev/full")
         .unwrap();
     let mut gw = Gateway::start_with_stderr(|_| hyprwatch_source(), full);
-    for i in 0..20 {
-        let resp = client()
-            .post(gw.url("/ingest/hyprwatch"))
-            .header("x-hyprwatch-signature", "sha256=00")
-            .body(format!(r#"{{"id":"bad-{i}"}}"#))
-            .send()
-            .expect("a refused request is answered");
-        assert_eq!(resp.status(), 401);
-    }
-    assert_eq!(post_hyprwatch(&gw, "logless-1").status(), 200);
-    assert_eq!(gw.wait_events(1).len(), 1);
+    answers_while_its_log_cannot_take_lines(&gw, 20, "logless");
     let stopped = gw.stop();
     assert!(stopped.success(), "{stopped:?}");
 }
@@ -619,17 +625,7 @@ fn a_log_reader_that_stops_reading_does_not_stop_the_gateway() {
     let (_unread, writer) = std::io::pipe().unwrap();
     let mut gw = Gateway::start_with_stderr(|_| hyprwatch_source(), writer);
     // Each refusal logs a line: far more than a pipe holds (64 KiB).
-    for i in 0..1500 {
-        let resp = client()
-            .post(gw.url("/ingest/hyprwatch"))
-            .header("x-hyprwatch-signature", "sha256=00")
-            .body(format!(r#"{{"id":"unread-{i}"}}"#))
-            .send()
-            .expect("answered while the log is not read");
-        assert_eq!(resp.status(), 401);
-    }
-    assert_eq!(post_hyprwatch(&gw, "unread-log-1").status(), 200);
-    assert_eq!(gw.wait_events(1).len(), 1);
+    answers_while_its_log_cannot_take_lines(&gw, 1500, "unread");
     let health = client().get(gw.admin_url("/healthz")).send().unwrap();
     assert!(health.status().is_success());
     let stopped = gw.stop();
