@@ -311,6 +311,11 @@ impl Trust {
         self.issuer.as_ref().filter(|_| path == self.token_path)
     }
 
+    /// True when `peer` is a trusted proxy (`[trust] trusted_proxies`).
+    pub fn is_proxy(&self, peer: std::net::SocketAddr) -> bool {
+        self.proxies.trusts(peer.ip())
+    }
+
     /// The client address of a request (see [`TrustedProxies::client`]).
     pub fn client(&self, peer: std::net::SocketAddr, headers: &HeaderMap) -> IpAddr {
         self.proxies.client(peer, headers)

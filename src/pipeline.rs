@@ -44,7 +44,7 @@ pub async fn handle(
     // authorization server, not a source: answered here, it never enters the trip.
     let runtime = state.runtime.load_full();
     if let Some(issuer) = runtime.trust.token_endpoint(request.uri().path()) {
-        let request_id = RequestId::from_header(request.headers().get("x-request-id"));
+        let request_id = RequestId::of_request(request.headers(), runtime.trust.is_proxy(peer));
         // The per-address rate limit and the in-flight cap hold here too: without them a
         // client could guess client secrets at the token endpoint as fast as it can send.
         let client = runtime.trust.client(peer, request.headers());
@@ -83,7 +83,7 @@ pub async fn handle(
     // allowlists in the trip, and for the rejection log line.
     let client = runtime.trust.client(peer, request.headers());
     let (version, body_pending) = (request.version(), !request.body().is_end_stream());
-    let incoming = Incoming::new(request, peer);
+    let incoming = Incoming::new(request, peer, runtime.trust.is_proxy(peer));
     let request_id = incoming.request_id.clone();
     let span = info_span!("request", request_id = %request_id.0, source = field::Empty, method = %incoming.parts.method);
     async move {

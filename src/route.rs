@@ -61,13 +61,20 @@ impl Routes {
     }
 }
 
-/// Unique id of one request: the sender's `X-Request-Id` when it is short and plain, else a
-/// fresh UUID.
+/// Unique id of one request: a fresh UUID, or the `X-Request-Id` a trusted proxy wrote (short
+/// and plain). A client's own header is not taken: it could put its chosen id (one for all its
+/// probes, or another request's) on the gateway's answers, log lines and events.
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
 impl RequestId {
-    /// Takes the sender's id if it is 1–64 characters of `[A-Za-z0-9._:-]`, else makes one.
+    /// The id of a request from `peer`: its `X-Request-Id` when a trusted proxy sent it (see
+    /// [`crate::auth::Trust::is_proxy`]), else a fresh one.
+    pub fn of_request(headers: &http::HeaderMap, from_proxy: bool) -> RequestId {
+        RequestId::from_header(headers.get("x-request-id").filter(|_| from_proxy))
+    }
+
+    /// Takes the given id if it is 1–64 characters of `[A-Za-z0-9._:-]`, else makes one.
     pub fn from_header(value: Option<&http::HeaderValue>) -> RequestId {
         let given = value.and_then(|v| v.to_str().ok()).filter(|s| {
             !s.is_empty()
@@ -124,10 +131,15 @@ impl std::fmt::Debug for Incoming {
 }
 
 impl Incoming {
-    /// Splits a hyper request into head and body, assigning the request id.
-    pub fn new(request: Request<hyper::body::Incoming>, peer: SocketAddr) -> Incoming {
+    /// Splits a hyper request into head and body, assigning the request id (`from_proxy`: the
+    /// peer is a trusted proxy, whose `X-Request-Id` is taken).
+    pub fn new(
+        request: Request<hyper::body::Incoming>,
+        peer: SocketAddr,
+        from_proxy: bool,
+    ) -> Incoming {
         let (parts, body) = request.into_parts();
-        let request_id = RequestId::from_header(parts.headers.get("x-request-id"));
+        let request_id = RequestId::of_request(&parts.headers, from_proxy);
         Incoming {
             request_id,
             peer,
@@ -223,6 +235,16 @@ mod tests {
     fn keeps_a_plain_request_id() {
         let v = http::HeaderValue::from_static("abc-123");
         assert_eq!(RequestId::from_header(Some(&v)).0, "abc-123");
+    }
+
+    #[test]
+    fn takes_a_request_id_only_from_a_trusted_proxy() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-request-id", http::HeaderValue::from_static("lb-7"));
+        assert_eq!(RequestId::of_request(&headers, true).0, "lb-7");
+        let own = RequestId::of_request(&headers, false).0;
+        assert_eq!(own.len(), 32);
+        assert!(own.bytes().all(|b| b.is_ascii_hexdigit()));
     }
 
     #[test]

@@ -37,7 +37,8 @@ impl TrustedProxies {
         Ok(TrustedProxies { nets, header })
     }
 
-    fn trusts(&self, addr: IpAddr) -> bool {
+    /// True when `addr` is one of the trusted proxies.
+    pub fn trusts(&self, addr: IpAddr) -> bool {
         ip_allow::contains(&self.nets, addr)
     }
 

@@ -14,8 +14,10 @@ use crate::config::{AuthConfig, Problem, SourceConfig};
 pub struct TrustConfig {
     /// Addresses or CIDRs of load balancers / reverse proxies in front of hookgate. Only when
     /// the TCP peer is one of them is the `forwarded_header` read; the client is then the
-    /// rightmost address in it that is not a trusted proxy. IPv4-mapped entries
-    /// (`::ffff:10.0.0.5`) mean their IPv4 address, as in `ip_allow`.
+    /// rightmost address in it that is not a trusted proxy. A trusted proxy's `X-Request-Id`
+    /// (1–64 characters of `[A-Za-z0-9._:-]`) is also taken as the request's id; any other
+    /// request gets an id of the gateway's own. IPv4-mapped entries (`::ffff:10.0.0.5`) mean
+    /// their IPv4 address, as in `ip_allow`.
     /// Default: empty (headers are ignored; the client is the TCP peer).
     /// Example: `["10.0.0.0/8", "fd00::/8"]`.
     #[serde(default)]

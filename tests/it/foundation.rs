@@ -107,10 +107,30 @@ fn unknown_path_is_404_with_json_error_and_request_id() {
         .body("{}")
         .send()
         .unwrap();
-    assert_eq!(resp.headers()["x-request-id"], "req-abc-1");
+    // A client's own X-Request-Id is not taken (it could label its requests at will): the
+    // gateway's id is in the header and the body alike.
+    let id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_ne!(id, "req-abc-1");
     let body = assert_error_body(resp, 404);
-    assert_eq!(body["request_id"], "req-abc-1");
+    assert_eq!(body["request_id"], id.as_str());
     assert!(gw.events().is_empty());
+}
+
+#[test]
+fn a_trusted_proxys_request_id_is_kept() {
+    let gw = Gateway::start(&format!(
+        "[trust]\ntrusted_proxies = [\"127.0.0.1\"]\n{}",
+        hyprwatch_source()
+    ));
+    let resp = reqwest::blocking::Client::new()
+        .post(gw.url("/ingest/nope"))
+        .header("x-request-id", "lb-abc-1")
+        .body("{}")
+        .send()
+        .unwrap();
+    assert_eq!(resp.headers()["x-request-id"], "lb-abc-1");
+    let body = assert_error_body(resp, 404);
+    assert_eq!(body["request_id"], "lb-abc-1");
 }
 
 #[test]
