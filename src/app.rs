@@ -108,6 +108,13 @@ pub fn build_runtime(config: &Config, catalog: &Catalog) -> anyhow::Result<Runti
                 h.as_str()
             );
         }
+        if verifier.max_event_age().is_some() && !parser.knows_sent_at() {
+            anyhow::bail!(
+                "source[{}].auth: max_age_s reads the event's signed send time, and its parser {:?} names none ([id] sent_at)",
+                s.name,
+                s.vendor
+            );
+        }
         if verifier.is_open() {
             tracing::warn!(source = %s.name, "source accepts UNAUTHENTICATED requests (auth kind = \"none\"); anyone who can reach it can inject events");
         }

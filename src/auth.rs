@@ -10,6 +10,7 @@
 
 pub mod client_addr;
 pub mod credentials;
+pub mod freshness;
 pub mod hmac;
 pub mod ip_allow;
 pub mod oauth;
@@ -36,6 +37,8 @@ pub struct Verifier {
     masked_challenge: Option<Option<&'static str>>,
     /// The headers the credential checks read (each credential must come once).
     credential_headers: Vec<HeaderName>,
+    /// An `hmac` check's `max_age_s`: the oldest an event's signed send time may be.
+    max_event_age: Option<std::time::Duration>,
 }
 
 #[derive(Debug)]
@@ -169,6 +172,17 @@ pub enum AuthError {
         /// `WWW-Authenticate` value of the source's first credential check that has one.
         challenge: Option<&'static str>,
     },
+    /// A replay, or a delivery later than the vendor ever retries: an event's signed send time
+    /// is older than the source's `max_age_s` (see [`freshness`]).
+    #[error("event sent longer ago than the source allows")]
+    EventTooOld,
+    /// The sender's clock far ahead, or a replay being prepared: an event's signed send time
+    /// is more than [`freshness::AHEAD`] in the future.
+    #[error("event send time ahead of the gateway's clock")]
+    EventTimeAhead,
+    /// Sender's fault: with `max_age_s`, an event has no readable send time.
+    #[error("event send time missing or unreadable")]
+    EventTimeMissing,
     /// Sender's address is not in the source's allowlist (→ 403).
     #[error("source address not allowed")]
     AddressNotAllowed,
@@ -204,6 +218,9 @@ impl AuthError {
             AuthError::PathTokenMismatch => "path_token_mismatch",
             AuthError::CredentialRepeated { .. } => "credential_repeated",
             AuthError::AddressNotAllowed => "address_not_allowed",
+            AuthError::EventTooOld => "event_too_old",
+            AuthError::EventTimeAhead => "event_time_ahead",
+            AuthError::EventTimeMissing => "event_time_missing",
             AuthError::Masked { failed, .. } => failed.code(),
         }
     }
@@ -338,6 +355,10 @@ impl Verifier {
         trust: &Trust,
     ) -> Result<Verifier, AuthConfigError> {
         let mut schemes = Vec::with_capacity(configs.len());
+        let max_event_age = configs.iter().find_map(|c| match c {
+            AuthConfig::Hmac { max_age_s, .. } => max_age_s.map(std::time::Duration::from_secs),
+            _ => None,
+        });
         for config in configs {
             schemes.push(match config {
                 AuthConfig::None => Scheme::None,
@@ -345,6 +366,7 @@ impl Verifier {
                     header,
                     prefix,
                     secrets,
+                    ..
                 } => Scheme::Hmac(
                     hmac::HmacVerifier::new(header, prefix, secrets)
                         .ok_or_else(|| AuthConfigError::HeaderName(header.clone()))?,
@@ -397,7 +419,13 @@ impl Verifier {
             schemes,
             masked_challenge,
             credential_headers,
+            max_event_age,
         })
+    }
+
+    /// The oldest an event's signed send time may be (an `hmac` check's `max_age_s`).
+    pub fn max_event_age(&self) -> Option<std::time::Duration> {
+        self.max_event_age
     }
 
     /// `e` as the requester sees it: on a source with several credential checks, a failed

@@ -209,6 +209,36 @@ impl Parser {
         self.compiled.headers_read.contains(name)
     }
 
+    /// True when the definition names where an event's signed send time is (`[id] sent_at`).
+    pub fn knows_sent_at(&self) -> bool {
+        self.compiled.id.sent_at.is_some()
+    }
+
+    /// The event's signed send time (`[id] sent_at`) in epoch milliseconds: RFC 3339 text, or
+    /// an integer epoch (seconds below 10^11, else milliseconds). `None` when the definition
+    /// names no such field, or the event's is absent or unreadable.
+    pub fn sent_at_ms(&self, event: &Doc<'_>) -> Option<i64> {
+        match self.compiled.id.sent_at.as_ref()?.get(event)? {
+            Doc::String(s) => {
+                let t = time::OffsetDateTime::parse(
+                    s.trim(),
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .ok()?;
+                i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
+            }
+            Doc::Number(n) => {
+                let v = n.as_i64()?;
+                Some(if v.abs() < 100_000_000_000 {
+                    v.checked_mul(1000)?
+                } else {
+                    v
+                })
+            }
+            _ => None,
+        }
+    }
+
     /// Compiles one definition; `file` names it in errors.
     pub fn from_toml(name: &str, text: &str, file: &str) -> Result<Parser, ParseError> {
         let def: definition::Definition = toml::from_str(text).map_err(|e| {

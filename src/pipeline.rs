@@ -241,6 +241,17 @@ async fn trip(
         }
         Split::Events(events) => events,
     };
+    let received_at_ms = incoming
+        .received_at
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+
+    // 5b. freshness (an `hmac` check's `max_age_s`): an event signed too long ago is a replay.
+    let mut events = events;
+    if let Some(max_age) = source.verifier.max_event_age() {
+        auth::freshness::check(max_age, &source.parser, &mut events, received_at_ms)?;
+    }
 
     // 6. dedup: reserve every event's key (committed below only once durable).
     let (holder, fresh, keys, duplicates) =
@@ -261,11 +272,7 @@ async fn trip(
         vendor: &source.vendor,
         tenant: &source.tenant,
         request_id: &incoming.request_id.0,
-        received_at_ms: incoming
-            .received_at
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0),
+        received_at_ms,
         auth_scheme: authenticated.scheme,
         headers: &incoming.parts.headers,
         raw: "",

@@ -30,6 +30,19 @@ pub enum AuthConfig {
         /// Accepted keys, used as their UTF-8 bytes as-is (a `whsec_` prefix is part of the
         /// key, unlike Svix). At least one. Example: `["${HYPRWATCH_SECRET}"]`.
         secrets: Vec<Secret>,
+        /// Oldest an event's signed send time (the parser's `[id] sent_at`, Hyprwatch's
+        /// `timestamp`) may be, in seconds. Hyprwatch signs no timestamp header, so without
+        /// this a request captured on its way (a proxy's log) can be sent again once the
+        /// dedup window has passed, and is published again. With it, an event older than this,
+        /// more than an hour ahead of the gateway's clock, or without a readable send time
+        /// is refused (401: `event_too_old`, `event_time_ahead`, `event_time_missing`); its id is
+        /// deduplicated for at least this plus an hour, so every replay younger than the limit
+        /// is a duplicate. 21600 (6 h: the vendor's retries span 2 h 36 m, plus clock skew) is
+        /// the vendor notes' advice. Refuses events older than that, so not for a sender that
+        /// delivers late (a backlog after a long outage at the vendor: refused, retried, then
+        /// given up). Default: absent (not checked). Example: `21600`.
+        #[serde(default)]
+        max_age_s: Option<u64>,
     },
     /// Svix / Standard Webhooks signature (Hoop.dev): `svix-id`, `svix-timestamp`,
     /// `svix-signature` headers (or the `webhook-*` names), HMAC-SHA256 over
@@ -284,10 +297,19 @@ pub fn problems(scheme: &AuthConfig, trust: &TrustConfig) -> Vec<Problem> {
     match scheme {
         AuthConfig::None => {}
         AuthConfig::Hmac {
-            header, secrets, ..
+            header,
+            secrets,
+            max_age_s,
+            ..
         } => {
             if empty(secrets) {
                 add("secrets", "needs at least one non-empty secret".into());
+            }
+            if *max_age_s == Some(0) {
+                add(
+                    "max_age_s",
+                    "must be at least 1 (leave it out to not check)".into(),
+                );
             }
             if bad_header(header) {
                 add("header", format!("{header:?} is not a valid header name"));

@@ -101,6 +101,13 @@ pub fn compile(def: Definition, text: &str) -> Result<Compiled, CompileError> {
             .map_err(|m| at0(format!("[id] from: {m}")))?,
         hash: def.id.hash.clone(),
         window: window(&def.id.window).map_err(|m| at0(format!("[id] window: {m}")))?,
+        sent_at: def
+            .id
+            .sent_at
+            .as_deref()
+            .map(InPath::parse)
+            .transpose()
+            .map_err(|m| at0(format!("[id] sent_at: {m}")))?,
     };
     if id.headers.is_empty() && id.from.is_empty() && id.hash.is_none() {
         return Err(at0("[id] needs at least one of header, from, hash".into()));

@@ -61,6 +61,8 @@ pub struct IdRule {
     pub hash: Option<String>,
     /// Default dedup window (`None` = never).
     pub window: Option<Duration>,
+    /// Where the signed send time is (`[id] sent_at`).
+    pub sent_at: Option<InPath>,
 }
 
 /// One compiled route.

@@ -73,6 +73,11 @@ pub struct IdDef {
     pub hash: Option<String>,
     /// Dedup window (`"30h"`, `"90m"`, `"none"`). Routes may override.
     pub window: String,
+    /// Body path of the time the vendor sent the event, covered by its signature (RFC 3339
+    /// text, or an integer epoch in seconds or milliseconds): what an `hmac` check's
+    /// `max_age_s` reads to refuse a replayed capture (Hyprwatch's `timestamp`). Optional.
+    #[serde(default)]
+    pub sent_at: Option<String>,
 }
 
 /// `[session_cache]`.

@@ -613,3 +613,81 @@ fn a_transfer_coding_other_than_chunked_gets_501_everywhere() {
         assert!(metrics.contains(&counted), "{counted} in\n{metrics}");
     }
 }
+
+/// With `max_age_s` an HMAC source refuses an event its vendor signed longer ago than that:
+/// a captured Hyprwatch request replayed after the dedup window (outside re-check: it was
+/// published again). A fresh event passes; one without a send time is refused too; a vendor
+/// whose parser names no send time cannot be given the setting.
+#[test]
+fn an_hmac_source_with_max_age_refuses_a_replay_of_an_old_signed_event() {
+    let key = "whsec_replay_key_0123456789";
+    let gw = Gateway::start(&source(
+        "hw",
+        "/in/hw",
+        &format!(r#"[{{ kind = "hmac", secrets = ["{key}"], max_age_s = 21600 }}]"#),
+    ));
+    let now = time::OffsetDateTime::now_utc();
+    let at = |t: time::OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    let body = |id: &str, ts: Option<String>| {
+        let ts = ts
+            .map(|t| format!(r#","timestamp":"{t}""#))
+            .unwrap_or_default();
+        format!(r#"{{"id":"{id}","event":"host.online"{ts},"data":{{"host_id":"h1"}}}}"#)
+    };
+    let refused = [
+        (
+            "old",
+            body("evt_old", Some(at(now - time::Duration::hours(7)))),
+        ),
+        (
+            "ahead",
+            body("evt_ahead", Some(at(now + time::Duration::hours(2)))),
+        ),
+        ("missing", body("evt_missing", None)),
+    ];
+    for (what, b) in &refused {
+        let resp = expect(&gw, signed(&gw, key, b.as_bytes()), 401);
+        let json: serde_json::Value = resp.json().unwrap();
+        assert_eq!(json["error"], "authentication failed", "{what}");
+    }
+    let fresh = body("evt_fresh", Some(at(now - time::Duration::hours(5))));
+    expect(&gw, signed(&gw, key, fresh.as_bytes()), 200);
+    assert_eq!(gw.wait_events(1)[0]["metadata"]["uid"], "evt_fresh");
+    let metrics = gw.metrics();
+    for reason in ["event_too_old", "event_time_ahead", "event_time_missing"] {
+        let line = format!(
+            "hookgate_rejections_total{{reason=\"{reason}\",source=\"hw\",stage=\"auth\"}} 1"
+        );
+        assert!(metrics.contains(&line), "{line} not in\n{metrics}");
+    }
+    assert!(gw.logs().contains("event_too_old"));
+
+    // HYPR's parser names no signed send time: `check` refuses the setting.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hookgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[sink]\npath = {:?}\n{}",
+            dir.path().join("events.jsonl"),
+            source(
+                "hp",
+                "/in/hp",
+                &format!(r#"[{{ kind = "hmac", secrets = ["{key}"], max_age_s = 600 }}]"#)
+            )
+            .replace("hyprwatch", "hypr")
+        ),
+    )
+    .unwrap();
+    let out = crate::harness::check(&config);
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(64), "{text}");
+    assert!(
+        text.contains("max_age_s") && text.contains("sent_at"),
+        "{text}"
+    );
+}
