@@ -633,6 +633,13 @@ pub fn apply_routed<'k>(
                 }
                 // One search: the key is put in unless it is already there.
                 match unmapped.find(&k) {
+                    // A name an outer level has too, read there (so not in `unmapped`): under
+                    // its full path, so `unmapped.event` never means another field than the
+                    // event's own `event`.
+                    Err(_) if left.outer_read.contains(&k) => {
+                        let qualified = format!("{}.{}", left.path.text(), k);
+                        unmapped.get_or_insert_with(Cow::Owned(qualified), || Field::from_doc(v));
+                    }
                     Err(at) => {
                         unmapped.insert_at(at, k.clone(), Field::from_doc(v));
                         mine.push(k);

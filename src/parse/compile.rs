@@ -268,11 +268,22 @@ impl Ctx<'_> {
                     .skip(i + 1)
                     .filter_map(|later| later.child_key_under(path).map(str::to_owned)),
             );
+            let outer_read = KeySet::new(
+                paths
+                    .iter()
+                    .take(i)
+                    .filter(|outer| path.child_key_under(outer).is_some())
+                    .flat_map(|outer| {
+                        read.iter()
+                            .filter_map(|r| r.child_key_under(outer).map(str::to_owned))
+                    }),
+            );
             leftovers.push(Leftover {
                 path: path.clone(),
                 read: keys,
                 keep_read: !containers.is_empty(),
                 containers,
+                outer_read,
             });
         }
         let cache_store = r.cache_store.as_ref().map(|c| self.cache(c)).transpose()?;

@@ -113,6 +113,10 @@ pub struct Leftover {
     pub keep_read: bool,
     /// Its keys that lead to a later leftover path (they stay in the event for it).
     pub containers: KeySet,
+    /// The keys the route reads of the leftover levels listed before this one that hold it: a
+    /// leftover of this level under one of these names goes to `unmapped` under its full path,
+    /// since the outer level has the name too (in the event's fields, not in `unmapped`).
+    pub outer_read: KeySet,
 }
 
 /// A few keys (those a route reads of one object), checked by [`same_key`]: for a handful
