@@ -120,28 +120,38 @@ pub struct Leftover {
 }
 
 /// A few keys (those a route reads of one object), checked by [`same_key`]: for a handful
-/// of short keys a scan that compares lengths first beats a search tree or a hash.
+/// of short keys a scan that compares lengths first beats a search tree or a hash. Most keys
+/// asked about are not in the set: a bit per key length (modulo 64) turns those away first.
 #[derive(Debug, Default)]
-pub struct KeySet(Vec<String>);
+pub struct KeySet {
+    keys: Vec<String>,
+    lengths: u64,
+}
 
 impl KeySet {
     /// The set of `keys` (repeats dropped).
     pub fn new(keys: impl IntoIterator<Item = String>) -> KeySet {
-        let mut all: Vec<String> = keys.into_iter().collect();
-        all.sort();
-        all.dedup();
-        KeySet(all)
+        let mut keys: Vec<String> = keys.into_iter().collect();
+        keys.sort();
+        keys.dedup();
+        let lengths = keys.iter().fold(0, |m, k| m | length_bit(k));
+        KeySet { keys, lengths }
     }
 
     /// True when `key` is one of them.
     pub fn contains(&self, key: &str) -> bool {
-        self.0.iter().any(|k| same_key(k, key))
+        self.lengths & length_bit(key) != 0 && self.keys.iter().any(|k| same_key(k, key))
     }
 
     /// True when there are none.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.keys.is_empty()
     }
+}
+
+/// The bit of [`KeySet::lengths`] for `key`.
+fn length_bit(key: &str) -> u64 {
+    1 << (key.len() % 64)
 }
 
 /// `activity_id` rule.
@@ -395,4 +405,22 @@ pub enum Test {
     Regex(Regex),
     /// Presence.
     Exists(bool),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_set_finds_its_keys_and_only_those() {
+        let long = "k".repeat(70); // length 70: the same bit as length 6
+        let set = KeySet::new(["id".to_owned(), "event".to_owned(), long.clone()]);
+        for k in ["id", "event", long.as_str()] {
+            assert!(set.contains(k), "{k}");
+        }
+        for k in ["", "i", "ids", "evenT", "events", "kkkkkk", &"k".repeat(69)] {
+            assert!(!set.contains(k), "{k}");
+        }
+        assert!(KeySet::new([]).is_empty() && !KeySet::new([]).contains(""));
+    }
 }
