@@ -7,9 +7,10 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Instant, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use http::request::Parts;
 use http::{Request, Response, Version};
 use http_body_util::Full;
 use tracing::{field, info_span, Instrument};
@@ -241,14 +242,34 @@ async fn trip(
         }
         Split::Events(events) => events,
     };
-    let received_at_ms = incoming
-        .received_at
+    // From here on every event of the request is counted: published, duplicate or dead
+    // letter once durable (`Tally`), rejected when the request fails.
+    let split_events = events.len() as u64;
+    let request = (&incoming.request_id, &incoming.parts, incoming.received_at);
+    let result = trip_events(state, &source, request, authenticated, events).await;
+    if result.is_err() {
+        let (name, vendor) = (&source.name, &source.vendor);
+        state
+            .metrics
+            .events(name, vendor, "none", EventOutcome::Rejected, split_events);
+    }
+    result
+}
+
+/// Stages 5b–10 of a request's trip, for the events split out of its body.
+async fn trip_events(
+    state: &Arc<State>,
+    source: &Arc<route::Source>,
+    (request_id, head, received_at): (&RequestId, &Parts, SystemTime),
+    authenticated: auth::Authenticated,
+    mut events: Vec<split::RawEvent<'_>>,
+) -> Result<Outcome, Failure> {
+    let received_at_ms = received_at
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0);
 
     // 5b. freshness (an `hmac` check's `max_age_s`): an event signed too long ago is a replay.
-    let mut events = events;
     if let Some(max_age) = source.verifier.max_event_age() {
         auth::freshness::check(max_age, &source.parser, &mut events, received_at_ms)?;
     }
@@ -264,17 +285,17 @@ async fn trip(
             } => (holder, fresh, keys, duplicates),
             Reservation::InFlight(_) => return Err(Failure::InFlight),
         };
-    let mut reserved = Reserved::new(state, &source, holder, keys);
+    let mut reserved = Reserved::new(state, source, holder, keys);
 
     // 7–8. parse and normalize; what cannot be mapped becomes a dead letter, never a drop.
     let request = EventContext {
         source: &source.name,
         vendor: &source.vendor,
         tenant: &source.tenant,
-        request_id: &incoming.request_id.0,
+        request_id: &request_id.0,
         received_at_ms,
         auth_scheme: authenticated.scheme,
-        headers: &incoming.parts.headers,
+        headers: &head.headers,
         raw: "",
     };
     // Sessions this request's events look up that another replica (or this process before a
@@ -286,33 +307,58 @@ async fn trip(
         dead_lettered,
     } = normalize::events(&source.parser, fresh, &request);
     let events = records.len();
+    let tally = Tally {
+        published,
+        duplicates,
+        dead_lettered,
+    };
 
-    // 9–10. spool / publish: only a durable batch is acknowledged.
-    if !records.is_empty() {
+    // 9–10. spool / publish: only a durable batch is acknowledged, and counted then.
+    if records.is_empty() {
+        tally.record(state, source);
+    } else {
         let batch = Batch {
             source: Arc::clone(&source.label),
             vendor: Arc::clone(&source.vendor_label),
-            request_id: incoming.request_id.0.clone(),
+            request_id: request_id.0.clone(),
             records,
         };
-        if let Err(e) = reserved.deliver(batch).await {
-            let (name, vendor, n) = (&source.name, &source.vendor, events as u64);
-            state
-                .metrics
-                .events(name, vendor, "none", EventOutcome::Rejected, n);
-            return Err(e.into());
-        }
+        reserved.deliver(batch, tally).await?;
     }
-    // Counted once durable, once per batch; the status keeps the latest for its lookback.
-    let (classes, lookback): (Vec<&'static str>, Vec<Bytes>) = published.into_iter().unzip();
-    let (name, vendor) = (&source.name, &source.vendor);
-    state
-        .metrics
-        .batch(name, vendor, &classes, duplicates, dead_lettered);
-    state.health.accepted(name, &lookback);
 
     // 11. respond (the caller builds the answer from this outcome)
     Ok(Outcome::Accepted { events, duplicates })
+}
+
+/// What a request's events count once they are durable: by class, duplicates, dead letters
+/// (`hookgate_events_total`), and the source's last event with the status page's lookback.
+/// Recorded by the trip, or by its drop guard when the sender hung up during the delivery.
+struct Tally {
+    /// (class name, JSON) of each OCSF event.
+    published: Vec<(&'static str, Bytes)>,
+    /// Events the dedup store had seen.
+    duplicates: usize,
+    /// Events kept as dead letters.
+    dead_lettered: u64,
+}
+
+impl Tally {
+    /// Counts the request's events as durable.
+    fn record(self, state: &State, source: &route::Source) {
+        let (classes, lookback): (Vec<&'static str>, Vec<Bytes>) =
+            self.published.into_iter().unzip();
+        let (name, vendor) = (&source.name, &source.vendor);
+        state
+            .metrics
+            .batch(name, vendor, &classes, self.duplicates, self.dead_lettered);
+        state.health.accepted(name, &lookback);
+    }
+
+    /// Every event of the request, for the count of rejected ones.
+    fn events(&self) -> u64 {
+        let n = self.published.len() + self.duplicates;
+        u64::try_from(n).unwrap_or(u64::MAX) + self.dead_lettered
+    }
 }
 
 /// The dedup keys a request reserved, until it has committed or released them itself. hyper
@@ -333,6 +379,8 @@ struct Reserved {
     delivered: bool,
     /// The delivery under way, while the trip awaits it.
     delivery: Option<Delivery>,
+    /// What the delivered events count, until counted.
+    tally: Option<Tally>,
 }
 
 impl Reserved {
@@ -349,15 +397,18 @@ impl Reserved {
             keys,
             delivered: false,
             delivery: None,
+            tally: None,
         }
     }
 
-    /// Makes `batch` durable, then settles the keys by the verdict: committed once the events
-    /// are durable, released when they are not. The keys stay held while the store answers,
-    /// so a trip dropped meanwhile settles them all the same.
-    async fn deliver(&mut self, batch: Batch) -> Result<(), SinkError> {
+    /// Makes `batch` durable, counts its events (`tally`) once it is, then settles the keys by
+    /// the verdict: committed once the events are durable, released when they are not. The
+    /// keys stay held while the store answers, so a trip dropped meanwhile settles them (and
+    /// counts the events) all the same.
+    async fn deliver(&mut self, batch: Batch, tally: Tally) -> Result<(), SinkError> {
         let sink = &self.state.sink;
         let started = Instant::now();
+        self.tally = Some(tally);
         let delivered = match sink.start(batch) {
             Ok(delivery) => {
                 // Held meanwhile: dropped before the verdict, this guard hands it to a task.
@@ -370,6 +421,9 @@ impl Reserved {
         };
         sink.record(&self.state.metrics, started, &delivered);
         self.delivered = delivered.is_ok();
+        if let (true, Some(tally)) = (self.delivered, self.tally.take()) {
+            tally.record(&self.state, &self.source);
+        }
         settle(
             &self.state,
             &self.source.name,
@@ -421,12 +475,24 @@ impl Drop for Reserved {
             std::mem::take(&mut self.keys),
         );
         let (delivered, delivery) = (self.delivered, self.delivery.take());
+        let tally = self.tally.take();
         runtime.spawn(async move {
             let under_way = delivery.is_some();
             let delivered = match delivery {
                 Some(delivery) => delivery.await.is_ok(),
                 None => delivered,
             };
+            // A delivery the trip did not see end is counted here, as the trip would have.
+            if let (true, Some(tally)) = (under_way, tally) {
+                if delivered {
+                    tally.record(&state, &source);
+                } else {
+                    let (name, vendor, n) = (&source.name, &source.vendor, tally.events());
+                    state
+                        .metrics
+                        .events(name, vendor, "none", EventOutcome::Rejected, n);
+                }
+            }
             // During a stop, the grace period's end closes the connections still open.
             let why = if state.draining.is_cancelled() {
                 "request cut mid-trip during the stop (the grace period ran out, or its sender went away); its dedup keys settled"
@@ -488,15 +554,18 @@ async fn dead_letter_body(
         request_id: request_id.0.clone(),
         records: vec![Record::DeadLetter(letter)],
     };
+    let tally = Tally {
+        published: Vec::new(),
+        duplicates: 0,
+        dead_lettered: 1,
+    };
     Reserved::new(state, source, holder, keys)
-        .deliver(batch)
+        .deliver(batch, tally)
         .await?;
     tracing::warn!(
         reason = reason_code,
         bytes = raw.len(),
         "body kept as a dead letter"
     );
-    let (name, vendor) = (&source.name, &source.vendor);
-    state.metrics.batch(name, vendor, &[], 0, 1);
     Ok(())
 }

@@ -69,6 +69,9 @@ pub(super) async fn bounded<T>(
     call: impl std::future::Future<Output = redis::RedisResult<T>>,
 ) -> Result<T, DedupError> {
     match tokio::time::timeout(CALL_TIMEOUT, call).await {
+        // The client's own response timeout is the same bound, and usually fires first: a
+        // stalled Redis is `dedup_timeout` either way, not a Redis that answered an error.
+        Ok(Err(e)) if e.is_timeout() => Err(DedupError::Timeout),
         Ok(r) => r.map_err(DedupError::Redis),
         Err(_) => Err(DedupError::Timeout),
     }

@@ -274,6 +274,24 @@ fn retries_of_an_abandoned_request_wait_for_its_produce_and_publish_once() {
     let got = consume(&broker.addr(), &topic, 1, Duration::from_secs(30));
     let copies = got.iter().filter(|m| m.key == "abandoned_twice").count();
     assert_eq!(copies, 1, "{answer}\n{}", gw.logs());
+    // The abandoned produce is counted as published when its verdict comes (outside re-check:
+    // only its retry was counted, as a duplicate): the warm-up event and it, then the retry.
+    let metrics = gw.metrics();
+    let count = |outcome: &str| -> u64 {
+        metrics
+            .lines()
+            .filter(|l| {
+                l.starts_with("hookgate_events_total{")
+                    && l.contains(&format!("outcome=\"{outcome}\""))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    assert_eq!(
+        (count("published"), count("duplicate")),
+        (2, 1),
+        "{metrics}"
+    );
 }
 
 /// In direct mode a request waits for Kafka at most `message_timeout_ms` and a second, even
@@ -1153,6 +1171,16 @@ fn a_reservation_a_stalled_redis_made_late_does_not_hold_the_retry_off() {
     redis.signal("CONT");
     assert_eq!(status, 503, "{}", gw.logs());
     assert!(retry_after.is_some());
+    // Counted as a Redis that did not answer in time, not one that answered an error
+    // (outside re-check: the client's own timeout was read as `dedup_redis`); its event as
+    // rejected, as for any request refused after its body was split.
+    let metrics = gw.metrics();
+    for line in [
+        "hookgate_rejections_total{reason=\"dedup_timeout\",source=\"hw\",stage=\"dedup\"} 1",
+        "hookgate_events_total{class=\"none\",outcome=\"rejected\",source=\"hw\",vendor=\"hyprwatch\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} not in\n{metrics}");
+    }
     accepted_within_seconds(&gw, &c, "stalled");
     // Delivered once: a retry now is a duplicate, answered 200 and not written again.
     assert_eq!(send(&c, &url, "stalled").unwrap().0, 200);
