@@ -267,6 +267,13 @@ impl Gateway {
         self.logs.lock().unwrap().join("\n")
     }
 
+    /// True once hookgate has logged `needle` (within 10 s). Lines reach the test through the
+    /// gateway's log queue and writer thread, then this harness's reader: on a busy machine a
+    /// line logged before an answer may be read after it.
+    pub fn logged(&self, needle: &str) -> bool {
+        wait_until(Duration::from_secs(10), || self.logs().contains(needle))
+    }
+
     /// The OS process id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)

@@ -517,7 +517,7 @@ fn the_gateway_runs_without_transparent_huge_pages_unless_asked() {
     let gw = Gateway::spawn(dir, events, &config, &[("MIMALLOC_ALLOW_THP", "1")])
         .unwrap_or_else(|logs| panic!("{logs}"));
     assert_eq!(thp_enabled(&gw.pid().to_string()), Some(ours));
-    assert!(gw.logs().contains("kept on"), "{}", gw.logs());
+    assert!(gw.logged("kept on"), "{}", gw.logs());
 }
 
 /// The scheduling policy (field 41 of `/proc/<pid>/task/<tid>/stat`) of each thread of `pid`,
