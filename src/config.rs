@@ -496,6 +496,24 @@ impl Config {
                 for p in auth::problems(scheme, &self.trust) {
                     add(format!("{at}.auth[{j}].{}", p.key), p.message);
                 }
+                // The age check leaves the dedup store to catch every younger replay: a
+                // window the operator set for all sources must outlast it.
+                if let (
+                    AuthConfig::Hmac {
+                        max_age_s: Some(age),
+                        ..
+                    },
+                    Some(window),
+                ) = (scheme, self.dedup.window_s)
+                {
+                    let needs = age.saturating_add(crate::auth::freshness::AHEAD.as_secs());
+                    if window < needs {
+                        add(
+                            format!("{at}.auth[{j}].max_age_s"),
+                            format!("[dedup] window_s = {window} forgets an id before max_age_s lets its replay through: a replay after {window} s would be published again; set window_s to at least {needs} (max_age_s plus an hour), or leave it out"),
+                        );
+                    }
+                }
             }
             for p in auth::shared_header_problems(&source.auth) {
                 add(format!("{at}.auth{}", p.key), p.message);

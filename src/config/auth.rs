@@ -37,7 +37,8 @@ pub enum AuthConfig {
         /// more than an hour ahead of the gateway's clock, or without a readable send time
         /// is refused (401: `event_too_old`, `event_time_ahead`, `event_time_missing`); its id is
         /// deduplicated for at least this plus an hour, so every replay younger than the limit
-        /// is a duplicate. 21600 (6 h: the vendor's retries span 2 h 36 m, plus clock skew) is
+        /// is a duplicate (a `[dedup] window_s` shorter than that is refused). 21600 (6 h: the
+        /// vendor's retries span 2 h 36 m, plus clock skew) is
         /// the vendor notes' advice. Refuses events older than that, so not for a sender that
         /// delivers late (a backlog after a long outage at the vendor: refused, retried, then
         /// given up). Default: absent (not checked). Example: `21600`.

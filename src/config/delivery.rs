@@ -123,6 +123,29 @@ max_entries = 0
         }
     }
 
+    /// `window_s` replaces every parser's window, so it must outlast an `hmac` check's age
+    /// limit: otherwise a replay younger than the limit, sent after the window, is published
+    /// again (outside re-check).
+    #[test]
+    fn a_window_shorter_than_an_hmac_age_limit_is_refused() {
+        let aged = |window: u64| {
+            Config::from_toml(
+                &format!(
+                    "[dedup]\nwindow_s = {window}\n[[source]]\nname = \"hw\"\nvendor = \"hyprwatch\"\npath = \"/h\"\nauth = [{{ kind = \"hmac\", secrets = [\"0123456789abcdef\"], max_age_s = 21600 }}]\n"
+                ),
+                Path::new("t.toml"),
+                &["hyprwatch".to_owned()],
+            )
+            .map_err(|e| e.to_string())
+        };
+        let err = aged(7200).unwrap_err();
+        assert!(
+            err.contains("source[hw].auth[0].max_age_s") && err.contains("25200"),
+            "{err}"
+        );
+        assert!(aged(25200).is_ok());
+    }
+
     #[test]
     fn a_window_past_ten_years_is_refused() {
         let err = load("[dedup]\nwindow_s = 9223372036854775807\n").unwrap_err();
