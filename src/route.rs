@@ -69,9 +69,11 @@ pub struct RequestId(pub String);
 
 impl RequestId {
     /// The id of a request from `peer`: its `X-Request-Id` when a trusted proxy sent it (see
-    /// [`crate::auth::Trust::is_proxy`]), else a fresh one.
+    /// [`crate::auth::Trust::is_proxy`]), else a fresh one. Of several header lines the last
+    /// counts: a proxy that adds its line rather than replacing the client's adds it last.
     pub fn of_request(headers: &http::HeaderMap, from_proxy: bool) -> RequestId {
-        RequestId::from_header(headers.get("x-request-id").filter(|_| from_proxy))
+        let last = headers.get_all("x-request-id").iter().next_back();
+        RequestId::from_header(last.filter(|_| from_proxy))
     }
 
     /// Takes the given id if it is 1–64 characters of `[A-Za-z0-9._:-]`, else makes one.
@@ -242,6 +244,13 @@ mod tests {
         let mut headers = http::HeaderMap::new();
         headers.insert("x-request-id", http::HeaderValue::from_static("lb-7"));
         assert_eq!(RequestId::of_request(&headers, true).0, "lb-7");
+        // A proxy that adds its line after the client's: its own counts.
+        headers.insert(
+            "x-request-id",
+            http::HeaderValue::from_static("client-says"),
+        );
+        headers.append("x-request-id", http::HeaderValue::from_static("lb-8"));
+        assert_eq!(RequestId::of_request(&headers, true).0, "lb-8");
         let own = RequestId::of_request(&headers, false).0;
         assert_eq!(own.len(), 32);
         assert!(own.bytes().all(|b| b.is_ascii_hexdigit()));
