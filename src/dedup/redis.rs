@@ -206,6 +206,16 @@ impl RedisStore {
     ) -> Result<Vec<Dedup>, DedupError> {
         let mut conn = self.conn()?;
         let ttl = self.reservation_ttl.as_millis() as u64;
+        // Whatever this call may have reserved is released by the settler if the call ends
+        // early: an error, or its request dropped (the sender hung up) while Redis stalled,
+        // whose queued `SET NX` would otherwise hold every retry off until the TTL.
+        let mut unsettled = Unsettled {
+            settler: &self.settler,
+            pairs: keys
+                .iter()
+                .map(|k| (self.key(k), token.0.clone()))
+                .collect(),
+        };
         let mut sets = redis::pipe();
         for key in keys {
             sets.cmd("SET")
@@ -215,17 +225,12 @@ impl RedisStore {
                 .arg("PX")
                 .arg(ttl);
         }
-        let set: Vec<Option<String>> = match bounded(sets.query_async(&mut conn)).await {
-            Ok(set) => set,
-            Err(e) => {
-                let keys = keys
-                    .iter()
-                    .map(|k| (self.key(k), token.0.clone()))
-                    .collect();
-                self.settler.later(Work::Release(keys));
-                return Err(e);
-            }
-        };
+        let set: Vec<Option<String>> = bounded(sets.query_async(&mut conn)).await?;
+        // From here only the keys this call set are its own.
+        let mut mine = set.iter();
+        unsettled
+            .pairs
+            .retain(|_| mine.next().is_some_and(Option::is_some));
         let taken: Vec<&String> = keys
             .iter()
             .zip(&set)
@@ -238,20 +243,10 @@ impl RedisStore {
             for key in &taken {
                 gets.cmd("GET").arg(self.key(key));
             }
-            match bounded(gets.query_async::<Vec<Option<String>>>(&mut conn)).await {
-                Ok(got) => states = got,
-                Err(e) => {
-                    let ours = keys
-                        .iter()
-                        .zip(&set)
-                        .filter(|(_, s)| s.is_some())
-                        .map(|(k, _)| (self.key(k), token.0.clone()))
-                        .collect();
-                    self.settler.later(Work::Release(ours));
-                    return Err(e);
-                }
-            }
+            states = bounded(gets.query_async::<Vec<Option<String>>>(&mut conn)).await?;
         }
+        // Answered: the reservations are the request's to settle now.
+        unsettled.pairs.clear();
         let mut states = states.into_iter();
         Ok(set
             .iter()
@@ -287,21 +282,37 @@ impl RedisStore {
         self.commit_many(&[(key.to_owned(), window)]).await
     }
 
-    /// Deletes each of `keys` that still holds `token`, in one round trip; on failure settled
-    /// later (`settle.rs`).
+    /// Deletes each of `keys` that still holds `token`, in one round trip; on failure, or
+    /// when the call is dropped before it returns, settled later (`settle.rs`).
     pub async fn release_many(&self, keys: &[String], token: &Token) -> Result<(), DedupError> {
-        let pairs: Vec<(String, String)> = keys
-            .iter()
-            .map(|k| (self.key(k), token.0.clone()))
-            .collect();
-        let tried = match self.conn() {
-            Ok(conn) => release_pairs(&self.release, conn, &pairs).await.map(|_| ()),
-            Err(e) => Err(e),
+        let mut unsettled = Unsettled {
+            settler: &self.settler,
+            pairs: keys
+                .iter()
+                .map(|k| (self.key(k), token.0.clone()))
+                .collect(),
         };
-        if tried.is_err() {
-            self.settler.later(Work::Release(pairs));
+        let conn = self.conn()?;
+        release_pairs(&self.release, conn, &unsettled.pairs).await?;
+        unsettled.pairs.clear();
+        Ok(())
+    }
+}
+
+/// The `(key, token)` reservations of a reserve or release call still unsettled: handed to
+/// the settler when the call ends without clearing them (an error, or the call dropped with
+/// its request).
+struct Unsettled<'a> {
+    settler: &'a Settler,
+    pairs: Vec<(String, String)>,
+}
+
+impl Drop for Unsettled<'_> {
+    fn drop(&mut self) {
+        if !self.pairs.is_empty() {
+            self.settler
+                .later(Work::Release(std::mem::take(&mut self.pairs)));
         }
-        tried
     }
 }
 

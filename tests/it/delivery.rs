@@ -1196,6 +1196,38 @@ fn a_reservation_a_stalled_redis_made_late_does_not_hold_the_retry_off() {
     );
 }
 
+/// The same when the sender hangs up while its reserve call waits on the frozen Redis (a
+/// client timeout under the call's 2 s bound): the dropped call's reservation is released
+/// once Redis answers, so the retry is accepted, not answered 409 until the reservation's
+/// TTL (outside re-check: two minutes of 409s).
+#[test]
+fn a_reservation_left_by_a_sender_that_hung_up_on_a_stalled_redis_is_released() {
+    let test = "a_reservation_left_by_a_sender_that_hung_up_on_a_stalled_redis_is_released";
+    if shared_redis(test).is_none() {
+        return;
+    }
+    let port = free_port();
+    let redis = PrivateRedis::start(port);
+    let gw = redis_gateway(port);
+    let c = client();
+    let url = gw.url("/ingest/hyprwatch");
+    assert_eq!(send(&c, &url, "before").unwrap().0, 200);
+    redis.signal("STOP");
+    let gave_up = signed(&c, &url, "hung_up")
+        .timeout(Duration::from_millis(700))
+        .send();
+    assert!(gave_up.is_err(), "{gave_up:?}");
+    std::thread::sleep(Duration::from_millis(300));
+    redis.signal("CONT");
+    accepted_within_seconds(&gw, &c, "hung_up");
+    let ids = gw
+        .events()
+        .iter()
+        .filter(|e| e["metadata"]["uid"] == "hung_up")
+        .count();
+    assert_eq!(ids, 1, "{}", gw.logs());
+}
+
 /// A gateway restarted during a Kafka outage, in spool mode, serves at once: startup waits
 /// for the broker only briefly, the spool takes the events, and nothing needs Kafka to answer.
 /// (Before, startup waited out the 5 s metadata timeout, as long as EventBridge waits.)
