@@ -611,7 +611,15 @@ pub fn apply_routed<'k>(
     let mut event = event;
     for path in &route.unmapped {
         if let Some(v) = path.get(&event) {
-            unmapped.insert(Cow::Borrowed(path.last_key()), Field::of_doc(v));
+            // A deeper key whose name the event's top level has too (its own leftover, put
+            // in below): under its full path, so neither value is lost.
+            let name = path.last_key();
+            let key = if path.is_nested() && event.get(name).is_some() {
+                Cow::Borrowed(path.text())
+            } else {
+                Cow::Borrowed(name)
+            };
+            unmapped.insert(key, Field::of_doc(v));
         }
     }
     // Leftovers are moved out of the event (it is not needed any more), not cloned. The map is

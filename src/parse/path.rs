@@ -77,6 +77,11 @@ impl InPath {
         &self.text
     }
 
+    /// True when the path goes below the event's top level.
+    pub fn is_nested(&self) -> bool {
+        self.steps.len() > 1
+    }
+
     /// The first key (for leftover computation).
     pub fn head(&self) -> Option<&str> {
         match self.steps.first() {
