@@ -282,6 +282,8 @@ fn status_label(status: u16) -> &'static str {
         413 => "413",
         415 => "415",
         429 => "429",
+        // Not sent: the sender went away before the answer.
+        499 => "499",
         500 => "500",
         // The client's doing (a transfer coding it chose), kept apart from the gateway's 5xx.
         501 => "501",

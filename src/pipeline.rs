@@ -88,8 +88,15 @@ pub async fn handle(
     let request_id = incoming.request_id.clone();
     let span = info_span!("request", request_id = %request_id.0, source = field::Empty, method = %incoming.parts.method);
     async move {
-        let mut seen = Seen::default();
-        let result = trip(&state, &runtime, incoming, client, &mut seen).await;
+        let mut watch = Unanswered {
+            state: &state,
+            started,
+            seen: Seen::default(),
+            answered: false,
+        };
+        let result = trip(&state, &runtime, incoming, client, &mut watch.seen).await;
+        watch.answered = true;
+        let seen = &watch.seen;
         let source = seen.source.as_deref().unwrap_or(UNMATCHED);
         let mut response = respond::build(&result, &request_id);
         if result.is_err() && body_pending && !seen.body_read && version < Version::HTTP_2 {
@@ -123,6 +130,41 @@ pub async fn handle(
     }
     .instrument(span)
     .await
+}
+
+/// A request's trip until it has its answer. hyper drops the trip when the sender hangs up
+/// first (a client timeout while the gateway waits on Redis or Kafka): the request is then
+/// counted under status 499 and logged, so a sender's give-ups show (its events, if their
+/// delivery was under way, are counted by [`Reserved`]'s guard).
+struct Unanswered<'s> {
+    state: &'s State,
+    started: Instant,
+    seen: Seen,
+    answered: bool,
+}
+
+/// The status label of a request its sender gave up on before the answer (nginx's "client
+/// closed request").
+const SENDER_GONE: u16 = 499;
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        if self.answered {
+            return;
+        }
+        let source = self.seen.source.as_deref().unwrap_or(UNMATCHED);
+        let elapsed = self.started.elapsed();
+        self.state.metrics.request(source, SENDER_GONE, elapsed);
+        let waited_ms = elapsed.as_millis() as u64;
+        if self.state.draining.is_cancelled() {
+            tracing::info!(waited_ms, "request cut before its answer during the stop (the grace period ran out, or its sender went away)");
+        } else {
+            tracing::info!(
+                waited_ms,
+                "request abandoned: its sender went away before the answer"
+            );
+        }
+    }
 }
 
 /// What the trip learned that its answer needs.

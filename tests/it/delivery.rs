@@ -1219,6 +1219,11 @@ fn a_reservation_left_by_a_sender_that_hung_up_on_a_stalled_redis_is_released() 
     assert!(gave_up.is_err(), "{gave_up:?}");
     std::thread::sleep(Duration::from_millis(300));
     redis.signal("CONT");
+    // The give-up is counted and logged (it was neither).
+    assert!(gw.logged("request abandoned: its sender went away before the answer"));
+    let metrics = gw.metrics();
+    let line = "hookgate_requests_total{source=\"hw\",status=\"499\"} 1";
+    assert!(metrics.contains(line), "{line} not in\n{metrics}");
     accepted_within_seconds(&gw, &c, "hung_up");
     let ids = gw
         .events()
