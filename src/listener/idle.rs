@@ -14,6 +14,11 @@
 //! A connection closed before its first request is a refusal (logged, counted as
 //! `hookgate_rejections_total{stage="listener",reason="request_timeout"}`); one closed after
 //! serving requests is a keep-alive connection ending, as any server ends them.
+//!
+//! The same limit holds for the answers: a client that sends requests (pipelined over
+//! HTTP/1.1) and never reads what comes back leaves hyper waiting on a full socket, reading
+//! nothing, so the idle check above never runs. A write that makes no progress for the limit
+//! fails with `TimedOut` (counted as `answers_not_read`), and the connection closes.
 
 use std::future::Future;
 use std::io;
@@ -85,6 +90,9 @@ pub struct Idle<S> {
     activity: Arc<Activity>,
     peer: SocketAddr,
     state: Arc<State>,
+    /// Armed when a write first found the socket full since the last write that went
+    /// through: when it fires before one does, the client is not reading its answers.
+    write_stall: Option<Pin<Box<Sleep>>>,
 }
 
 impl<S> Idle<S> {
@@ -106,6 +114,44 @@ impl<S> Idle<S> {
             activity,
             peer,
             state,
+            write_stall: None,
+        }
+    }
+
+    /// After a write (or flush) found the socket full: `Ready` with the error that closes the
+    /// connection once no write has gone through for the limit, else `Pending`.
+    fn poll_write_stall(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        let limit = self.limit;
+        let stall = self
+            .write_stall
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match stall.as_mut().poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(()) => {
+                let limit_ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
+                super::refusal::closed_unanswered(
+                    &self.state,
+                    self.peer,
+                    "answers_not_read",
+                    format_args!("its client read none of its answers for {limit_ms} ms"),
+                );
+                Poll::Ready(io::Error::new(io::ErrorKind::TimedOut, "answers not read"))
+            }
+        }
+    }
+
+    /// A write's (or flush's) outcome, with the stall check when the socket is full.
+    fn wrote<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        match polled {
+            Poll::Pending => self.poll_write_stall(cx).map(Err),
+            done => {
+                self.write_stall = None;
+                done
+            }
         }
     }
 
@@ -182,7 +228,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Idle<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.wrote(cx, polled)
     }
 
     fn poll_write_vectored(
@@ -190,7 +238,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Idle<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.wrote(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -198,7 +248,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Idle<S> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_flush(cx);
+        this.wrote(cx, polled)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -1252,3 +1252,46 @@ fn check_refuses_a_parser_reading_its_sources_credential_header() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A client that sends requests back to back and never reads the answers leaves the gateway
+/// waiting on a full socket (outside re-check: such connections held their slots for ever and
+/// locked every other sender out). Once none of its answers has gone out for the header
+/// timeout, the connection is closed and counted.
+#[test]
+fn a_connection_whose_client_reads_no_answers_is_closed() {
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+    let gw = Gateway::start(&format!(
+        "[listener]\naddress = \"127.0.0.1:0\"\nheader_read_timeout_ms = 800\nmax_connections = 1\n{}",
+        hyprwatch_source()
+    ));
+    let mut hog = std::net::TcpStream::connect(gw.addr).unwrap();
+    hog.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+    let batch = b"GET /ingest/hyprwatch HTTP/1.1\r\nHost: x\r\n\r\n".repeat(1000);
+    let started = Instant::now();
+    // Until the gateway stops taking requests (its answers fill both sockets) and the write
+    // times out, or it closes the connection.
+    while started.elapsed() < Duration::from_secs(30) && hog.write_all(&batch).is_ok() {}
+    assert!(
+        wait_until(Duration::from_secs(10), || gw.metrics().contains(
+            "reason=\"answers_not_read\",source=\"unmatched\",stage=\"listener\""
+        )),
+        "{}",
+        gw.metrics()
+    );
+    assert!(gw.logged("its client read none of its answers for 800 ms"));
+    // The one connection slot is free again: a vendor's request is served.
+    let body = event("evt_after_hog");
+    let resp = reqwest::blocking::Client::new()
+        .post(gw.url("/ingest/hyprwatch"))
+        .header(
+            "x-hyprwatch-signature",
+            hyprwatch_signature(HW_SECRET, body.as_bytes()),
+        )
+        .timeout(Duration::from_secs(10))
+        .body(body)
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    drop(hog);
+}
