@@ -119,9 +119,10 @@ pub async fn handle(
                 // error would cost most exactly when the gateway is overloaded.
                 if let Failure::Limited(limited) = failure {
                     crate::limits::log_shed(limited, source, &request_id.0);
-                } else if status >= 500 {
+                } else if status >= 500 && status != 501 {
                     tracing::error!(status, reason = failure.code(), error = %crate::telemetry::causes(failure), %client, "request failed");
                 } else {
+                    // A 501 too: the transfer coding the client chose, refused, not a failure.
                     tracing::info!(status, reason = failure.code(), %client, "request rejected");
                 }
             }

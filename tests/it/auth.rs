@@ -611,6 +611,16 @@ fn a_transfer_coding_other_than_chunked_gets_501_everywhere() {
         let counted = format!("reason=\"unsupported_transfer_coding\",source=\"{source}\"");
         assert!(metrics.contains(&counted), "{counted} in\n{metrics}");
     }
+    // The client's own choice: logged as a refusal, not at ERROR as a failure of the gateway
+    // (outside re-check: anyone could write ERROR lines at will).
+    assert!(gw.logged("request rejected"));
+    assert!(
+        !gw.logs()
+            .lines()
+            .any(|l| l.contains("unsupported_transfer_coding") && l.contains("ERROR")),
+        "{}",
+        gw.logs()
+    );
 }
 
 /// With `max_age_s` an HMAC source refuses an event its vendor signed longer ago than that:
