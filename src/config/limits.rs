@@ -32,6 +32,9 @@ pub struct LimitsConfig {
     /// queuing, so memory stays bounded: this many bodies of `max_body_bytes` as read, plus the
     /// inflate budget (see `max_decompressed_bytes`), plus for authenticated requests their
     /// decoded bodies and normalized events (which escape and copy text: a few times the body).
+    /// Resident memory runs to about twice those bytes at worst (the allocator's pages, read
+    /// buffers): 256 forged gzip bodies of 1 MiB at once peaked at 583–646 MB. Size a
+    /// container's memory limit for that (the Kubernetes manifest's is 1 GiB), or lower this.
     /// Example: `512`.
     #[serde(default = "default_max_in_flight_requests")]
     pub max_in_flight_requests: usize,
