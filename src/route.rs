@@ -72,8 +72,10 @@ impl RequestId {
     /// [`crate::auth::Trust::is_proxy`]), else a fresh one. Of several header lines the last
     /// counts: a proxy that adds its line rather than replacing the client's adds it last.
     pub fn of_request(headers: &http::HeaderMap, from_proxy: bool) -> RequestId {
-        let last = headers.get_all("x-request-id").iter().next_back();
-        RequestId::from_header(last.filter(|_| from_proxy))
+        if !from_proxy {
+            return RequestId::from_header(None);
+        }
+        RequestId::from_header(headers.get_all("x-request-id").iter().next_back())
     }
 
     /// Takes the given id if it is 1–64 characters of `[A-Za-z0-9._:-]`, else makes one.
