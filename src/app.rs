@@ -263,6 +263,7 @@ pub async fn run(
     ));
     let settings = ListenSettings {
         max_connections: config.listener.max_connections,
+        max_connections_per_address: config.listener.connections_per_address(),
         header_read_timeout: Duration::from_millis(config.listener.header_read_timeout_ms),
         grace_period: Duration::from_millis(config.listener.grace_period_ms),
     };

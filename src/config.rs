@@ -314,6 +314,12 @@ impl Config {
                 "must be at least 1".into(),
             );
         }
+        if self.listener.max_connections_per_address == Some(0) {
+            add(
+                "listener.max_connections_per_address".into(),
+                "must be at least 1".into(),
+            );
+        }
         if self.limits.max_body_bytes == 0 {
             add("limits.max_body_bytes".into(), "must be at least 1".into());
         }

@@ -31,6 +31,7 @@ use crate::pipeline;
 mod idle;
 mod linger;
 mod refusal;
+mod shares;
 
 pub use refusal::head as refused_head;
 
@@ -63,6 +64,8 @@ pub const MAX_URI_BYTES: usize = 8 * 1024;
 pub struct ListenSettings {
     /// Most connections at once.
     pub max_connections: usize,
+    /// Most connections at once from one address (a trusted proxy's are not counted).
+    pub max_connections_per_address: usize,
     /// Time for the request head, and the longest a connection may stay silent with no
     /// request in flight (before its first request, or between requests).
     pub header_read_timeout: Duration,
@@ -124,6 +127,7 @@ pub async fn serve(
     });
     let builder = Arc::new(builder);
     let permits = Arc::new(Semaphore::new(settings.max_connections));
+    let shares = shares::Shares::new(settings.max_connections_per_address);
     let graceful = GracefulShutdown::new();
     // Cancelled when the grace period runs out: the connections still open are closed then,
     // not at the process's exit (their requests' dedup keys settle meanwhile).
@@ -145,6 +149,19 @@ pub async fn serve(
                 }
             },
             () = shutdown.cancelled() => break,
+        };
+        // The address's share of the slots, held as long as the connection; a trusted proxy,
+        // carrying every client behind it, is exempt.
+        let share = if state.runtime.load().trust.is_proxy(peer) {
+            None
+        } else if let Some(held) = shares.take(peer.ip()) {
+            Some(held)
+        } else {
+            let cap = settings.max_connections_per_address;
+            let what =
+                format_args!("its address already holds its share of the connections ({cap})");
+            refusal::closed_unanswered(&state, peer, "connections_per_address", what);
+            continue;
         };
         let _ = stream.set_nodelay(true);
         let for_refusals = Arc::clone(&state);
@@ -195,6 +212,7 @@ pub async fn serve(
                         () = closing.cancelled() => {}
                     }
                     drop(permit);
+                    drop(share);
                 });
             }
             Some(tls) => {
@@ -254,6 +272,7 @@ pub async fn serve(
                         () = closing.cancelled() => {}
                     }
                     drop(permit);
+                    drop(share);
                 });
             }
         }

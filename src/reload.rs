@@ -57,6 +57,7 @@ fn restart_only(config: &Config) -> Vec<(&'static str, String)> {
                     l.address,
                     l.tls.is_some(),
                     l.max_connections,
+                    l.connections_per_address(),
                     l.backlog,
                     l.header_read_timeout_ms,
                     l.body_read_timeout_ms,

@@ -21,6 +21,15 @@ pub struct ListenerConfig {
     /// kernel's accept queue until one closes.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Most TCP connections one client address may hold at once. Default: half of
+    /// `max_connections` (at least 1), so that one address (idle sockets reopened as each is
+    /// closed, say) can never hold every slot and keep the vendors waiting. One more from that
+    /// address is closed at once, counted and logged as `connections_per_address`. The TCP
+    /// peer is what counts: a `[trust] trusted_proxies` load balancer is exempt; behind one
+    /// that is not listed there, every connection has its address, so set this to
+    /// `max_connections`. Example: `64`.
+    #[serde(default)]
+    pub max_connections_per_address: Option<usize>,
     /// Length of the kernel's queue of connections not yet accepted. Default 1024 (Linux caps
     /// it at `net.core.somaxconn`, 4096 by default). A burst of new connections longer than
     /// the queue loses SYNs, and each lost one delays its sender by TCP's 1 s retransmission.
@@ -72,12 +81,21 @@ pub struct AdminConfig {
     pub address: SocketAddr,
 }
 
+impl ListenerConfig {
+    /// `max_connections_per_address`, or its default: half of `max_connections`, at least 1.
+    pub fn connections_per_address(&self) -> usize {
+        self.max_connections_per_address
+            .unwrap_or((self.max_connections / 2).max(1))
+    }
+}
+
 impl Default for ListenerConfig {
     fn default() -> Self {
         ListenerConfig {
             address: default_address(),
             tls: None,
             max_connections: default_max_connections(),
+            max_connections_per_address: None,
             backlog: default_backlog(),
             header_read_timeout_ms: default_header_read_timeout_ms(),
             body_read_timeout_ms: default_body_read_timeout_ms(),

@@ -1030,7 +1030,7 @@ fn silent_connections_are_closed_after_the_header_timeout_but_a_slow_request_is_
     use std::io::Write;
     use std::time::Duration;
     let gw = Gateway::start(&format!(
-        "[listener]\naddress = \"127.0.0.1:0\"\nheader_read_timeout_ms = 800\nmax_connections = 3\n{}",
+        "[listener]\naddress = \"127.0.0.1:0\"\nheader_read_timeout_ms = 800\nmax_connections = 3\nmax_connections_per_address = 3\n{}",
         hyprwatch_source()
     ));
     let connect = || std::net::TcpStream::connect(gw.addr).unwrap();
@@ -1294,4 +1294,42 @@ fn a_connection_whose_client_reads_no_answers_is_closed() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     drop(hog);
+}
+
+/// One address may hold at most its share of the connection slots (half by default): a
+/// client keeping idle sockets open (reopened as each is closed) cannot take them all and
+/// keep the vendors waiting in the accept queue (outside re-check). One more connection from
+/// it is closed at once and counted; a trusted proxy, carrying every client, is exempt.
+#[test]
+fn one_address_holds_at_most_its_share_of_the_connections() {
+    use std::time::Duration;
+    let listener = "[listener]\naddress = \"127.0.0.1:0\"\nheader_read_timeout_ms = 3000\nmax_connections = 4\n";
+    let gw = Gateway::start(&format!("{listener}{}", hyprwatch_source()));
+    let connect = || std::net::TcpStream::connect(gw.addr).unwrap();
+    let held = [connect(), connect()];
+    std::thread::sleep(Duration::from_millis(200));
+    let (_, took) = until_closed(&mut connect());
+    assert!(took < Duration::from_secs(1), "open for {took:?}");
+    assert!(
+        gw.metrics().contains(
+            "hookgate_rejections_total{reason=\"connections_per_address\",source=\"unmatched\",stage=\"listener\"} 1"
+        ),
+        "{}",
+        gw.metrics()
+    );
+    assert!(gw.logged("its address already holds its share of the connections (2)"));
+    drop(held);
+
+    let behind = Gateway::start(&format!(
+        "[trust]\ntrusted_proxies = [\"127.0.0.1\"]\n{listener}{}",
+        hyprwatch_source()
+    ));
+    let connect = || std::net::TcpStream::connect(behind.addr).unwrap();
+    let _held = [connect(), connect()];
+    std::thread::sleep(Duration::from_millis(200));
+    let (_, took) = until_closed(&mut connect());
+    assert!(
+        took > Duration::from_secs(2),
+        "a trusted proxy's connection closed after {took:?}"
+    );
 }
