@@ -77,6 +77,25 @@ pub(super) async fn bounded<T>(
     }
 }
 
+/// [`bounded`], tried once more when the connection turned out dead (Redis restarted since it
+/// was last used: a broken pipe, a reset), on the new connection the manager makes. Without
+/// it the first request after a restart of Redis was refused (503) and its failure started
+/// the fail-fast refusals of the next ones, though Redis was back. A timeout is not retried.
+async fn bounded_once_more_if_dropped<T, Fut>(
+    mut call: impl FnMut() -> Fut,
+) -> Result<T, DedupError>
+where
+    Fut: std::future::Future<Output = redis::RedisResult<T>>,
+{
+    match bounded(call()).await {
+        Err(DedupError::Redis(e)) if e.is_connection_dropped() => {
+            tracing::debug!(error = %e, "Redis connection found dropped; trying once more");
+            bounded(call()).await
+        }
+        other => other,
+    }
+}
+
 /// How the connection comes back after Redis went away. The crate's defaults hand a factor of
 /// 100 to its backoff as a multiplier, so after a restart of Redis of a second or two the
 /// next attempt came a minute or more later, every request meanwhile a 503: retries here are
@@ -204,7 +223,7 @@ impl RedisStore {
         keys: &[String],
         token: &Token,
     ) -> Result<Vec<Dedup>, DedupError> {
-        let mut conn = self.conn()?;
+        let conn = self.conn()?;
         let ttl = self.reservation_ttl.as_millis() as u64;
         // Whatever this call may have reserved is released by the settler if the call ends
         // early: an error, or its request dropped (the sender hung up) while Redis stalled,
@@ -225,7 +244,15 @@ impl RedisStore {
                 .arg("PX")
                 .arg(ttl);
         }
-        let set: Vec<Option<String>> = bounded(sets.query_async(&mut conn)).await?;
+        let mut tries = 0;
+        let set: Vec<Option<String>> = bounded_once_more_if_dropped(|| {
+            tries += 1;
+            let (sets, mut conn) = (&sets, conn.clone());
+            async move { sets.query_async(&mut conn).await }
+        })
+        .await?;
+        // The first try's `SET NX`s may have run before its connection dropped.
+        let retried = tries > 1;
         // From here only the keys this call set are its own.
         let mut mine = set.iter();
         unsettled
@@ -243,19 +270,36 @@ impl RedisStore {
             for key in &taken {
                 gets.cmd("GET").arg(self.key(key));
             }
-            states = bounded(gets.query_async::<Vec<Option<String>>>(&mut conn)).await?;
+            states = bounded_once_more_if_dropped(|| {
+                let (gets, mut conn) = (&gets, conn.clone());
+                async move { gets.query_async::<Vec<Option<String>>>(&mut conn).await }
+            })
+            .await?;
         }
         // Answered: the reservations are the request's to settle now.
         unsettled.pairs.clear();
         let mut states = states.into_iter();
-        Ok(set
+        // The keys this call holds: a key twice in one batch is held once (its repeat is found
+        // taken, and the request counts it a duplicate of itself).
+        let mut held: Vec<&String> = Vec::new();
+        Ok(keys
             .iter()
-            .map(|s| match s {
-                Some(_) => Dedup::New,
+            .zip(&set)
+            .map(|(key, s)| match s {
+                Some(_) => {
+                    held.push(key);
+                    Dedup::New
+                }
                 // A reservation (another request's token, or an earlier version's `r`), or
                 // a key that expired between the two calls: the sender retries.
                 None => match states.next().flatten().as_deref() {
                     Some(COMMITTED) => Dedup::Seen,
+                    // This request's own: set by a first try whose answer was lost with its
+                    // connection, then found taken by the second.
+                    Some(t) if retried && t == token.0 && !held.contains(&key) => {
+                        held.push(key);
+                        Dedup::New
+                    }
                     _ => Dedup::InFlight,
                 },
             })

@@ -1118,6 +1118,23 @@ fn the_redis_dedup_store_is_back_within_seconds_after_redis_restarts() {
     assert_eq!(ready.status(), 200);
 }
 
+/// Redis restarted while no request used it: the gateway's connection is dead, but Redis is
+/// back and `/readyz` says ready, so the next request must not be refused (outside re-check:
+/// the first request or few after each restart got 503 on the dead connection's broken pipe).
+#[test]
+fn the_first_request_after_redis_restarted_is_served() {
+    let test = "the_first_request_after_redis_restarted_is_served";
+    let Some((port, gw, c, url)) = gateway_after_its_redis_went_away(test) else {
+        return;
+    };
+    let _redis = PrivateRedis::start(port);
+    std::thread::sleep(Duration::from_secs(2));
+    for id in ["after-1", "after-2", "after-3"] {
+        let (status, _) = send(&c, &url, id).unwrap();
+        assert_eq!(status, 200, "{id}\n{}", gw.logs());
+    }
+}
+
 /// While Redis is gone, requests are refused at once rather than each after the call's 2 s
 /// bound (outside re-check: every 503 took 2 s, holding an in-flight slot), one every half
 /// second trying Redis; once it is back, the first such try opens the way again.
