@@ -39,8 +39,9 @@ pub struct ListenerConfig {
     /// Default 10000; at least 1. A slower client is disconnected, and so is a connection this
     /// long with no request in flight (before its first request, or kept alive between
     /// requests; HTTP/2 frames that are not a whole request, PINGs say, do not count), or
-    /// whose client reads none of its answers this long (requests sent back to back, answers
-    /// left unread), so idle sockets cannot hold the `max_connections` slots.
+    /// whose answers cannot be sent for this long because its client does not read them (or
+    /// reads too little for the socket to take more: requests sent back to back, answers left
+    /// unread), so idle sockets cannot hold the `max_connections` slots.
     #[serde(default = "default_header_read_timeout_ms")]
     pub header_read_timeout_ms: u64,
     /// Time allowed to receive the whole body once headers are in, in milliseconds.

@@ -18,7 +18,9 @@
 //! The same limit holds for the answers: a client that sends requests (pipelined over
 //! HTTP/1.1) and never reads what comes back leaves hyper waiting on a full socket, reading
 //! nothing, so the idle check above never runs. A write that makes no progress for the limit
-//! fails with `TimedOut` (counted as `answers_not_read`), and the connection closes.
+//! fails with `TimedOut` (counted as `answers_not_read`), and the connection closes. The
+//! kernel reports room only once a good part of the socket's buffer has drained, so a client
+//! that reads a few bytes now and then is cut as one that reads none.
 
 use std::future::Future;
 use std::io;
@@ -133,7 +135,7 @@ impl<S> Idle<S> {
                     &self.state,
                     self.peer,
                     "answers_not_read",
-                    format_args!("its client read none of its answers for {limit_ms} ms"),
+                    format_args!("its answers could not be sent for {limit_ms} ms (its client does not read them)"),
                 );
                 Poll::Ready(io::Error::new(io::ErrorKind::TimedOut, "answers not read"))
             }
