@@ -10,6 +10,7 @@
 //! only for addresses with a request in flight. Never keys
 //! anything on request data other than the peer address, and never logs addresses.
 
+pub mod address_slots;
 pub mod shed_log;
 
 pub use shed_log::log_shed;
@@ -17,13 +18,15 @@ pub use shed_log::log_shed;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use self::address_slots::{AddressSlot, AddressSlots};
 
 use crate::config::limits::{LimitsConfig, RateConfig};
 
@@ -49,57 +52,6 @@ struct AddressLimiter {
     quota: Quota,
     max_tracked: usize,
     limiter: ArcSwap<DefaultKeyedRateLimiter<IpAddr>>,
-}
-
-/// Requests in flight per client address, each address capped. An address is counted only
-/// while it has a request in flight, so the table never holds more than the global cap.
-struct AddressSlots {
-    cap: usize,
-    /// Shared with the slots of the config a reload replaced, so requests admitted before it
-    /// still count (and give their slots back) under the new cap.
-    held: Arc<Mutex<HashMap<IpAddr, usize>>>,
-}
-
-/// One request's share of its address's in-flight cap; given back when dropped.
-#[derive(Debug)]
-struct AddressSlot {
-    slots: Arc<AddressSlots>,
-    peer: IpAddr,
-}
-
-impl std::fmt::Debug for AddressSlots {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AddressSlots")
-            .field("cap", &self.cap)
-            .finish()
-    }
-}
-
-impl AddressSlots {
-    fn take(self: &Arc<Self>, peer: IpAddr) -> Option<AddressSlot> {
-        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        let n = held.entry(peer).or_insert(0);
-        if *n >= self.cap {
-            return None;
-        }
-        *n += 1;
-        Some(AddressSlot {
-            slots: Arc::clone(self),
-            peer,
-        })
-    }
-}
-
-impl Drop for AddressSlot {
-    fn drop(&mut self) {
-        let mut held = self.slots.held.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = held.get_mut(&self.peer) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                held.remove(&self.peer);
-            }
-        }
-    }
 }
 
 impl std::fmt::Debug for Protection {
@@ -212,10 +164,7 @@ impl Protection {
         Protection {
             in_flight: Arc::new(Semaphore::new(max_in_flight)),
             max_in_flight,
-            per_address_in_flight: Arc::new(AddressSlots {
-                cap: limits.in_flight_per_address(),
-                held: Arc::new(Mutex::new(HashMap::new())),
-            }),
+            per_address_in_flight: AddressSlots::new(limits.in_flight_per_address()),
             shed_retry_after: Duration::from_secs(limits.shed_retry_after_secs),
             per_source,
             per_address,
@@ -229,10 +178,10 @@ impl Protection {
         if self.max_in_flight == previous.max_in_flight {
             self.in_flight = Arc::clone(&previous.in_flight);
         }
-        self.per_address_in_flight = Arc::new(AddressSlots {
-            cap: self.per_address_in_flight.cap,
-            held: Arc::clone(&previous.per_address_in_flight.held),
-        });
+        self.per_address_in_flight = AddressSlots::carrying_over(
+            self.per_address_in_flight.cap(),
+            &previous.per_address_in_flight,
+        );
         for (name, bucket) in &mut self.per_source {
             if let Some(old) = previous.per_source.get(name) {
                 if old.quota == bucket.quota {

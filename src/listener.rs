@@ -26,12 +26,12 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::State;
+use crate::limits::address_slots::AddressSlots;
 use crate::pipeline;
 
 mod idle;
 mod linger;
 mod refusal;
-mod shares;
 
 pub use refusal::head as refused_head;
 
@@ -127,7 +127,7 @@ pub async fn serve(
     });
     let builder = Arc::new(builder);
     let permits = Arc::new(Semaphore::new(settings.max_connections));
-    let shares = shares::Shares::new(settings.max_connections_per_address);
+    let shares = AddressSlots::new(settings.max_connections_per_address);
     let graceful = GracefulShutdown::new();
     // Cancelled when the grace period runs out: the connections still open are closed then,
     // not at the process's exit (their requests' dedup keys settle meanwhile).
