@@ -207,6 +207,17 @@ impl RedisStore {
         format!("{}{}", self.prefix, scoped)
     }
 
+    /// `keys` reserved under `token`, to be settled unless the call clears them.
+    fn unsettled(&self, keys: &[String], token: &Token) -> Unsettled<'_> {
+        Unsettled {
+            settler: &self.settler,
+            pairs: keys
+                .iter()
+                .map(|k| (self.key(k), token.0.clone()))
+                .collect(),
+        }
+    }
+
     /// Reserves `key` for `token`'s request unless it is in flight or seen.
     pub async fn reserve(&self, key: &str, token: &Token) -> Result<Dedup, DedupError> {
         self.reserve_many(&[key.to_owned()], token)
@@ -228,13 +239,7 @@ impl RedisStore {
         // Whatever this call may have reserved is released by the settler if the call ends
         // early: an error, or its request dropped (the sender hung up) while Redis stalled,
         // whose queued `SET NX` would otherwise hold every retry off until the TTL.
-        let mut unsettled = Unsettled {
-            settler: &self.settler,
-            pairs: keys
-                .iter()
-                .map(|k| (self.key(k), token.0.clone()))
-                .collect(),
-        };
+        let mut unsettled = self.unsettled(keys, token);
         let mut sets = redis::pipe();
         for key in keys {
             sets.cmd("SET")
@@ -329,13 +334,7 @@ impl RedisStore {
     /// Deletes each of `keys` that still holds `token`, in one round trip; on failure, or
     /// when the call is dropped before it returns, settled later (`settle.rs`).
     pub async fn release_many(&self, keys: &[String], token: &Token) -> Result<(), DedupError> {
-        let mut unsettled = Unsettled {
-            settler: &self.settler,
-            pairs: keys
-                .iter()
-                .map(|k| (self.key(k), token.0.clone()))
-                .collect(),
-        };
+        let mut unsettled = self.unsettled(keys, token);
         let conn = self.conn()?;
         release_pairs(&self.release, conn, &unsettled.pairs).await?;
         unsettled.pairs.clear();
