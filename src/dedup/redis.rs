@@ -258,11 +258,14 @@ impl RedisStore {
         .await?;
         // The first try's `SET NX`s may have run before its connection dropped.
         let retried = tries > 1;
-        // From here only the keys this call set are its own.
-        let mut mine = set.iter();
-        unsettled
-            .pairs
-            .retain(|_| mine.next().is_some_and(Option::is_some));
+        // From here only the keys this call set are its own (after a retry, any may be: the
+        // settler's release touches only a key still holding this call's token).
+        if !retried {
+            let mut mine = set.iter();
+            unsettled
+                .pairs
+                .retain(|_| mine.next().is_some_and(Option::is_some));
+        }
         let taken: Vec<&String> = keys
             .iter()
             .zip(&set)
@@ -284,15 +287,17 @@ impl RedisStore {
         // Answered: the reservations are the request's to settle now.
         unsettled.pairs.clear();
         let mut states = states.into_iter();
-        // The keys this call holds: a key twice in one batch is held once (its repeat is found
-        // taken, and the request counts it a duplicate of itself).
+        // After a retry, the keys this call holds: a key twice in one batch is held once (its
+        // repeat is found taken, and the request counts it a duplicate of itself).
         let mut held: Vec<&String> = Vec::new();
         Ok(keys
             .iter()
             .zip(&set)
             .map(|(key, s)| match s {
                 Some(_) => {
-                    held.push(key);
+                    if retried {
+                        held.push(key);
+                    }
                     Dedup::New
                 }
                 // A reservation (another request's token, or an earlier version's `r`), or
