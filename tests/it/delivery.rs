@@ -1076,19 +1076,28 @@ impl Drop for PrivateRedis {
     }
 }
 
-/// A gateway on a private Redis that accepted one event, after that Redis was killed: the
-/// Redis port (to start it again), the gateway, a client and the Hyprwatch URL. `None` (a
-/// loud skip) when the Redis tests do not run.
-fn gateway_after_its_redis_went_away(
+/// A gateway on a private Redis on `port` that accepted one event: the Redis, the gateway,
+/// a client and the Hyprwatch URL. `None` (a loud skip) when the Redis tests do not run.
+fn gateway_on_its_own_redis(
     test: &str,
-) -> Option<(u16, Gateway, reqwest::blocking::Client, String)> {
+    port: u16,
+) -> Option<(PrivateRedis, Gateway, reqwest::blocking::Client, String)> {
     shared_redis(test)?;
-    let port = free_port();
     let redis = PrivateRedis::start(port);
     let gw = redis_gateway(port);
     let c = client();
     let url = gw.url("/ingest/hyprwatch");
     assert_eq!(send(&c, &url, "before").unwrap().0, 200);
+    Some((redis, gw, c, url))
+}
+
+/// [`gateway_on_its_own_redis`], after that Redis was killed: the Redis port (to start it
+/// again), the gateway, a client and the Hyprwatch URL.
+fn gateway_after_its_redis_went_away(
+    test: &str,
+) -> Option<(u16, Gateway, reqwest::blocking::Client, String)> {
+    let port = free_port();
+    let (redis, gw, c, url) = gateway_on_its_own_redis(test, port)?;
     drop(redis);
     Some((port, gw, c, url))
 }
@@ -1167,6 +1176,16 @@ fn while_redis_is_down_requests_are_refused_without_waiting_for_it() {
     accepted_within_seconds(&gw, &c, "after");
 }
 
+/// [`gateway_on_its_own_redis`], then that Redis frozen (SIGSTOP: connections open, nothing
+/// answered): the Redis (to wake it), the gateway, a client and the Hyprwatch URL.
+fn gateway_with_its_redis_frozen(
+    test: &str,
+) -> Option<(PrivateRedis, Gateway, reqwest::blocking::Client, String)> {
+    let (redis, gw, c, url) = gateway_on_its_own_redis(test, free_port())?;
+    redis.signal("STOP");
+    Some((redis, gw, c, url))
+}
+
 #[test]
 fn a_reservation_a_stalled_redis_made_late_does_not_hold_the_retry_off() {
     // Redis frozen while a request reserves its event: the request gets 503 after the call's
@@ -1174,16 +1193,9 @@ fn a_reservation_a_stalled_redis_made_late_does_not_hold_the_retry_off() {
     // belongs to no request in flight, so it is released once Redis answers, and the vendor's
     // retry is accepted within seconds (before: 409 until the reservation's TTL, two minutes).
     let test = "a_reservation_a_stalled_redis_made_late_does_not_hold_the_retry_off";
-    if shared_redis(test).is_none() {
+    let Some((redis, gw, c, url)) = gateway_with_its_redis_frozen(test) else {
         return;
-    }
-    let port = free_port();
-    let redis = PrivateRedis::start(port);
-    let gw = redis_gateway(port);
-    let c = client();
-    let url = gw.url("/ingest/hyprwatch");
-    assert_eq!(send(&c, &url, "before").unwrap().0, 200);
-    redis.signal("STOP");
+    };
     let (status, retry_after) = send(&c, &url, "stalled").unwrap();
     redis.signal("CONT");
     assert_eq!(status, 503, "{}", gw.logs());
@@ -1220,16 +1232,9 @@ fn a_reservation_a_stalled_redis_made_late_does_not_hold_the_retry_off() {
 #[test]
 fn a_reservation_left_by_a_sender_that_hung_up_on_a_stalled_redis_is_released() {
     let test = "a_reservation_left_by_a_sender_that_hung_up_on_a_stalled_redis_is_released";
-    if shared_redis(test).is_none() {
+    let Some((redis, gw, c, url)) = gateway_with_its_redis_frozen(test) else {
         return;
-    }
-    let port = free_port();
-    let redis = PrivateRedis::start(port);
-    let gw = redis_gateway(port);
-    let c = client();
-    let url = gw.url("/ingest/hyprwatch");
-    assert_eq!(send(&c, &url, "before").unwrap().0, 200);
-    redis.signal("STOP");
+    };
     let gave_up = signed(&c, &url, "hung_up")
         .timeout(Duration::from_millis(700))
         .send();
