@@ -219,14 +219,7 @@ impl Parser {
     /// names no such field, or the event's is absent or unreadable.
     pub fn sent_at_ms(&self, event: &Doc<'_>) -> Option<i64> {
         match self.compiled.id.sent_at.as_ref()?.get(event)? {
-            Doc::String(s) => {
-                let t = time::OffsetDateTime::parse(
-                    s.trim(),
-                    &time::format_description::well_known::Rfc3339,
-                )
-                .ok()?;
-                i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
-            }
+            Doc::String(s) => eval::rfc3339_ms(s),
             Doc::Number(n) => {
                 let v = n.as_i64()?;
                 Some(if v.abs() < 100_000_000_000 {

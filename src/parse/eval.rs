@@ -417,17 +417,7 @@ fn convert(c: &Convert, v: Value) -> Option<Value> {
         Convert::EpochS => as_i64(&v)
             .and_then(|s| s.checked_mul(1000))
             .map(Value::from),
-        Convert::Rfc3339Ms => {
-            let s = v.as_str()?;
-            let t = time::OffsetDateTime::parse(
-                s.trim(),
-                &time::format_description::well_known::Rfc3339,
-            )
-            .ok()?;
-            i64::try_from(t.unix_timestamp_nanos() / 1_000_000)
-                .ok()
-                .map(Value::from)
-        }
+        Convert::Rfc3339Ms => rfc3339_ms(v.as_str()?).map(Value::from),
         Convert::DatetimeUtcMs => {
             let s = v.as_str()?.trim();
             let s = s.strip_suffix("UTC").unwrap_or(s).trim();
@@ -597,6 +587,14 @@ pub fn build_list<'m>(list: &'m List, scope: &Scope<'_>, out: &mut Fields<'m>) {
         let dropped = available > kept || usize::try_from(declared).unwrap_or(0) > kept;
         to.set(out, Field::Value(Value::Bool(flag || dropped)));
     }
+}
+
+/// RFC 3339 text (surrounding whitespace ignored) as epoch milliseconds.
+pub fn rfc3339_ms(text: &str) -> Option<i64> {
+    let t =
+        time::OffsetDateTime::parse(text.trim(), &time::format_description::well_known::Rfc3339)
+            .ok()?;
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
 #[cfg(test)]
